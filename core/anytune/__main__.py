@@ -1,0 +1,3 @@
+from anytune.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""The `anytune` command line (typer + rich).
+
+Commands import what they need when they run, so `anytune --help` loads neither torch nor any provider SDK.
+Errors print as one message (with details and a hint) and exit 2 for bad input, 1 for failures;
+`--debug` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+import typer
+
+from anytune import __version__
+from anytune.cli import data_cmds, job_cmds, model_cmds, plugin_cmds
+from anytune.cli.console import err, print_error
+from anytune.errors import AnytuneError
+
+app = typer.Typer(
+    name="anytune",
+    help="Fine-tune language models on any provider (or locally) with one job file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"anytune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """anytune: one provider-neutral API and CLI for fine-tuning language models."""
+
+
+app.command("validate")(data_cmds.validate)
+app.add_typer(data_cmds.app, name="data")
+app.command("run")(job_cmds.run)
+app.add_typer(job_cmds.app, name="jobs")
+app.add_typer(model_cmds.app, name="models")
+app.add_typer(plugin_cmds.app, name="plugins")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = app(args=args, prog_name="anytune", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        err.print("[yellow]aborted[/]")
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        code = 130
+    except AnytuneError as exc:
+        if debug:
+            traceback.print_exc()
+        print_error(exc)
+        code = exc.exit_code
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}")
+        err.print("[dim]hint: run again with --debug for the traceback, and report it if it is a bug[/]")
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

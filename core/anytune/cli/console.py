@@ -1,0 +1,66 @@
+"""Shared output for the CLI: one console for results, one for messages, and how errors are shown."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def print_error(exc: Any) -> None:
+    """An AnytuneError as the user should see it: the message, each detail, then what to do."""
+    err.print(f"[bold red]error:[/] {escape(exc.message)}")
+    for detail in getattr(exc, "details", []):
+        err.print(f"  [red]•[/] {escape(detail)}")
+    if getattr(exc, "hint", None):
+        err.print(f"[dim]hint:[/] {escape(exc.hint)}")
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else."""
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, s = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{s:02d}s"
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m"
+
+
+STATUS_STYLE = {
+    "pending": "dim",
+    "validating": "cyan",
+    "queued": "cyan",
+    "running": "bold cyan",
+    "paused": "yellow",
+    "succeeded": "bold green",
+    "failed": "bold red",
+    "cancelled": "yellow",
+}
+
+
+def status_text(status: str, provider_status: str | None = None) -> str:
+    style = STATUS_STYLE.get(status, "")
+    raw = f" [dim]({escape(provider_status)})[/]" if provider_status and provider_status != status else ""
+    return f"[{style}]{status}[/]{raw}"

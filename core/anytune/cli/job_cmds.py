@@ -1,0 +1,363 @@
+"""`anytune run` and `anytune jobs list|show|logs|cancel`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from anytune.cli.console import duration, err, out, print_json, status_text, when
+
+if TYPE_CHECKING:
+    from anytune.client import Client, Preflight
+    from anytune.evaluation.runner import EvalResult
+    from anytune.jobs import Event, Job
+
+app = typer.Typer(help="List, inspect, follow and cancel jobs.", no_args_is_help=True)
+
+
+def _client() -> Client:
+    from anytune.client import Client
+
+    return Client()
+
+
+def _event_line(ev: Event) -> str | None:
+    """How an event reads in a log; metric events become one compact line."""
+    if ev.kind.value == "metric":
+        keys = ("loss", "eval_loss", "learning_rate", "mean_token_accuracy", "train_loss")
+        parts = [f"{k}={ev.data[k]:.4g}" for k in keys if isinstance(ev.data.get(k), int | float)]
+        if not parts:
+            return None
+        return f"[dim]step {ev.data.get('step', '?')}[/] " + "  ".join(parts)
+    colour = {"warning": "yellow", "error": "red"}.get(ev.level, "")
+    text = escape(ev.message)
+    return f"[{colour}]{text}[/]" if colour else text
+
+
+def _preflight_panel(pre: Preflight) -> Panel:
+    spec, q = pre.spec, pre.quote
+    lines = [
+        f"[bold]{escape(spec.display_name())}[/] on [bold]{escape(spec.provider)}[/]",
+        f"base model  {escape(spec.base_model)}",
+        f"method      {spec.method.type} with {spec.adapter.type}",
+    ]
+    for name, ref in (
+        ("train", pre.data.train),
+        ("validation", pre.data.validation),
+        ("test", pre.data.test),
+    ):
+        if ref is not None:
+            tokens = (
+                f", {ref.tokens:,} tokens{' (est.)' if ref.tokens_estimated else ''}"
+                if ref.tokens is not None
+                else ""
+            )
+            lines.append(
+                f"{name:<11} {ref.rows:,} {ref.format.value} rows{tokens}  [dim]{ref.fingerprint[:19]}[/]"
+            )
+    if q.price is not None:
+        lines.append(
+            f"quote       {q.price:.2f} {q.currency}"
+            + (f" [dim]({escape(q.assumptions[0])})[/]" if q.assumptions else "")
+        )
+    return Panel("\n".join(lines), title="job", title_align="left", expand=False)
+
+
+def _follow(client: Client, job: Job) -> Job:
+    """Follow a job with a progress bar and its log; Ctrl-C detaches (the job keeps running)."""
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[steps]}"),
+        TextColumn("{task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=out,
+        transient=False,
+    )
+    task = progress.add_task(status_text(job.status.value), total=None, steps="", loss="")
+
+    def on_update(j: Job, events: list[Event]) -> None:
+        for ev in events:
+            line = _event_line(ev)
+            if line and ev.kind.value != "metric":
+                progress.console.print(f"  {line}")
+        step = next((ev.data.get("step") for ev in reversed(events) if "step" in ev.data), None)
+        fields: dict[str, Any] = {}
+        total_steps = next((ev.data.get("total_steps") for ev in events if "total_steps" in ev.data), None)
+        if total_steps:
+            progress.update(task, total=total_steps)
+        if step is not None and progress.tasks[0].total:
+            fields["steps"] = f"{int(step)}/{int(progress.tasks[0].total)}"
+            progress.update(task, completed=step)
+        loss = j.metrics.get("loss")
+        if loss is not None:
+            fields["loss"] = f"loss {loss:.4f}"
+        if j.status.terminal and j.progress == 1.0 and progress.tasks[0].total:
+            progress.update(task, completed=progress.tasks[0].total)
+        progress.update(task, description=status_text(j.status.value, j.provider_status), **fields)
+
+    try:
+        with progress:
+            return client.follow(job.id, interval=0.5, on_update=on_update)
+    except KeyboardInterrupt:
+        err.print(
+            f"\n[yellow]detached[/]: job {job.id} keeps running. "
+            f"Follow it with `anytune jobs logs -f {job.id}`, stop it with `anytune jobs cancel {job.id}`."
+        )
+        raise typer.Exit(130) from None
+
+
+def eval_table(result: EvalResult) -> Table:
+    t = Table(
+        title=f"held-out evaluation ({result.n} examples, {Path(result.dataset_path).name})",
+        title_justify="left",
+    )
+    t.add_column("metric")
+    for s in result.subjects:
+        t.add_column(s.subject, justify="right")
+    if len(result.subjects) == 2:
+        t.add_column("change", justify="right")
+    for metric in result.subjects[0].metrics:
+        values = [s.metrics[metric] for s in result.subjects]
+        row = [metric, *(f"{v:.1%}" for v in values)]
+        if len(values) == 2:
+            delta = values[1] - values[0]
+            row.append(f"[{'green' if delta > 0 else 'red' if delta < 0 else ''}]{delta:+.1%}[/]")
+        t.add_row(*row)
+    return t
+
+
+def _evaluate(client: Client, job: Job) -> None:
+    with out.status("evaluating on held-out data...") as status:
+        result = client.evaluate(job.id, on_progress=lambda s: status.update(f"evaluating the {s} model..."))
+    out.print(eval_table(result))
+    for ex in result.examples[:3]:
+        preds = "  ".join(
+            f"[dim]{s.subject}:[/] {escape(repr(ex.get(s.subject, '')))}" for s in result.subjects
+        )
+        out.print(
+            f"  [dim]prompt:[/] {escape(repr(ex['prompt']))}  [dim]want:[/] {escape(repr(ex['reference']))}  {preds}"
+        )
+
+
+def run(
+    job_file: Path = typer.Argument(..., help="A YAML job file."),
+    provider: str | None = typer.Option(
+        None, "--provider", "-p", help="Run on this provider instead of the file's."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", "-s", help="Override a field: --set hyperparameters.learning_rate=1e-4"
+    ),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Submit and return without following."),
+    evaluate: bool = typer.Option(
+        True, "--eval/--no-eval", help="Run the job's evaluation section after success."
+    ),
+) -> None:
+    """Check, submit and follow a fine-tuning job; then evaluate it against its base model.
+
+    Everything is checked before anything starts: the spec against the provider's capabilities, every data
+    file line by line, and the quote against budget_usd.
+    """
+    from anytune.jobfile import load_job_file
+
+    spec = load_job_file(job_file, overrides=overrides, provider=provider)
+    client = _client()
+    pre = client.preflight(spec)
+    out.print(_preflight_panel(pre))
+    for warning in pre.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    job = client.submit_prepared(pre)
+    out.print(f"submitted [bold]{job.id}[/] to {escape(job.provider)}")
+    if detach:
+        out.print(f"follow it with `anytune jobs logs -f {job.id}`")
+        return
+    job = _follow(client, job)
+    if job.status.value != "succeeded":
+        err.print(
+            f"[red]✗[/] job {job.id} {job.status.value}" + (f": {escape(job.error)}" if job.error else "")
+        )
+        raise typer.Exit(1)
+    models = client.registry.models_for_job(job.id)
+    first, last = job.artifact.metadata.get("metrics", {}).get("first_loss"), job.metrics.get("loss")
+    loss = f" (loss {first:.3f} → {last:.3f})" if first is not None and last is not None else ""
+    out.print(f"[green]✓[/] job {job.id} succeeded in {duration(job.duration_s)}{loss}")
+    if models:
+        out.print(f"  model registered as [bold]{escape(models[-1].ref)}[/]: {escape(models[-1].model_id)}")
+    if evaluate and job.spec.evaluation is not None:
+        _evaluate(client, job)
+
+
+# ------------------------------------------------------------------------------------------- jobs ...
+
+
+def _job_row(j: Job) -> list[str]:
+    progress = f"{j.progress:.0%}" if j.progress is not None else "-"
+    return [
+        j.id,
+        escape(j.name),
+        escape(j.provider),
+        status_text(j.status.value, j.provider_status),
+        progress,
+        when(j.created_at),
+        duration(j.duration_s),
+    ]
+
+
+@app.command("list")
+def list_jobs(
+    status: str | None = typer.Option(None, "--status", help="Only jobs with this neutral status."),
+    provider: str | None = typer.Option(None, "--provider", "-p", help="Only jobs on this provider."),
+    limit: int = typer.Option(50, "--limit", "-n", help="At most this many jobs, newest first."),
+    refresh: bool = typer.Option(
+        True, "--refresh/--no-refresh", help="Ask backends about active jobs first."
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Jobs of every provider in one table."""
+    client = _client()
+    if refresh:
+        for j in client.registry.list_jobs(active=True, limit=None):
+            try:
+                client.refresh(j.id)
+            except Exception as exc:  # one unreachable backend must not hide the others' jobs
+                err.print(
+                    f"[yellow]warning:[/] could not refresh {j.id} on {escape(j.provider)}: {escape(str(exc))}"
+                )
+    jobs = client.registry.list_jobs(status=status, provider=provider, limit=limit)
+    if as_json:
+        print_json([j.model_dump(mode="json", exclude={"spec"}) for j in jobs])
+        return
+    if not jobs:
+        out.print("no jobs yet: `anytune run JOB.yaml` starts one")
+        return
+    t = Table(title="jobs", title_justify="left")
+    for col in ("id", "name", "provider", "status", "progress", "created", "duration"):
+        t.add_column(col)
+    for j in jobs:
+        t.add_row(*_job_row(j))
+    out.print(t)
+
+
+@app.command("show")
+def show(
+    job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Everything about one job: status, metrics, artifact, cost, models and evaluations."""
+    client = _client()
+    job = client.refresh(job_id)
+    models = client.registry.models_for_job(job.id)
+    evals = client.registry.evaluations(job_id=job.id)
+    if as_json:
+        print_json(
+            {
+                **job.model_dump(mode="json"),
+                "models": [m.ref for m in models],
+                "evaluations": [e.model_dump(mode="json") for e in evals],
+            }
+        )
+        return
+    t = Table(show_header=False, title=f"job {job.id}", title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("name", escape(job.name))
+    t.add_row(
+        "provider",
+        escape(job.provider) + (f" [dim]({escape(job.provider_job_id)})[/]" if job.provider_job_id else ""),
+    )
+    t.add_row("status", status_text(job.status.value, job.provider_status))
+    if job.progress is not None:
+        t.add_row("progress", f"{job.progress:.0%}")
+    t.add_row("base model", escape(job.spec.base_model))
+    t.add_row("method", f"{job.spec.method.type} with {job.spec.adapter.type}")
+    t.add_row(
+        "data",
+        escape(job.spec.data.train)
+        + (f" [dim]{job.dataset_fingerprint[:19]}[/]" if job.dataset_fingerprint else ""),
+    )
+    t.add_row("created", when(job.created_at))
+    t.add_row("duration", duration(job.duration_s))
+    for key in ("loss", "train_loss", "eval_loss", "mean_token_accuracy"):
+        if key in job.metrics:
+            t.add_row(key, f"{job.metrics[key]:.4f}")
+    if job.cost and job.cost.quoted is not None:
+        t.add_row(
+            "cost",
+            f"quoted {job.cost.quoted:.2f} {job.cost.currency}"
+            + (f", actual {job.cost.actual:.2f}" if job.cost.actual is not None else ""),
+        )
+    if job.artifact:
+        t.add_row("artifact", f"{job.artifact.kind}: {escape(job.artifact.model_id)}")
+    for m in models:
+        t.add_row("model", escape(m.ref) + (f" [dim]({', '.join(m.aliases)})[/]" if m.aliases else ""))
+    for e in evals:
+        scores = "  ".join(f"{k} {v:.1%}" for k, v in e.metrics.items())
+        t.add_row(f"eval: {e.subject}", f"{scores} [dim](n={e.n})[/]")
+    if job.error:
+        t.add_row("error", f"[red]{escape(job.error)}[/]")
+    out.print(t)
+
+
+@app.command("logs")
+def logs(
+    job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing until the job ends."),
+    metrics: bool = typer.Option(True, "--metrics/--no-metrics", help="Include metric lines (loss...)."),
+) -> None:
+    """The job's events: status changes, log lines and metrics."""
+    client = _client()
+    job = client.refresh(job_id)
+    last = 0
+
+    def emit(events: list[Event]) -> None:
+        for ev in events:
+            if ev.kind.value == "metric" and not metrics:
+                continue
+            line = _event_line(ev)
+            if line:
+                out.print(f"[dim]{when(ev.time)}[/] {line}")
+
+    while True:
+        events = client.registry.events(job.id, after=last)
+        emit(events)
+        if events:
+            last = events[-1].seq
+        if not follow or job.status.terminal:
+            break
+        time.sleep(0.5)
+        job = client.refresh(job.id)
+    if follow:
+        out.print(f"job {job.id}: {status_text(job.status.value, job.provider_status)}")
+
+
+@app.command("cancel")
+def cancel(job_id: str = typer.Argument(..., help="Job id (or a unique prefix).")) -> None:
+    """Stop a job. A local job stops at its next training step."""
+    client = _client()
+    before = client.registry.get_job(job_id)
+    if before.status.terminal:
+        out.print(f"job {before.id} already {before.status.value}; nothing to cancel")
+        return
+    with out.status(f"cancelling {before.id}..."):
+        job = client.cancel(before.id)
+        deadline = time.monotonic() + 60
+        while not job.status.terminal and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = client.refresh(job.id)
+    out.print(f"job {job.id}: {status_text(job.status.value, job.provider_status)}")

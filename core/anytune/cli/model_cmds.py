@@ -1,0 +1,79 @@
+"""`anytune models list|show`."""
+
+from __future__ import annotations
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from anytune.cli.console import out, print_json, when
+
+app = typer.Typer(help="Registered models: versions, aliases and lineage.", no_args_is_help=True)
+
+
+def _registry():  # type: ignore[no-untyped-def]
+    from anytune.registry import Registry
+
+    return Registry()
+
+
+@app.command("list")
+def list_models(
+    name: str | None = typer.Argument(None, help="Only versions of this model."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Every registered model version, newest first within each name."""
+    models = _registry().list_models(name)
+    if as_json:
+        print_json([m.model_dump(mode="json") for m in models])
+        return
+    if not models:
+        out.print("no models registered yet: a succeeded job registers its model")
+        return
+    t = Table(title="models", title_justify="left")
+    for col in ("model", "aliases", "provider", "kind", "base model", "job", "created"):
+        t.add_column(col)
+    for m in models:
+        t.add_row(
+            escape(m.ref),
+            ", ".join(m.aliases) or "-",
+            escape(m.provider),
+            m.kind,
+            escape(m.base_model),
+            m.job_id or "-",
+            when(m.created_at),
+        )
+    out.print(t)
+
+
+@app.command("show")
+def show(
+    ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One model version: how to call it, where it came from, how it scored."""
+    registry = _registry()
+    m = registry.get_model(ref)
+    evals = [e for e in registry.evaluations(model_name=m.name) if e.model_version == m.version]
+    if as_json:
+        print_json({**m.model_dump(mode="json"), "evaluations": [e.model_dump(mode="json") for e in evals]})
+        return
+    t = Table(show_header=False, title=f"model {m.ref}", title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("aliases", ", ".join(m.aliases) or "-")
+    t.add_row("call with", f"provider {escape(m.provider)}, model {escape(m.model_id)}")
+    t.add_row("kind", m.kind + (f" ({m.adapter_type})" if m.adapter_type else ""))
+    t.add_row("base model", escape(m.base_model))
+    if m.base_model_retires:
+        t.add_row("base retires", when(m.base_model_retires))
+    t.add_row("job", m.job_id or "-")
+    t.add_row("data", m.dataset_fingerprint or "-")
+    t.add_row("created", when(m.created_at))
+    for key in ("first_loss", "final_loss", "train_loss", "eval_loss"):
+        if key in m.metrics:
+            t.add_row(key, f"{m.metrics[key]:.4f}")
+    for e in evals:
+        scores = "  ".join(f"{k} {v:.1%}" for k, v in e.metrics.items())
+        t.add_row("evaluation", f"{scores} [dim](n={e.n}, {e.dataset_fingerprint[:19]})[/]")
+    out.print(t)

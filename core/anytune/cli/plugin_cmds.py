@@ -1,0 +1,37 @@
+"""`anytune plugins list`."""
+
+from __future__ import annotations
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from anytune.cli.console import out, print_json
+
+app = typer.Typer(help="Installed plugins and the backends they provide.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_plugins(
+    as_json: bool = typer.Option(False, "--json"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the traceback of broken plugins."),
+) -> None:
+    """Every plugin found through the `anytune` entry-point group, with its backends or its error."""
+    from anytune.plugins import get_plugin_manager
+
+    infos = get_plugin_manager().plugins()
+    if as_json:
+        print_json([{k: v for k, v in vars(i).items() if k != "error_detail"} | {"ok": i.ok} for i in infos])
+        return
+    t = Table(title="plugins", title_justify="left")
+    for col in ("plugin", "module", "package", "backends", "status"):
+        t.add_column(col)
+    for i in infos:
+        package = f"{i.distribution} {i.version}" if i.distribution else "-"
+        status = "[green]loaded[/]" if i.ok else f"[red]error:[/] {escape(i.error or '')}"
+        t.add_row(escape(i.name), escape(i.module), escape(package), ", ".join(i.backends) or "-", status)
+    out.print(t)
+    if verbose:
+        for i in infos:
+            if not i.ok and i.error_detail:
+                out.print(f"[bold]{escape(i.name)}[/]\n{escape(i.error_detail)}")

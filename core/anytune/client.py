@@ -1,0 +1,354 @@
+"""The Python API: submit a spec to any backend, follow it, cancel it, evaluate what it produced.
+
+    from anytune import Client, load_job_file
+
+    client = Client()
+    job = client.submit(load_job_file("job.yaml", provider="local"))
+    job = client.follow(job.id)
+    result = client.evaluate(job.id)
+
+Order of work in `submit`, which the house rules fix: check the spec against the backend's capabilities,
+validate every data file, quote and check the budget (nothing uploaded or started yet); then write the job
+row; only then call the backend. A failure before the row is written leaves no trace; a failure after it
+leaves a failed job with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from anytune.compat import Problem, check_data_format, check_spec, raise_for_problems
+from anytune.data.formats import DataFormat
+from anytune.data.split import check_leakage, split_file
+from anytune.data.validate import ValidationReport, require_valid, validate_file
+from anytune.errors import AnytuneError, BackendError, BudgetExceededError, CapabilityError, UsageError
+from anytune.evaluation.metrics import resolve_metrics
+from anytune.evaluation.runner import EvalResult, evaluate
+from anytune.evaluation.spec import EvalSpec
+from anytune.hookspecs import Backend, Capabilities, DataBundle, DatasetRef, ProviderRef, Quote, SubmitRequest
+from anytune.jobs import Cost, Event, EventKind, Job, JobStatus, ModelArtifact, can_transition
+from anytune.plugins import PluginManager, get_plugin_manager
+from anytune.registry import Registry
+from anytune.settings import anytune_home
+from anytune.spec import JobSpec
+
+
+@dataclass
+class Preflight:
+    """Everything known about a job before it is recorded or started."""
+
+    spec: JobSpec
+    backend: Backend
+    capabilities: Capabilities
+    data: DataBundle
+    quote: Quote
+    reports: dict[str, ValidationReport]
+    warnings: list[str] = field(default_factory=list)
+
+
+class Client:
+    def __init__(self, registry: Registry | None = None, plugins: PluginManager | None = None) -> None:
+        self._registry = registry
+        self._plugins = plugins
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry()
+        return self._registry
+
+    @property
+    def plugins(self) -> PluginManager:
+        if self._plugins is None:
+            self._plugins = get_plugin_manager()
+        return self._plugins
+
+    def backend(self, name: str) -> Backend:
+        return self.plugins.get_backend(name)
+
+    # ---------------------------------------------------------------------------------------- preflight
+
+    def preflight(self, spec: JobSpec) -> Preflight:
+        """Check the spec, the data and the budget; raise on the first kind of problem found."""
+        backend = self.backend(spec.provider)
+        caps = backend.capabilities()
+        problems = check_spec(spec, caps, spec.provider)
+        problems += [Problem("error", "", message) for message in backend.check_spec(spec)]
+        warnings = [str(p) for p in raise_for_problems(problems, spec.provider)]
+        bundle, reports, data_warnings = self._prepare_data(spec, caps)
+        warnings += data_warnings
+        quote = backend.quote(spec, bundle)
+        if not quote.available:
+            raise CapabilityError(f"{spec.provider} cannot run this job: {quote.reason or 'not available'}")
+        if spec.budget_usd is not None and quote.price is not None and quote.price > spec.budget_usd:
+            raise BudgetExceededError(
+                f"the quote on {spec.provider} is {quote.price:.2f} {quote.currency}, above budget_usd "
+                f"{spec.budget_usd:.2f}; nothing was uploaded or started",
+                hint="raise budget_usd, use less data or fewer epochs, or choose another provider",
+            )
+        return Preflight(spec, backend, caps, bundle, quote, reports, warnings)
+
+    def _prepare_data(
+        self, spec: JobSpec, caps: Capabilities
+    ) -> tuple[DataBundle, dict[str, ValidationReport], list[str]]:
+        fmt = None if spec.data.format == "auto" else DataFormat(spec.data.format)
+        warnings: list[str] = []
+        reports: dict[str, ValidationReport] = {}
+        refs: dict[str, DatasetRef] = {}
+        train_path = spec.data.train
+        if spec.data.validation_split:
+            split = split_file(
+                train_path,
+                anytune_home()
+                / "data"
+                / "splits"
+                / f"{Path(train_path).stem}-{spec.hyperparameters.seed or 42}",
+                {"train": 1 - spec.data.validation_split, "validation": spec.data.validation_split},
+                seed=spec.hyperparameters.seed or 42,
+                format=fmt,
+            )
+            paths = {"train": split.paths["train"], "validation": split.paths["validation"]}
+        else:
+            paths = {"train": train_path, "validation": spec.data.validation}
+        paths["test"] = spec.data.test
+        for split_name, path in paths.items():
+            if not path:
+                continue
+            report = validate_file(path, format=fmt, max_seq_length=spec.hyperparameters.max_seq_length)
+            require_valid(report, what=f"the {split_name} data")
+            assert report.format is not None and report.stats is not None and report.fingerprint
+            if split_name != "test":
+                check_data_format(spec.method_type, report.format, caps, spec.provider, path)
+            stats = report.stats
+            if stats.rows_over_max:
+                warnings.append(
+                    f"{path}: {stats.rows_over_max} row(s) longer than max_seq_length "
+                    f"{spec.hyperparameters.max_seq_length} will be truncated (e.g. line {stats.over_max_lines[0]})"
+                )
+            if stats.duplicates:
+                warnings.append(
+                    f"{path}: {stats.duplicates} duplicate row(s) (e.g. line {stats.duplicate_lines[0][0]})"
+                )
+            reports[split_name] = report
+            refs[split_name] = DatasetRef(
+                path=str(Path(path).resolve()),
+                format=report.format,
+                rows=report.valid,
+                fingerprint=report.fingerprint,
+                tokens=stats.tokens_total,
+                tokens_estimated=stats.tokens_estimated,
+            )
+            self.registry.record_dataset(
+                fingerprint=report.fingerprint,
+                format=report.format.value,
+                rows=report.valid,
+                path=str(Path(path).resolve()),
+                tokens=stats.tokens_total,
+                stats=stats.model_dump(mode="json"),
+            )
+        minimum = caps.limits.min_examples
+        if minimum and refs["train"].rows < minimum:
+            raise CapabilityError(
+                f"{spec.data.train}: {refs['train'].rows} training examples; {spec.provider} needs at least {minimum}"
+            )
+        for other in ("validation", "test"):
+            if other in refs:
+                leak = check_leakage(refs["train"].path, refs[other].path, format=refs["train"].format)
+                if leak.leaked:
+                    line, train_line = leak.examples[0]
+                    warnings.append(
+                        f"{refs[other].path}: {leak.shared_prompts} of {leak.other_rows} {other} rows share a "
+                        f"prompt with the training data (e.g. line {line} = train line {train_line})"
+                    )
+        bundle = DataBundle(train=refs["train"], validation=refs.get("validation"), test=refs.get("test"))
+        return bundle, reports, warnings
+
+    # ------------------------------------------------------------------------------------------- submit
+
+    def submit(self, spec: JobSpec) -> Job:
+        return self.submit_prepared(self.preflight(spec))
+
+    def submit_prepared(self, pre: Preflight) -> Job:
+        spec = pre.spec
+        cost = Cost(
+            quoted=pre.quote.price,
+            currency=pre.quote.currency,
+            billable_tokens=pre.quote.billable_tokens,
+            source=pre.quote.price_source,
+        )
+        job = self.registry.create_job(spec, cost=cost, dataset_fingerprint=pre.data.train.fingerprint)
+        self._record(
+            job.id,
+            [
+                Event(kind=EventKind.STATUS, message=f"recorded; submitting to {spec.provider}"),
+                *(Event(level="warning", message=w) for w in pre.warnings),
+            ],
+        )
+        try:
+            ref = pre.backend.submit(SubmitRequest(job_id=job.id, spec=spec, data=pre.data))
+        except Exception as exc:
+            error = (
+                exc
+                if isinstance(exc, AnytuneError)
+                else BackendError(f"{spec.provider} failed to start the job: {type(exc).__name__}: {exc}")
+            )
+            self.registry.update_job(job.id, status=JobStatus.FAILED, error=error.message)
+            self._record(
+                job.id,
+                [Event(kind=EventKind.STATUS, level="error", message=f"submit failed: {error.message}")],
+            )
+            raise error from exc
+        self.registry.update_job(job.id, provider_ref=ref.model_dump(mode="json"), provider_job_id=ref.id)
+        return self.refresh(job.id)
+
+    def _record(self, job_id: str, events: list[Event], status: JobStatus | None = None) -> list[Event]:
+        stored = self.registry.add_events(job_id, events)
+        for ev in stored:
+            self.plugins.hook.job_event(job_id=job_id, status=status or JobStatus.PENDING, event=ev)
+        return stored
+
+    # ----------------------------------------------------------------------------------- follow, cancel
+
+    def refresh(self, job_id: str) -> Job:
+        """Ask the backend where the job is; record new events, status, metrics, and the artifact."""
+        job = self.registry.get_job(job_id)
+        if job.provider_ref is None or (
+            job.status.terminal and (job.status != JobStatus.SUCCEEDED or job.artifact)
+        ):
+            return job
+        backend = self.backend(job.provider)
+        ref = ProviderRef.model_validate(job.provider_ref)
+        snap = backend.poll(ref, job.event_cursor)
+        updates: dict[str, Any] = {"event_cursor": snap.cursor, "provider_status": snap.provider_status}
+        if snap.progress is not None:
+            updates["progress"] = snap.progress
+        if snap.metrics:
+            updates["metrics"] = {**job.metrics, **snap.metrics}
+        new_status = None
+        events = list(snap.events)
+        if snap.status != job.status:
+            if can_transition(job.status, snap.status):
+                new_status = snap.status
+            else:
+                events.append(
+                    Event(
+                        level="warning",
+                        message=(
+                            f"ignored a status change from {job.status.value} to {snap.status.value} "
+                            f"(provider said {snap.provider_status!r})"
+                        ),
+                    )
+                )
+        if new_status is JobStatus.FAILED or (snap.error and (new_status or job.status) is JobStatus.FAILED):
+            updates["error"] = snap.error
+        status_after = new_status or job.status
+        if status_after is JobStatus.SUCCEEDED and job.artifact is None:
+            artifact = backend.result(ref)
+            updates["artifact"] = artifact
+            self._register(
+                job, artifact, {**job.metrics, **snap.metrics, **artifact.metadata.get("metrics", {})}
+            )
+        self._record(job.id, events, status_after)
+        return self.registry.update_job(job.id, status=new_status, **updates)
+
+    def _register(self, job: Job, artifact: ModelArtifact, metrics: dict[str, Any]) -> None:
+        if self.registry.models_for_job(job.id):  # already registered before a crash: no second version
+            return
+        self.registry.register_model(
+            job.name,
+            artifact,
+            job_id=job.id,
+            dataset_fingerprint=job.dataset_fingerprint,
+            spec=job.spec.model_dump(mode="json"),
+            metrics=metrics,
+            cost=job.cost.model_dump(mode="json") if job.cost else None,
+        )
+
+    def follow(
+        self,
+        job_id: str,
+        *,
+        interval: float = 1.0,
+        timeout: float | None = None,
+        on_update: Callable[[Job, list[Event]], None] | None = None,
+    ) -> Job:
+        """Poll until the job ends (or `timeout` seconds pass); `on_update` sees each new state and events."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last_seq = 0
+        while True:
+            job = self.refresh(job_id)
+            events = self.registry.events(job.id, after=last_seq)
+            if events:
+                last_seq = events[-1].seq
+            if on_update is not None:
+                on_update(job, events)
+            if job.status.terminal:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                return job
+            time.sleep(interval)
+
+    def cancel(self, job_id: str) -> Job:
+        job = self.registry.get_job(job_id)
+        if job.status.terminal:
+            return job
+        if job.provider_ref is None:
+            self._record(job.id, [Event(kind=EventKind.STATUS, message="cancelled before it was submitted")])
+            return self.registry.update_job(job.id, status=JobStatus.CANCELLED)
+        backend = self.backend(job.provider)
+        if not backend.capabilities().supports_cancel:
+            raise CapabilityError(f"{job.provider} cannot cancel jobs")
+        backend.cancel(ProviderRef.model_validate(job.provider_ref))
+        self._record(job.id, [Event(kind=EventKind.STATUS, message="cancel requested")])
+        return self.refresh(job.id)
+
+    # ----------------------------------------------------------------------------------------- evaluate
+
+    def evaluate(
+        self,
+        job_id: str,
+        spec: EvalSpec | None = None,
+        on_progress: Callable[[str], None] = lambda _s: None,
+    ) -> EvalResult:
+        """Score a succeeded job's model (and, by default, its base model) on held-out data; store the scores."""
+        job = self.refresh(job_id)
+        if job.status is not JobStatus.SUCCEEDED or job.artifact is None:
+            raise UsageError(
+                f"job {job.id} has not succeeded (status: {job.status.value}); nothing to evaluate"
+            )
+        spec = spec or job.spec.evaluation or EvalSpec()
+        data = spec.data or job.spec.data.test
+        if not data:
+            raise UsageError(
+                f"job {job.id}: no evaluation data",
+                hint="set evaluation.data or data.test in the job file, or pass --data",
+            )
+        backend = self.backend(job.provider)
+        subjects: dict[str, tuple[Backend, ModelArtifact]] = {}
+        if spec.compare_base:
+            subjects["base"] = (backend, ModelArtifact.base(job.provider, job.spec.base_model))
+        subjects["fine-tuned"] = (backend, job.artifact)
+        metrics = resolve_metrics(spec.metrics, self.plugins.metrics())
+        result = evaluate(subjects, data, spec, metrics, on_progress)
+        models = self.registry.models_for_job(job.id)
+        model = models[-1] if models else None
+        for subject in result.subjects:
+            tuned = subject.subject == "fine-tuned"
+            self.registry.add_evaluation(
+                subject=subject.subject,
+                provider=subject.provider,
+                model_id=subject.model_id,
+                dataset_path=result.dataset_path,
+                dataset_fingerprint=result.dataset_fingerprint,
+                metrics=subject.metrics,
+                n=subject.n,
+                job_id=job.id,
+                model_name=model.name if model and tuned else None,
+                model_version=model.version if model and tuned else None,
+                samples={"predictions": subject.predictions[:50]},
+            )
+        return result

@@ -1,0 +1,102 @@
+"""Does a backend fit a spec? Every mismatch, said plainly, before anything runs or is paid for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from anytune.data.formats import PREFERENCE_FORMATS, SUPERVISED_FORMATS, DataFormat
+from anytune.errors import CapabilityError
+from anytune.hookspecs import Capabilities
+from anytune.spec import RESERVED_METHODS, JobSpec, Method
+
+# Which data formats each method can learn from (after anytune's own conversions).
+METHOD_FORMATS: dict[Method, frozenset[DataFormat]] = {
+    Method.SFT: SUPERVISED_FORMATS,
+    Method.DPO: PREFERENCE_FORMATS,
+    Method.REWARD: PREFERENCE_FORMATS,
+    Method.CPT: frozenset({DataFormat.TEXT}) | SUPERVISED_FORMATS,
+    Method.PPO: SUPERVISED_FORMATS,
+    Method.GRPO: SUPERVISED_FORMATS,
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: Literal["error", "warning"]
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+def check_spec(spec: JobSpec, caps: Capabilities, provider: str) -> list[Problem]:
+    """Every way in which `spec` asks for something that `caps` cannot do."""
+    problems: list[Problem] = []
+
+    def error(field: str, message: str) -> None:
+        problems.append(Problem("error", field, message))
+
+    method = spec.method_type
+    if method not in caps.methods:
+        can = ", ".join(sorted(m.value for m in caps.methods))
+        why = " (reserved: no built-in backend runs it yet)" if method in RESERVED_METHODS else ""
+        error("method", f"{provider} cannot run method {method.value!r}{why}; it can run: {can}")
+
+    adapter = spec.adapter_type
+    if adapter not in caps.adapters:
+        can = ", ".join(sorted(a.value for a in caps.adapters))
+        error("adapter", f"{provider} cannot train adapter {adapter.value!r}; it can train: {can}")
+
+    models = caps.base_models
+    if models is not None and spec.base_model not in models and spec.base_model not in models.values():
+        known = ", ".join(sorted(models)) or "none"
+        error("base_model", f"{provider} cannot fine-tune {spec.base_model!r}; it can fine-tune: {known}")
+
+    if spec.data.format != "auto":
+        fmt = DataFormat(spec.data.format)
+        if fmt not in METHOD_FORMATS[method]:
+            need = ", ".join(sorted(f.value for f in METHOD_FORMATS[method]))
+            error("data.format", f"method {method.value!r} needs data in one of: {need}; got {fmt.value!r}")
+
+    ignored = sorted(spec.hyperparameters.explicitly_set() - caps.hyperparameters)
+    for name in ignored:
+        problems.append(
+            Problem(
+                "error" if spec.strict else "warning",
+                f"hyperparameters.{name}",
+                f"{provider} does not honour this setting; it would be ignored",
+            )
+        )
+
+    limit = caps.limits.max_seq_length
+    msl = spec.hyperparameters.max_seq_length
+    if limit is not None and msl is not None and msl > limit:
+        error("hyperparameters.max_seq_length", f"{provider} allows at most {limit} tokens per example")
+    return problems
+
+
+def check_data_format(method: Method, fmt: DataFormat, caps: Capabilities, provider: str, path: str) -> None:
+    """Refuse data whose (detected) format the method or backend cannot use."""
+    if fmt not in METHOD_FORMATS[method]:
+        need = ", ".join(sorted(f.value for f in METHOD_FORMATS[method]))
+        raise CapabilityError(
+            f"{path}: the data is in {fmt.value!r} format, but method {method.value!r} needs one of: {need}",
+            hint="convert it with `anytune data convert`, or pick the method that fits the data",
+        )
+    if fmt not in caps.data_formats:
+        can = ", ".join(sorted(f.value for f in caps.data_formats))
+        raise CapabilityError(f"{path}: {provider} cannot take {fmt.value!r} data; it takes: {can}")
+
+
+def raise_for_problems(problems: list[Problem], provider: str) -> list[Problem]:
+    """Raise a CapabilityError listing every error; return the warnings."""
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise CapabilityError(
+            f"the job cannot run on {provider!r} as written ({len(errors)} problem{'s' if len(errors) != 1 else ''})",
+            details=[str(p) for p in errors],
+            hint="change the spec, or choose another provider with --provider",
+        )
+    return [p for p in problems if p.severity == "warning"]

@@ -1,0 +1,168 @@
+"""Reading JSONL, CSV and Parquet one record at a time, keeping each record's line (or row) number."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from anytune.errors import DataError
+
+# CSV cells holding these columns may contain JSON (a list of messages, an object).
+_JSON_COLUMNS = frozenset(
+    {
+        "messages",
+        "prompt",
+        "completion",
+        "chosen",
+        "rejected",
+        "input",
+        "preferred_output",
+        "non_preferred_output",
+        "tools",
+        "metadata",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record as read: its position, its parsed value, or why it could not be parsed."""
+
+    line: int
+    value: Any = None
+    error: str | None = None
+    warning: str | None = None
+    nbytes: int = 0
+
+
+def file_kind(path: str | Path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    return "jsonl"
+
+
+def position_word(path: str | Path) -> str:
+    """How to name a record's position in this kind of file."""
+    return "row" if file_kind(path) == "parquet" else "line"
+
+
+def read_records(path: str | Path) -> Iterator[RawRecord]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a data file")
+    kind = file_kind(path)
+    if kind == "csv":
+        return _read_csv(path)
+    if kind == "parquet":
+        return _read_parquet(path)
+    return _read_jsonl(path)
+
+
+def _read_jsonl(path: Path) -> Iterator[RawRecord]:
+    pending_blanks: list[int] = []
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            stripped = raw.strip()
+            if not stripped:
+                pending_blanks.append(number)  # only reported if a record follows (trailing blanks are fine)
+                continue
+            for blank in pending_blanks:
+                yield RawRecord(blank, warning="blank line, skipped")
+            pending_blanks.clear()
+            try:
+                text = stripped.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield RawRecord(number, error=f"not valid UTF-8 at byte {exc.start}", nbytes=len(raw))
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield RawRecord(
+                    number, error=f"not valid JSON: {exc.msg} (column {exc.colno})", nbytes=len(raw)
+                )
+                continue
+            yield RawRecord(number, value=value, nbytes=len(raw))
+
+
+def _read_csv(path: Path) -> Iterator[RawRecord]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield RawRecord(1, error=f"not valid CSV: {exc}")
+            return
+        header = [h.strip() for h in header]
+        start = reader.line_num + 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield RawRecord(start, error=f"not valid CSV: {exc}")
+                start = reader.line_num + 1
+                continue
+            line, start = start, reader.line_num + 1
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                yield RawRecord(line, error=f"has {len(row)} cells, the header has {len(header)}")
+                continue
+            record: dict[str, Any] = {}
+            for key, cell in zip(header, row, strict=True):
+                record[key] = _csv_cell(key, cell)
+            yield RawRecord(line, value=record, nbytes=sum(len(c) for c in row))
+
+
+def _csv_cell(key: str, cell: str) -> Any:
+    if key in _JSON_COLUMNS and cell[:1] in ("[", "{"):
+        try:
+            return json.loads(cell)
+        except json.JSONDecodeError:
+            return cell
+    return cell
+
+
+def _read_parquet(path: Path) -> Iterator[RawRecord]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(
+            f"{path}: reading Parquet needs pyarrow", hint="pip install 'anytune[parquet]'"
+        ) from None
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
+    number = 0
+    for batch in pf.iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            number += 1
+            yield RawRecord(number, value=_drop_struct_nulls(row))
+
+
+def _drop_struct_nulls(value: Any, depth: int = 0) -> Any:
+    """Parquet gives every struct every field, as null where a JSON object simply had no key. Drop those
+    nulls inside nested objects so that `{"role": "user", "content": "hi", "tool_calls": null}` reads like
+    the JSON it came from."""
+    if isinstance(value, dict):
+        items = value.items() if depth == 0 else ((k, v) for k, v in value.items() if v is not None)
+        return {k: _drop_struct_nulls(v, depth + 1) for k, v in items}
+    if isinstance(value, list):
+        return [_drop_struct_nulls(v, depth + 1) for v in value]
+    return value

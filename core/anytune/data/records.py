@@ -1,0 +1,142 @@
+"""Reading the meaning out of a record: its text, its prompt and its target, whatever its format.
+
+These are the single place that knows where the prompt and the answer live in each format; stats,
+leakage checks, conversion and evaluation all go through them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from anytune.data.formats import DataFormat
+
+Messages = list[dict[str, Any]]
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a list of content parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
+    return str(content)
+
+
+def as_messages(value: Any, role: str) -> Messages:
+    """A prompt or answer given as a string becomes one message; a list of messages stays as it is."""
+    if isinstance(value, list):
+        return [dict(m) for m in value]
+    return [{"role": role, "content": value if isinstance(value, str) else content_text(value)}]
+
+
+def instruction_prompt(record: dict[str, Any]) -> str:
+    instruction = record.get("instruction") or ""
+    extra = record.get("input") or ""
+    return f"{instruction}\n\n{extra}" if extra else instruction
+
+
+def prompt_and_target(record: dict[str, Any], fmt: DataFormat) -> tuple[Messages, str]:
+    """The chat prompt a model would be given, and the answer it should produce.
+
+    For chat data the target is the last assistant message and the prompt everything before it; for
+    preference data the target is the chosen answer.
+    """
+    if fmt is DataFormat.CHAT:
+        messages = record["messages"]
+        last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
+        if last is None:
+            return list(messages), ""
+        return list(messages[:last]), content_text(messages[last].get("content"))
+    if fmt is DataFormat.INSTRUCTION:
+        prompt: Messages = []
+        if record.get("system"):
+            prompt.append({"role": "system", "content": record["system"]})
+        prompt.append({"role": "user", "content": instruction_prompt(record)})
+        return prompt, record.get("output") or ""
+    if fmt is DataFormat.COMPLETION:
+        return as_messages(record["prompt"], "user"), _answer_text(record["completion"])
+    if fmt is DataFormat.PREFERENCE:
+        prompt = as_messages(record["prompt"], "user")
+        if record.get("system") and not any(m.get("role") == "system" for m in prompt):
+            prompt.insert(0, {"role": "system", "content": record["system"]})
+        return prompt, _answer_text(record["chosen"])
+    if fmt is DataFormat.OPENAI_PREFERENCE:
+        return list(record["input"]["messages"]), _answer_text(record["preferred_output"])
+    return [], record.get("text") or ""
+
+
+def _answer_text(value: Any) -> str:
+    if isinstance(value, list):
+        texts = [content_text(m.get("content")) for m in value if isinstance(m, dict)]
+        return "\n".join(t for t in texts if t)
+    return content_text(value)
+
+
+def full_text(record: dict[str, Any], fmt: DataFormat) -> str:
+    """All the text a model trains on in this record, rendered ChatML-like for counting tokens.
+
+    For preference data both answers count (a DPO step reads prompt+chosen and prompt+rejected).
+    """
+    if fmt is DataFormat.TEXT:
+        return record.get("text") or ""
+    if fmt is DataFormat.CHAT:
+        return render_messages(record["messages"])
+    if fmt is DataFormat.PREFERENCE:
+        prompt = render_messages(as_messages(record["prompt"], "user"))
+        chosen = render_messages(as_messages(record["chosen"], "assistant"))
+        rejected = render_messages(as_messages(record["rejected"], "assistant"))
+        return prompt + chosen + prompt + rejected
+    if fmt is DataFormat.OPENAI_PREFERENCE:
+        prompt = render_messages(record["input"]["messages"])
+        return (
+            prompt
+            + render_messages(record["preferred_output"])
+            + prompt
+            + render_messages(record["non_preferred_output"])
+        )
+    prompt, target = prompt_and_target(record, fmt)
+    return render_messages([*prompt, {"role": "assistant", "content": target}])
+
+
+def render_messages(messages: Messages) -> str:
+    parts = []
+    for m in messages:
+        text = content_text(m.get("content"))
+        if m.get("tool_calls"):
+            text += json.dumps(m["tool_calls"], ensure_ascii=False)
+        parts.append(f"<|im_start|>{m.get('role', '')}\n{text}<|im_end|>\n")
+    return "".join(parts)
+
+
+_WS = re.compile(r"\s+")
+
+
+def _norm(text: str) -> str:
+    return _WS.sub(" ", text).strip().casefold()
+
+
+def prompt_key(record: dict[str, Any], fmt: DataFormat) -> str:
+    """A normalized key for "the same question" (case and spacing ignored): keeps a prompt on one side of
+    a split, and finds it when it leaked to the other side."""
+    if fmt is DataFormat.TEXT:
+        return _norm(record.get("text") or "")
+    prompt, _ = prompt_and_target(record, fmt)
+    return "\n".join(f"{m.get('role')}:{_norm(content_text(m.get('content')))}" for m in prompt)
+
+
+def canonical_json(record: Any) -> bytes:
+    """One byte string per record, the same whatever the key order, spacing or line ending of the file."""
+    return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def hash64(data: bytes | str) -> int:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")

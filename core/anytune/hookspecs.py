@@ -1,0 +1,258 @@
+"""The plugin contract, whole, in one file.
+
+A plugin is a module (or object) with pluggy hook implementations, published under the entry-point group
+``anytune``::
+
+    # pyproject.toml of a plugin
+    [project.entry-points.anytune]
+    myprovider = "anytune_myprovider.plugin"
+
+    # anytune_myprovider/plugin.py
+    from anytune.hookspecs import hookimpl
+
+    @hookimpl
+    def register_backends(register):
+        register(MyBackend())
+
+A backend is a `Backend` subclass: a `name` and the methods below. The core calls them in this order:
+`capabilities()` and `check_spec()` (to refuse a spec the backend cannot run, before anything is uploaded),
+`quote()`,
+`submit()` (after the job row is written to the registry), then `poll()` until the status is terminal,
+`result()` once it succeeded, and `generate()` when the evaluation layer scores the model. `cancel()` may
+come at any time. Built-in backends are loaded exactly like this, through their own entry points.
+
+Backends must not block the caller for long: `submit()` starts work and returns a `ProviderRef`; `poll()`
+reports progress. Keep imports of heavy libraries (torch, provider SDKs) inside the methods that need them,
+so that `anytune --help` and `anytune plugins list` stay fast.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import date
+from typing import Any, ClassVar
+
+import pluggy
+from pydantic import BaseModel, ConfigDict, Field
+
+from anytune.data.formats import DataFormat
+from anytune.jobs import Event, JobStatus, ModelArtifact
+from anytune.spec import AdapterType, JobSpec, Method
+
+hookspec = pluggy.HookspecMarker("anytune")
+hookimpl = pluggy.HookimplMarker("anytune")
+
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "DataBundle",
+    "DatasetRef",
+    "GenerationParams",
+    "Limits",
+    "ProviderRef",
+    "Quote",
+    "Snapshot",
+    "SubmitRequest",
+    "hookimpl",
+    "hookspec",
+]
+
+
+# ------------------------------------------------------------------------------- what a backend can do
+
+
+class Limits(BaseModel):
+    """Provider limits the core checks before uploading anything."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_examples: int | None = None
+    max_examples: int | None = None
+    max_seq_length: int | None = None
+    max_file_bytes: int | None = None
+
+
+class Capabilities(BaseModel):
+    """What a backend can run. The core compares a JobSpec against this and refuses, with reasons, what
+    does not fit.
+
+    `base_models` maps neutral ids to the provider's ids; None means the backend takes any model id or
+    path it can load. `hyperparameters` lists the `Hyperparameters` fields the backend honours; a spec that
+    sets any other gets a warning (an error with `strict: true`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    methods: frozenset[Method]
+    adapters: frozenset[AdapterType]
+    data_formats: frozenset[DataFormat]
+    hyperparameters: frozenset[str]
+    base_models: dict[str, str] | None = None
+    limits: Limits = Field(default_factory=Limits)
+    supports_cancel: bool = True
+    supports_pause: bool = False
+    supports_generate: bool = True
+    notes: list[str] = Field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------- data and quotes
+
+
+class DatasetRef(BaseModel):
+    """A validated data file: where it is, what format, how big, and its content fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    format: DataFormat
+    rows: int
+    fingerprint: str
+    tokens: int | None = None
+    tokens_estimated: bool = True
+
+
+class DataBundle(BaseModel):
+    """The splits of a job after validation. The backend converts them to its own format if it must."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train: DatasetRef
+    validation: DatasetRef | None = None
+    test: DatasetRef | None = None
+
+
+class Quote(BaseModel):
+    """What a job would cost on one backend, and on what that figure rests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    model: str | None = None
+    available: bool = True
+    reason: str | None = None
+    billable_tokens: int | None = None
+    tokens_estimated: bool = True
+    price: float | None = None
+    currency: str = "USD"
+    eta_seconds: float | None = None
+    assumptions: list[str] = Field(default_factory=list)
+    price_source: str | None = None
+    price_date: date | None = None
+
+
+# ---------------------------------------------------------------------------------------- job traffic
+
+
+class SubmitRequest(BaseModel):
+    """Everything `submit()` needs. `job_id` is anytune's id: a backend should tag the provider's job with
+    it (metadata, suffix) so that after a crash it can find the job it already created instead of paying
+    for a second one (see `Backend.find_existing`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    spec: JobSpec
+    data: DataBundle
+
+
+class ProviderRef(BaseModel):
+    """The backend's handle on a submitted job. `data` is the backend's own, stored as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    id: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Snapshot(BaseModel):
+    """A job's state as the backend sees it now, with the events since `cursor`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: JobStatus
+    provider_status: str
+    progress: float | None = Field(None, ge=0, le=1)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    events: list[Event] = Field(default_factory=list)
+    cursor: str | None = None
+    error: str | None = None
+    step: int | None = None
+    total_steps: int | None = None
+
+
+class GenerationParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    batch_size: int = Field(16, ge=1)
+
+
+Messages = list[dict[str, Any]]
+
+
+class Backend(ABC):
+    """Base class of every backend. Subclasses set `name` and implement the abstract methods."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @abstractmethod
+    def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
+        """Price and duration of the job, computed without network access."""
+
+    @abstractmethod
+    def submit(self, request: SubmitRequest) -> ProviderRef:
+        """Start the job and return at once. Called only after the job row is in the registry."""
+
+    @abstractmethod
+    def poll(self, ref: ProviderRef, cursor: str | None = None) -> Snapshot:
+        """The job's state, and the events after `cursor` (the cursor of the previous snapshot)."""
+
+    @abstractmethod
+    def cancel(self, ref: ProviderRef) -> None: ...
+
+    @abstractmethod
+    def result(self, ref: ProviderRef) -> ModelArtifact:
+        """The artifact of a succeeded job."""
+
+    @abstractmethod
+    def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
+        """One completion per chat prompt, for evaluation. `model.kind == "base"` means the base model."""
+
+    def check_spec(self, spec: JobSpec) -> list[str]:
+        """Problems with `spec` that `capabilities()` cannot express (a base model that does not exist, an
+        option the provider refuses), each a sentence naming the field. Must be quick and need no upload."""
+        return []
+
+    def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
+        """The job this backend may already have created for `request.job_id` (after a crash or a dropped
+        connection), or None. Remote backends should implement it; the core calls it before `submit`
+        when it resumes a job that was recorded but never confirmed."""
+        return None
+
+
+# ------------------------------------------------------------------------------------------- the hooks
+
+Register = Callable[[Any], None]
+
+
+class AnytuneSpec:
+    """The hooks a plugin may implement. All are optional."""
+
+    @hookspec
+    def register_backends(self, register: Callable[[Backend], None]) -> None:
+        """Call `register(backend)` for each backend the plugin provides."""
+
+    @hookspec
+    def register_metrics(self, register: Callable[[str, Callable[[str, str], float]], None]) -> None:
+        """Call `register(name, fn)`; `fn(prediction, reference) -> score in [0, 1]`."""
+
+    @hookspec
+    def job_event(self, job_id: str, status: JobStatus, event: Event) -> None:
+        """Told about each event the core records for a job (notifications, tracking)."""

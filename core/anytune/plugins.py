@@ -1,0 +1,188 @@
+"""Finding and loading plugins: entry points of the group ``anytune``, each loaded on its own.
+
+A plugin that fails to import, or whose hook raises, is recorded with its error and skipped; the other
+plugins and every command that does not need the broken one keep working. Asking for a backend of a broken
+plugin gives that plugin's error, not "unknown backend".
+"""
+
+from __future__ import annotations
+
+import difflib
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from anytune import hookspecs
+from anytune.errors import PluginError
+from anytune.hookspecs import Backend
+
+ENTRY_POINT_GROUP = "anytune"
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    module: str
+    distribution: str | None = None
+    version: str | None = None
+    backends: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    error: str | None = None
+    error_detail: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class PluginManager:
+    """anytune's pluggy manager, plus the backends and metrics the plugins registered."""
+
+    def __init__(self, *, load_entry_points: bool = True, group: str = ENTRY_POINT_GROUP) -> None:
+        self._pm = pluggy.PluginManager("anytune")
+        self._pm.add_hookspecs(hookspecs.AnytuneSpec)
+        self._infos: dict[str, PluginInfo] = {}
+        self._backends: dict[str, Backend] = {}
+        self._backend_owner: dict[str, str] = {}
+        self._metrics: dict[str, Callable[[str, str], float]] = {}
+        if load_entry_points:
+            self.load_entry_points(group)
+
+    # ----------------------------------------------------------------------------------------- loading
+
+    def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
+        for ep in sorted(metadata.entry_points(group=group), key=lambda e: e.name):
+            if ep.name in self._infos:
+                continue
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(
+                name=ep.name,
+                module=ep.value,
+                distribution=dist.name if dist else None,
+                version=dist.version if dist else None,
+            )
+            try:
+                plugin = ep.load()
+            except BaseException as exc:  # a plugin's import may raise anything, even SystemExit
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self._fail(info, f"failed to import {ep.value}: {type(exc).__name__}: {exc}")
+                continue
+            self._add(plugin, info)
+
+    def register(self, plugin: Any, name: str | None = None) -> PluginInfo:
+        """Register a plugin object in-process (tests, notebooks, applications embedding anytune)."""
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        info = PluginInfo(name=name, module=getattr(plugin, "__name__", type(plugin).__name__))
+        self._add(plugin, info)
+        return info
+
+    def _add(self, plugin: Any, info: PluginInfo) -> None:
+        try:
+            self._pm.register(plugin, name=info.name)
+        except Exception as exc:
+            self._fail(info, f"not a valid anytune plugin: {exc}")
+            return
+        self._infos[info.name] = info
+        self._collect(plugin, info)
+
+    def _collect(self, plugin: Any, info: PluginInfo) -> None:
+        """Call this plugin's registration hooks one at a time, so that one broken plugin stays alone."""
+        found: dict[str, Backend] = {}
+        metrics: dict[str, Callable[[str, str], float]] = {}
+
+        def register_backend(backend: Backend) -> None:
+            if not isinstance(backend, Backend):
+                raise TypeError(f"register() expects an anytune.hookspecs.Backend, got {type(backend)!r}")
+            name = getattr(backend, "name", None)
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"{type(backend).__name__} has no `name`")
+            found[name] = backend
+
+        def register_metric(name: str, fn: Callable[[str, str], float]) -> None:
+            metrics[name] = fn
+
+        for hook_name, register in (
+            ("register_backends", register_backend),
+            ("register_metrics", register_metric),
+        ):
+            for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                try:
+                    impl.function(register)
+                except Exception as exc:
+                    self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
+                    self._pm.unregister(plugin)
+                    return
+        for name in found:
+            if name in self._backends:
+                self._fail(
+                    info, f"backend {name!r} is already provided by plugin {self._backend_owner[name]!r}"
+                )
+                self._pm.unregister(plugin)
+                return
+        for name, backend in found.items():
+            self._backends[name] = backend
+            self._backend_owner[name] = info.name
+        self._metrics.update(metrics)
+        info.backends = sorted(found)
+        info.metrics = sorted(metrics)
+
+    def _fail(self, info: PluginInfo, message: str) -> None:
+        info.error = message
+        info.error_detail = traceback.format_exc()
+        self._infos[info.name] = info
+
+    # ----------------------------------------------------------------------------------------- queries
+
+    @property
+    def hook(self) -> Any:
+        return self._pm.hook
+
+    def plugins(self) -> list[PluginInfo]:
+        return sorted(self._infos.values(), key=lambda i: i.name)
+
+    def backend_names(self) -> list[str]:
+        return sorted(self._backends)
+
+    def metrics(self) -> dict[str, Callable[[str, str], float]]:
+        return dict(self._metrics)
+
+    def get_backend(self, name: str) -> Backend:
+        if name in self._backends:
+            return self._backends[name]
+        broken = self._infos.get(name)
+        if broken is not None and broken.error:
+            raise PluginError(
+                f"backend {name!r} is unavailable: its plugin failed to load: {broken.error}",
+                hint="`anytune plugins list` shows every plugin and its error; reinstall or fix the plugin",
+            )
+        known = self.backend_names()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise PluginError(
+            f"unknown backend {name!r}; installed: {', '.join(known) or 'none'}",
+            hint=hint + "install a plugin that provides it (`pip install anytune-<provider>`)",
+        )
+
+
+_default: PluginManager | None = None
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide manager, loading entry points on first use."""
+    global _default
+    if _default is None:
+        _default = PluginManager()
+    return _default
+
+
+def reset_plugin_manager() -> None:
+    """Forget the process-wide manager (after installing a plugin in the same process)."""
+    global _default
+    _default = None

@@ -1,0 +1,77 @@
+"""Opening the registry database: SQLite under $ANYTUNE_HOME by default, any SQLAlchemy URL by
+$ANYTUNE_DATABASE_URL (PostgreSQL included), brought to the newest schema on open."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from anytune.errors import RegistryError
+
+# The newest migration in migrations/versions. A test checks it against Alembic's own idea of head, so
+# that opening an up-to-date database never has to import Alembic.
+HEAD_REVISION = "0001"
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def open_engine(url: str) -> Engine:
+    """An engine on `url` whose schema is at HEAD_REVISION, migrating if it is older."""
+    try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(url)
+        if current_revision(engine) != HEAD_REVISION:
+            upgrade(engine)
+        return engine
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise RegistryError(
+            f"cannot open the registry at {_redact(url)}: {type(exc).__name__}: {reason}",
+            hint="check ANYTUNE_DATABASE_URL, or unset it to use SQLite under $ANYTUNE_HOME",
+        ) from None
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<database url>"

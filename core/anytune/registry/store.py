@@ -1,0 +1,393 @@
+"""The registry: jobs, events, datasets, model versions with aliases, and evaluations, in one database.
+
+Every write is one transaction, so a crash leaves either the whole record or none of it. Model versions
+are immutable: registering again makes a new version; only aliases move.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from anytune.errors import NotFoundError, UsageError
+from anytune.jobs import Cost, Event, Job, JobStatus, ModelArtifact, check_transition, utcnow
+from anytune.registry.db import open_engine
+from anytune.registry.records import DatasetRecord, EvaluationRecord, ModelVersion
+from anytune.registry.tables import DatasetRow, EvaluationRow, EventRow, JobRow, ModelAliasRow, ModelRow
+from anytune.settings import database_url
+from anytune.spec import JobSpec
+
+
+def new_job_id() -> str:
+    """Time-ordered, unique, short enough to type a prefix of: job-<ms since epoch, hex><6 random hex>."""
+    return f"job-{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
+
+
+def _job(row: JobRow) -> Job:
+    return Job(
+        id=row.id,
+        name=row.name,
+        provider=row.provider,
+        spec=JobSpec.model_validate(row.spec),
+        status=JobStatus(row.status),
+        provider_status=row.provider_status,
+        provider_job_id=row.provider_job_id,
+        provider_ref=row.provider_ref,
+        event_cursor=row.event_cursor,
+        progress=row.progress,
+        metrics=row.metrics or {},
+        artifact=ModelArtifact.model_validate(row.artifact) if row.artifact else None,
+        cost=Cost.model_validate(row.cost) if row.cost else None,
+        error=row.error,
+        dataset_fingerprint=row.dataset_fingerprint,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+def _event(row: EventRow) -> Event:
+    return Event(
+        seq=row.seq, time=row.time, kind=row.kind, level=row.level, message=row.message, data=row.data
+    )
+
+
+class Registry:
+    """The registry on one database. `Registry()` opens the default one ($ANYTUNE_DATABASE_URL or SQLite)."""
+
+    def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
+        self.url = url or database_url()
+        self.engine = engine or open_engine(self.url)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self._session()
+
+    # --------------------------------------------------------------------------------------------- jobs
+
+    def create_job(
+        self,
+        spec: JobSpec,
+        *,
+        job_id: str | None = None,
+        cost: Cost | None = None,
+        dataset_fingerprint: str | None = None,
+    ) -> Job:
+        now = utcnow()
+        row = JobRow(
+            id=job_id or new_job_id(),
+            name=spec.display_name(),
+            provider=spec.provider,
+            status=JobStatus.PENDING.value,
+            spec=spec.model_dump(mode="json"),
+            metrics={},
+            cost=cost.model_dump(mode="json") if cost else None,
+            dataset_fingerprint=dataset_fingerprint,
+            created_at=now,
+            updated_at=now,
+        )
+        with self.session() as s, s.begin():
+            s.add(row)
+        return _job(row)
+
+    def _resolve_job(self, s: Session, job_id: str) -> JobRow:
+        row = s.get(JobRow, job_id)
+        if row is not None:
+            return row
+        matches = s.scalars(select(JobRow).where(JobRow.id.startswith(job_id)).limit(2)).all()
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UsageError(f"job id prefix {job_id!r} is ambiguous", hint="give more characters of the id")
+        raise NotFoundError(f"no job {job_id!r}", hint="`anytune jobs list` shows the jobs")
+
+    def get_job(self, job_id: str) -> Job:
+        with self.session() as s:
+            return _job(self._resolve_job(s, job_id))
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        provider: str | None = None,
+        active: bool | None = None,
+        limit: int | None = 100,
+    ) -> list[Job]:
+        q = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id.desc())
+        if status:
+            q = q.where(JobRow.status == status)
+        if provider:
+            q = q.where(JobRow.provider == provider)
+        if active is not None:
+            terminal = [s.value for s in JobStatus if s.terminal]
+            q = q.where(JobRow.status.not_in(terminal) if active else JobRow.status.in_(terminal))
+        if limit:
+            q = q.limit(limit)
+        with self.session() as s:
+            return [_job(r) for r in s.scalars(q)]
+
+    def update_job(self, job_id: str, *, status: JobStatus | None = None, **fields: Any) -> Job:
+        """Change a job. A status change is checked against the status machine and stamps the times."""
+        with self.session() as s, s.begin():
+            row = self._resolve_job(s, job_id)
+            now = utcnow()
+            if status is not None and status.value != row.status:
+                check_transition(JobStatus(row.status), status)
+                row.status = status.value
+                if status in (JobStatus.RUNNING,) and row.started_at is None:
+                    row.started_at = now
+                if status.terminal:
+                    row.finished_at = now
+                    if row.started_at is None:
+                        row.started_at = row.created_at
+            for key, value in fields.items():
+                if not hasattr(JobRow, key) or key in ("id", "created_at"):
+                    raise AttributeError(f"jobs have no writable field {key!r}")
+                if isinstance(value, ModelArtifact | Cost):
+                    value = value.model_dump(mode="json")
+                setattr(row, key, value)
+            row.updated_at = now
+        return _job(row)
+
+    # ------------------------------------------------------------------------------------------- events
+
+    def add_events(self, job_id: str, events: Iterable[Event]) -> list[Event]:
+        """Append events to a job, numbering them after its last one."""
+        events = list(events)
+        if not events:
+            return []
+        with self.session() as s, s.begin():
+            last = s.scalar(select(func.max(EventRow.seq)).where(EventRow.job_id == job_id)) or 0
+            stored = []
+            for i, ev in enumerate(events, start=last + 1):
+                ev = ev.model_copy(update={"seq": i})
+                s.add(
+                    EventRow(
+                        job_id=job_id,
+                        seq=i,
+                        time=ev.time,
+                        kind=ev.kind.value,
+                        level=ev.level,
+                        message=ev.message,
+                        data=ev.data,
+                    )
+                )
+                stored.append(ev)
+        return stored
+
+    def events(
+        self, job_id: str, *, after: int = 0, kind: str | None = None, limit: int | None = None
+    ) -> list[Event]:
+        q = select(EventRow).where(EventRow.job_id == job_id, EventRow.seq > after).order_by(EventRow.seq)
+        if kind:
+            q = q.where(EventRow.kind == kind)
+        if limit:
+            q = q.limit(limit)
+        with self.session() as s:
+            return [_event(r) for r in s.scalars(q)]
+
+    # ----------------------------------------------------------------------------------------- datasets
+
+    def record_dataset(
+        self,
+        *,
+        fingerprint: str,
+        format: str,
+        rows: int,
+        path: str,
+        tokens: int | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> DatasetRecord:
+        with self.session() as s, s.begin():
+            row = s.get(DatasetRow, fingerprint)
+            if row is None:
+                row = DatasetRow(
+                    fingerprint=fingerprint,
+                    format=format,
+                    rows=rows,
+                    tokens=tokens,
+                    path=path,
+                    stats=stats,
+                    created_at=utcnow(),
+                )
+                s.add(row)
+            else:
+                row.path = path
+        return DatasetRecord.model_validate(row, from_attributes=True)
+
+    def get_dataset(self, fingerprint: str) -> DatasetRecord:
+        with self.session() as s:
+            row = s.get(DatasetRow, fingerprint)
+            if row is None:
+                raise NotFoundError(f"no dataset {fingerprint!r}")
+            return DatasetRecord.model_validate(row, from_attributes=True)
+
+    # ------------------------------------------------------------------------------------------- models
+
+    def register_model(
+        self,
+        name: str,
+        artifact: ModelArtifact,
+        *,
+        job_id: str | None = None,
+        dataset_fingerprint: str | None = None,
+        spec: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        cost: dict[str, Any] | None = None,
+        base_model_retires: datetime | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Add a new immutable version of `name` (1, 2, 3...)."""
+        for _attempt in range(5):
+            try:
+                with self.session() as s, s.begin():
+                    last = s.scalar(select(func.max(ModelRow.version)).where(ModelRow.name == name)) or 0
+                    row = ModelRow(
+                        name=name,
+                        version=last + 1,
+                        job_id=job_id,
+                        provider=artifact.provider,
+                        model_id=artifact.model_id,
+                        kind=artifact.kind,
+                        base_model=artifact.base_model,
+                        base_model_retires=base_model_retires,
+                        adapter_type=artifact.adapter_type,
+                        dataset_fingerprint=dataset_fingerprint,
+                        artifact=artifact.model_dump(mode="json"),
+                        spec=spec,
+                        metrics=metrics or {},
+                        cost=cost,
+                        description=description,
+                        created_at=utcnow(),
+                    )
+                    s.add(row)
+                return self._model(row, [])
+            except IntegrityError:  # another process took this version number first: take the next
+                continue
+        raise UsageError(f"could not register a new version of {name!r}: too many concurrent writers")
+
+    def _model(self, row: ModelRow, aliases: list[str]) -> ModelVersion:
+        data = {c: getattr(row, c) for c in ModelVersion.model_fields if c != "aliases" and hasattr(row, c)}
+        return ModelVersion(**data, aliases=sorted(aliases))
+
+    def _aliases(self, s: Session, name: str, version: int) -> list[str]:
+        return list(
+            s.scalars(
+                select(ModelAliasRow.alias).where(
+                    ModelAliasRow.name == name, ModelAliasRow.version == version
+                )
+            )
+        )
+
+    def get_model(self, ref: str) -> ModelVersion:
+        """`name` (newest version), `name@3`, or `name@alias`."""
+        name, _, selector = ref.partition("@")
+        with self.session() as s:
+            q = select(ModelRow).where(ModelRow.name == name)
+            if not selector or selector == "latest":
+                row = s.scalars(q.order_by(ModelRow.version.desc()).limit(1)).first()
+            elif selector.isdigit():
+                row = s.scalars(q.where(ModelRow.version == int(selector))).first()
+            else:
+                version = s.scalar(
+                    select(ModelAliasRow.version).where(
+                        ModelAliasRow.name == name, ModelAliasRow.alias == selector
+                    )
+                )
+                row = s.scalars(q.where(ModelRow.version == version)).first() if version else None
+            if row is None:
+                raise NotFoundError(
+                    f"no model {ref!r}", hint="`anytune models list` shows the registered models"
+                )
+            return self._model(row, self._aliases(s, row.name, row.version))
+
+    def list_models(self, name: str | None = None) -> list[ModelVersion]:
+        q = select(ModelRow).order_by(ModelRow.name, ModelRow.version.desc())
+        if name:
+            q = q.where(ModelRow.name == name)
+        with self.session() as s:
+            aliases: dict[tuple[str, int], list[str]] = {}
+            for a in s.scalars(select(ModelAliasRow)):
+                aliases.setdefault((a.name, a.version), []).append(a.alias)
+            return [self._model(r, aliases.get((r.name, r.version), [])) for r in s.scalars(q)]
+
+    def models_for_job(self, job_id: str) -> list[ModelVersion]:
+        with self.session() as s:
+            rows = s.scalars(
+                select(ModelRow).where(ModelRow.job_id == job_id).order_by(ModelRow.version)
+            ).all()
+            return [self._model(r, self._aliases(s, r.name, r.version)) for r in rows]
+
+    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
+        if alias.isdigit() or alias == "latest" or not alias:
+            raise UsageError(
+                f"{alias!r} cannot be an alias", hint="use a word such as production or candidate"
+            )
+        with self.session() as s, s.begin():
+            exists = s.scalar(select(ModelRow.id).where(ModelRow.name == name, ModelRow.version == version))
+            if exists is None:
+                raise NotFoundError(f"no model {name}@{version}")
+            row = s.get(ModelAliasRow, (name, alias))
+            if row is None:
+                s.add(ModelAliasRow(name=name, alias=alias, version=version, updated_at=utcnow()))
+            else:
+                row.version, row.updated_at = version, utcnow()
+        return self.get_model(f"{name}@{version}")
+
+    def remove_alias(self, name: str, alias: str) -> None:
+        with self.session() as s, s.begin():
+            s.execute(delete(ModelAliasRow).where(ModelAliasRow.name == name, ModelAliasRow.alias == alias))
+
+    # -------------------------------------------------------------------------------------- evaluations
+
+    def add_evaluation(
+        self,
+        *,
+        subject: str,
+        provider: str,
+        model_id: str,
+        dataset_path: str,
+        dataset_fingerprint: str,
+        metrics: dict[str, Any],
+        n: int,
+        job_id: str | None = None,
+        model_name: str | None = None,
+        model_version: int | None = None,
+        samples: dict[str, Any] | None = None,
+    ) -> EvaluationRecord:
+        row = EvaluationRow(
+            job_id=job_id,
+            model_name=model_name,
+            model_version=model_version,
+            subject=subject,
+            provider=provider,
+            model_id=model_id,
+            dataset_path=dataset_path,
+            dataset_fingerprint=dataset_fingerprint,
+            metrics=metrics,
+            n=n,
+            samples=samples,
+            created_at=utcnow(),
+        )
+        with self.session() as s, s.begin():
+            s.add(row)
+        return EvaluationRecord.model_validate(row, from_attributes=True)
+
+    def evaluations(
+        self, *, job_id: str | None = None, model_name: str | None = None
+    ) -> list[EvaluationRecord]:
+        q = select(EvaluationRow).order_by(EvaluationRow.id)
+        if job_id:
+            q = q.where(EvaluationRow.job_id == job_id)
+        if model_name:
+            q = q.where(EvaluationRow.model_name == model_name)
+        with self.session() as s:
+            return [EvaluationRecord.model_validate(r, from_attributes=True) for r in s.scalars(q)]

@@ -1,0 +1,28 @@
+"""Where anytune keeps its state: one home folder and one database URL, both overridable by environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def anytune_home() -> Path:
+    """`$ANYTUNE_HOME`, or `~/.anytune`. Created on first use."""
+    home = Path(os.environ.get("ANYTUNE_HOME") or Path.home() / ".anytune").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def database_url() -> str:
+    """`$ANYTUNE_DATABASE_URL` (any SQLAlchemy URL, e.g. PostgreSQL), or SQLite inside the home folder."""
+    url = os.environ.get("ANYTUNE_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{anytune_home() / 'registry.db'}"
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under the home for things that can be rebuilt (converted models, tiny models)."""
+    path = anytune_home().joinpath("cache", *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

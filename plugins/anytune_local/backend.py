@@ -1,0 +1,288 @@
+"""The local backend: each job is a worker process training with TRL + PEFT, followed through its folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from anytune.data.formats import DataFormat
+from anytune.errors import BackendError, NotFoundError
+from anytune.hookspecs import (
+    Backend,
+    Capabilities,
+    DataBundle,
+    GenerationParams,
+    Limits,
+    Messages,
+    ProviderRef,
+    Quote,
+    Snapshot,
+    SubmitRequest,
+)
+from anytune.jobs import Event, EventKind, JobStatus, ModelArtifact
+from anytune.settings import anytune_home
+from anytune.spec import AdapterType, JobSpec, Method
+from anytune_local.jobdir import JobDir
+
+# The worker's states (the "provider status" of a local job) and their neutral meaning.
+STATES: dict[str, JobStatus] = {
+    "starting": JobStatus.QUEUED,
+    "loading": JobStatus.RUNNING,
+    "training": JobStatus.RUNNING,
+    "saving": JobStatus.RUNNING,
+    "succeeded": JobStatus.SUCCEEDED,
+    "failed": JobStatus.FAILED,
+    "cancelled": JobStatus.CANCELLED,
+}
+
+HONOURED = frozenset(
+    {
+        "epochs",
+        "max_steps",
+        "learning_rate",
+        "batch_size",
+        "gradient_accumulation_steps",
+        "lr_scheduler",
+        "warmup_ratio",
+        "warmup_steps",
+        "weight_decay",
+        "max_grad_norm",
+        "max_seq_length",
+        "seed",
+        "early_stopping",
+    }
+)
+
+CANCEL_GRACE_S = 30.0
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether `pid` runs and is not a zombie (a finished child not yet reaped still has a pid)."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+class LocalBackend(Backend):
+    name: ClassVar[str] = "local"
+
+    def __init__(self, root: Path | None = None) -> None:
+        self._root = root
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._loaded: tuple[tuple[str, str | None], Any, Any] | None = None
+
+    @property
+    def root(self) -> Path:
+        return self._root or anytune_home() / "local" / "jobs"
+
+    def _jobdir(self, ref: ProviderRef) -> JobDir:
+        return JobDir(ref.data.get("dir") or self.root / ref.id)
+
+    # ---------------------------------------------------------------------------------------- contract
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            methods=frozenset({Method.SFT}),
+            adapters=frozenset({AdapterType.LORA}),
+            data_formats=frozenset({DataFormat.CHAT, DataFormat.INSTRUCTION, DataFormat.COMPLETION}),
+            hyperparameters=HONOURED,
+            base_models=None,
+            limits=Limits(min_examples=1),
+            supports_cancel=True,
+            notes=[
+                "any causal LM folder, .gguf file or hub id; `tiny` builds a small test model offline",
+                "provider_options.local.merge: true also saves merged full weights",
+            ],
+        )
+
+    def check_spec(self, spec: JobSpec) -> list[str]:
+        from anytune_local.models import check_model_name
+
+        problem = check_model_name(spec.base_model)
+        return [problem] if problem else []
+
+    def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
+        epochs = spec.hyperparameters.epochs or 1.0
+        tokens = int(data.train.tokens * epochs) if data.train.tokens is not None else None
+        return Quote(
+            provider=self.name,
+            model=spec.base_model,
+            billable_tokens=tokens,
+            tokens_estimated=data.train.tokens_estimated,
+            price=0.0,
+            assumptions=[
+                "local run: no provider bill (hardware and electricity not priced)",
+                f"tokens = training tokens x {epochs:g} epoch(s)",
+            ],
+        )
+
+    def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
+        jobdir = JobDir(self.root / request.job_id)
+        pid = jobdir.read_pid()
+        if pid is None:  # never submitted, or recorded but its worker never started
+            return None
+        return ProviderRef(provider=self.name, id=request.job_id, data={"dir": str(jobdir.path), "pid": pid})
+
+    def submit(self, request: SubmitRequest) -> ProviderRef:
+        existing = self.find_existing(request)
+        if existing is not None:  # submitted before a crash: never start the same job twice
+            return existing
+        jobdir = JobDir(self.root / request.job_id)
+        jobdir.create(request.model_dump(mode="json"))
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        with jobdir.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "anytune_local.worker", str(jobdir.path)],
+                cwd=jobdir.path,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in the terminal does not kill the job; `cancel` does
+                env=env,
+            )
+        self._procs[request.job_id] = proc
+        jobdir.pid_file.write_text(str(proc.pid))
+        return ProviderRef(
+            provider=self.name, id=request.job_id, data={"dir": str(jobdir.path), "pid": proc.pid}
+        )
+
+    def _running(self, ref: ProviderRef, jobdir: JobDir) -> bool:
+        proc = self._procs.get(ref.id)
+        if proc is not None:
+            return proc.poll() is None
+        return _alive(jobdir.read_pid() or ref.data.get("pid"))
+
+    def poll(self, ref: ProviderRef, cursor: str | None = None) -> Snapshot:
+        jobdir = self._jobdir(ref)
+        if not jobdir.path.exists():
+            raise NotFoundError(f"local job folder {jobdir.path} is gone")
+        status = jobdir.read_status()
+        if STATES.get(status["state"], JobStatus.RUNNING).active and not self._running(ref, jobdir):
+            status = jobdir.read_status()  # it may have finished between the two reads
+            if STATES.get(status["state"], JobStatus.RUNNING).active:
+                tail = jobdir.log_tail(5).strip().replace("\n", " | ")
+                error = f"the training worker exited without a result: {tail or 'no output'}"
+                jobdir.emit(error, kind="status", level="error")
+                jobdir.write_status("failed", error=error)
+                status = jobdir.read_status()
+        raw_events, offset = jobdir.read_events(int(cursor or 0))
+        events = [
+            Event(
+                time=e["time"],
+                kind=EventKind(e.get("kind", "log")),
+                level=e.get("level", "info"),
+                message=e.get("message", ""),
+                data=e.get("data", {}),
+            )
+            for e in raw_events
+        ]
+        metrics: dict[str, float] = {}
+        for e in events:
+            if e.kind is EventKind.METRIC:
+                metrics.update({k: v for k, v in e.data.items() if isinstance(v, int | float)})
+        step, total = status.get("step"), status.get("total_steps")
+        state = status["state"]
+        neutral = STATES.get(state, JobStatus.RUNNING)
+        progress = min(1.0, step / total) if step is not None and total else None
+        if neutral is JobStatus.SUCCEEDED:
+            progress = 1.0
+        return Snapshot(
+            status=neutral,
+            provider_status=state,
+            progress=progress,
+            metrics=metrics,
+            events=events,
+            cursor=str(offset),
+            error=status.get("error"),
+            step=step,
+            total_steps=total,
+        )
+
+    def cancel(self, ref: ProviderRef) -> None:
+        jobdir = self._jobdir(ref)
+        if not STATES.get(jobdir.read_status()["state"], JobStatus.RUNNING).active:
+            return
+        jobdir.cancel_file.touch()
+        pid = jobdir.read_pid() or ref.data.get("pid")
+        if not self._running(ref, jobdir):
+            jobdir.write_status("cancelled")
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + CANCEL_GRACE_S
+        while time.monotonic() < deadline and self._running(ref, jobdir):
+            time.sleep(0.2)
+        if self._running(ref, jobdir):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            jobdir.emit(f"did not stop within {CANCEL_GRACE_S:.0f} s: killed", kind="status", level="warning")
+        if STATES.get(jobdir.read_status()["state"], JobStatus.RUNNING).active:
+            jobdir.write_status("cancelled")
+
+    def result(self, ref: ProviderRef) -> ModelArtifact:
+        jobdir = self._jobdir(ref)
+        result = jobdir.read_result()
+        if result is None:
+            raise BackendError(f"local job {ref.id} has no result (status: {jobdir.read_status()['state']})")
+        adapter = Path(result["adapter_path"])
+        return ModelArtifact(
+            provider=self.name,
+            model_id=str(adapter),
+            kind="adapter",
+            base_model=result["base_model"],
+            adapter_type=result.get("adapter_type"),
+            path=str(adapter),
+            merged_path=result.get("merged_path"),
+            files=sorted(p.name for p in adapter.iterdir()) if adapter.exists() else [],
+            metadata={
+                k: result[k]
+                for k in ("base_model_path", "base_model_source", "trainable_parameters", "steps", "metrics")
+                if k in result
+            },
+        )
+
+    def _load(self, model: ModelArtifact) -> tuple[Any, Any]:
+        """The (model, tokenizer) for an artifact, keeping the last one loaded for the next call."""
+        from anytune_local.loading import load_causal_lm, load_tokenizer, quiet_libraries
+        from anytune_local.models import resolve_model
+
+        quiet_libraries()
+        if model.kind in ("merged", "full"):
+            key: tuple[str, str | None] = (model.merged_path or model.path or model.model_id, None)
+        else:
+            base = model.metadata.get("base_model_path")
+            if not base or not Path(base).exists():
+                base = str(resolve_model(model.base_model).path)
+            key = (base, model.path if model.kind == "adapter" else None)
+        if self._loaded is not None and self._loaded[0] == key:
+            return self._loaded[1], self._loaded[2]
+        self._loaded = None
+        tokenizer = load_tokenizer(key[1] or key[0])
+        lm = load_causal_lm(key[0], adapter=key[1])
+        self._loaded = (key, lm, tokenizer)
+        return lm, tokenizer
+
+    def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
+        from anytune_local.generation import generate
+
+        lm, tokenizer = self._load(model)
+        return generate(lm, tokenizer, prompts, params)

@@ -1,0 +1,271 @@
+"""Supervised fine-tuning with LoRA through TRL's SFTTrainer, run inside the worker process.
+
+The data arrives validated by the core. Chat and instruction records become TRL's conversational
+prompt/completion rows, so the loss covers the answer only (TRL masks the prompt by comparing the rendered
+prompt with the rendered prompt+answer). That works with any chat template, including those without
+`{% generation %}` markers. `method.train_on_inputs: true` trains on the whole conversation instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from anytune.data.formats import DataFormat
+from anytune.data.records import as_messages, prompt_and_target
+from anytune.data.validate import RecordValidator
+from anytune.spec import JobSpec
+from anytune_local.jobdir import JobDir
+
+# What the local backend uses when a hyperparameter is left unset. Chosen for LoRA on small models.
+DEFAULTS = {
+    "epochs": 1.0,
+    "learning_rate": 2e-4,
+    "batch_size": 8,
+    "gradient_accumulation_steps": 1,
+    "lr_scheduler": "linear",
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "max_seq_length": 1024,
+    "seed": 42,
+}
+
+
+class Cancelled(Exception):
+    """The user asked for the job to stop."""
+
+
+def to_trl_row(record: dict[str, Any], fmt: DataFormat, train_on_inputs: bool) -> dict[str, Any]:
+    """One record as a TRL dataset row."""
+    if (
+        fmt is DataFormat.COMPLETION
+        and isinstance(record["prompt"], str)
+        and isinstance(record["completion"], str)
+    ):
+        if train_on_inputs:
+            return {"text": record["prompt"] + record["completion"]}
+        return {"prompt": record["prompt"], "completion": record["completion"]}
+    prompt, target = prompt_and_target(record, fmt)
+    if fmt is DataFormat.CHAT:
+        messages = record["messages"]
+        last = max(i for i, m in enumerate(messages) if m.get("role") == "assistant")
+        completion = [_plain(messages[last])]
+    elif fmt is DataFormat.COMPLETION:
+        completion = [_plain(m) for m in as_messages(record["completion"], "assistant")]
+    else:
+        completion = [{"role": "assistant", "content": target}]
+    prompt = [_plain(m) for m in prompt]
+    if train_on_inputs:
+        return {"messages": prompt + completion}
+    return {"prompt": prompt, "completion": completion}
+
+
+def _plain(message: dict[str, Any]) -> dict[str, Any]:
+    """Content parts joined to a string: chat templates of text models expect strings."""
+    from anytune.data.records import content_text
+
+    out = {"role": message["role"], "content": content_text(message.get("content"))}
+    if message.get("tool_calls"):
+        out["tool_calls"] = message["tool_calls"]
+    return out
+
+
+def load_rows(path: str, fmt: DataFormat, train_on_inputs: bool) -> list[dict[str, Any]]:
+    validator = RecordValidator(path, format=fmt, collect_stats=False)
+    return [to_trl_row(record, fmt, train_on_inputs) for _, record in validator]
+
+
+def _hp(spec: JobSpec, name: str) -> Any:
+    value = getattr(spec.hyperparameters, name)
+    return DEFAULTS.get(name) if value is None else value
+
+
+def total_steps(rows: int, spec: JobSpec) -> int:
+    if spec.hyperparameters.max_steps:
+        return spec.hyperparameters.max_steps
+    per_step = _hp(spec, "batch_size") * _hp(spec, "gradient_accumulation_steps")
+    return max(1, math.ceil(_hp(spec, "epochs") * math.ceil(rows / per_step)))
+
+
+def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str, Any]:
+    """Train, save the adapter, and return what result.json should hold."""
+    spec = JobSpec.model_validate(request["spec"])
+    emit = jobdir.emit
+    jobdir.write_status("loading")
+    emit(f"resolving base model {spec.base_model}")
+
+    from anytune_local.models import resolve_model
+
+    resolved = resolve_model(spec.base_model, log=emit)
+    emit(f"base model: {resolved.path} ({resolved.source})")
+    if should_stop():
+        raise Cancelled
+
+    emit("importing torch, transformers, peft and trl")
+    from anytune_local.loading import quiet_libraries
+
+    quiet_libraries()
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from anytune_local.loading import device_and_dtype, load_tokenizer
+
+    data = request["data"]
+    train_on_inputs = bool(getattr(spec.method, "train_on_inputs", False))
+    train_rows = load_rows(data["train"]["path"], DataFormat(data["train"]["format"]), train_on_inputs)
+    eval_rows = None
+    if data.get("validation"):
+        v = data["validation"]
+        eval_rows = load_rows(v["path"], DataFormat(v["format"]), train_on_inputs)
+    steps = total_steps(len(train_rows), spec)
+    emit(f"{len(train_rows)} training rows, {steps} steps", rows=len(train_rows), total_steps=steps)
+
+    tokenizer = load_tokenizer(resolved.path)
+    device, dtype = device_and_dtype()
+    model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=dtype)
+    if should_stop():
+        raise Cancelled
+
+    adapter = spec.adapter
+    init = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}.get(
+        adapter.init, True
+    )
+    lora = LoraConfig(
+        r=adapter.r,
+        lora_alpha=adapter.effective_alpha,
+        lora_dropout=adapter.dropout,
+        target_modules=adapter.target_modules,
+        modules_to_save=adapter.modules_to_save or None,
+        use_rslora=adapter.use_rslora,
+        init_lora_weights=init,
+        task_type="CAUSAL_LM",
+    )
+
+    hp = spec.hyperparameters
+    logging_steps = max(1, steps // 100)
+    warmup: float = 0
+    if hp.warmup_steps is not None:
+        warmup = hp.warmup_steps
+    elif hp.warmup_ratio is not None:
+        warmup = hp.warmup_ratio
+    eval_steps = max(1, steps // 10)
+    config = SFTConfig(
+        output_dir=str(jobdir.path / "checkpoints"),
+        num_train_epochs=_hp(spec, "epochs"),
+        max_steps=hp.max_steps or -1,
+        per_device_train_batch_size=_hp(spec, "batch_size"),
+        per_device_eval_batch_size=_hp(spec, "batch_size"),
+        gradient_accumulation_steps=_hp(spec, "gradient_accumulation_steps"),
+        learning_rate=_hp(spec, "learning_rate"),
+        lr_scheduler_type=_hp(spec, "lr_scheduler"),
+        warmup_steps=warmup,
+        weight_decay=_hp(spec, "weight_decay"),
+        max_grad_norm=_hp(spec, "max_grad_norm"),
+        max_length=_hp(spec, "max_seq_length"),
+        seed=_hp(spec, "seed"),
+        data_seed=_hp(spec, "seed"),
+        logging_steps=logging_steps,
+        eval_strategy="steps" if eval_rows else "no",
+        eval_steps=eval_steps if eval_rows else None,
+        save_strategy="no",
+        report_to="none",
+        bf16=device == "cuda" and dtype == torch.bfloat16,
+        fp16=device == "cuda" and dtype == torch.float16,
+        use_cpu=device == "cpu",
+        gradient_checkpointing=False,
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+    )
+
+    class Progress(TrainerCallback):
+        """Streams progress and metrics to the job folder, stops on cancel and on early stopping."""
+
+        def __init__(self) -> None:
+            self.best: float | None = None
+            self.bad_evals = 0
+            self.started = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+            jobdir.write_status("training", step=state.global_step, total_steps=state.max_steps)
+            if should_stop():
+                control.should_training_stop = True
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kw):  # type: ignore[no-untyped-def]
+            metrics = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            if metrics:
+                emit("", kind="metric", **{"step": state.global_step, "epoch": state.epoch, **metrics})
+
+        def on_evaluate(self, args, state, control, metrics=None, **kw):  # type: ignore[no-untyped-def]
+            es = spec.hyperparameters.early_stopping
+            if es is None or not metrics or es.metric not in metrics:
+                return control
+            value = float(metrics[es.metric])
+            better = self.best is None or (
+                value < self.best - es.min_delta if es.mode == "min" else value > self.best + es.min_delta
+            )
+            if better:
+                self.best, self.bad_evals = value, 0
+            else:
+                self.bad_evals += 1
+                if self.bad_evals >= es.patience:
+                    emit(
+                        f"early stopping: {es.metric} did not improve for {es.patience} evaluations",
+                        best=self.best,
+                        step=state.global_step,
+                    )
+                    control.should_training_stop = True
+            return control
+
+    from datasets import Dataset
+
+    progress = Progress()
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[progress],
+    )
+    jobdir.write_status("training", step=0, total_steps=steps)
+    emit("training started", total_steps=steps)
+    output = trainer.train()
+    if should_stop():
+        raise Cancelled
+
+    jobdir.write_status("saving")
+    adapter_dir = jobdir.output / "adapter"
+    trainer.model.save_pretrained(str(adapter_dir))
+    tokenizer.save_pretrained(str(adapter_dir))
+    emit(f"adapter saved to {adapter_dir}")
+    merged_dir = None
+    if spec.options_for("local").get("merge"):
+        merged_dir = jobdir.output / "merged"
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(str(merged_dir))
+        tokenizer.save_pretrained(str(merged_dir))
+        emit(f"merged weights saved to {merged_dir}")
+
+    metrics = {k: float(v) for k, v in output.metrics.items() if isinstance(v, int | float)}
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    if losses:
+        metrics["first_loss"], metrics["final_loss"] = float(losses[0]), float(losses[-1])
+    if eval_rows:
+        metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)})
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    return {
+        "adapter_path": str(adapter_dir),
+        "merged_path": str(merged_dir) if merged_dir else None,
+        "base_model": spec.base_model,
+        "base_model_path": str(resolved.path),
+        "base_model_source": resolved.source,
+        "adapter_type": spec.adapter.type,
+        "trainable_parameters": trainable,
+        "steps": trainer.state.global_step,
+        "metrics": metrics,
+    }

@@ -1,0 +1,66 @@
+"""Shared fixtures. Every test gets its own ANYTUNE_HOME (so its own registry); the tiny model is built
+once per session and passed to jobs as a local folder, so building it is not repeated."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # never wait on DNS for the hub: tests are offline by rule
+os.environ.pop("ANYTUNE_DATABASE_URL", None)
+
+
+@pytest.fixture(autouse=True)
+def anytune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "anytune-home"
+    monkeypatch.setenv("ANYTUNE_HOME", str(home))
+    monkeypatch.delenv("ANYTUNE_DATABASE_URL", raising=False)
+    from anytune import plugins
+
+    plugins.reset_plugin_manager()
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama folder built offline (tokenizer trained on the spot, random weights)."""
+    from anytune_local.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+def write_jsonl(path: Path, rows: Iterable[Any], newline: str = "\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        for row in rows:
+            fh.write((row if isinstance(row, str) else json.dumps(row)) + newline)
+    return path
+
+
+def reversal_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        word = "".join(rng.choice("abcdefgh") for _ in range(rng.randint(3, 5)))
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": "Reverse: " + " ".join(word)},
+                    {"role": "assistant", "content": "Reversed: " + " ".join(reversed(word))},
+                ]
+            }
+        )
+    return rows
+
+
+def job_yaml(path: Path, **fields: Any) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(fields, sort_keys=False))
+    return path

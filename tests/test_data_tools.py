@@ -1,0 +1,236 @@
+"""Conversion, splits, leakage, fingerprints and statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from anytune.data.convert import ConversionError, convert_file, convert_record
+from anytune.data.formats import DataFormat
+from anytune.data.split import check_leakage, split_file
+from anytune.data.stats import StatsAccumulator
+from anytune.data.tokens import ApproxCounter, HFTokenizerCounter, get_token_counter
+from anytune.data.validate import check_record, validate_file
+from anytune.errors import DataError, UsageError
+from tests.conftest import reversal_rows, write_jsonl
+
+F = DataFormat
+INSTRUCTION = {"instruction": "Add the numbers", "input": "1 2", "output": "3", "system": "Be brief."}
+
+
+def _valid(record, fmt):
+    return [p for p in check_record(record, fmt) if p[3] == "error"] == []
+
+
+@pytest.mark.parametrize(
+    ("src", "record", "dst"),
+    [
+        (F.INSTRUCTION, INSTRUCTION, F.CHAT),
+        (F.INSTRUCTION, INSTRUCTION, F.COMPLETION),
+        (F.INSTRUCTION, INSTRUCTION, F.TEXT),
+        (F.COMPLETION, {"prompt": "2+2=", "completion": "4"}, F.CHAT),
+        (F.COMPLETION, {"prompt": "2+2=", "completion": "4"}, F.INSTRUCTION),
+        (F.COMPLETION, {"prompt": "2+2=", "completion": "4"}, F.TEXT),
+        (F.CHAT, reversal_rows(1)[0], F.INSTRUCTION),
+        (F.CHAT, reversal_rows(1)[0], F.COMPLETION),
+        (F.PREFERENCE, {"prompt": "q", "chosen": "a", "rejected": "b"}, F.OPENAI_PREFERENCE),
+    ],
+)
+def test_conversions_produce_valid_records_that_keep_the_meaning(src, record, dst):
+    from anytune.data.records import prompt_and_target
+
+    out = convert_record(record, src, dst)
+    assert _valid(out, dst), check_record(out, dst)
+    if dst is not F.TEXT:
+        p_in, t_in = prompt_and_target(record, src)
+        p_out, t_out = prompt_and_target(out, dst)
+        assert t_in == t_out
+        assert [m["content"] for m in p_in] == [m["content"] for m in p_out]
+
+
+def test_round_trips():
+    chat = reversal_rows(1)[0]
+    assert convert_record(convert_record(chat, F.CHAT, F.COMPLETION), F.COMPLETION, F.CHAT) == chat
+    assert convert_record(convert_record(chat, F.CHAT, F.INSTRUCTION), F.INSTRUCTION, F.CHAT) == chat
+    pref = {
+        "prompt": [{"role": "user", "content": "q"}],
+        "chosen": [{"role": "assistant", "content": "a"}],
+        "rejected": [{"role": "assistant", "content": "b"}],
+    }
+    back = convert_record(
+        convert_record(pref, F.PREFERENCE, F.OPENAI_PREFERENCE), F.OPENAI_PREFERENCE, F.PREFERENCE
+    )
+    assert back == pref
+
+
+@pytest.mark.parametrize(
+    ("src", "record", "dst"),
+    [
+        (
+            F.CHAT,
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "content": "b"},
+                    {"role": "user", "content": "c"},
+                    {"role": "assistant", "content": "d"},
+                ]
+            },
+            F.INSTRUCTION,
+        ),
+        (F.CHAT, reversal_rows(1)[0], F.TEXT),
+        (F.TEXT, {"text": "x"}, F.CHAT),
+        (F.PREFERENCE, {"prompt": "q", "chosen": "a", "rejected": "b"}, F.CHAT),
+    ],
+)
+def test_conversions_that_would_lose_meaning_are_refused(src, record, dst):
+    with pytest.raises(ConversionError):
+        convert_record(record, src, dst)
+
+
+def test_convert_file_is_all_or_nothing(tmp_path: Path):
+    multi = {
+        "messages": [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"},
+            {"role": "assistant", "content": "d"},
+        ]
+    }
+    src = write_jsonl(tmp_path / "in.jsonl", [*reversal_rows(3), multi])
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(DataError) as info:
+        convert_file(src, out, F.INSTRUCTION)
+    assert f"{src}:4:" in info.value.details[0]
+    assert not out.exists() and list(tmp_path.glob(".out.jsonl*")) == []
+    report = convert_file(src, out, F.COMPLETION)
+    assert report.rows == 4 and validate_file(out).ok
+    with pytest.raises(DataError, match="overwrite"):
+        convert_file(src, src, F.COMPLETION)
+
+
+def test_convert_refuses_invalid_input_with_lines(tmp_path: Path):
+    src = write_jsonl(tmp_path / "in.jsonl", [*reversal_rows(2), "broken"])
+    with pytest.raises(DataError) as info:
+        convert_file(src, tmp_path / "out.jsonl", F.COMPLETION)
+    assert any(":3:" in d for d in info.value.details)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def _lines(path: str) -> list[str]:
+    return Path(path).read_text().splitlines()
+
+
+def test_split_is_deterministic_sized_and_leak_free(tmp_path: Path):
+    rows = reversal_rows(300, seed=1)
+    rows += rows[:40]  # repeated prompts must stay on one side
+    src = write_jsonl(tmp_path / "all.jsonl", rows)
+    ratios = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    a = split_file(src, tmp_path / "a", ratios, seed=3)
+    b = split_file(src, tmp_path / "b", ratios, seed=3)
+    c = split_file(src, tmp_path / "c", ratios, seed=4)
+    assert sum(a.counts.values()) == len(rows)
+    for name in ratios:
+        assert _lines(a.paths[name]) == _lines(b.paths[name])
+        assert abs(a.counts[name] - ratios[name] * len(rows)) <= 5
+    assert _lines(a.paths["test"]) != _lines(c.paths["test"])
+    assert all(not leak.leaked for leak in a.leakage)
+    from anytune.data.records import prompt_key
+
+    train_keys = {prompt_key(json.loads(x), F.CHAT) for x in _lines(a.paths["train"])}
+    test_keys = {prompt_key(json.loads(x), F.CHAT) for x in _lines(a.paths["test"])}
+    assert not train_keys & test_keys
+
+
+def test_split_refuses_bad_ratios_and_too_little_data(tmp_path: Path):
+    src = write_jsonl(tmp_path / "all.jsonl", reversal_rows(3))
+    with pytest.raises(UsageError):
+        split_file(src, tmp_path / "o", {"train": 0.5, "test": 0.2})
+    with pytest.raises(DataError, match="too few"):
+        split_file(src, tmp_path / "o", {"train": 0.9, "validation": 0.05, "test": 0.05})
+
+
+def test_leakage_check_finds_shared_prompts(tmp_path: Path):
+    rows = reversal_rows(20, seed=2)
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:15])
+    leaky = dict(rows[3])
+    leaky["messages"] = [
+        {"role": "user", "content": "  " + rows[3]["messages"][0]["content"].upper()},
+        {"role": "assistant", "content": "different answer"},
+    ]
+    test = write_jsonl(tmp_path / "test.jsonl", [*rows[15:], leaky, rows[5]])
+    report = check_leakage(train, test)
+    assert report.shared_prompts == 2 and report.identical_rows == 1
+    assert report.examples == [(6, 4), (7, 6)]
+
+
+def test_fingerprint_ignores_bytes_but_not_content(tmp_path: Path):
+    rows = reversal_rows(5)
+    base = validate_file(write_jsonl(tmp_path / "a.jsonl", rows)).fingerprint
+    crlf = validate_file(write_jsonl(tmp_path / "b.jsonl", rows, newline="\r\n")).fingerprint
+    reordered_keys = [json.dumps(r, sort_keys=True, indent=None, separators=(" , ", " : ")) for r in rows]
+    spaced = validate_file(write_jsonl(tmp_path / "c.jsonl", reordered_keys)).fingerprint
+    assert base == crlf == spaced and base.startswith("sha256:")
+    assert validate_file(write_jsonl(tmp_path / "d.jsonl", rows[::-1])).fingerprint != base
+    edited = json.loads(json.dumps(rows))
+    edited[2]["messages"][1]["content"] += "!"
+    assert validate_file(write_jsonl(tmp_path / "e.jsonl", edited)).fingerprint != base
+
+
+def test_stats_counts_tokens_with_a_real_tokenizer(tmp_path: Path, tiny_model: Path):
+    from tokenizers import Tokenizer
+
+    from anytune.data.records import full_text
+
+    rows = reversal_rows(30, seed=5)
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    counter = get_token_counter(str(tiny_model))
+    assert isinstance(counter, HFTokenizerCounter) and counter.exact
+    report = validate_file(path, token_counter=counter, max_seq_length=20)
+    tok = Tokenizer.from_file(str(tiny_model / "tokenizer.json"))
+    lengths = sorted(len(tok.encode(full_text(r, F.CHAT), add_special_tokens=False).ids) for r in rows)
+    stats = report.stats
+    assert stats.tokens_total == sum(lengths) and not stats.tokens_estimated
+    assert (stats.lengths.min, stats.lengths.max) == (lengths[0], lengths[-1])
+    assert stats.lengths.p50 == lengths[round(0.5 * 29)]
+    assert stats.rows_over_max == sum(n > 20 for n in lengths)
+
+
+def test_stats_duplicates_roles_and_labels(tmp_path: Path):
+    rows = []
+    for i in range(30):
+        label = "positive" if i % 3 else "negative"
+        rows.append(
+            {
+                "messages": [
+                    {"role": "system", "content": "Classify."},
+                    {"role": "user", "content": f"review {i}"},
+                    {"role": "assistant", "content": label},
+                ]
+            }
+        )
+    rows += [rows[4], rows[4], rows[7]]
+    stats = validate_file(write_jsonl(tmp_path / "d.jsonl", rows)).stats
+    assert stats.duplicates == 3
+    assert stats.duplicate_lines == [(31, 5), (32, 5), (33, 8)]
+    assert stats.roles == {"system": 33, "user": 33, "assistant": 33}
+    assert stats.with_system_prompt == 33
+    assert stats.labels == {"positive": 23, "negative": 10}  # 10 of i=0..29 are multiples of 3
+    assert stats.label_imbalance == 2.3
+
+
+def test_stats_do_not_call_free_text_labels():
+    acc = StatsAccumulator(F.CHAT, ApproxCounter())
+    for row in reversal_rows(40, seed=9):
+        acc.add(1, row)
+    assert acc.finish().labels is None
+
+
+def test_token_counter_errors_are_usage_errors(tmp_path: Path):
+    with pytest.raises(UsageError, match="not found"):
+        get_token_counter(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match=r"tokenizer\.json"):
+        get_token_counter(str(tmp_path / "empty"))

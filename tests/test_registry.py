@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from anytune.errors import InvalidTransitionError, NotFoundError, UsageError
+from anytune.jobs import Cost, Event, EventKind, JobStatus, ModelArtifact
+from anytune.registry import Registry
+from anytune.registry.db import HEAD_REVISION, MIGRATIONS, current_revision, upgrade
+from anytune.registry.tables import metadata
+from anytune.spec import JobSpec
+
+
+def spec(**extra) -> JobSpec:
+    return JobSpec.model_validate({"base_model": "tiny", "data": {"train": "t.jsonl"}, **extra})
+
+
+def artifact(path: str = "/models/a") -> ModelArtifact:
+    return ModelArtifact(provider="local", model_id=path, kind="adapter", base_model="tiny", path=path)
+
+
+def test_default_database_is_sqlite_under_anytune_home(anytune_home: Path):
+    reg = Registry()
+    assert reg.url == f"sqlite:///{anytune_home / 'registry.db'}"
+    assert (anytune_home / "registry.db").exists()
+    assert current_revision(reg.engine) == HEAD_REVISION
+
+
+def test_database_url_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    url = f"sqlite:///{tmp_path / 'elsewhere' / 'reg.db'}"
+    monkeypatch.setenv("ANYTUNE_DATABASE_URL", url)
+    assert Registry().url == url
+    assert (tmp_path / "elsewhere" / "reg.db").exists()
+
+
+def test_head_revision_constant_matches_alembic():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
+
+
+def test_migrations_build_exactly_the_orm_schema(tmp_path: Path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diffs == []
+    names = set(inspect(engine).get_table_names())
+    assert {"jobs", "events", "datasets", "models", "model_aliases", "evaluations"} <= names
+
+
+def test_jobs_are_created_pending_and_found_by_prefix():
+    reg = Registry()
+    job = reg.create_job(spec(name="one"), cost=Cost(quoted=1.5))
+    assert job.status is JobStatus.PENDING and job.name == "one"
+    again = reg.get_job(job.id[:14])
+    assert again.id == job.id and again.cost.quoted == 1.5
+    assert again.spec == job.spec
+    with pytest.raises(NotFoundError):
+        reg.get_job("job-nope")
+
+
+def test_ambiguous_prefix_is_a_usage_error():
+    reg = Registry()
+    reg.create_job(spec(), job_id="job-abc1")
+    reg.create_job(spec(), job_id="job-abc2")
+    with pytest.raises(UsageError, match="ambiguous"):
+        reg.get_job("job-abc")
+
+
+def test_status_updates_follow_the_machine_and_stamp_times():
+    reg = Registry()
+    job = reg.create_job(spec())
+    running = reg.update_job(job.id, status=JobStatus.RUNNING, provider_status="training")
+    assert running.started_at is not None and running.finished_at is None
+    done = reg.update_job(job.id, status=JobStatus.SUCCEEDED, artifact=artifact())
+    assert done.finished_at is not None and done.artifact.model_id == "/models/a"
+    with pytest.raises(InvalidTransitionError):
+        reg.update_job(job.id, status=JobStatus.RUNNING, provider_status="oops")
+    assert reg.get_job(job.id).provider_status == "training"  # the refused update changed nothing
+
+
+def test_events_are_numbered_in_order_and_filtered():
+    reg = Registry()
+    job = reg.create_job(spec())
+    reg.add_events(job.id, [Event(message="a"), Event(kind=EventKind.METRIC, data={"loss": 1.0})])
+    reg.add_events(job.id, [Event(message="c")])
+    events = reg.events(job.id)
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert [e.message for e in reg.events(job.id, after=2)] == ["c"]
+    assert reg.events(job.id, kind="metric")[0].data == {"loss": 1.0}
+
+
+def test_list_jobs_filters_and_orders_newest_first():
+    reg = Registry()
+    a = reg.create_job(spec(name="a"))
+    b = reg.create_job(spec(name="b", provider="other"))
+    reg.update_job(a.id, status=JobStatus.FAILED)
+    assert [j.name for j in reg.list_jobs()] == ["b", "a"]
+    assert [j.id for j in reg.list_jobs(provider="other")] == [b.id]
+    assert [j.id for j in reg.list_jobs(active=True)] == [b.id]
+    assert [j.id for j in reg.list_jobs(status="failed")] == [a.id]
+
+
+def test_model_versions_are_immutable_and_numbered():
+    reg = Registry()
+    v1 = reg.register_model("m", artifact("/a"), metrics={"loss": 1.0})
+    v2 = reg.register_model("m", artifact("/b"))
+    assert (v1.version, v2.version) == (1, 2)
+    assert reg.get_model("m@1").model_id == "/a"  # registering again made a new version, v1 is untouched
+    assert reg.get_model("m").version == 2
+    assert reg.get_model("m@latest").version == 2
+    with pytest.raises(NotFoundError):
+        reg.get_model("m@3")
+
+
+def test_aliases_move_between_versions():
+    reg = Registry()
+    reg.register_model("m", artifact("/a"))
+    reg.register_model("m", artifact("/b"))
+    reg.set_alias("m", "production", 1)
+    assert reg.get_model("m@production").version == 1
+    reg.set_alias("m", "production", 2)
+    assert reg.get_model("m@production").version == 2
+    assert reg.get_model("m@2").aliases == ["production"]
+    assert reg.get_model("m@1").aliases == []
+    with pytest.raises(UsageError):
+        reg.set_alias("m", "7", 1)
+    with pytest.raises(NotFoundError):
+        reg.set_alias("m", "production", 9)
+    reg.remove_alias("m", "production")
+    with pytest.raises(NotFoundError):
+        reg.get_model("m@production")
+
+
+def test_alias_set_in_one_process_is_seen_by_another(anytune_home: Path):
+    reg = Registry()
+    reg.register_model("m", artifact("/a"))
+    reg.register_model("m", artifact("/b"))
+    code = "from anytune.registry import Registry; Registry().set_alias('m', 'production', 1)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert reg.get_model("m@production").version == 1
+
+
+def test_datasets_and_evaluations_are_recorded():
+    reg = Registry()
+    job = reg.create_job(spec())
+    reg.record_dataset(fingerprint="sha256:x", format="chat", rows=3, path="/d.jsonl", tokens=9)
+    reg.record_dataset(fingerprint="sha256:x", format="chat", rows=3, path="/moved.jsonl")
+    assert reg.get_dataset("sha256:x").path == "/moved.jsonl"
+    ev = reg.add_evaluation(
+        subject="base",
+        provider="local",
+        model_id="tiny",
+        dataset_path="/t.jsonl",
+        dataset_fingerprint="sha256:y",
+        metrics={"exact_match": 0.5},
+        n=2,
+        job_id=job.id,
+    )
+    assert reg.evaluations(job_id=job.id)[0].id == ev.id
