@@ -145,7 +145,8 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     )
 
     hp = spec.hyperparameters
-    logging_steps = max(1, steps // 100)
+    # Dense enough for a loss curve, sparse enough that a long run does not flood the registry.
+    logging_steps = int(spec.options_for("local").get("logging_steps") or max(1, min(10, steps // 100)))
     warmup: float = 0
     if hp.warmup_steps is not None:
         warmup = hp.warmup_steps

@@ -12,6 +12,7 @@ import traceback
 
 import click
 import typer
+from rich.markup import escape
 
 from anytune import __version__
 from anytune.cli import data_cmds, job_cmds, model_cmds, plugin_cmds
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if debug:
             traceback.print_exc()
-        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}")
+        err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}")
         err.print("[dim]hint: run again with --debug for the traceback, and report it if it is a bug[/]")
         code = 1
     sys.exit(code if isinstance(code, int) else 0)

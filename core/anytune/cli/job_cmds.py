@@ -138,7 +138,7 @@ def eval_table(result: EvalResult) -> Table:
         row = [metric, *(f"{v:.1%}" for v in values)]
         if len(values) == 2:
             delta = values[1] - values[0]
-            row.append(f"[{'green' if delta > 0 else 'red' if delta < 0 else ''}]{delta:+.1%}[/]")
+            row.append(f"[{'green' if delta > 0 else 'red' if delta < 0 else 'dim'}]{delta:+.1%}[/]")
         t.add_row(*row)
     return t
 

