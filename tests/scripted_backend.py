@@ -35,6 +35,7 @@ class ScriptedBackend(Backend):
         self.on_submit: Any = None
         self.fail_submit: Exception | None = None
         self.polls = 0
+        self.created: dict[str, ProviderRef] = {}
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
@@ -52,9 +53,17 @@ class ScriptedBackend(Backend):
         self.calls.append("submit")
         if self.on_submit:
             self.on_submit(request)
+        ref = ProviderRef(provider=self.name, id=f"remote-{request.job_id}")
         if self.fail_submit:
+            if getattr(self.fail_submit, "after_create", False):
+                self.created[request.job_id] = ref  # the provider made the job, then the answer was lost
             raise self.fail_submit
-        return ProviderRef(provider=self.name, id=f"remote-{request.job_id}")
+        self.created[request.job_id] = ref
+        return ref
+
+    def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
+        self.calls.append("find_existing")
+        return self.created.get(request.job_id)
 
     def poll(self, ref: ProviderRef, cursor: str | None = None) -> Snapshot:
         status, raw = self.script[min(self.polls, len(self.script) - 1)]

@@ -190,3 +190,34 @@ def test_evaluate_needs_a_succeeded_job_and_data(data):
     backend.script = [(JobStatus.SUCCEEDED, "completed")]
     with pytest.raises(UsageError, match="no evaluation data"):
         client.evaluate(job.id)
+
+
+def test_resume_finds_the_job_the_provider_already_made(data):
+    """The provider created the job but the answer was lost: resume must adopt it, not create another."""
+    client, backend = make_client()
+    lost = ConnectionError("connection dropped after create")
+    lost.after_create = True
+    backend.fail_submit = lost
+    pre = client.preflight(spec(data))
+    job = client.registry.create_job(pre.spec, data=pre.data.model_dump(mode="json"))  # recorded, then crash
+    from anytune.hookspecs import SubmitRequest
+
+    with pytest.raises(ConnectionError):
+        backend.submit(SubmitRequest(job_id=job.id, spec=pre.spec, data=pre.data))
+    backend.fail_submit = None
+    job = client.resume(job.id)
+    assert backend.calls.count("submit") == 1 and "find_existing" in backend.calls
+    assert job.provider_job_id == f"remote-{job.id}" and job.status is not JobStatus.PENDING
+    assert any("found the job" in e.message for e in client.registry.events(job.id))
+
+
+def test_resume_submits_when_the_provider_never_saw_the_job(data):
+    client, backend = make_client()
+    pre = client.preflight(spec(data))
+    job = client.registry.create_job(pre.spec, data=pre.data.model_dump(mode="json"))
+    job = client.resume(job.id)
+    assert backend.calls.count("submit") == 1 and job.provider_ref is not None
+    from anytune.errors import UsageError
+
+    with pytest.raises(UsageError, match="nothing to resume"):
+        client.resume(job.id)

@@ -55,7 +55,10 @@ def _wait_for(client: Client, job_id: str, provider_status: str, timeout: float 
 def test_lora_training_lowers_the_loss_and_the_adapter_reloads(tiny_model: Path, tmp_path: Path):
     train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(96, seed=11))
     client = Client()
-    job = client.submit(_spec(tiny_model, train, max_steps=40))
+    spec = _spec(tiny_model, train, max_steps=40).model_copy(
+        update={"provider_options": {"local": {"merge": True}}}
+    )
+    job = client.submit(spec)
     seen = []
     job = client.follow(job.id, interval=0.2, on_update=lambda j, ev: seen.append(j.status))
     assert job.status is JobStatus.SUCCEEDED, job.error
@@ -83,6 +86,9 @@ def test_lora_training_lowers_the_loss_and_the_adapter_reloads(tiny_model: Path,
         tuned = PeftModel.from_pretrained(base, adapter).eval()
         tuned_logits = tuned(ids).logits
     assert not torch.allclose(base_logits, tuned_logits)
+    merged = AutoModelForCausalLM.from_pretrained(job.artifact.merged_path, dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, tuned_logits, atol=1e-4)
 
     backend = LocalBackend()
     prompts = [[{"role": "user", "content": "Reverse: a b c"}]] * 2

@@ -169,3 +169,53 @@ def test_datasets_and_evaluations_are_recorded():
         job_id=job.id,
     )
     assert reg.evaluations(job_id=job.id)[0].id == ev.id
+
+
+def test_record_poll_stores_a_poll_once_and_registers_one_model():
+    reg = Registry()
+    job = reg.create_job(spec(name="m"))
+    ok = reg.record_poll(
+        job.id,
+        cursor_before=None,
+        cursor_after="1",
+        events=[Event(message="a")],
+        status=JobStatus.RUNNING,
+        provider_status="training",
+    )
+    # a second process polled from the same cursor and found the same event: dropped
+    dup = Registry().record_poll(job.id, cursor_before=None, cursor_after="1", events=[Event(message="a")])
+    assert ok is not None and dup is None
+    assert [e.message for e in reg.events(job.id)] == ["a"]
+    done, _ = reg.record_poll(
+        job.id,
+        cursor_before="1",
+        cursor_after="2",
+        events=[],
+        status=JobStatus.SUCCEEDED,
+        model_name="m",
+        artifact=artifact("/a"),
+        metrics={"loss": 0.5},
+    )
+    again, _ = reg.record_poll(
+        job.id, cursor_before="2", cursor_after="2", events=[], model_name="m", artifact=artifact("/b")
+    )
+    assert done.status is JobStatus.SUCCEEDED and again.artifact.model_id == "/a"
+    [model] = reg.models_for_job(job.id)
+    assert model.ref == "m@1" and model.model_id == "/a" and model.metrics == {"loss": 0.5}
+    assert model.spec["name"] == "m"
+
+
+def test_a_refused_poll_changes_nothing():
+    reg = Registry()
+    job = reg.create_job(spec())
+    reg.update_job(job.id, status=JobStatus.SUCCEEDED)
+    with pytest.raises(InvalidTransitionError):
+        reg.record_poll(
+            job.id,
+            cursor_before=None,
+            cursor_after="9",
+            events=[Event(message="x")],
+            status=JobStatus.RUNNING,
+        )
+    after = reg.get_job(job.id)
+    assert after.event_cursor is None and reg.events(job.id) == []

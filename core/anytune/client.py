@@ -99,25 +99,8 @@ class Client:
         warnings: list[str] = []
         reports: dict[str, ValidationReport] = {}
         refs: dict[str, DatasetRef] = {}
-        train_path = spec.data.train
-        if spec.data.validation_split:
-            split = split_file(
-                train_path,
-                anytune_home()
-                / "data"
-                / "splits"
-                / f"{Path(train_path).stem}-{spec.hyperparameters.seed or 42}",
-                {"train": 1 - spec.data.validation_split, "validation": spec.data.validation_split},
-                seed=spec.hyperparameters.seed or 42,
-                format=fmt,
-            )
-            paths = {"train": split.paths["train"], "validation": split.paths["validation"]}
-        else:
-            paths = {"train": train_path, "validation": spec.data.validation}
-        paths["test"] = spec.data.test
-        for split_name, path in paths.items():
-            if not path:
-                continue
+
+        def check(split_name: str, path: str) -> DatasetRef:
             report = validate_file(path, format=fmt, max_seq_length=spec.hyperparameters.max_seq_length)
             require_valid(report, what=f"the {split_name} data")
             assert report.format is not None and report.stats is not None and report.fingerprint
@@ -134,22 +117,45 @@ class Client:
                     f"{path}: {stats.duplicates} duplicate row(s) (e.g. line {stats.duplicate_lines[0][0]})"
                 )
             reports[split_name] = report
-            refs[split_name] = DatasetRef(
-                path=str(Path(path).resolve()),
+            resolved = str(Path(path).resolve())
+            self.registry.record_dataset(
+                fingerprint=report.fingerprint,
+                format=report.format.value,
+                rows=report.valid,
+                path=resolved,
+                tokens=stats.tokens_total,
+                stats=stats.model_dump(mode="json"),
+            )
+            return DatasetRef(
+                path=resolved,
                 format=report.format,
                 rows=report.valid,
                 fingerprint=report.fingerprint,
                 tokens=stats.tokens_total,
                 tokens_estimated=stats.tokens_estimated,
             )
-            self.registry.record_dataset(
-                fingerprint=report.fingerprint,
-                format=report.format.value,
-                rows=report.valid,
-                path=str(Path(path).resolve()),
-                tokens=stats.tokens_total,
-                stats=stats.model_dump(mode="json"),
+
+        refs["train"] = check("train", spec.data.train)
+        if spec.data.validation_split:
+            # Carve validation out of train by prompt; the folder is named by content, ratio and seed, so the
+            # same request reuses it and different data never collide.
+            seed = spec.hyperparameters.seed if spec.hyperparameters.seed is not None else 42
+            share = spec.data.validation_split
+            folder = f"{refs['train'].fingerprint.removeprefix('sha256:')[:16]}-v{share:g}-s{seed}"
+            split = split_file(
+                spec.data.train,
+                anytune_home() / "data" / "splits" / folder,
+                {"train": 1 - share, "validation": share},
+                seed=seed,
+                format=refs["train"].format,
             )
+            reports.pop("train")
+            refs["train"] = check("train", split.paths["train"])
+            refs["validation"] = check("validation", split.paths["validation"])
+        elif spec.data.validation:
+            refs["validation"] = check("validation", spec.data.validation)
+        if spec.data.test:
+            refs["test"] = check("test", spec.data.test)
         minimum = caps.limits.min_examples
         if minimum and refs["train"].rows < minimum:
             raise CapabilityError(
@@ -180,7 +186,12 @@ class Client:
             billable_tokens=pre.quote.billable_tokens,
             source=pre.quote.price_source,
         )
-        job = self.registry.create_job(spec, cost=cost, dataset_fingerprint=pre.data.train.fingerprint)
+        job = self.registry.create_job(
+            spec,
+            cost=cost,
+            dataset_fingerprint=pre.data.train.fingerprint,
+            data=pre.data.model_dump(mode="json"),
+        )
         self._record(
             job.id,
             [
@@ -188,13 +199,16 @@ class Client:
                 *(Event(level="warning", message=w) for w in pre.warnings),
             ],
         )
+        return self._submit(job, pre.backend, SubmitRequest(job_id=job.id, spec=spec, data=pre.data))
+
+    def _submit(self, job: Job, backend: Backend, request: SubmitRequest) -> Job:
         try:
-            ref = pre.backend.submit(SubmitRequest(job_id=job.id, spec=spec, data=pre.data))
+            ref = backend.submit(request)
         except Exception as exc:
             error = (
                 exc
                 if isinstance(exc, AnytuneError)
-                else BackendError(f"{spec.provider} failed to start the job: {type(exc).__name__}: {exc}")
+                else BackendError(f"{job.provider} failed to start the job: {type(exc).__name__}: {exc}")
             )
             self.registry.update_job(job.id, status=JobStatus.FAILED, error=error.message)
             self._record(
@@ -205,16 +219,49 @@ class Client:
         self.registry.update_job(job.id, provider_ref=ref.model_dump(mode="json"), provider_job_id=ref.id)
         return self.refresh(job.id)
 
+    def resume(self, job_id: str) -> Job:
+        """Finish submitting a job that was recorded but never confirmed (the process died in between).
+
+        The backend first looks for the job it may already have created for this id (`find_existing`), so a
+        crash after the provider accepted the job never leads to a second, paid, job.
+        """
+        job = self.registry.get_job(job_id)
+        if job.status is not JobStatus.PENDING or job.provider_ref is not None:
+            raise UsageError(
+                f"job {job.id} is {job.status.value} and was submitted; there is nothing to resume",
+                hint="`anytune jobs logs -f` follows a running job",
+            )
+        if job.data is None:
+            raise UsageError(f"job {job.id} has no recorded data to resubmit")
+        backend = self.backend(job.provider)
+        request = SubmitRequest(job_id=job.id, spec=job.spec, data=DataBundle.model_validate(job.data))
+        existing = backend.find_existing(request)
+        if existing is not None:
+            self._record(job.id, [Event(kind=EventKind.STATUS, message=f"found the job on {job.provider}")])
+            self.registry.update_job(
+                job.id, provider_ref=existing.model_dump(mode="json"), provider_job_id=existing.id
+            )
+            return self.refresh(job.id)
+        self._record(job.id, [Event(kind=EventKind.STATUS, message=f"resubmitting to {job.provider}")])
+        return self._submit(job, backend, request)
+
     def _record(self, job_id: str, events: list[Event], status: JobStatus | None = None) -> list[Event]:
         stored = self.registry.add_events(job_id, events)
-        for ev in stored:
-            self.plugins.hook.job_event(job_id=job_id, status=status or JobStatus.PENDING, event=ev)
+        self._notify(job_id, stored, status or JobStatus.PENDING)
         return stored
+
+    def _notify(self, job_id: str, events: list[Event], status: JobStatus) -> None:
+        for ev in events:
+            self.plugins.hook.job_event(job_id=job_id, status=status, event=ev)
 
     # ----------------------------------------------------------------------------------- follow, cancel
 
     def refresh(self, job_id: str) -> Job:
-        """Ask the backend where the job is; record new events, status, metrics, and the artifact."""
+        """Ask the backend where the job is; record new events, status, metrics, and the artifact.
+
+        Safe to call from several processes at once: a poll whose events another process already recorded
+        is dropped (see `Registry.record_poll`).
+        """
         job = self.registry.get_job(job_id)
         if job.provider_ref is None or (
             job.status.terminal and (job.status != JobStatus.SUCCEEDED or job.artifact)
@@ -223,7 +270,7 @@ class Client:
         backend = self.backend(job.provider)
         ref = ProviderRef.model_validate(job.provider_ref)
         snap = backend.poll(ref, job.event_cursor)
-        updates: dict[str, Any] = {"event_cursor": snap.cursor, "provider_status": snap.provider_status}
+        updates: dict[str, Any] = {"provider_status": snap.provider_status}
         if snap.progress is not None:
             updates["progress"] = snap.progress
         if snap.metrics:
@@ -243,30 +290,25 @@ class Client:
                         ),
                     )
                 )
-        if new_status is JobStatus.FAILED or (snap.error and (new_status or job.status) is JobStatus.FAILED):
-            updates["error"] = snap.error
         status_after = new_status or job.status
+        if snap.error and status_after is JobStatus.FAILED:
+            updates["error"] = snap.error
         if status_after is JobStatus.SUCCEEDED and job.artifact is None:
-            artifact = backend.result(ref)
-            updates["artifact"] = artifact
-            self._register(
-                job, artifact, {**job.metrics, **snap.metrics, **artifact.metadata.get("metrics", {})}
-            )
-        self._record(job.id, events, status_after)
-        return self.registry.update_job(job.id, status=new_status, **updates)
-
-    def _register(self, job: Job, artifact: ModelArtifact, metrics: dict[str, Any]) -> None:
-        if self.registry.models_for_job(job.id):  # already registered before a crash: no second version
-            return
-        self.registry.register_model(
-            job.name,
-            artifact,
-            job_id=job.id,
-            dataset_fingerprint=job.dataset_fingerprint,
-            spec=job.spec.model_dump(mode="json"),
-            metrics=metrics,
-            cost=job.cost.model_dump(mode="json") if job.cost else None,
+            updates["artifact"] = backend.result(ref)
+        recorded = self.registry.record_poll(
+            job.id,
+            cursor_before=job.event_cursor,
+            cursor_after=snap.cursor,
+            events=events,
+            status=new_status,
+            model_name=job.name,
+            **updates,
         )
+        if recorded is None:  # another process recorded this poll first
+            return self.registry.get_job(job.id)
+        job, stored = recorded
+        self._notify(job.id, stored, job.status)
+        return job
 
     def follow(
         self,

@@ -143,6 +143,9 @@ class Job(BaseModel):
     provider_job_id: str | None = None
     provider_ref: dict[str, Any] | None = None
     event_cursor: str | None = Field(None, description="where the last poll of the backend's events ended")
+    data: dict[str, Any] | None = Field(
+        None, description="the validated data given to the backend (DataBundle)"
+    )
     progress: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     artifact: ModelArtifact | None = None

@@ -126,7 +126,7 @@ class LocalBackend(Backend):
             tokens_estimated=data.train.tokens_estimated,
             price=0.0,
             assumptions=[
-                "local run: no provider bill (hardware and electricity not priced)",
+                "no provider bill; hardware and electricity are not priced",
                 f"tokens = training tokens x {epochs:g} epoch(s)",
             ],
         )

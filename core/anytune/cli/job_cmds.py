@@ -70,10 +70,8 @@ def _preflight_panel(pre: Preflight) -> Panel:
                 f"{name:<11} {ref.rows:,} {ref.format.value} rows{tokens}  [dim]{ref.fingerprint[:19]}[/]"
             )
     if q.price is not None:
-        lines.append(
-            f"quote       {q.price:.2f} {q.currency}"
-            + (f" [dim]({escape(q.assumptions[0])})[/]" if q.assumptions else "")
-        )
+        lines.append(f"quote       {q.price:.2f} {q.currency}")
+        lines.extend(f"            [dim]{escape(a)}[/]" for a in q.assumptions[:2])
     return Panel("\n".join(lines), title="job", title_align="left", expand=False)
 
 
@@ -361,3 +359,21 @@ def cancel(job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."
             time.sleep(0.5)
             job = client.refresh(job.id)
     out.print(f"job {job.id}: {status_text(job.status.value, job.provider_status)}")
+
+
+@app.command("resume")
+def resume(
+    job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."),
+    follow: bool = typer.Option(True, "--follow/--detach", help="Follow the job once it is submitted."),
+) -> None:
+    """Finish submitting a job that was recorded but never confirmed (a crash or a dropped connection).
+
+    The backend first looks for the job it may already have created, so this never starts a second one.
+    """
+    client = _client()
+    job = client.resume(job_id)
+    out.print(f"job {job.id} on {escape(job.provider)}: {status_text(job.status.value, job.provider_status)}")
+    if follow and job.status.active:
+        job = _follow(client, job)
+        if job.status.value != "succeeded":
+            raise typer.Exit(1)

@@ -1,7 +1,9 @@
 """The registry: jobs, events, datasets, model versions with aliases, and evaluations, in one database.
 
 Every write is one transaction, so a crash leaves either the whole record or none of it. Model versions
-are immutable: registering again makes a new version; only aliases move.
+are immutable: registering again makes a new version; only aliases move. Several processes may follow the
+same job (`anytune run` in one terminal, `anytune jobs list` in another): `record_poll` makes sure each
+poll's events are stored once and a job registers one model version.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from pydantic import BaseModel
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,6 +44,7 @@ def _job(row: JobRow) -> Job:
         provider_job_id=row.provider_job_id,
         provider_ref=row.provider_ref,
         event_cursor=row.event_cursor,
+        data=row.data,
         progress=row.progress,
         metrics=row.metrics or {},
         artifact=ModelArtifact.model_validate(row.artifact) if row.artifact else None,
@@ -52,6 +56,45 @@ def _job(row: JobRow) -> Job:
         started_at=row.started_at,
         finished_at=row.finished_at,
     )
+
+
+def _apply(row: JobRow, status: JobStatus | None, fields: dict[str, Any]) -> None:
+    """Set fields on a job row; a status change is checked against the status machine and stamps times."""
+    now = utcnow()
+    if status is not None and status.value != row.status:
+        check_transition(JobStatus(row.status), status)
+        row.status = status.value
+        if status is JobStatus.RUNNING and row.started_at is None:
+            row.started_at = now
+        if status.terminal:
+            row.finished_at = now
+            if row.started_at is None:
+                row.started_at = row.created_at
+    for key, value in fields.items():
+        if not hasattr(JobRow, key) or key in ("id", "created_at"):
+            raise AttributeError(f"jobs have no writable field {key!r}")
+        setattr(row, key, value.model_dump(mode="json") if isinstance(value, BaseModel) else value)
+    row.updated_at = now
+
+
+def _append_events(s: Session, job_id: str, events: list[Event]) -> list[Event]:
+    last = s.scalar(select(func.max(EventRow.seq)).where(EventRow.job_id == job_id)) or 0
+    stored = []
+    for seq, ev in enumerate(events, start=last + 1):
+        ev = ev.model_copy(update={"seq": seq})
+        s.add(
+            EventRow(
+                job_id=job_id,
+                seq=seq,
+                time=ev.time,
+                kind=ev.kind.value,
+                level=ev.level,
+                message=ev.message,
+                data=ev.data,
+            )
+        )
+        stored.append(ev)
+    return stored
 
 
 def _event(row: EventRow) -> Event:
@@ -80,7 +123,9 @@ class Registry:
         job_id: str | None = None,
         cost: Cost | None = None,
         dataset_fingerprint: str | None = None,
+        data: dict[str, Any] | None = None,
     ) -> Job:
+        """Record a new job, `pending`. `data` is what the backend will be given (to resubmit after a crash)."""
         now = utcnow()
         row = JobRow(
             id=job_id or new_job_id(),
@@ -88,6 +133,7 @@ class Registry:
             provider=spec.provider,
             status=JobStatus.PENDING.value,
             spec=spec.model_dump(mode="json"),
+            data=data,
             metrics={},
             cost=cost.model_dump(mode="json") if cost else None,
             dataset_fingerprint=dataset_fingerprint,
@@ -138,24 +184,61 @@ class Registry:
         """Change a job. A status change is checked against the status machine and stamps the times."""
         with self.session() as s, s.begin():
             row = self._resolve_job(s, job_id)
-            now = utcnow()
-            if status is not None and status.value != row.status:
-                check_transition(JobStatus(row.status), status)
-                row.status = status.value
-                if status in (JobStatus.RUNNING,) and row.started_at is None:
-                    row.started_at = now
-                if status.terminal:
-                    row.finished_at = now
-                    if row.started_at is None:
-                        row.started_at = row.created_at
-            for key, value in fields.items():
-                if not hasattr(JobRow, key) or key in ("id", "created_at"):
-                    raise AttributeError(f"jobs have no writable field {key!r}")
-                if isinstance(value, ModelArtifact | Cost):
-                    value = value.model_dump(mode="json")
-                setattr(row, key, value)
-            row.updated_at = now
+            _apply(row, status, fields)
         return _job(row)
+
+    def record_poll(
+        self,
+        job_id: str,
+        *,
+        cursor_before: str | None,
+        cursor_after: str | None,
+        events: list[Event],
+        status: JobStatus | None = None,
+        model_name: str | None = None,
+        **fields: Any,
+    ) -> tuple[Job, list[Event]] | None:
+        """Record what one poll of the backend found, all in one transaction, or nothing at all.
+
+        The poll started from `cursor_before`; if another process recorded a poll from that cursor first,
+        this one is dropped (None is returned) so that no event is stored twice. An `artifact` is stored
+        only while the job has none, and then a model version named `model_name` is registered with its
+        lineage: however many processes follow a job, it gets one model version.
+        """
+        same_cursor = (
+            JobRow.event_cursor.is_(None) if cursor_before is None else JobRow.event_cursor == cursor_before
+        )
+        with self.session() as s, s.begin():
+            # The conditional UPDATE takes the row's write lock (SQLite: the database's) before anything is read.
+            claimed = s.execute(
+                update(JobRow).where(JobRow.id == job_id, same_cursor).values(event_cursor=cursor_after)
+            ).rowcount
+            if not claimed:
+                return None
+            row = s.get(JobRow, job_id, populate_existing=True)
+            assert row is not None
+            artifact = fields.pop("artifact", None)
+            if artifact is not None and row.artifact is None:
+                fields["artifact"] = artifact
+                if model_name:
+                    metrics = {
+                        **(row.metrics or {}),
+                        **fields.get("metrics", {}),
+                        **artifact.metadata.get("metrics", {}),
+                    }
+                    self._insert_model(
+                        s,
+                        model_name,
+                        artifact,
+                        job_id=job_id,
+                        spec=row.spec,
+                        cost=row.cost,
+                        dataset_fingerprint=row.dataset_fingerprint,
+                        metrics=metrics,
+                    )
+            _apply(row, status, fields)
+            stored = _append_events(s, job_id, events)
+        return _job(row), stored
 
     # ------------------------------------------------------------------------------------------- events
 
@@ -165,23 +248,7 @@ class Registry:
         if not events:
             return []
         with self.session() as s, s.begin():
-            last = s.scalar(select(func.max(EventRow.seq)).where(EventRow.job_id == job_id)) or 0
-            stored = []
-            for i, ev in enumerate(events, start=last + 1):
-                ev = ev.model_copy(update={"seq": i})
-                s.add(
-                    EventRow(
-                        job_id=job_id,
-                        seq=i,
-                        time=ev.time,
-                        kind=ev.kind.value,
-                        level=ev.level,
-                        message=ev.message,
-                        data=ev.data,
-                    )
-                )
-                stored.append(ev)
-        return stored
+            return _append_events(s, job_id, events)
 
     def events(
         self, job_id: str, *, after: int = 0, kind: str | None = None, limit: int | None = None
@@ -249,30 +316,41 @@ class Registry:
         for _attempt in range(5):
             try:
                 with self.session() as s, s.begin():
-                    last = s.scalar(select(func.max(ModelRow.version)).where(ModelRow.name == name)) or 0
-                    row = ModelRow(
-                        name=name,
-                        version=last + 1,
+                    row = self._insert_model(
+                        s,
+                        name,
+                        artifact,
                         job_id=job_id,
-                        provider=artifact.provider,
-                        model_id=artifact.model_id,
-                        kind=artifact.kind,
-                        base_model=artifact.base_model,
-                        base_model_retires=base_model_retires,
-                        adapter_type=artifact.adapter_type,
                         dataset_fingerprint=dataset_fingerprint,
-                        artifact=artifact.model_dump(mode="json"),
                         spec=spec,
-                        metrics=metrics or {},
+                        metrics=metrics,
                         cost=cost,
+                        base_model_retires=base_model_retires,
                         description=description,
-                        created_at=utcnow(),
                     )
-                    s.add(row)
                 return self._model(row, [])
             except IntegrityError:  # another process took this version number first: take the next
                 continue
         raise UsageError(f"could not register a new version of {name!r}: too many concurrent writers")
+
+    @staticmethod
+    def _insert_model(s: Session, name: str, artifact: ModelArtifact, **lineage: Any) -> ModelRow:
+        last = s.scalar(select(func.max(ModelRow.version)).where(ModelRow.name == name)) or 0
+        row = ModelRow(
+            name=name,
+            version=last + 1,
+            provider=artifact.provider,
+            model_id=artifact.model_id,
+            kind=artifact.kind,
+            base_model=artifact.base_model,
+            adapter_type=artifact.adapter_type,
+            artifact=artifact.model_dump(mode="json"),
+            created_at=utcnow(),
+            **{**lineage, "metrics": lineage.get("metrics") or {}},
+        )
+        s.add(row)
+        s.flush()
+        return row
 
     def _model(self, row: ModelRow, aliases: list[str]) -> ModelVersion:
         data = {c: getattr(row, c) for c in ModelVersion.model_fields if c != "aliases" and hasattr(row, c)}

@@ -42,6 +42,7 @@ class JobRow(Base):
     provider_job_id: Mapped[str | None] = mapped_column(String(200), index=True)
     provider_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     progress: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     artifact: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("provider_job_id", sa.String(200)),
         sa.Column("provider_ref", sa.JSON()),
         sa.Column("spec", sa.JSON(), nullable=False),
+        sa.Column("data", sa.JSON()),
         sa.Column("progress", sa.Float()),
         sa.Column("metrics", sa.JSON(), nullable=False),
         sa.Column("artifact", sa.JSON()),
