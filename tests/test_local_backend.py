@@ -97,17 +97,29 @@ def test_lora_training_lowers_the_loss_and_the_adapter_reloads(tiny_model: Path,
     assert outputs[0] == outputs[1]  # greedy decoding is deterministic
 
 
-def test_cancel_stops_a_running_job(tiny_model: Path, tmp_path: Path):
+def _start_long_job(client: Client, tiny_model: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A job that would train for ages, once it is past its first step; and its worker's pid."""
     train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(32))
-    client = Client()
     job = client.submit(_spec(tiny_model, train, max_steps=100_000))
     _wait_for(client, job.id, "training")
-    pid = int(Path(job.provider_ref["data"]["dir"], "pid").read_text())
-    started = time.monotonic()
-    job = client.cancel(job.id)
-    while job.status.active and time.monotonic() - started < 60:
+    return job, int(Path(job.provider_ref["data"]["dir"], "pid").read_text())
+
+
+def _until_ended(client: Client, job_id: str, timeout: float):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    job = client.refresh(job_id)
+    while job.status.active and time.monotonic() < deadline:
         time.sleep(0.2)
-        job = client.refresh(job.id)
+        job = client.refresh(job_id)
+    return job
+
+
+def test_cancel_stops_a_running_job(tiny_model: Path, tmp_path: Path):
+    client = Client()
+    job, pid = _start_long_job(client, tiny_model, tmp_path)
+    started = time.monotonic()
+    client.cancel(job.id)
+    job = _until_ended(client, job.id, 60)
     assert job.status is JobStatus.CANCELLED
     assert time.monotonic() - started < 30
     time.sleep(0.5)
@@ -116,16 +128,10 @@ def test_cancel_stops_a_running_job(tiny_model: Path, tmp_path: Path):
 
 
 def test_a_killed_worker_is_reported_as_failed(tiny_model: Path, tmp_path: Path):
-    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(32))
     client = Client()
-    job = client.submit(_spec(tiny_model, train, max_steps=100_000))
-    _wait_for(client, job.id, "training")
-    pid = int(Path(job.provider_ref["data"]["dir"], "pid").read_text())
+    job, pid = _start_long_job(client, tiny_model, tmp_path)
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while job.status.active and time.monotonic() < deadline:
-        time.sleep(0.2)
-        job = client.refresh(job.id)
+    job = _until_ended(client, job.id, 30)
     assert job.status is JobStatus.FAILED
     assert "exited without a result" in job.error
 

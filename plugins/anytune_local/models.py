@@ -7,19 +7,15 @@ folder that `from_pretrained` loads; GGUF files are dequantized once into such a
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from anytune.errors import BackendError, UsageError
 from anytune.settings import cache_dir
+from anytune_local.cache import build_once
 
 Log = Callable[[str], None]
 
@@ -156,49 +152,29 @@ def _download(hub_id: str, packaged: PackagedModel | None, log: Log) -> Path:
         ) from None
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One process at a time converts or builds a given model; the others wait, then reuse the result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def convert_gguf(gguf: Path, log: Log = lambda _msg: None) -> Path:
     """Dequantize a GGUF file once into a safetensors folder under the cache, and return that folder.
 
     transformers loads GGUF weights but cannot save a GGUF-loaded model, and PEFT wants a plain model: so
     the weights are copied into a model built from the same config (all keys match), then saved.
     """
-    stat = gguf.stat()
-    target = cache_dir("models") / f"{gguf.stem}-{stat.st_size:x}"
-    if (target / "config.json").exists():
-        return target
-    with _locked(target):
-        if (target / "config.json").exists():
-            return target
+    target = cache_dir("models") / f"{gguf.stem}-{gguf.stat().st_size:x}"
+
+    def build(folder: Path) -> None:
         log(f"converting {gguf.name} to safetensors (once; cached in {target})")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        folder, fname = str(gguf.parent), gguf.name
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
-        quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        quantized = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
         config = quantized.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
         plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         plain.load_state_dict(quantized.state_dict())
-        tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-        try:
-            plain.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
+        plain.save_pretrained(folder)
+        tok.save_pretrained(folder)
+
+    return build_once(target, build)

@@ -8,14 +8,12 @@ assistant-only loss works on it too.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sysconfig
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from anytune.settings import cache_dir
+from anytune_local.cache import build_once
 
 CHATML_TEMPLATE = (
     "{%- for message in messages %}{%- if message['role'] == 'assistant' %}"
@@ -41,13 +39,8 @@ def _corpus(limit: int = 200) -> Iterator[str]:
 def build_tiny_model(target: Path | None = None, log: Callable[[str], None] = lambda _m: None) -> Path:
     """Build (once, then reuse from the cache) the tiny model folder and return it."""
     target = target or cache_dir("models") / f"tiny-llama-v{VERSION}-h{HIDDEN}-l{LAYERS}-v{VOCAB}"
-    if (target / "config.json").exists():
-        return target
-    from anytune_local.models import _locked
 
-    with _locked(target):
-        if (target / "config.json").exists():
-            return target
+    def build(folder: Path) -> None:
         log("building the tiny test model (tokenizer trained on the spot, random weights)")
         import torch
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -81,13 +74,7 @@ def build_tiny_model(target: Path | None = None, log: Callable[[str], None] = la
             pad_token_id=fast.pad_token_id,
         )
         torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(config)
-        tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
-        try:
-            model.save_pretrained(tmp)
-            fast.save_pretrained(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
+        AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+        fast.save_pretrained(folder)
+
+    return build_once(target, build)
