@@ -9,8 +9,9 @@
 
 Order of work in `submit`, which the house rules fix: check the spec against the backend's capabilities,
 validate every data file, quote and check the budget (nothing uploaded or started yet); then write the job
-row; only then call the backend. A failure before the row is written leaves no trace; a failure after it
-leaves a failed job with the reason.
+row; only then call the backend. A failure before the row is written leaves no job behind (only the
+content-addressed records of the data files it read); a failure after it leaves a failed job with the
+reason, and a crash between the two leaves a pending job that `resume()` finishes without duplicating it.
 """
 
 from __future__ import annotations

@@ -162,9 +162,4 @@ class Job(BaseModel):
         if self.started_at is None:
             return None
         end = self.finished_at or utcnow()
-        return max(0.0, (_aware(end) - _aware(self.started_at)).total_seconds())
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands datetimes back without a zone; anytune stores UTC throughout."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return max(0.0, (end - self.started_at).total_seconds())
