@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anytune.compat import Problem, check_data_format, check_spec, raise_for_problems
+from anytune.compat import check_data_format, check_spec, raise_for_problems
 from anytune.data.formats import DataFormat
 from anytune.data.split import check_leakage, split_file
 from anytune.data.validate import ValidationReport, require_valid, validate_file
@@ -78,7 +78,7 @@ class Client:
         backend = self.backend(spec.provider)
         caps = backend.capabilities()
         problems = check_spec(spec, caps, spec.provider)
-        problems += [Problem("error", "", message) for message in backend.check_spec(spec)]
+        problems += backend.check_spec(spec)
         warnings = [str(p) for p in raise_for_problems(problems, spec.provider)]
         bundle, reports, data_warnings = self._prepare_data(spec, caps)
         warnings += data_warnings
@@ -220,13 +220,29 @@ class Client:
         self.registry.update_job(job.id, provider_ref=ref.model_dump(mode="json"), provider_job_id=ref.id)
         return self.refresh(job.id)
 
-    def resume(self, job_id: str) -> Job:
-        """Finish submitting a job that was recorded but never confirmed (the process died in between).
+    def pause(self, job_id: str) -> Job:
+        job = self.refresh(job_id)
+        if job.status not in (JobStatus.RUNNING, JobStatus.QUEUED) or job.provider_ref is None:
+            raise UsageError(f"job {job.id} is {job.status.value}; only a running job can be paused")
+        backend = self.backend(job.provider)
+        if not backend.capabilities().supports_pause:
+            raise CapabilityError(f"{job.provider} cannot pause jobs")
+        backend.pause(ProviderRef.model_validate(job.provider_ref))
+        self._record(job.id, [Event(kind=EventKind.STATUS, message="pause requested")])
+        return self.refresh(job.id)
 
-        The backend first looks for the job it may already have created for this id (`find_existing`), so a
-        crash after the provider accepted the job never leads to a second, paid, job.
+    def resume(self, job_id: str) -> Job:
+        """Make a job go again: resume a paused job, or finish submitting a job that was recorded but never
+        confirmed (the process died in between).
+
+        In the second case the backend first looks for the job it may already have created for this id
+        (`find_existing`), so a crash after the provider accepted the job never leads to a second, paid, job.
         """
-        job = self.registry.get_job(job_id)
+        job = self.refresh(job_id)
+        if job.status is JobStatus.PAUSED and job.provider_ref is not None:
+            self.backend(job.provider).resume(ProviderRef.model_validate(job.provider_ref))
+            self._record(job.id, [Event(kind=EventKind.STATUS, message="resume requested")])
+            return self.refresh(job.id)
         if job.status is not JobStatus.PENDING or job.provider_ref is not None:
             raise UsageError(
                 f"job {job.id} is {job.status.value} and was submitted; there is nothing to resume",
@@ -294,6 +310,16 @@ class Client:
         status_after = new_status or job.status
         if snap.error and status_after is JobStatus.FAILED:
             updates["error"] = snap.error
+        if snap.trained_tokens is not None or snap.cost is not None:
+            cost = job.cost or Cost()
+            updates["cost"] = cost.model_copy(
+                update={
+                    "trained_tokens": snap.trained_tokens
+                    if snap.trained_tokens is not None
+                    else cost.trained_tokens,
+                    "actual": snap.cost if snap.cost is not None else cost.actual,
+                }
+            )
         if status_after is JobStatus.SUCCEEDED and job.artifact is None:
             updates["artifact"] = backend.result(ref)
         recorded = self.registry.record_poll(
@@ -373,7 +399,7 @@ class Client:
         backend = self.backend(job.provider)
         subjects: dict[str, tuple[Backend, ModelArtifact]] = {}
         if spec.compare_base:
-            subjects["base"] = (backend, ModelArtifact.base(job.provider, job.spec.base_model))
+            subjects["base"] = (backend, ModelArtifact.base(job.provider, job.spec.model_for(job.provider)))
         subjects["fine-tuned"] = (backend, job.artifact)
         metrics = resolve_metrics(spec.metrics, self.plugins.metrics())
         result = evaluate(subjects, data, spec, metrics, on_progress)

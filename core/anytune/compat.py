@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 from anytune.data.formats import PREFERENCE_FORMATS, SUPERVISED_FORMATS, DataFormat
 from anytune.errors import CapabilityError
-from anytune.hookspecs import Capabilities
+from anytune.hookspecs import Capabilities, Problem
 from anytune.spec import RESERVED_METHODS, JobSpec, Method
 
 # Which data formats each method can learn from (after anytune's own conversions).
@@ -19,16 +16,6 @@ METHOD_FORMATS: dict[Method, frozenset[DataFormat]] = {
     Method.PPO: SUPERVISED_FORMATS,
     Method.GRPO: SUPERVISED_FORMATS,
 }
-
-
-@dataclass(frozen=True)
-class Problem:
-    severity: Literal["error", "warning"]
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
 
 
 def check_spec(spec: JobSpec, caps: Capabilities, provider: str) -> list[Problem]:
@@ -50,9 +37,14 @@ def check_spec(spec: JobSpec, caps: Capabilities, provider: str) -> list[Problem
         error("adapter", f"{provider} cannot train adapter {adapter.value!r}; it can train: {can}")
 
     models = caps.base_models
-    if models is not None and spec.base_model not in models and spec.base_model not in models.values():
+    base = spec.model_for(provider)
+    if models is not None and base not in models and base not in models.values():
         known = ", ".join(sorted(models)) or "none"
-        error("base_model", f"{provider} cannot fine-tune {spec.base_model!r}; it can fine-tune: {known}")
+        error(
+            "base_model",
+            f"{provider} cannot fine-tune {base!r}; it can fine-tune: {known} "
+            f"(name another with provider_options.{provider}.base_model)",
+        )
 
     if spec.data.format != "auto":
         fmt = DataFormat(spec.data.format)

@@ -30,13 +30,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
 from anytune.data.formats import DataFormat
+from anytune.errors import CapabilityError
 from anytune.jobs import Event, JobStatus, ModelArtifact
 from anytune.spec import AdapterType, JobSpec, Method
 
@@ -50,6 +52,7 @@ __all__ = [
     "DatasetRef",
     "GenerationParams",
     "Limits",
+    "Problem",
     "ProviderRef",
     "Quote",
     "Snapshot",
@@ -60,6 +63,18 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------- what a backend can do
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One way in which a spec does not fit a backend. Errors refuse the job; warnings are shown."""
+
+    severity: Literal["error", "warning"]
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
 
 
 class Limits(BaseModel):
@@ -180,6 +195,8 @@ class Snapshot(BaseModel):
     error: str | None = None
     step: int | None = None
     total_steps: int | None = None
+    trained_tokens: int | None = Field(None, description="tokens the provider says it trained on (billed)")
+    cost: float | None = Field(None, description="actual cost so far, in the quote's currency, if known")
 
 
 class GenerationParams(BaseModel):
@@ -225,10 +242,18 @@ class Backend(ABC):
     def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
         """One completion per chat prompt, for evaluation. `model.kind == "base"` means the base model."""
 
-    def check_spec(self, spec: JobSpec) -> list[str]:
-        """Problems with `spec` that `capabilities()` cannot express (a base model that does not exist, an
-        option the provider refuses), each a sentence naming the field. Must be quick and need no upload."""
+    def check_spec(self, spec: JobSpec) -> list[Problem]:
+        """Problems with `spec` that `capabilities()` cannot express (a base model that does not exist or
+        retires soon, an option the provider refuses). Must be quick and need no upload."""
         return []
+
+    def pause(self, ref: ProviderRef) -> None:
+        """Pause a running job (only if `capabilities().supports_pause`)."""
+        raise CapabilityError(f"{self.name} cannot pause jobs")
+
+    def resume(self, ref: ProviderRef) -> None:
+        """Resume a paused job (only if `capabilities().supports_pause`)."""
+        raise CapabilityError(f"{self.name} cannot resume paused jobs")
 
     def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
         """The job this backend may already have created for `request.job_id` (after a crash or a dropped

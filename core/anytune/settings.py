@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 
@@ -26,3 +27,9 @@ def cache_dir(*parts: str) -> Path:
     path = anytune_home().joinpath("cache", *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def today() -> date:
+    """Today, or `$ANYTUNE_TODAY` (YYYY-MM-DD): availability windows and prices can be checked as of a date."""
+    override = os.environ.get("ANYTUNE_TODAY")
+    return date.fromisoformat(override) if override else date.today()

@@ -379,6 +379,13 @@ class JobSpec(_Strict):
     def adapter_type(self) -> AdapterType:
         return AdapterType(self.adapter.type)
 
+    def model_for(self, provider: str | None = None) -> str:
+        """The base model on `provider`: `provider_options.<provider>.base_model`, else `base_model`.
+
+        A job file that names a hub model for local runs can name the provider's own model for each
+        provider, and so run unchanged with `--provider`."""
+        return str(self.options_for(provider).get("base_model") or self.base_model)
+
     def options_for(self, provider: str | None = None) -> dict[str, Any]:
         """The provider-specific extras for `provider` (default: the spec's own provider)."""
         return dict(self.provider_options.get(provider or self.provider, {}))

@@ -19,6 +19,7 @@ from anytune.hookspecs import (
     GenerationParams,
     Limits,
     Messages,
+    Problem,
     ProviderRef,
     Quote,
     Snapshot,
@@ -110,18 +111,18 @@ class LocalBackend(Backend):
             ],
         )
 
-    def check_spec(self, spec: JobSpec) -> list[str]:
+    def check_spec(self, spec: JobSpec) -> list[Problem]:
         from anytune_local.models import check_model_name
 
-        problem = check_model_name(spec.base_model)
-        return [problem] if problem else []
+        problem = check_model_name(spec.model_for(self.name))
+        return [Problem("error", "", problem)] if problem else []
 
     def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
         epochs = spec.hyperparameters.epochs or 1.0
         tokens = int(data.train.tokens * epochs) if data.train.tokens is not None else None
         return Quote(
             provider=self.name,
-            model=spec.base_model,
+            model=spec.model_for(self.name),
             billable_tokens=tokens,
             tokens_estimated=data.train.tokens_estimated,
             price=0.0,

@@ -93,11 +93,12 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     spec = JobSpec.model_validate(request["spec"])
     emit = jobdir.emit
     jobdir.write_status("loading")
-    emit(f"resolving base model {spec.base_model}")
+    base_model = spec.model_for("local")
+    emit(f"resolving base model {base_model}")
 
     from anytune_local.models import resolve_model
 
-    resolved = resolve_model(spec.base_model, log=emit)
+    resolved = resolve_model(base_model, log=emit)
     emit(f"base model: {resolved.path} ({resolved.source})")
     if should_stop():
         raise Cancelled
@@ -262,7 +263,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     return {
         "adapter_path": str(adapter_dir),
         "merged_path": str(merged_dir) if merged_dir else None,
-        "base_model": spec.base_model,
+        "base_model": base_model,
         "base_model_path": str(resolved.path),
         "base_model_source": resolved.source,
         "adapter_type": spec.adapter.type,

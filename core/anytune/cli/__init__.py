@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from anytune import __version__
-from anytune.cli import data_cmds, job_cmds, model_cmds, plugin_cmds
+from anytune.cli import data_cmds, emulate_cmds, job_cmds, model_cmds, plugin_cmds
 from anytune.cli.console import err, print_error
 from anytune.errors import AnytuneError
 
@@ -51,6 +51,7 @@ app.command("run")(job_cmds.run)
 app.add_typer(job_cmds.app, name="jobs")
 app.add_typer(model_cmds.app, name="models")
 app.add_typer(plugin_cmds.app, name="plugins")
+app.command("emulate")(emulate_cmds.emulate)
 
 
 def main(argv: list[str] | None = None) -> None:

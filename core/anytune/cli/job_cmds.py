@@ -361,14 +361,22 @@ def cancel(job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."
     out.print(f"job {job.id}: {status_text(job.status.value, job.provider_status)}")
 
 
+@app.command("pause")
+def pause(job_id: str = typer.Argument(..., help="Job id (or a unique prefix).")) -> None:
+    """Pause a running job (on providers that can: OpenAI). `anytune jobs resume` continues it."""
+    job = _client().pause(job_id)
+    out.print(f"job {job.id}: {status_text(job.status.value, job.provider_status)}")
+
+
 @app.command("resume")
 def resume(
     job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."),
-    follow: bool = typer.Option(True, "--follow/--detach", help="Follow the job once it is submitted."),
+    follow: bool = typer.Option(True, "--follow/--detach", help="Follow the job once it runs again."),
 ) -> None:
-    """Finish submitting a job that was recorded but never confirmed (a crash or a dropped connection).
+    """Make a job go again: resume a paused job, or finish submitting one recorded before a crash.
 
-    The backend first looks for the job it may already have created, so this never starts a second one.
+    After a crash the backend first looks for the job it may already have created, so this never starts a
+    second one.
     """
     client = _client()
     job = client.resume(job_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -24,6 +24,7 @@ from anytune.jobs import Cost, Event, Job, JobStatus, ModelArtifact, check_trans
 from anytune.registry.db import open_engine
 from anytune.registry.records import DatasetRecord, EvaluationRecord, ModelVersion
 from anytune.registry.tables import DatasetRow, EvaluationRow, EventRow, JobRow, ModelAliasRow, ModelRow
+from anytune.secrets import redact
 from anytune.settings import database_url
 from anytune.spec import JobSpec
 
@@ -73,7 +74,9 @@ def _apply(row: JobRow, status: JobStatus | None, fields: dict[str, Any]) -> Non
     for key, value in fields.items():
         if not hasattr(JobRow, key) or key in ("id", "created_at"):
             raise AttributeError(f"jobs have no writable field {key!r}")
-        setattr(row, key, value.model_dump(mode="json") if isinstance(value, BaseModel) else value)
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        setattr(row, key, redact(value) if key == "error" else value)
     row.updated_at = now
 
 
@@ -81,7 +84,7 @@ def _append_events(s: Session, job_id: str, events: list[Event]) -> list[Event]:
     last = s.scalar(select(func.max(EventRow.seq)).where(EventRow.job_id == job_id)) or 0
     stored = []
     for seq, ev in enumerate(events, start=last + 1):
-        ev = ev.model_copy(update={"seq": seq})
+        ev = ev.model_copy(update={"seq": seq, "message": redact(ev.message), "data": redact(ev.data)})
         s.add(
             EventRow(
                 job_id=job_id,
@@ -218,14 +221,11 @@ class Registry:
             row = s.get(JobRow, job_id, populate_existing=True)
             assert row is not None
             artifact = fields.pop("artifact", None)
+            _apply(row, status, fields)
             if artifact is not None and row.artifact is None:
-                fields["artifact"] = artifact
+                row.artifact = artifact.model_dump(mode="json")
                 if model_name:
-                    metrics = {
-                        **(row.metrics or {}),
-                        **fields.get("metrics", {}),
-                        **artifact.metadata.get("metrics", {}),
-                    }
+                    retires = artifact.metadata.get("base_model_retires")
                     self._insert_model(
                         s,
                         model_name,
@@ -234,9 +234,11 @@ class Registry:
                         spec=row.spec,
                         cost=row.cost,
                         dataset_fingerprint=row.dataset_fingerprint,
-                        metrics=metrics,
+                        metrics={**(row.metrics or {}), **artifact.metadata.get("metrics", {})},
+                        base_model_retires=datetime.fromisoformat(retires).replace(tzinfo=UTC)
+                        if retires
+                        else None,
                     )
-            _apply(row, status, fields)
             stored = _append_events(s, job_id, events)
         return _job(row), stored
 

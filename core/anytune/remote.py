@@ -1,0 +1,101 @@
+"""What every remote backend needs and should not write again: retry timing, and creating a paid object
+(an upload, a job) at most once even when the connection drops after the provider made it.
+
+Official SDKs retry 408/409/429/5xx and dropped connections on their own, which is right for reads and
+wrong for creates: none of them sends an idempotency key, so a retried create can make a second paid job.
+`create_once` turns the SDK's retries off for the create and, before each new attempt, asks the provider
+whether the object already exists (a backend tags it with anytune's job id or a content hash).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from anytune.errors import BackendError
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+NEVER_RETRY_STATUS = frozenset({400, 401, 403, 404, 422})
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in RETRYABLE_STATUS or status >= 500
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 120.0  # a provider asking for a longer wait is not retried (OpenAI's SDK rule)
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter for the `attempt`-th retry (0-based)."""
+        return min(self.base_delay * 2**attempt, self.max_delay) * random.uniform(0.75, 1.0)
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date), if given."""
+    if not headers:
+        return None
+    lower = {k.lower(): v for k, v in headers.items()}
+    try:
+        if "retry-after-ms" in lower:
+            return float(lower["retry-after-ms"]) / 1000
+    except ValueError:
+        pass
+    value = lower.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How a backend classifies one failed call: retry it (after `delay` seconds, if the provider said) or
+    give up with `error`, which carries the provider's own message."""
+
+    retryable: bool
+    error: BackendError
+    delay: float | None = None
+
+
+def create_once(
+    create: Callable[[], T],
+    find: Callable[[], T | None],
+    classify: Callable[[BaseException], Failure],
+    policy: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[int, Failure, float], None] | None = None,
+) -> T:
+    """Create a remote object, retrying transient failures, without ever creating it twice.
+
+    `create` must not retry by itself; `find` returns the object if an earlier attempt made it.
+    """
+    policy = policy or RetryPolicy()
+    for attempt in range(policy.attempts):
+        try:
+            return create()
+        except Exception as exc:
+            failure = classify(exc)
+            last = attempt == policy.attempts - 1
+            if not failure.retryable or last or (failure.delay or 0) > policy.max_retry_after:
+                raise failure.error from exc
+            delay = failure.delay if failure.delay is not None else policy.backoff(attempt)
+            if on_retry is not None:
+                on_retry(attempt + 1, failure, delay)
+            sleep(delay)
+            existing = find()
+            if existing is not None:
+                return existing
+    raise AssertionError("unreachable")  # pragma: no cover

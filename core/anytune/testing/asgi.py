@@ -1,0 +1,182 @@
+"""ASGI plumbing shared by the emulators: authentication, fault injection, dropped connections, and a
+recorder of every exchange (so that tests can check each one against the provider's OpenAPI spec)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from anytune.testing.faults import Faults
+
+ErrorBody = Callable[[int, str, str | None], dict[str, Any]]
+
+
+@dataclass
+class Exchange:
+    method: str
+    path: str
+    query: str
+    request_headers: dict[str, str]
+    request_body: bytes
+    status: int
+    response_headers: dict[str, str]
+    response_body: bytes
+    dropped: bool = False
+
+    @property
+    def request_content_type(self) -> str:
+        return self.request_headers.get("content-type", "")
+
+    @property
+    def response_content_type(self) -> str:
+        return self.response_headers.get("content-type", "")
+
+    def json(self) -> Any:
+        return json.loads(self.response_body)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.exchanges: list[Exchange] = []
+        self._lock = threading.Lock()
+
+    def add(self, exchange: Exchange) -> None:
+        with self._lock:
+            self.exchanges.append(exchange)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.exchanges.clear()
+
+    def count(self, method: str, path_prefix: str) -> int:
+        with self._lock:
+            return sum(1 for e in self.exchanges if e.method == method and e.path.startswith(path_prefix))
+
+
+def json_response_messages(
+    status: int, body: Any, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    data = json.dumps(body).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    return [
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": data, "more_body": False},
+    ]
+
+
+class EmulatorMiddleware:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        faults: Faults,
+        recorder: Recorder,
+        error_body: ErrorBody,
+        authorize: Callable[[dict[str, str]], bool],
+        api_prefix: str = "/v1",
+        extra_headers: Callable[[], dict[str, str]] = dict,
+    ) -> None:
+        self.app = app
+        self.faults = faults
+        self.recorder = recorder
+        self.error_body = error_body
+        self.authorize = authorize
+        self.api_prefix = api_prefix
+        self.extra_headers = extra_headers
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.api_prefix):
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        sent_body = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        base_headers = {"x-request-id": f"req_{uuid.uuid4().hex[:24]}", **self.extra_headers()}
+        fault = self.faults.take(method, path)
+        if fault is not None and fault.delay:
+            await asyncio.sleep(fault.delay)
+        messages: list[dict[str, Any]]
+        if not self.authorize(headers):
+            messages = json_response_messages(
+                401, self.error_body(401, "Incorrect API key provided.", "invalid_api_key"), base_headers
+            )
+        elif fault is not None and fault.status:
+            retry = dict(base_headers)
+            if fault.retry_after_ms is not None:
+                retry["retry-after-ms"] = str(fault.retry_after_ms)
+            if fault.retry_after is not None:
+                retry["retry-after"] = str(fault.retry_after)
+            message = fault.message or f"emulated error {fault.status}"
+            messages = json_response_messages(
+                fault.status, self.error_body(fault.status, message, fault.code), retry
+            )
+        else:
+            messages = []
+
+            async def capture(message: dict[str, Any]) -> None:
+                messages.append(message)
+
+            await self.app(scope, replay, capture)
+            start = messages[0]
+            start["headers"] = list(start.get("headers", [])) + [
+                (k.encode(), v.encode()) for k, v in base_headers.items()
+            ]
+        status = messages[0]["status"]
+        response_headers = {k.decode().lower(): v.decode() for k, v in messages[0].get("headers", [])}
+        response_body = b"".join(m.get("body", b"") for m in messages[1:])
+        dropped = fault is not None and fault.drop and not fault.status
+        self.recorder.add(
+            Exchange(
+                method,
+                path,
+                scope.get("query_string", b"").decode(),
+                headers,
+                body,
+                status,
+                response_headers,
+                response_body,
+                dropped,
+            )
+        )
+        if dropped:
+            # The work is done; now break the connection halfway through the answer.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(response_body) + 64).encode()),
+                    ],
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": response_body[: len(response_body) // 2],
+                    "more_body": False,
+                }
+            )
+            return
+        for message in messages:
+            await send(message)

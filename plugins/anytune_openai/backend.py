@@ -1,0 +1,373 @@
+"""The OpenAI backend: files, fine-tuning jobs and chat completions through the official SDK."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from anytune.data.formats import DataFormat
+from anytune.errors import BackendError, UsageError
+from anytune.hookspecs import (
+    Backend,
+    Capabilities,
+    DataBundle,
+    GenerationParams,
+    Limits,
+    Messages,
+    Problem,
+    ProviderRef,
+    Quote,
+    Snapshot,
+    SubmitRequest,
+)
+from anytune.jobs import Event, EventKind, JobStatus, ModelArtifact
+from anytune.remote import RetryPolicy, create_once
+from anytune.secrets import secret_from_env
+from anytune.settings import today
+from anytune.spec import AdapterType, JobSpec, Method
+from anytune_openai.catalog import OpenAIModel, load_catalog
+from anytune_openai.errors import classify, sdk_call
+from anytune_openai.prepare import prepare_file
+
+STATUS: dict[str, JobStatus] = {
+    "validating_files": JobStatus.VALIDATING,
+    "queued": JobStatus.QUEUED,
+    "running": JobStatus.RUNNING,
+    "paused": JobStatus.PAUSED,
+    "succeeded": JobStatus.SUCCEEDED,
+    "failed": JobStatus.FAILED,
+    "cancelled": JobStatus.CANCELLED,
+}
+OPTIONS = frozenset({"base_model", "learning_rate_multiplier", "metadata", "integrations"})
+JOB_TAG = "anytune_job_id"
+DEFAULT_EPOCHS = 3  # what OpenAI's "auto" picks for small data sets; used only to quote
+
+
+def _method_name(spec: JobSpec) -> str:
+    return "dpo" if spec.method_type is Method.DPO else "supervised"
+
+
+class OpenAIBackend(Backend):
+    name: ClassVar[str] = "openai"
+
+    def __init__(self, policy: RetryPolicy | None = None) -> None:
+        self.policy = policy or RetryPolicy()
+        self._clients: dict[tuple[str, str | None], Any] = {}
+
+    # ----------------------------------------------------------------------------------------- client
+
+    def _client(self) -> Any:
+        """The SDK client. The key is read from the environment each time and kept only in memory."""
+        key = secret_from_env("OPENAI_API_KEY", what="OpenAI API key")
+        base_url = os.environ.get("OPENAI_BASE_URL") or None
+        cache_key = (key, base_url)
+        if cache_key not in self._clients:
+            try:
+                from openai import OpenAI
+            except ImportError:
+                raise UsageError(
+                    "the OpenAI backend needs the `openai` package", hint="pip install 'anytune[openai]'"
+                ) from None
+
+            self._clients[cache_key] = OpenAI(
+                api_key=key, base_url=base_url, max_retries=self.policy.attempts - 1, timeout=60.0
+            )
+        return self._clients[cache_key]
+
+    def _model(self, spec: JobSpec) -> OpenAIModel:
+        name = spec.model_for(self.name)
+        model = load_catalog().resolve(name)
+        if model is None:
+            raise UsageError(f"OpenAI cannot fine-tune {name!r}")
+        return model
+
+    # --------------------------------------------------------------------------------------- contract
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            methods=frozenset({Method.SFT, Method.DPO}),
+            adapters=frozenset({AdapterType.LORA, AdapterType.FULL}),
+            data_formats=frozenset(
+                {
+                    DataFormat.CHAT,
+                    DataFormat.INSTRUCTION,
+                    DataFormat.COMPLETION,
+                    DataFormat.PREFERENCE,
+                    DataFormat.OPENAI_PREFERENCE,
+                }
+            ),
+            hyperparameters=frozenset({"epochs", "batch_size", "seed"}),
+            base_models=load_catalog().names(),
+            limits=Limits(min_examples=10, max_file_bytes=512 * 1024 * 1024),
+            supports_cancel=True,
+            supports_pause=True,
+            notes=[
+                "OpenAI decides how it trains (adapter settings are not used)",
+                "learning rate: provider_options.openai.learning_rate_multiplier",
+            ],
+        )
+
+    def check_spec(self, spec: JobSpec) -> list[Problem]:
+        problems: list[Problem] = []
+        catalog = load_catalog()
+        model = catalog.resolve(spec.model_for(self.name))
+        if model is not None:
+            problems += catalog.availability(model, today())
+            wanted = "dpo" if spec.method_type is Method.DPO else "sft"
+            if wanted not in model.methods:
+                problems.append(
+                    Problem("error", "method", f"{model.id} can be tuned with: {', '.join(model.methods)}")
+                )
+        hp = spec.hyperparameters
+        if hp.epochs is not None and (hp.epochs != int(hp.epochs) or not 1 <= hp.epochs <= 50):
+            problems.append(
+                Problem("error", "hyperparameters.epochs", "OpenAI takes a whole number from 1 to 50")
+            )
+        if hp.batch_size is not None and hp.batch_size > 256:
+            problems.append(Problem("error", "hyperparameters.batch_size", "OpenAI takes at most 256"))
+        if hp.learning_rate is not None:
+            problems.append(
+                Problem(
+                    "warning",
+                    "hyperparameters.learning_rate",
+                    "OpenAI takes a multiplier instead: provider_options.openai.learning_rate_multiplier",
+                )
+            )
+        if "adapter" in spec.model_fields_set:
+            problems.append(
+                Problem("warning", "adapter", "OpenAI decides how it trains; adapter settings are not used")
+            )
+        options = spec.options_for(self.name)
+        unknown = sorted(set(options) - OPTIONS)
+        if unknown:
+            problems.append(
+                Problem(
+                    "error",
+                    "provider_options.openai",
+                    f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTIONS))}",
+                )
+            )
+        metadata = options.get("metadata") or {}
+        if len(metadata) > 15:
+            problems.append(
+                Problem(
+                    "error",
+                    "provider_options.openai.metadata",
+                    "at most 15 pairs (anytune adds one to find the job again)",
+                )
+            )
+        if not os.environ.get("OPENAI_API_KEY"):
+            problems.append(Problem("error", "", "no OpenAI API key: set OPENAI_API_KEY"))
+        return problems
+
+    def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
+        catalog = load_catalog()
+        model = catalog.resolve(spec.model_for(self.name))
+        epochs = int(spec.hyperparameters.epochs or DEFAULT_EPOCHS)
+        tokens = data.train.tokens * epochs if data.train.tokens is not None else None
+        price_per_1m = model.training_price_per_1m if model else None
+        assumptions = [f"billed tokens = tokens in the training file x {epochs} epoch(s)"]
+        if spec.hyperparameters.epochs is None:
+            assumptions.append(f"epochs left to OpenAI ('auto'); quoted as {DEFAULT_EPOCHS}")
+        return Quote(
+            provider=self.name,
+            model=model.id if model else None,
+            billable_tokens=tokens,
+            tokens_estimated=data.train.tokens_estimated,
+            price=round(tokens * price_per_1m / 1e6, 4) if tokens is not None and price_per_1m else None,
+            assumptions=assumptions,
+            price_source=catalog.price_source,
+            price_date=catalog.seen,
+        )
+
+    def _upload(self, client: Any, prepared: Any) -> str:
+        """The file id for this content: an earlier upload of the same content, or a new one."""
+
+        def find() -> str | None:
+            for f in sdk_call(client.files.list, purpose="fine-tune"):
+                if f.filename == prepared.name and getattr(f, "status", "processed") != "error":
+                    return str(f.id)
+            return None
+
+        existing = find()
+        if existing is not None:
+            return existing
+
+        def create() -> str:
+            with prepared.path.open("rb") as fh:
+                made = client.with_options(max_retries=0).files.create(
+                    file=(prepared.name, fh), purpose="fine-tune"
+                )
+            return str(made.id)
+
+        return create_once(create, find, classify, self.policy)
+
+    def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
+        client = self._client()
+        page = sdk_call(client.fine_tuning.jobs.list, metadata={JOB_TAG: request.job_id}, limit=10)
+        for job in page.data:
+            if (job.metadata or {}).get(JOB_TAG) == request.job_id:
+                return ProviderRef(provider=self.name, id=job.id, data={"model": job.model})
+        return None
+
+    def submit(self, request: SubmitRequest) -> ProviderRef:
+        spec = request.spec
+        model = self._model(spec)
+        client = self._client()
+        existing = self.find_existing(request)
+        if existing is not None:
+            return existing
+        train = prepare_file(request.data.train, spec.method_type, model, "train")
+        validation = (
+            prepare_file(request.data.validation, spec.method_type, model, "validation")
+            if request.data.validation
+            else None
+        )
+        training_file = self._upload(client, train)
+        validation_file = self._upload(client, validation) if validation else None
+
+        options = spec.options_for(self.name)
+        hp = spec.hyperparameters
+        hyper: dict[str, Any] = {
+            "n_epochs": int(hp.epochs) if hp.epochs is not None else "auto",
+            "batch_size": hp.batch_size if hp.batch_size is not None else "auto",
+            "learning_rate_multiplier": options.get("learning_rate_multiplier", "auto"),
+        }
+        kind = _method_name(spec)
+        if kind == "dpo":
+            hyper["beta"] = spec.method.beta if spec.method.beta is not None else "auto"
+        body: dict[str, Any] = {
+            "model": model.id,
+            "training_file": training_file,
+            "method": {"type": kind, kind: {"hyperparameters": hyper}},
+            "metadata": {**options.get("metadata", {}), JOB_TAG: request.job_id},
+        }
+        if validation_file:
+            body["validation_file"] = validation_file
+        if spec.suffix:
+            body["suffix"] = spec.suffix
+        if hp.seed is not None:
+            body["seed"] = hp.seed
+        if options.get("integrations"):
+            body["integrations"] = options["integrations"]
+        creator = client.with_options(max_retries=0)
+        job = create_once(
+            lambda: creator.fine_tuning.jobs.create(**body),
+            lambda: self._find_job(client, request.job_id),
+            classify,
+            self.policy,
+        )
+        return ProviderRef(
+            provider=self.name,
+            id=job.id,
+            data={"model": model.id, "training_file": training_file, "validation_file": validation_file},
+        )
+
+    def _find_job(self, client: Any, job_id: str) -> Any | None:
+        page = sdk_call(client.fine_tuning.jobs.list, metadata={JOB_TAG: job_id}, limit=10)
+        return next((j for j in page.data if (j.metadata or {}).get(JOB_TAG) == job_id), None)
+
+    def poll(self, ref: ProviderRef, cursor: str | None = None) -> Snapshot:
+        client = self._client()
+        job = sdk_call(client.fine_tuning.jobs.retrieve, ref.id)
+        new: list[Any] = []
+        for ev in sdk_call(
+            client.fine_tuning.jobs.list_events, ref.id, limit=100
+        ):  # newest first, auto-paged
+            if ev.id == cursor:
+                break
+            new.append(ev)
+        new.reverse()
+        events: list[Event] = []
+        metrics: dict[str, float] = {}
+        step = total = None
+        for ev in new:
+            data = dict(ev.data or {}) if isinstance(ev.data, dict) else {}
+            if ev.type == "metrics" and data:
+                if "train_loss" in data:
+                    data["loss"] = data["train_loss"]
+                if "valid_loss" in data:
+                    data["eval_loss"] = data["valid_loss"]
+                metrics.update({k: float(v) for k, v in data.items() if isinstance(v, int | float)})
+                step, total = data.get("step", step), data.get("total_steps", total)
+                events.append(Event(kind=EventKind.METRIC, message=ev.message, data=data))
+            else:
+                level = {"warn": "warning", "error": "error"}.get(ev.level, "info")
+                events.append(Event(kind=EventKind.LOG, level=level, message=ev.message, data=data))
+        status = STATUS.get(job.status, JobStatus.RUNNING)
+        progress = step / total if step and total else None
+        if status is JobStatus.SUCCEEDED:
+            progress = 1.0
+        error = None
+        if job.error is not None and getattr(job.error, "message", None):
+            error = f"{job.error.message} ({job.error.code}, {job.error.param})"
+        trained = job.trained_tokens
+        model = load_catalog().resolve(job.model)
+        price = model.training_price_per_1m if model else None
+        return Snapshot(
+            status=status,
+            provider_status=job.status,
+            progress=progress,
+            metrics=metrics,
+            events=events,
+            cursor=new[-1].id if new else cursor,
+            error=error,
+            step=step,
+            total_steps=total,
+            trained_tokens=trained,
+            cost=round(trained * price / 1e6, 4) if trained is not None and price else None,
+        )
+
+    def cancel(self, ref: ProviderRef) -> None:
+        sdk_call(self._client().fine_tuning.jobs.cancel, ref.id)
+
+    def pause(self, ref: ProviderRef) -> None:
+        sdk_call(self._client().fine_tuning.jobs.pause, ref.id)
+
+    def resume(self, ref: ProviderRef) -> None:
+        sdk_call(self._client().fine_tuning.jobs.resume, ref.id)
+
+    def result(self, ref: ProviderRef) -> ModelArtifact:
+        client = self._client()
+        job = sdk_call(client.fine_tuning.jobs.retrieve, ref.id)
+        if not job.fine_tuned_model:
+            raise BackendError(f"OpenAI job {ref.id} has no fine-tuned model (status {job.status})")
+        checkpoints = [
+            {"step": c.step_number, "model": c.fine_tuned_model_checkpoint, "metrics": c.metrics.model_dump()}
+            for c in sdk_call(client.fine_tuning.jobs.checkpoints.list, ref.id, limit=100)
+        ]
+        model = load_catalog().resolve(job.model)
+        return ModelArtifact(
+            provider=self.name,
+            model_id=job.fine_tuned_model,
+            kind="provider_model",
+            base_model=job.model,
+            metadata={
+                "trained_tokens": job.trained_tokens,
+                "result_files": list(job.result_files or []),
+                "checkpoints": sorted(checkpoints, key=lambda c: c["step"]),
+                "hyperparameters": job.method.model_dump().get(job.method.type, {}).get("hyperparameters")
+                if job.method
+                else None,
+                "base_model_retires": model.retires.isoformat() if model and model.retires else None,
+            },
+        )
+
+    def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
+        client = self._client()
+        name = model.model_id
+        if model.kind == "base":
+            resolved = load_catalog().resolve(model.base_model)
+            name = resolved.id if resolved else model.base_model
+        outputs = []
+        for messages in prompts:
+            answer = sdk_call(
+                client.chat.completions.create,
+                model=name,
+                messages=messages,
+                max_completion_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+            )
+            outputs.append((answer.choices[0].message.content or "").strip())
+        return outputs

@@ -1,0 +1,53 @@
+"""What an `openai` SDK exception means for anytune: retry or not, and the provider's own words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from anytune.errors import BackendError
+from anytune.remote import Failure, is_retryable_status, parse_retry_after
+
+T = TypeVar("T")
+
+_HINTS = {
+    401: "check OPENAI_API_KEY (and OPENAI_BASE_URL if you use a proxy or the emulator)",
+    403: "fine-tuning may not be available to this organization any more: OpenAI is winding down self-serve "
+    "fine-tuning (see docs/providers/openai.md)",
+    404: "check the model, file or job id",
+    429: "rate limited, or out of quota (code insufficient_quota: add credit; retrying will not help)",
+}
+
+
+def classify(exc: BaseException) -> Failure:
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = str(body.get("message") or exc.message)
+        code = body.get("code")
+        retryable = is_retryable_status(status) and code != "insufficient_quota"
+        error = BackendError(
+            f"OpenAI answered {status}: {message}",
+            hint=_HINTS.get(status),
+            retryable=retryable,
+            provider_message=message,
+        )
+        return Failure(retryable, error, parse_retry_after(dict(exc.response.headers)))
+    if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
+        error = BackendError(
+            f"could not reach OpenAI: {exc}", retryable=True, hint="check the network, or OPENAI_BASE_URL"
+        )
+        return Failure(True, error)
+    return Failure(False, BackendError(f"OpenAI client error: {type(exc).__name__}: {exc}"))
+
+
+def sdk_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call the SDK (which retries transient failures itself) and turn what is left into a BackendError."""
+    import openai
+
+    try:
+        return fn(*args, **kwargs)
+    except openai.OpenAIError as exc:
+        raise classify(exc).error from exc
