@@ -325,3 +325,26 @@ def test_cli_emulate_and_run_the_example(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_polls_are_paced_by_the_job_state(emulator, chat_data, monkeypatch):
+    import anytune.client as client_module
+
+    client = Client()
+    job = client.submit(openai_spec(chat_data))
+    slept: list[float] = []
+    monkeypatch.setattr(client_module.time, "sleep", slept.append)
+    job = client.follow(job.id)
+    assert job.status is JobStatus.SUCCEEDED
+    assert slept and set(slept) <= {2.0, 5.0, 10.0}  # running jobs every 2 s, queued ones every 5 s
+
+
+def test_slow_answers_are_waited_for(emulator, chat_data):
+    import time
+
+    emulator.faults.add(method="GET", path=r"/v1/fine_tuning/jobs/[^/]+", delay=0.3, times=2)
+    client = Client()
+    started = time.monotonic()
+    job = client.follow(client.submit(openai_spec(chat_data)).id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED
+    assert time.monotonic() - started >= 0.6

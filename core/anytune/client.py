@@ -55,6 +55,7 @@ class Client:
     def __init__(self, registry: Registry | None = None, plugins: PluginManager | None = None) -> None:
         self._registry = registry
         self._plugins = plugins
+        self._poll_after: dict[str, float] = {}  # the backends' pacing hints, by job
 
     @property
     def registry(self) -> Registry:
@@ -287,6 +288,8 @@ class Client:
         backend = self.backend(job.provider)
         ref = ProviderRef.model_validate(job.provider_ref)
         snap = backend.poll(ref, job.event_cursor)
+        if snap.poll_after is not None:
+            self._poll_after[job.id] = snap.poll_after
         updates: dict[str, Any] = {"provider_status": snap.provider_status}
         if snap.progress is not None:
             updates["progress"] = snap.progress
@@ -341,11 +344,14 @@ class Client:
         self,
         job_id: str,
         *,
-        interval: float = 1.0,
+        interval: float | None = None,
         timeout: float | None = None,
         on_update: Callable[[Job, list[Event]], None] | None = None,
     ) -> Job:
-        """Poll until the job ends (or `timeout` seconds pass); `on_update` sees each new state and events."""
+        """Poll until the job ends (or `timeout` seconds pass); `on_update` sees each new state and events.
+
+        Polls are paced by the backend (a queued hosted job needs fewer polls than a running local one)
+        unless `interval` fixes the pause between polls."""
         deadline = None if timeout is None else time.monotonic() + timeout
         last_seq = 0
         while True:
@@ -359,7 +365,7 @@ class Client:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 return job
-            time.sleep(interval)
+            time.sleep(interval if interval is not None else self._poll_after.get(job.id, 1.0))
 
     def cancel(self, job_id: str) -> Job:
         job = self.registry.get_job(job_id)

@@ -197,6 +197,9 @@ class Snapshot(BaseModel):
     total_steps: int | None = None
     trained_tokens: int | None = Field(None, description="tokens the provider says it trained on (billed)")
     cost: float | None = Field(None, description="actual cost so far, in the quote's currency, if known")
+    poll_after: float | None = Field(
+        None, ge=0, description="seconds the backend suggests before the next poll, suited to the job's state"
+    )
 
 
 class GenerationParams(BaseModel):

@@ -212,6 +212,7 @@ class LocalBackend(Backend):
             error=status.get("error"),
             step=step,
             total_steps=total,
+            poll_after=0.5,  # reading two small local files costs nothing
         )
 
     def cancel(self, ref: ProviderRef) -> None:

@@ -38,6 +38,8 @@ STATUS: dict[str, JobStatus] = {
     "failed": JobStatus.FAILED,
     "cancelled": JobStatus.CANCELLED,
 }
+# Seconds between polls, by OpenAI status: a queued job can wait minutes, a running one shows progress.
+POLL_AFTER = {"validating_files": 2.0, "queued": 5.0, "running": 2.0, "paused": 10.0}
 OPTIONS = frozenset({"base_model", "learning_rate_multiplier", "metadata", "integrations"})
 JOB_TAG = "anytune_job_id"
 DEFAULT_EPOCHS = 3  # what OpenAI's "auto" picks for small data sets; used only to quote
@@ -316,6 +318,7 @@ class OpenAIBackend(Backend):
             total_steps=total,
             trained_tokens=trained,
             cost=round(trained * price / 1e6, 4) if trained is not None and price else None,
+            poll_after=POLL_AFTER.get(job.status),
         )
 
     def cancel(self, ref: ProviderRef) -> None:

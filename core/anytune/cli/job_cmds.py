@@ -112,7 +112,7 @@ def _follow(client: Client, job: Job) -> Job:
 
     try:
         with progress:
-            return client.follow(job.id, interval=0.5, on_update=on_update)
+            return client.follow(job.id, on_update=on_update)
     except KeyboardInterrupt:
         err.print(
             f"\n[yellow]detached[/]: job {job.id} keeps running. "
