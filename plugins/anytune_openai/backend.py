@@ -26,7 +26,7 @@ from anytune.secrets import secret_from_env
 from anytune.settings import today
 from anytune.spec import AdapterType, JobSpec, Method
 from anytune_openai.catalog import OpenAIModel, load_catalog
-from anytune_openai.errors import classify, sdk_call
+from anytune_openai.errors import classify, sdk_call, sdk_iter, sdk_list
 from anytune_openai.prepare import prepare_file
 
 STATUS: dict[str, JobStatus] = {
@@ -186,7 +186,7 @@ class OpenAIBackend(Backend):
         """The file id for this content: an earlier upload of the same content, or a new one."""
 
         def find() -> str | None:
-            for f in sdk_call(client.files.list, purpose="fine-tune"):
+            for f in sdk_iter(client.files.list, purpose="fine-tune"):
                 if f.filename == prepared.name and getattr(f, "status", "processed") != "error":
                     return str(f.id)
             return None
@@ -273,9 +273,8 @@ class OpenAIBackend(Backend):
         client = self._client()
         job = sdk_call(client.fine_tuning.jobs.retrieve, ref.id)
         new: list[Any] = []
-        for ev in sdk_call(
-            client.fine_tuning.jobs.list_events, ref.id, limit=100
-        ):  # newest first, auto-paged
+        # Events come newest first, a page at a time: read back to the last one already recorded.
+        for ev in sdk_iter(client.fine_tuning.jobs.list_events, ref.id, limit=100):
             if ev.id == cursor:
                 break
             new.append(ev)
@@ -337,7 +336,7 @@ class OpenAIBackend(Backend):
             raise BackendError(f"OpenAI job {ref.id} has no fine-tuned model (status {job.status})")
         checkpoints = [
             {"step": c.step_number, "model": c.fine_tuned_model_checkpoint, "metrics": c.metrics.model_dump()}
-            for c in sdk_call(client.fine_tuning.jobs.checkpoints.list, ref.id, limit=100)
+            for c in sdk_list(client.fine_tuning.jobs.checkpoints.list, ref.id, limit=100)
         ]
         model = load_catalog().resolve(job.model)
         return ModelArtifact(

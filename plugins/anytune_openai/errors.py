@@ -51,3 +51,23 @@ def sdk_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
     except openai.OpenAIError as exc:
         raise classify(exc).error from exc
+
+
+def sdk_list(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+    """All items of an auto-paginated SDK list, each page fetch covered like `sdk_call`."""
+    import openai
+
+    try:
+        return list(fn(*args, **kwargs))
+    except openai.OpenAIError as exc:
+        raise classify(exc).error from exc
+
+
+def sdk_iter(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Like `sdk_list`, lazily: stop early without fetching the pages that are not needed."""
+    import openai
+
+    try:
+        yield from fn(*args, **kwargs)
+    except openai.OpenAIError as exc:
+        raise classify(exc).error from exc
