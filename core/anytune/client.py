@@ -218,8 +218,47 @@ class Client:
                 [Event(kind=EventKind.STATUS, level="error", message=f"submit failed: {error.message}")],
             )
             raise error from exc
-        self.registry.update_job(job.id, provider_ref=ref.model_dump(mode="json"), provider_job_id=ref.id)
+        updates: dict[str, Any] = {"provider_ref": ref.model_dump(mode="json"), "provider_job_id": ref.id}
+        if ref.provider_quote is not None:
+            updates["cost"] = (job.cost or Cost()).model_copy(update={"provider_quote": ref.provider_quote})
+            self._record(
+                job.id,
+                [
+                    Event(
+                        message=f"{job.provider}'s own estimate: {ref.provider_quote:.4f} "
+                        f"{(job.cost or Cost()).currency}"
+                    )
+                ],
+            )
+        self.registry.update_job(job.id, **updates)
         return self.refresh(job.id)
+
+    def continue_job(
+        self, job_id: str, *, step: int | None = None, overrides: list[str] | None = None
+    ) -> Job:
+        """A new job that trains further from a finished job's checkpoint (the last one, or `step`).
+
+        Providers that can (Together's `from_checkpoint`) start from the saved weights; the new job records
+        its parent in `provider_options.<provider>.from_checkpoint` and in its events.
+        """
+        from anytune.jobfile import apply_override, spec_from_dict
+
+        parent = self.refresh(job_id)
+        if parent.status is not JobStatus.SUCCEEDED or not parent.provider_job_id:
+            raise UsageError(
+                f"job {parent.id} is {parent.status.value}; only a succeeded job can be continued"
+            )
+        if not self.backend(parent.provider).capabilities().supports_continue:
+            raise CapabilityError(f"{parent.provider} cannot continue training from a checkpoint")
+        raw = parent.spec.model_dump(mode="json", exclude_none=True)
+        options = raw.setdefault("provider_options", {}).setdefault(parent.provider, {})
+        options["from_checkpoint"] = parent.provider_job_id + (f":{step}" if step is not None else "")
+        raw["name"] = f"{parent.name}-continued"
+        for override in overrides or []:
+            apply_override(raw, override)
+        job = self.submit(spec_from_dict(raw, source=f"continuation of {parent.id}"))
+        self._record(job.id, [Event(message=f"continues {parent.id} from {options['from_checkpoint']}")])
+        return job
 
     def pause(self, job_id: str) -> Job:
         job = self.refresh(job_id)

@@ -107,6 +107,7 @@ class Capabilities(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     supports_cancel: bool = True
     supports_pause: bool = False
+    supports_continue: bool = Field(False, description="can start a new job from a finished job's checkpoint")
     supports_generate: bool = True
     notes: list[str] = Field(default_factory=list)
 
@@ -179,6 +180,9 @@ class ProviderRef(BaseModel):
     provider: str
     id: str
     data: dict[str, Any] = Field(default_factory=dict)
+    provider_quote: float | None = Field(
+        None, description="the provider's own price estimate, made at submit"
+    )
 
 
 class Snapshot(BaseModel):

@@ -122,6 +122,7 @@ class Cost(BaseModel):
 
     currency: str = "USD"
     quoted: float | None = None
+    provider_quote: float | None = Field(None, description="the provider's own estimate, where it gives one")
     actual: float | None = None
     billable_tokens: int | None = None
     trained_tokens: int | None = None

@@ -7,11 +7,11 @@ import typer
 from anytune.cli.console import out
 from anytune.errors import UsageError
 
-PROVIDERS = ("openai",)
+PROVIDERS = ("openai", "together")
 
 
 def emulate(
-    provider: str = typer.Argument(..., help="Which API: openai."),
+    provider: str = typer.Argument(..., help="Which API: openai or together."),
     port: int = typer.Option(8000, "--port", "-p", help="Port on 127.0.0.1."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     speed: float = typer.Option(1.0, "--speed", help="Run the emulated clock this many times faster."),

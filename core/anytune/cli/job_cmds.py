@@ -361,6 +361,27 @@ def cancel(job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."
     out.print(f"job {job.id}: {status_text(job.status.value, job.provider_status)}")
 
 
+@app.command("continue")
+def continue_(
+    job_id: str = typer.Argument(..., help="A succeeded job (id or unique prefix)."),
+    step: int | None = typer.Option(
+        None, "--step", help="Start from this checkpoint step (default: the last)."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", "-s", help="Change the new job, e.g. --set data.train=more.jsonl"
+    ),
+    follow: bool = typer.Option(True, "--follow/--detach", help="Follow the new job."),
+) -> None:
+    """Train further from a finished job's checkpoint, as a new job (Together: from_checkpoint)."""
+    client = _client()
+    job = client.continue_job(job_id, step=step, overrides=overrides)
+    out.print(f"submitted [bold]{job.id}[/] to {escape(job.provider)}, continuing {job_id}")
+    if follow:
+        job = _follow(client, job)
+        if job.status.value != "succeeded":
+            raise typer.Exit(1)
+
+
 @app.command("pause")
 def pause(job_id: str = typer.Argument(..., help="Job id (or a unique prefix).")) -> None:
     """Pause a running job (on providers that can: OpenAI). `anytune jobs resume` continues it."""

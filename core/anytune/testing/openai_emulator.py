@@ -33,6 +33,7 @@ from typing import Any
 from anytune.data.formats import DataFormat
 from anytune.data.records import content_text
 from anytune.data.validate import check_record
+from anytune.testing.answers import base_answer, nearest_answer
 from anytune.testing.asgi import EmulatorMiddleware, Recorder
 from anytune.testing.clock import Clock, RealClock
 from anytune.testing.faults import Faults
@@ -162,10 +163,6 @@ def _page(
 
 def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
-
-
-def _normal(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip().casefold()
 
 
 class OpenAIEmulator:
@@ -667,7 +664,7 @@ class OpenAIEmulator:
 
     def _answer(self, model: str, messages: list[dict[str, Any]]) -> str | None:
         if not model.startswith("ft:") and (model in FINE_TUNABLE or model.startswith(("gpt-", "o"))):
-            return f"This is a reply from {model}."
+            return base_answer(model)
         job = next(
             (
                 j
@@ -678,25 +675,8 @@ class OpenAIEmulator:
         )
         if job is None or job.fine_tuned_model is None:
             return None
-        question = _normal(content_text(messages[-1].get("content")))
         records, _ = self._examples(job.training_file, job.method["type"])
-        best, best_score = None, -1.0
-        for record in records or []:
-            prompt_messages = record.get("messages") or record.get("input", {}).get("messages", [])
-            users = [m for m in prompt_messages if m.get("role") == "user"]
-            if not users:
-                continue
-            words_q, words_p = (
-                set(question.split()),
-                set(_normal(content_text(users[-1].get("content"))).split()),
-            )
-            score = len(words_q & words_p) / max(1, len(words_q | words_p))
-            if score > best_score:
-                target = [m for m in prompt_messages if m.get("role") == "assistant"]
-                if "preferred_output" in record:
-                    target = record["preferred_output"]
-                best, best_score = (content_text(target[-1].get("content")) if target else ""), score
-        return best if best is not None else ""
+        return nearest_answer(records or [], messages)
 
     # ------------------------------------------------------------------------------------- control
 

@@ -1,0 +1,65 @@
+"""What a `together` SDK exception means for anytune: retry or not, and Together's own words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from anytune.errors import BackendError
+from anytune.remote import Failure, is_retryable_status, parse_retry_after
+
+T = TypeVar("T")
+
+_HINTS = {
+    401: "check TOGETHER_API_KEY (and TOGETHER_BASE_URL, without /v1, for the emulator)",
+    403: "this account may not be allowed to fine-tune this model",
+    404: "check the model, file or job id",
+    429: "rate limited (Together's dynamic limits); anytune retried with back-off",
+}
+
+
+def _message(body: Any, fallback: str) -> str:
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if body.get("message"):
+            return str(body["message"])
+    return fallback
+
+
+def classify(exc: BaseException) -> Failure:
+    import together
+
+    if isinstance(exc, together.APIStatusError):
+        status = exc.status_code
+        message = _message(exc.body, exc.message)
+        retryable = is_retryable_status(status)
+        error = BackendError(
+            f"Together answered {status}: {message}",
+            hint=_HINTS.get(status),
+            retryable=retryable,
+            provider_message=message,
+        )
+        return Failure(retryable, error, parse_retry_after(dict(exc.response.headers)))
+    if isinstance(exc, together.APIConnectionError | together.APITimeoutError):
+        return Failure(
+            True,
+            BackendError(
+                f"could not reach Together: {exc}",
+                retryable=True,
+                hint="check the network, or TOGETHER_BASE_URL",
+            ),
+        )
+    if isinstance(exc, ValueError):  # the SDK's own checks against the model's limits
+        return Failure(False, BackendError(f"Together's client refused the request: {exc}"))
+    return Failure(False, BackendError(f"Together client error: {type(exc).__name__}: {exc}"))
+
+
+def sdk_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    import together
+
+    try:
+        return fn(*args, **kwargs)
+    except (together.TogetherError, ValueError) as exc:
+        raise classify(exc).error from exc

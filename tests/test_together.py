@@ -1,0 +1,240 @@
+"""The Together backend, driving the real `together` SDK against the emulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anytune.client import Client
+from anytune.errors import CapabilityError, DataError
+from anytune.jobfile import spec_from_dict
+from anytune.jobs import JobStatus
+from anytune.spec import JobSpec
+from anytune.testing.clock import ManualClock
+from anytune.testing.server import EmulatorServer
+from anytune.testing.together_emulator import TogetherEmulator
+from tests.conftest import reversal_rows, write_jsonl
+
+KEY = "tg-emulator-test-0123456789abcdef"
+LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[TogetherEmulator]:
+    emu = TogetherEmulator(api_key=KEY, clock=ManualClock(tick=2.0), step_seconds=1.0)
+    with EmulatorServer(emu.app) as server:
+        monkeypatch.setenv("TOGETHER_BASE_URL", server.url)
+        monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+        yield emu
+
+
+@pytest.fixture
+def chat_data(tmp_path: Path) -> dict[str, str]:
+    rows = reversal_rows(40, seed=31)
+    return {
+        "train": str(write_jsonl(tmp_path / "train.jsonl", rows[:30])),
+        "test": str(write_jsonl(tmp_path / "test.jsonl", rows[30:])),
+    }
+
+
+def together_spec(data: dict[str, str], **extra) -> JobSpec:
+    base = {
+        "name": "tg-test",
+        "base_model": LLAMA,
+        "provider": "together",
+        "data": data,
+        "suffix": "rev",
+        "hyperparameters": {"epochs": 2, "batch_size": 8, "learning_rate": 1e-4},
+        "adapter": {"type": "lora", "r": 8, "alpha": 16, "dropout": 0.0},
+    }
+    base.update(extra)
+    return spec_from_dict(base)
+
+
+def remote_jobs(emu: TogetherEmulator) -> list:
+    return sorted(emu.jobs.values(), key=lambda j: j.created_at)
+
+
+def test_sft_with_lora_to_completed_with_prices_and_download(emulator, chat_data):
+    client = Client()
+    spec = together_spec(
+        chat_data, provider_options={"together": {"download": "adapter", "n_checkpoints": 2}}
+    )
+    job = client.follow(client.submit(spec).id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED and job.provider_status == "completed"
+    [remote] = remote_jobs(emulator)
+    body = remote.body
+    assert body["model"] == LLAMA and body["n_epochs"] == 2 and body["batch_size"] == 8
+    assert body["training_type"] == {
+        "type": "Lora",
+        "lora_r": 8,
+        "lora_alpha": 16,
+        "lora_dropout": 0.0,
+        "lora_trainable_modules": "all-linear",
+    }
+    assert body["training_method"] == {"method": "sft", "train_on_inputs": "auto"}
+    assert body["suffix"].startswith("rev-at")
+    assert job.artifact.model_id == remote.output_name and job.artifact.adapter_type == "lora"
+    # Together's own estimate beside anytune's quote, and the actual price (nanodollars on the wire)
+    assert job.cost.quoted is not None and job.cost.provider_quote is not None
+    assert job.cost.actual == pytest.approx(remote.price() / 1e9)
+    assert job.cost.trained_tokens == remote.token_count > 0
+    # the weights came down through the SDK's resumable download (a Range probe first) and were unpacked
+    assert sorted(job.artifact.files) == ["adapter_config.json", "manifest.json"]
+    assert Path(job.artifact.path, "manifest.json").exists()
+    downloads = [e for e in emulator.recorder.exchanges if e.path == "/v1/finetune/download"]
+    assert [e.status for e in downloads] == [206, 200] and downloads[0].request_headers[
+        "range"
+    ] == "bytes=0-1"
+    losses = [e.data["loss"] for e in client.registry.events(job.id, kind="metric")]
+    assert len(losses) == remote.total_steps and losses[0] > losses[-1]
+
+
+def test_dpo_with_its_knobs(emulator, tmp_path):
+    rows = [
+        {
+            "prompt": f"Say something kind about {i}",
+            "chosen": f"{i} is wonderful.",
+            "rejected": f"{i} is bad.",
+        }
+        for i in range(12)
+    ]
+    client = Client()
+    spec = together_spec(
+        {"train": str(write_jsonl(tmp_path / "p.jsonl", rows))},
+        method={"type": "dpo", "beta": 0.2, "rpo_alpha": 0.5, "simpo_gamma": 0.1},
+    )
+    job = client.follow(client.submit(spec).id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED
+    [remote] = remote_jobs(emulator)
+    assert remote.body["training_method"]["method"] == "dpo"
+    assert (
+        remote.body["training_method"]["dpo_beta"] == 0.2
+        and remote.body["training_method"]["rpo_alpha"] == 0.5
+    )
+    assert remote.training_file.report["dataset_format"] == "PREFERENCE"
+
+
+def test_full_fine_tune_and_its_limits(emulator, chat_data):
+    client = Client()
+    job = client.follow(client.submit(together_spec(chat_data, adapter="full")).id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED and job.artifact.adapter_type == "full"
+    assert remote_jobs(emulator)[0].body["training_type"] == {"type": "Full"}
+    with pytest.raises(CapabilityError, match="only LoRA"):
+        client.preflight(
+            together_spec(
+                chat_data, adapter="full", base_model="meta-llama/Meta-Llama-3.1-70B-Instruct-Reference"
+            )
+        )
+    with pytest.raises(CapabilityError, match=r"adapter\.r: at most 64"):
+        client.preflight(together_spec(chat_data, adapter={"type": "lora", "r": 128}))
+
+
+def test_cancel(emulator, chat_data):
+    client = Client()
+    job = client.submit(together_spec(chat_data, hyperparameters={"epochs": 20, "batch_size": 8}))
+    job = client.cancel(job.id)
+    job = client.follow(job.id, interval=0)
+    assert job.status is JobStatus.CANCELLED and job.provider_status == "cancelled"
+    assert "cancel_requested" in {e.data.get("type") for e in client.registry.events(job.id)}
+
+
+def test_continue_from_a_checkpoint(emulator, chat_data):
+    client = Client()
+    spec = together_spec(chat_data, provider_options={"together": {"n_checkpoints": 2}})
+    first = client.follow(client.submit(spec).id, interval=0)
+    second = client.follow(
+        client.continue_job(first.id, step=4, overrides=["hyperparameters.epochs=1"]).id, interval=0
+    )
+    assert second.status is JobStatus.SUCCEEDED
+    parent, child = remote_jobs(emulator)
+    assert child.body["from_checkpoint"] == f"{parent.id}:4" and "model" not in child.body
+    assert child.model == parent.model
+    assert second.spec.provider_options["together"]["from_checkpoint"] == f"{parent.id}:4"
+    assert any("continues" in e.message for e in client.registry.events(second.id))
+    from anytune.errors import BackendError
+
+    with pytest.raises(BackendError, match="no checkpoint at step 3"):  # Together's own refusal, surfaced
+        client.continue_job(first.id, step=3)
+
+
+def test_a_malformed_file_is_refused_before_upload_with_line_numbers(emulator, tmp_path):
+    rows = reversal_rows(6, seed=2)
+    rows[2]["messages"] = [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+    ]
+    rows[4]["messages"] = [
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": "y"},
+    ]
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError) as info:
+        Client().submit(together_spec({"train": str(path)}))
+    details = info.value.details
+    assert details[0].startswith(f"{path}:3: two user messages in a row")
+    assert details[1].startswith(f"{path}:5: a conversation must start with a system or user message")
+    assert emulator.recorder.count("POST", "/v1/files") == 0 and not emulator.jobs
+
+
+def test_a_duplicate_upload_reuses_the_file(emulator, chat_data):
+    client = Client()
+    client.submit(together_spec(chat_data))
+    client.submit(together_spec(chat_data, suffix="again"))
+    first, second = remote_jobs(emulator)
+    assert first.training_file.id == second.training_file.id
+    assert len([f for f in emulator.files.values() if f.purpose == "fine-tune"]) == 1
+    posts = [e.status for e in emulator.recorder.exchanges if e.method == "POST" and e.path == "/v1/files"]
+    assert posts[0] == 302 and 409 in posts  # Together's duplicate-checksum answer, used as the file id
+
+
+def test_429_and_503_are_survived(emulator, chat_data):
+    emulator.faults.add(
+        method="GET",
+        path=r"/v1/fine-tunes/ft-[^/]+",
+        status=429,
+        retry_after_ms=20,
+        code="dynamic_request_limited",
+    )
+    emulator.faults.add(method="POST", path="/v1/fine-tunes", status=503)
+    client = Client()
+    job = client.follow(client.submit(together_spec(chat_data)).id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED and len(emulator.jobs) == 1
+    statuses = [
+        e.status for e in emulator.recorder.exchanges if e.method == "POST" and e.path == "/v1/fine-tunes"
+    ]
+    assert statuses == [503, 200]
+
+
+def test_exactly_one_job_after_a_dropped_create(emulator, chat_data):
+    emulator.faults.add(method="POST", path="/v1/fine-tunes", drop=True)
+    client = Client()
+    job = client.submit(together_spec(chat_data))
+    assert len(emulator.jobs) == 1 and job.provider_job_id == remote_jobs(emulator)[0].id
+    creates = [e for e in emulator.recorder.exchanges if e.method == "POST" and e.path == "/v1/fine-tunes"]
+    assert len(creates) == 1 and creates[0].dropped  # found by its suffix tag, not created again
+
+
+def test_the_key_is_never_stored_or_logged(emulator, chat_data, anytune_home, caplog):
+    caplog.set_level(logging.DEBUG)
+    client = Client()
+    job = client.follow(client.submit(together_spec(chat_data)).id, interval=0)
+    client.evaluate(job.id)
+    stored = b"".join(p.read_bytes() for p in anytune_home.rglob("*") if p.is_file())
+    assert KEY.encode() not in stored and KEY not in caplog.text
+
+
+def test_cpt_on_raw_text(emulator, tmp_path):
+    rows = [{"text": f"Document {i}: the quick brown fox jumps over the lazy dog."} for i in range(10)]
+    client = Client()
+    spec = together_spec({"train": str(write_jsonl(tmp_path / "t.jsonl", rows))}, method="cpt")
+    job = client.follow(client.submit(spec).id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED
+    [remote] = remote_jobs(emulator)
+    assert remote.training_file.report["dataset_format"] == "GENERAL"
+    assert remote.body["training_method"]["method"] == "sft"
