@@ -462,12 +462,15 @@ class TogetherBackend(Backend):
                 )
             )
         metrics: dict[str, float] = {}
+        total_steps = (job.model_extra or {}).get("total_steps")
         for point in metrics_page.metrics or []:
             step = int(point.get("global_step", 0))
             data = {"step": step, **{k: float(v) for k, v in point.items() if k != "global_step"}}
+            if total_steps:
+                data["total_steps"] = total_steps
             if "train_loss" in data:
                 data["loss"] = data["train_loss"]
-            metrics.update({k: v for k, v in data.items() if k != "step"})
+            metrics.update({k: v for k, v in data.items() if k not in ("step", "total_steps")})
             events.append(Event(kind=EventKind.METRIC, data=data))
             last_step = max(last_step, step)
         extra = job.model_extra or {}

@@ -23,15 +23,25 @@ def emulate(
         raise UsageError(f"no emulator for {provider!r}", hint=f"available: {', '.join(PROVIDERS)}")
     try:
         from anytune.testing.clock import RealClock
-        from anytune.testing.openai_emulator import OpenAIEmulator
         from anytune.testing.server import EmulatorServer
+
+        if provider == "openai":
+            from anytune.testing.openai_emulator import OpenAIEmulator as Emulator
+        else:
+            from anytune.testing.together_emulator import TogetherEmulator as Emulator
     except ImportError as exc:
         raise UsageError(
             f"the emulators need extra packages ({exc.name})", hint="pip install 'anytune[emulators]'"
         ) from None
-    emulator = OpenAIEmulator(api_key=api_key, clock=RealClock(speed), step_seconds=step_seconds)
+    emulator = Emulator(api_key=api_key, clock=RealClock(speed), step_seconds=step_seconds)
     server = EmulatorServer(emulator.app, port=port, host=host)
-    out.print(f"OpenAI emulator on {server.url}/v1 (Ctrl-C stops it). In another shell:")
-    out.print(f"  export OPENAI_BASE_URL={server.url}/v1 OPENAI_API_KEY={api_key or 'sk-emulator'}")
-    out.print("  anytune run examples/openai-sft.yaml")
+    key = api_key or "emulator-key"
+    if provider == "openai":
+        out.print(f"OpenAI emulator on {server.url}/v1 (Ctrl-C stops it). In another shell:")
+        out.print(f"  export OPENAI_BASE_URL={server.url}/v1 OPENAI_API_KEY={key}")
+        out.print("  anytune run examples/openai-sft.yaml")
+    else:
+        out.print(f"Together emulator on {server.url} (Ctrl-C stops it). In another shell:")
+        out.print(f"  export TOGETHER_BASE_URL={server.url} TOGETHER_API_KEY={key}")
+        out.print("  anytune run examples/together-sft.yaml")
     server.serve_forever()
