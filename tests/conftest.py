@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +65,48 @@ def job_yaml(path: Path, **fields: Any) -> Path:
 
     path.write_text(yaml.safe_dump(fields, sort_keys=False))
     return path
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment for an `anytune` subprocess: its own home, a wide console, brisk polling."""
+    return dict(
+        os.environ, ANYTUNE_HOME=str(tmp_path / "home"), COLUMNS="200", ANYTUNE_POLL_INTERVAL="0.3", **extra
+    )
+
+
+def run_anytune(*args: str, env: dict[str, str], timeout: float = 300, check: bool = False):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "anytune", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=check,
+    )
+
+
+@contextmanager
+def emulator_cli(provider: str, env: dict[str, str], port: int, speed: float = 40) -> Iterator[None]:
+    """`anytune emulate PROVIDER` in a subprocess, for as long as the block runs."""
+    import subprocess
+    import sys
+    import time
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "anytune", "emulate", provider, "--port", str(port), "--speed", str(speed)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = server.stdout.readline() if server.stdout else ""
+        assert "emulator on" in first, first
+        time.sleep(0.3)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -3,9 +3,6 @@ and `anytune jobs list` shows all three jobs in one neutral table."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,15 +12,9 @@ from anytune.testing.clock import RealClock
 from anytune.testing.openai_emulator import OpenAIEmulator
 from anytune.testing.server import EmulatorServer
 from anytune.testing.together_emulator import TogetherEmulator
-from tests.conftest import reversal_rows, write_jsonl
+from tests.conftest import cli_env, reversal_rows, run_anytune, write_jsonl
 
 pytestmark = pytest.mark.slow
-
-
-def anytune(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "anytune", *args], env=env, capture_output=True, text=True, timeout=300
-    )
 
 
 def test_same_job_file_on_three_providers(tmp_path: Path, tiny_model: Path):
@@ -39,21 +30,18 @@ def test_same_job_file_on_three_providers(tmp_path: Path, tiny_model: Path):
     openai_emu = OpenAIEmulator(clock=RealClock(speed=40), step_seconds=0.5)
     together_emu = TogetherEmulator(clock=RealClock(speed=40), step_seconds=0.5)
     with EmulatorServer(openai_emu.app) as oa, EmulatorServer(together_emu.app) as tg:
-        env = dict(
-            os.environ,
-            ANYTUNE_HOME=str(tmp_path / "home"),
-            COLUMNS="200",
-            ANYTUNE_POLL_INTERVAL="0.3",
+        env = cli_env(
+            tmp_path,
             OPENAI_BASE_URL=f"{oa.url}/v1",
             OPENAI_API_KEY="sk-emulator-anywhere",
             TOGETHER_BASE_URL=tg.url,
             TOGETHER_API_KEY="tg-emulator-anywhere",
         )
         for provider in ("local", "openai", "together"):
-            run = anytune("run", str(job_file), "--provider", provider, env=env)
+            run = run_anytune("run", str(job_file), "--provider", provider, env=env)
             assert run.returncode == 0, f"{provider}:\n{run.stdout}\n{run.stderr}"
             assert "succeeded in" in run.stdout and "held-out evaluation" in run.stdout
-        listing = anytune("jobs", "list", env=env)
+        listing = run_anytune("jobs", "list", env=env)
     assert listing.returncode == 0, listing.stderr
     rows_out = [line for line in listing.stdout.splitlines() if "job-" in line]
     assert len(rows_out) == 3

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +15,7 @@ from anytune.hookspecs import GenerationParams, SubmitRequest
 from anytune.jobs import JobStatus
 from anytune.spec import JobSpec
 from anytune_local.backend import LocalBackend, _alive
-from tests.conftest import job_yaml, reversal_rows, write_jsonl
+from tests.conftest import cli_env, job_yaml, reversal_rows, run_anytune, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -194,37 +192,17 @@ def test_cli_run_trains_registers_and_evaluates(tiny_model: Path, tmp_path: Path
         data={"train": "train.jsonl", "test": "test.jsonl"},
         evaluation={"max_new_tokens": 8},
     )
-    env = dict(os.environ, COLUMNS="200")
-    res = subprocess.run(
-        [sys.executable, "-m", "anytune", "run", str(job)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    env = cli_env(tmp_path)
+    res = run_anytune("run", str(job), env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "succeeded in" in res.stdout and "model registered as cli-tiny@1" in res.stdout
     assert "held-out evaluation (10 examples" in res.stdout and "exact_match" in res.stdout
-    listing = subprocess.run(
-        [sys.executable, "-m", "anytune", "jobs", "list"], capture_output=True, text=True, env=env, check=True
-    ).stdout
+    listing = run_anytune("jobs", "list", env=env, check=True).stdout
     assert "succeeded" in listing and "cli-tiny" in listing
-    models = subprocess.run(
-        [sys.executable, "-m", "anytune", "models", "show", "cli-tiny@1"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    ).stdout
+    models = run_anytune("models", "show", "cli-tiny@1", env=env, check=True).stdout
     assert "evaluation" in models and "adapter (lora)" in models
     job_id = next(w for w in res.stdout.split() if w.startswith("job-"))
-    logs = subprocess.run(
-        [sys.executable, "-m", "anytune", "jobs", "logs", job_id],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    ).stdout
+    logs = run_anytune("jobs", "logs", job_id, env=env, check=True).stdout
     assert "training started" in logs and "loss=" in logs
 
 

@@ -16,7 +16,9 @@ from anytune.spec import JobSpec
 from anytune.testing.clock import ManualClock
 from anytune.testing.openai_emulator import OpenAIEmulator
 from anytune.testing.server import EmulatorServer
-from tests.conftest import reversal_rows, write_jsonl
+from tests.conftest import cli_env, emulator_cli, reversal_rows, run_anytune, write_jsonl
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 KEY = "sk-emulator-test-0123456789abcdef"
 
@@ -274,39 +276,12 @@ def test_the_same_job_file_runs_on_local_spec_with_a_provider_model(emulator, ch
 
 def test_cli_emulate_and_run_the_example(tmp_path):
     """`anytune emulate openai` in one process, `anytune run examples/openai-sft.yaml` in another."""
-    import os
-    import subprocess
-    import sys
-    import time
-
     from anytune.testing.server import free_port
 
     port = free_port()
-    env = dict(
-        os.environ,
-        ANYTUNE_HOME=str(tmp_path / "home"),
-        COLUMNS="200",
-        OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1",
-        OPENAI_API_KEY="sk-emulator-cli",
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "anytune", "emulate", "openai", "--port", str(port), "--speed", "20"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert "OpenAI emulator on" in server.stdout.readline()
-        time.sleep(0.3)
-        example = Path(__file__).resolve().parents[1] / "examples" / "openai-sft.yaml"
-        run = subprocess.run(
-            [sys.executable, "-m", "anytune", "run", str(example)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+    env = cli_env(tmp_path, OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="sk-emulator-cli")
+    with emulator_cli("openai", env, port, speed=20):
+        run = run_anytune("run", str(EXAMPLES / "openai-sft.yaml"), env=env, timeout=180)
         assert run.returncode == 0, run.stdout + run.stderr
         assert "succeeded" in run.stdout and "100/100" in run.stdout
         assert (
@@ -314,17 +289,8 @@ def test_cli_emulate_and_run_the_example(tmp_path):
             in run.stdout
         )
         assert "token_f1" in run.stdout
-        listing = subprocess.run(
-            [sys.executable, "-m", "anytune", "jobs", "list"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        listing = run_anytune("jobs", "list", env=env, check=True).stdout
         assert "openai" in listing and "succeeded" in listing
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_polls_are_paced_by_the_job_state(emulator, chat_data, monkeypatch):

@@ -16,7 +16,9 @@ from anytune.spec import JobSpec
 from anytune.testing.clock import ManualClock
 from anytune.testing.server import EmulatorServer
 from anytune.testing.together_emulator import TogetherEmulator
-from tests.conftest import reversal_rows, write_jsonl
+from tests.conftest import cli_env, emulator_cli, reversal_rows, run_anytune, write_jsonl
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 KEY = "tg-emulator-test-0123456789abcdef"
 LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
@@ -241,52 +243,15 @@ def test_cpt_on_raw_text(emulator, tmp_path):
 
 
 def test_cli_emulate_together_and_run_the_example(tmp_path):
-    import os
-    import subprocess
-    import sys
-    import time
-
     from anytune.testing.server import free_port
 
     port = free_port()
-    env = dict(
-        os.environ,
-        ANYTUNE_HOME=str(tmp_path / "home"),
-        COLUMNS="200",
-        ANYTUNE_POLL_INTERVAL="0.3",
-        TOGETHER_BASE_URL=f"http://127.0.0.1:{port}",
-        TOGETHER_API_KEY="emulator-key",
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "anytune", "emulate", "together", "--port", str(port), "--speed", "40"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert "Together emulator on" in server.stdout.readline()
-        time.sleep(0.3)
-        example = Path(__file__).resolve().parents[1] / "examples" / "together-sft.yaml"
-        run = subprocess.run(
-            [sys.executable, "-m", "anytune", "run", str(example)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+    env = cli_env(tmp_path, TOGETHER_BASE_URL=f"http://127.0.0.1:{port}", TOGETHER_API_KEY="emulator-key")
+    with emulator_cli("together", env, port):
+        run = run_anytune("run", str(EXAMPLES / "together-sft.yaml"), env=env, timeout=180)
         assert run.returncode == 0, run.stdout + run.stderr
         assert "50/50" in run.stdout and "model registered as reverse-letters-together@1" in run.stdout
         job_id = next(w for w in run.stdout.split() if w.startswith("job-"))
-        cont = subprocess.run(
-            [sys.executable, "-m", "anytune", "jobs", "continue", job_id, "--step", "25"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        cont = run_anytune("jobs", "continue", job_id, "--step", "25", env=env, timeout=180)
         assert cont.returncode == 0, cont.stdout + cont.stderr
         assert "continuing" in cont.stdout and "succeeded" in cont.stdout
-    finally:
-        server.terminate()
-        server.wait(timeout=10)

@@ -99,3 +99,28 @@ def create_once(
             if existing is not None:
                 return existing
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def http_failure(
+    provider: str,
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    hints: Mapping[int, str] | None = None,
+    never_retry: bool = False,
+) -> Failure:
+    """The Failure for an HTTP error answer: retryable by status (unless `never_retry`, e.g. OpenAI's
+    insufficient_quota 429), waiting what the provider asked for, keeping its message."""
+    retryable = is_retryable_status(status) and not never_retry
+    error = BackendError(
+        f"{provider} answered {status}: {message}",
+        hint=(hints or {}).get(status),
+        retryable=retryable,
+        provider_message=message,
+    )
+    return Failure(retryable, error, parse_retry_after(headers))
+
+
+def connection_failure(provider: str, exc: BaseException, hint: str) -> Failure:
+    return Failure(True, BackendError(f"could not reach {provider}: {exc}", retryable=True, hint=hint))

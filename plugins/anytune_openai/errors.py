@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from anytune.errors import BackendError
-from anytune.remote import Failure, is_retryable_status, parse_retry_after
+from anytune.remote import Failure, connection_failure, http_failure
 
 T = TypeVar("T")
 
@@ -23,23 +23,18 @@ def classify(exc: BaseException) -> Failure:
     import openai
 
     if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
         body = exc.body if isinstance(exc.body, dict) else {}
         message = str(body.get("message") or exc.message)
-        code = body.get("code")
-        retryable = is_retryable_status(status) and code != "insufficient_quota"
-        error = BackendError(
-            f"OpenAI answered {status}: {message}",
-            hint=_HINTS.get(status),
-            retryable=retryable,
-            provider_message=message,
+        return http_failure(
+            "OpenAI",
+            exc.status_code,
+            message,
+            dict(exc.response.headers),
+            hints=_HINTS,
+            never_retry=body.get("code") == "insufficient_quota",
         )
-        return Failure(retryable, error, parse_retry_after(dict(exc.response.headers)))
     if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
-        error = BackendError(
-            f"could not reach OpenAI: {exc}", retryable=True, hint="check the network, or OPENAI_BASE_URL"
-        )
-        return Failure(True, error)
+        return connection_failure("OpenAI", exc, "check the network, or OPENAI_BASE_URL")
     return Failure(False, BackendError(f"OpenAI client error: {type(exc).__name__}: {exc}"))
 
 

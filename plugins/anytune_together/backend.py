@@ -54,26 +54,21 @@ POLL_AFTER = {
     "uploading": 5.0,
     "cancel_requested": 2.0,
 }
-OPTIONS = frozenset(
-    {
-        "base_model",
-        "n_evals",
-        "n_checkpoints",
-        "packing",
-        "train_on_inputs",
-        "min_lr_ratio",
-        "scheduler_num_cycles",
-        "wandb_project_name",
-        "wandb_name",
-        "wandb_entity",
-        "wandb_base_url",
-        "from_checkpoint",
-        "download",
-        "dpo_normalize_logratios_by_length",
-        "from_hf_model",
-        "hf_model_revision",
-    }
+# provider_options.together keys passed to the SDK's create() as they are
+PASSTHROUGH = (
+    "n_checkpoints",
+    "packing",
+    "min_lr_ratio",
+    "scheduler_num_cycles",
+    "wandb_project_name",
+    "wandb_name",
+    "wandb_entity",
+    "wandb_base_url",
+    "dpo_normalize_logratios_by_length",
+    "from_hf_model",
+    "hf_model_revision",
 )
+OPTIONS = frozenset(PASSTHROUGH) | {"base_model", "n_evals", "train_on_inputs", "from_checkpoint", "download"}
 TAG_PREFIX = "at"
 MAX_SUFFIX = 40
 
@@ -401,19 +396,7 @@ class TogetherBackend(Backend):
                 early_stopping_min_delta=es.min_delta,
             )
             args["n_evals"] = max(args.get("n_evals", 0), es.patience + 2)
-        for key in (
-            "n_checkpoints",
-            "packing",
-            "min_lr_ratio",
-            "scheduler_num_cycles",
-            "wandb_project_name",
-            "wandb_name",
-            "wandb_entity",
-            "wandb_base_url",
-            "dpo_normalize_logratios_by_length",
-            "from_hf_model",
-            "hf_model_revision",
-        ):
+        for key in PASSTHROUGH:
             if key in options:
                 args[key] = options[key]
         if options.get("wandb_project_name"):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from anytune.errors import BackendError
-from anytune.remote import Failure, is_retryable_status, parse_retry_after
+from anytune.remote import Failure, connection_failure, http_failure
 
 T = TypeVar("T")
 
@@ -32,25 +32,10 @@ def classify(exc: BaseException) -> Failure:
     import together
 
     if isinstance(exc, together.APIStatusError):
-        status = exc.status_code
         message = _message(exc.body, exc.message)
-        retryable = is_retryable_status(status)
-        error = BackendError(
-            f"Together answered {status}: {message}",
-            hint=_HINTS.get(status),
-            retryable=retryable,
-            provider_message=message,
-        )
-        return Failure(retryable, error, parse_retry_after(dict(exc.response.headers)))
+        return http_failure("Together", exc.status_code, message, dict(exc.response.headers), hints=_HINTS)
     if isinstance(exc, together.APIConnectionError | together.APITimeoutError):
-        return Failure(
-            True,
-            BackendError(
-                f"could not reach Together: {exc}",
-                retryable=True,
-                hint="check the network, or TOGETHER_BASE_URL",
-            ),
-        )
+        return connection_failure("Together", exc, "check the network, or TOGETHER_BASE_URL")
     if isinstance(exc, ValueError):  # the SDK's own checks against the model's limits
         return Failure(False, BackendError(f"Together's client refused the request: {exc}"))
     return Failure(False, BackendError(f"Together client error: {type(exc).__name__}: {exc}"))

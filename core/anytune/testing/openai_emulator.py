@@ -26,7 +26,6 @@ import json
 import math
 import re
 import secrets
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +33,8 @@ from anytune.data.formats import DataFormat
 from anytune.data.records import content_text
 from anytune.data.validate import check_record
 from anytune.testing.answers import base_answer, nearest_answer
-from anytune.testing.asgi import EmulatorMiddleware, Recorder
-from anytune.testing.clock import Clock, RealClock
-from anytune.testing.faults import Faults
+from anytune.testing.base import ApiError, EmulatorBase
+from anytune.testing.clock import Clock
 
 ORG = "org-anytune-emulator"
 FINE_TUNABLE = {
@@ -48,22 +46,6 @@ FINE_TUNABLE = {
 MIN_EXAMPLES = 10
 VALIDATING_S, QUEUED_S = 2.0, 2.0
 AUTO = {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 2.0, "beta": 0.1}
-
-
-def _error(status: int, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    kind = {
-        401: "invalid_request_error",
-        403: "invalid_request_error",
-        404: "invalid_request_error",
-        429: "requests",
-    }.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.body = status, _error(status, message, code, param)
 
 
 @dataclass
@@ -165,7 +147,7 @@ def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
-class OpenAIEmulator:
+class OpenAIEmulator(EmulatorBase):
     """State and routes of the emulated API. `app` is the ASGI application."""
 
     def __init__(
@@ -177,19 +159,13 @@ class OpenAIEmulator:
         fine_tuning_enabled: bool = True,
         blocked_words: tuple[str, ...] = ("EMULATOR-UNSAFE",),
     ) -> None:
-        from starlette.applications import Starlette
         from starlette.routing import Route
 
-        self.api_key = api_key
-        self.clock = clock or RealClock()
         self.step_seconds = step_seconds
         self.fine_tuning_enabled = fine_tuning_enabled
         self.blocked_words = blocked_words  # stands in for OpenAI's server-side moderation of training data
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, EmulatedJob] = {}
-        self.faults = Faults()
-        self.recorder = Recorder()
-        self._lock = threading.RLock()
         self._event_seq = 0
         routes = [
             Route("/v1/files", self._files, methods=["GET", "POST"]),
@@ -203,13 +179,10 @@ class OpenAIEmulator:
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/_emulator/state", self._state, methods=["GET"]),
         ]
-        inner = Starlette(routes=routes)
-        self.app = EmulatorMiddleware(
-            inner,
-            faults=self.faults,
-            recorder=self.recorder,
-            error_body=lambda status, message, code: _error(status, message, code),
-            authorize=self._authorized,
+        super().__init__(
+            api_key=api_key,
+            clock=clock,
+            routes=routes,
             extra_headers=lambda: {
                 "openai-version": "2020-10-01",
                 "openai-organization": ORG,
@@ -218,20 +191,6 @@ class OpenAIEmulator:
         )
 
     # -------------------------------------------------------------------------------------- helpers
-
-    def _authorized(self, headers: dict[str, str]) -> bool:
-        auth = headers.get("authorization", "")
-        if not auth.startswith("Bearer ") or not auth[7:].strip():
-            return False
-        return self.api_key is None or auth[7:].strip() == self.api_key
-
-    def _now(self) -> int:
-        return int(self.clock.now())
-
-    def _json(self, status: int, body: Any) -> Any:
-        from starlette.responses import JSONResponse
-
-        return JSONResponse(body, status_code=status)
 
     def _get_job(self, job_id: str) -> EmulatedJob:
         job = self.jobs.get(job_id)
@@ -250,22 +209,16 @@ class OpenAIEmulator:
     async def _files(self, request: Any) -> Any:
         if request.method == "POST":
             form = await request.form()
-            try:
-                return self._json(200, self._upload(form))
-            except ApiError as exc:
-                return self._json(exc.status, exc.body)
-        with self._lock:
-            q = request.query_params
-            items = [
-                f.obj()
-                for f in sorted(
-                    self.files.values(),
-                    key=lambda f: (f.created_at, f.id),
-                    reverse=q.get("order", "desc") == "desc",
-                )
-                if not q.get("purpose") or f.purpose == q["purpose"]
-            ]
+            return self._handle(lambda: self._json(200, self._upload(form)))
+        q = request.query_params
+
+        def listing() -> Any:
+            newest_first = q.get("order", "desc") == "desc"
+            ordered = sorted(self.files.values(), key=lambda f: (f.created_at, f.id), reverse=newest_first)
+            items = [f.obj() for f in ordered if not q.get("purpose") or f.purpose == q["purpose"]]
             return self._json(200, _page(items, q.get("after"), int(q.get("limit", 10000)), ids_listed=True))
+
+        return self._handle(listing)
 
     def _upload(self, form: Any) -> dict[str, Any]:
         upload = form.get("file")
@@ -279,48 +232,37 @@ class OpenAIEmulator:
             raise ApiError(
                 400, f"Invalid file format for Fine-Tuning API. Must be .jsonl: {filename}", param="file"
             )
-        data = upload.file.read()
-        with self._lock:
-            f = StoredFile(f"file-{secrets.token_hex(12)}", filename, purpose, data, self._now())
-            self.files[f.id] = f
-            return f.obj()
+        f = StoredFile(f"file-{secrets.token_hex(12)}", filename, purpose, upload.file.read(), self._now())
+        self.files[f.id] = f
+        return f.obj()
 
     async def _file(self, request: Any) -> Any:
-        with self._lock:
-            try:
-                f = self._get_file(request.path_params["file_id"])
-            except ApiError as exc:
-                return self._json(exc.status, exc.body)
+        def run() -> Any:
+            f = self._get_file(request.path_params["file_id"])
             if request.method == "DELETE":
                 del self.files[f.id]
                 return self._json(200, {"id": f.id, "object": "file", "deleted": True})
             return self._json(200, f.obj())
 
+        return self._handle(run)
+
     async def _file_content(self, request: Any) -> Any:
         from starlette.responses import Response
 
-        with self._lock:
-            try:
-                f = self._get_file(request.path_params["file_id"])
-            except ApiError as exc:
-                return self._json(exc.status, exc.body)
-            return Response(f.data, media_type="application/octet-stream")
+        return self._handle(
+            lambda: Response(
+                self._get_file(request.path_params["file_id"]).data, media_type="application/octet-stream"
+            )
+        )
 
     # ----------------------------------------------------------------------------------------- jobs
 
     async def _jobs(self, request: Any) -> Any:
         if request.method == "POST":
-            try:
-                body = await request.json()
-            except json.JSONDecodeError:
-                return self._json(400, _error(400, "We could not parse the JSON body of your request."))
-            with self._lock:
-                try:
-                    return self._json(200, self._create(body).obj())
-                except ApiError as exc:
-                    return self._json(exc.status, exc.body)
-        with self._lock:
-            q = request.query_params
+            return await self._with_body(request, lambda body: self._json(200, self._create(body).obj()))
+        q = request.query_params
+
+        def listing() -> Any:
             wanted = {
                 m.group(1): v for k, v in q.multi_items() if (m := re.fullmatch(r"metadata\[(.+)\]", k))
             }
@@ -329,6 +271,8 @@ class OpenAIEmulator:
                 self._advance(job)
             items = [j.obj() for j in jobs if all((j.metadata or {}).get(k) == v for k, v in wanted.items())]
             return self._json(200, _page(items, q.get("after"), int(q.get("limit", 20))))
+
+        return self._handle(listing)
 
     def _create(self, body: dict[str, Any]) -> EmulatedJob:
         if not self.fine_tuning_enabled:
@@ -541,91 +485,76 @@ class OpenAIEmulator:
         self._event(job, "info", "The job has successfully completed")
 
     async def _job(self, request: Any) -> Any:
-        with self._lock:
-            try:
-                job = self._get_job(request.path_params["job_id"])
-            except ApiError as exc:
-                return self._json(exc.status, exc.body)
+        def run() -> Any:
+            job = self._get_job(request.path_params["job_id"])
             self.clock.on_poll()
             self._advance(job)
             return self._json(200, job.obj())
 
+        return self._handle(run)
+
     async def _job_action(self, request: Any) -> Any:
-        action = request.path_params["action"]
-        with self._lock:
-            try:
-                job = self._get_job(request.path_params["job_id"])
-                self._advance(job)
-                if action == "cancel":
-                    if job.status in ("succeeded", "failed", "cancelled"):
-                        raise ApiError(400, f"Job {job.id} has already completed and cannot be cancelled.")
-                    job.status, job.finished_at = "cancelled", self._now()
-                    self._event(job, "info", "Fine-tuning job cancelled")
-                elif action == "pause":
-                    if job.status != "running":
-                        raise ApiError(
-                            400, f"Job {job.id} is {job.status} and can only be paused while running."
-                        )
-                    job.status = "paused"
-                    self._event(job, "info", "Fine-tuning job paused")
-                elif action == "resume":
-                    if job.status != "paused":
-                        raise ApiError(
-                            400, f"Job {job.id} is {job.status}; only a paused job can be resumed."
-                        )
-                    job.status = "running"
-                    self._event(job, "info", "Fine-tuning job resumed")
-                else:
-                    raise ApiError(404, f"Unknown action {action!r}.")
-            except ApiError as exc:
-                return self._json(exc.status, exc.body)
+        def run() -> Any:
+            action = request.path_params["action"]
+            job = self._get_job(request.path_params["job_id"])
+            self._advance(job)
+            if action == "cancel":
+                if job.status in ("succeeded", "failed", "cancelled"):
+                    raise ApiError(400, f"Job {job.id} has already completed and cannot be cancelled.")
+                job.status, job.finished_at = "cancelled", self._now()
+                self._event(job, "info", "Fine-tuning job cancelled")
+            elif action == "pause":
+                if job.status != "running":
+                    raise ApiError(400, f"Job {job.id} is {job.status} and can only be paused while running.")
+                job.status = "paused"
+                self._event(job, "info", "Fine-tuning job paused")
+            elif action == "resume":
+                if job.status != "paused":
+                    raise ApiError(400, f"Job {job.id} is {job.status}; only a paused job can be resumed.")
+                job.status = "running"
+                self._event(job, "info", "Fine-tuning job resumed")
+            else:
+                raise ApiError(404, f"Unknown action {action!r}.")
             return self._json(200, job.obj())
 
-    async def _events(self, request: Any) -> Any:
-        with self._lock:
-            try:
-                job = self._get_job(request.path_params["job_id"])
-            except ApiError as exc:
-                return self._json(exc.status, exc.body)
+        return self._handle(run)
+
+    def _listing(self, request: Any, items: str, default_limit: int, ids_listed: bool = False) -> Any:
+        """A cursor page of a job's events or checkpoints, newest first."""
+
+        def run() -> Any:
+            job = self._get_job(request.path_params["job_id"])
             self._advance(job)
             q = request.query_params
-            return self._json(200, _page(job.events[::-1], q.get("after"), int(q.get("limit", 20))))
+            data = getattr(job, items)[::-1]
+            return self._json(
+                200, _page(data, q.get("after"), int(q.get("limit", default_limit)), ids_listed=ids_listed)
+            )
+
+        return self._handle(run)
+
+    async def _events(self, request: Any) -> Any:
+        return self._listing(request, "events", 20)
 
     async def _checkpoints(self, request: Any) -> Any:
-        with self._lock:
-            try:
-                job = self._get_job(request.path_params["job_id"])
-            except ApiError as exc:
-                return self._json(exc.status, exc.body)
-            self._advance(job)
-            q = request.query_params
-            return self._json(
-                200, _page(job.checkpoints[::-1], q.get("after"), int(q.get("limit", 10)), ids_listed=True)
-            )
+        return self._listing(request, "checkpoints", 10, ids_listed=True)
 
     # ------------------------------------------------------------------------------ chat completions
 
     async def _chat(self, request: Any) -> Any:
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            return self._json(400, _error(400, "We could not parse the JSON body of your request."))
+        return await self._with_body(request, self._complete)
+
+    def _complete(self, body: dict[str, Any]) -> Any:
         model, messages = body.get("model"), body.get("messages")
         if not isinstance(model, str) or not isinstance(messages, list) or not messages:
-            return self._json(
-                400, _error(400, "'model' and a non-empty 'messages' list are required.", param="messages")
+            raise ApiError(400, "'model' and a non-empty 'messages' list are required.", param="messages")
+        answer = self._answer(model, messages)
+        if answer is None:
+            raise ApiError(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                code="model_not_found",
             )
-        with self._lock:
-            answer = self._answer(model, messages)
-            if answer is None:
-                return self._json(
-                    404,
-                    _error(
-                        404,
-                        f"The model `{model}` does not exist or you do not have access to it.",
-                        code="model_not_found",
-                    ),
-                )
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         words = answer.split(" ")
         finish = "stop"
@@ -633,6 +562,7 @@ class OpenAIEmulator:
             answer, finish = " ".join(words[:limit]), "length"
         prompt_tokens = sum(_tokens(content_text(m.get("content"))) for m in messages)
         completion_tokens = _tokens(answer)
+        message = {"role": "assistant", "content": answer, "refusal": None, "annotations": []}
         return self._json(
             200,
             {
@@ -641,19 +571,7 @@ class OpenAIEmulator:
                 "created": self._now(),
                 "model": model,
                 "service_tier": "default",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": finish,
-                        "logprobs": None,
-                        "message": {
-                            "role": "assistant",
-                            "content": answer,
-                            "refusal": None,
-                            "annotations": [],
-                        },
-                    }
-                ],
+                "choices": [{"index": 0, "finish_reason": finish, "logprobs": None, "message": message}],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
@@ -681,8 +599,9 @@ class OpenAIEmulator:
     # ------------------------------------------------------------------------------------- control
 
     async def _state(self, request: Any) -> Any:
-        with self._lock:
-            return self._json(
+        return self._handle(
+            lambda: self._json(
                 200,
                 {"jobs": len(self.jobs), "files": len(self.files), "requests": len(self.recorder.exchanges)},
             )
+        )

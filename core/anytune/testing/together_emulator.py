@@ -23,7 +23,6 @@ import json
 import math
 import secrets
 import tarfile
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,9 +30,8 @@ from typing import Any
 
 from anytune.data.records import content_text
 from anytune.testing.answers import base_answer, nearest_answer
-from anytune.testing.asgi import EmulatorMiddleware, Recorder
-from anytune.testing.clock import Clock, RealClock
-from anytune.testing.faults import Faults
+from anytune.testing.base import ApiError, EmulatorBase
+from anytune.testing.clock import Clock
 
 # model -> (parameters in billions, supports full training)
 MODELS: dict[str, tuple[float, bool]] = {
@@ -50,17 +48,6 @@ USER = "user_anytune_emulator"
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _error(status: int, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.body = status, _error(status, message, code, param)
 
 
 def price_per_million(params_b: float, method: str, full: bool) -> float:
@@ -235,21 +222,15 @@ class Job:
         return {k: v for k, v in out.items() if v is not None}  # the spec types these fields without null
 
 
-class TogetherEmulator:
+class TogetherEmulator(EmulatorBase):
     def __init__(
         self, *, api_key: str | None = None, clock: Clock | None = None, step_seconds: float = 1.0
     ) -> None:
-        from starlette.applications import Starlette
         from starlette.routing import Route
 
-        self.api_key = api_key
-        self.clock = clock or RealClock()
         self.step_seconds = step_seconds
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, Job] = {}
-        self.faults = Faults()
-        self.recorder = Recorder()
-        self._lock = threading.RLock()
         self._upload_tokens: dict[str, str] = {}
         routes = [
             Route("/v1/files", self._files, methods=["GET", "POST"]),
@@ -268,35 +249,9 @@ class TogetherEmulator:
             Route("/v1/finetune/download", self._download, methods=["GET"]),
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
         ]
-        self.app = EmulatorMiddleware(
-            Starlette(routes=routes),
-            faults=self.faults,
-            recorder=self.recorder,
-            error_body=lambda status, message, code: _error(status, message, code),
-            authorize=self._authorized,
-        )
+        super().__init__(api_key=api_key, clock=clock, routes=routes)
 
     # -------------------------------------------------------------------------------------- helpers
-
-    def _authorized(self, headers: dict[str, str]) -> bool:
-        auth = headers.get("authorization", "")
-        token = auth[7:].strip() if auth.startswith("Bearer ") else ""
-        return bool(token) and (self.api_key is None or token == self.api_key)
-
-    def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
-        from starlette.responses import JSONResponse
-
-        return JSONResponse(body, status_code=status, headers=headers)
-
-    def _now(self) -> int:
-        return int(self.clock.now())
-
-    def _handle(self, fn: Any, *args: Any) -> Any:
-        with self._lock:
-            try:
-                return fn(*args)
-            except ApiError as exc:
-                return self._json(exc.status, exc.body)
 
     def _file_or_404(self, file_id: str) -> StoredFile:
         f = self.files.get(file_id)
@@ -488,9 +443,7 @@ class TogetherEmulator:
         )
 
     async def _estimate(self, request: Any) -> Any:
-        body = await request.json()
-
-        def run() -> Any:
+        def run(body: dict[str, Any]) -> Any:
             f = self._file_or_404(str(body.get("training_file")))
             if not f.valid:
                 return self._json(
@@ -514,7 +467,7 @@ class TogetherEmulator:
                 },
             )
 
-        return self._handle(run)
+        return await self._with_body(request, run)
 
     # -------------------------------------------------------------------------------------- fine-tunes
 
@@ -528,11 +481,7 @@ class TogetherEmulator:
                 return self._json(200, {"data": [j.obj(with_events=False) for j in jobs]})
 
             return self._handle(listing)
-        try:
-            body = await request.json()
-        except json.JSONDecodeError:
-            return self._json(400, _error(400, "Invalid JSON body"))
-        return self._handle(self._create, body)
+        return await self._with_body(request, self._create)
 
     def _create(self, body: dict[str, Any]) -> Any:
         model, checkpoint = body.get("model"), body.get("from_checkpoint")
@@ -805,9 +754,7 @@ class TogetherEmulator:
     # ------------------------------------------------------------------------------ chat completions
 
     async def _chat(self, request: Any) -> Any:
-        body = await request.json()
-
-        def run() -> Any:
+        def run(body: dict[str, Any]) -> Any:
             model, messages = body.get("model"), body.get("messages") or []
             if model in MODELS:
                 answer = base_answer(model)
@@ -854,4 +801,4 @@ class TogetherEmulator:
                 },
             )
 
-        return self._handle(run)
+        return await self._with_body(request, run)

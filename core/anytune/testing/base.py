@@ -1,0 +1,95 @@
+"""What every emulator shares: its state lock, clock, faults and recorder, Bearer auth, error bodies in the
+common `{"error": {...}}` shape, and turning an `ApiError` raised by a handler into that answer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from anytune.testing.asgi import EmulatorMiddleware, Recorder
+from anytune.testing.clock import Clock, RealClock
+from anytune.testing.faults import Faults
+
+
+def error_body(
+    status: int, message: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    kind = "server_error" if status >= 500 else ("requests" if status == 429 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+class ApiError(Exception):
+    """Raised by a handler to answer with an error (status, the provider's error shape)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.body = status, error_body(status, message, code, param)
+
+
+class EmulatorBase:
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        clock: Clock | None,
+        routes: list[Any],
+        extra_headers: Callable[[], dict[str, str]] = dict,
+    ) -> None:
+        from starlette.applications import Starlette
+
+        self.api_key = api_key
+        self.clock = clock or RealClock()
+        self.faults = Faults()
+        self.recorder = Recorder()
+        self._lock = threading.RLock()
+        self.app = EmulatorMiddleware(
+            Starlette(routes=routes),
+            faults=self.faults,
+            recorder=self.recorder,
+            error_body=lambda status, message, code: error_body(status, message, code),
+            authorize=self._authorized,
+            extra_headers=extra_headers,
+        )
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        auth = headers.get("authorization", "")
+        token = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        return bool(token) and (self.api_key is None or token == self.api_key)
+
+    def _now(self) -> int:
+        return int(self.clock.now())
+
+    @staticmethod
+    def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def _handle(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a handler body under the state lock; an ApiError becomes the provider's error answer."""
+        with self._lock:
+            try:
+                return fn(*args)
+            except ApiError as exc:
+                return self._json(exc.status, exc.body)
+
+    async def _with_body(self, request: Any, fn: Callable[[dict[str, Any]], Any]) -> Any:
+        """Parse the JSON body (an unparsable one is a 400 in the provider's shape), then `_handle(fn, body)`."""
+        try:
+            body = await self._body(request)
+        except ApiError as exc:
+            return self._json(exc.status, exc.body)
+        return self._handle(fn, body)
+
+    @staticmethod
+    async def _body(request: Any) -> dict[str, Any]:
+        import json
+
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            raise ApiError(400, "We could not parse the JSON body of your request.") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "The request body must be a JSON object.")
+        return body
