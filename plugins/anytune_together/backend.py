@@ -199,56 +199,34 @@ class TogetherBackend(Backend):
         hp, adapter = spec.hyperparameters, spec.adapter
         full = adapter.type == "full"
         dpo = spec.method_type is Method.DPO
+
+        def refuse(field: str, message: str) -> None:
+            problems.append(Problem("error", field, message))
+
+        def within(field: str, value: float | None, low: float, high: float) -> None:
+            if value is not None and not low <= value <= high:
+                refuse(field, f"Together takes {low:g} to {high:g} for {model}")
+
         if full and not limits.supports_full_training:
-            problems.append(Problem("error", "adapter", f"Together offers only LoRA for {model}"))
+            refuse("adapter", f"Together offers only LoRA for {model}")
         training = limits.full_training if full else limits.lora_training
-        if training is not None and hp.batch_size is not None:
+        if training is not None:
             top = training.max_batch_size_dpo if dpo else training.max_batch_size
-            if not training.min_batch_size <= hp.batch_size <= top:
-                problems.append(
-                    Problem(
-                        "error",
-                        "hyperparameters.batch_size",
-                        f"Together takes {training.min_batch_size} to {top} for {model}",
-                    )
-                )
-        if not full and adapter.type == "lora":
-            if adapter.r > limits.lora_training.max_rank:
-                problems.append(
-                    Problem("error", "adapter.r", f"at most {limits.lora_training.max_rank} for {model}")
-                )
-            modules = adapter.target_modules
-            if modules != "all-linear" and not set(modules) <= set(limits.lora_training.target_modules):
-                problems.append(
-                    Problem(
-                        "error",
-                        "adapter.target_modules",
-                        f"Together offers: all-linear, {', '.join(limits.lora_training.target_modules)}",
-                    )
-                )
-        if hp.epochs is not None and hp.epochs > limits.max_num_epochs:
-            problems.append(Problem("error", "hyperparameters.epochs", f"at most {limits.max_num_epochs}"))
-        if (
-            hp.learning_rate is not None
-            and not limits.min_learning_rate <= hp.learning_rate <= limits.max_learning_rate
-        ):
-            problems.append(
-                Problem(
-                    "error",
-                    "hyperparameters.learning_rate",
-                    f"Together takes {limits.min_learning_rate:g} to {limits.max_learning_rate:g}",
-                )
-            )
-        if hp.max_seq_length is not None:
-            top = limits.max_seq_length_dpo if dpo else limits.max_seq_length_sft
-            if not limits.min_max_seq_length <= hp.max_seq_length <= top:
-                problems.append(
-                    Problem(
-                        "error",
-                        "hyperparameters.max_seq_length",
-                        f"Together takes {limits.min_max_seq_length} to {top} for {model}",
-                    )
-                )
+            within("hyperparameters.batch_size", hp.batch_size, training.min_batch_size, top)
+        if adapter.type == "lora":
+            within("adapter.r", adapter.r, 1, limits.lora_training.max_rank)
+            offered = limits.lora_training.target_modules
+            if adapter.target_modules != "all-linear" and not set(adapter.target_modules) <= set(offered):
+                refuse("adapter.target_modules", f"Together offers: all-linear, {', '.join(offered)}")
+        within("hyperparameters.epochs", hp.epochs, 1, limits.max_num_epochs)
+        within(
+            "hyperparameters.learning_rate",
+            hp.learning_rate,
+            limits.min_learning_rate,
+            limits.max_learning_rate,
+        )
+        seq_top = limits.max_seq_length_dpo if dpo else limits.max_seq_length_sft
+        within("hyperparameters.max_seq_length", hp.max_seq_length, limits.min_max_seq_length, seq_top)
         return problems
 
     def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
