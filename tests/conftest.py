@@ -110,3 +110,26 @@ def emulator_cli(provider: str, env: dict[str, str], port: int, speed: float = 4
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def chat_splits(folder: Path, seed: int, *, validation: bool = False) -> dict[str, str]:
+    """A job's data: 30 training and 10 held-out reversal examples (the held-out ones double as validation)."""
+    rows = reversal_rows(40, seed=seed)
+    data = {
+        "train": str(write_jsonl(folder / "train.jsonl", rows[:30])),
+        "test": str(write_jsonl(folder / "test.jsonl", rows[30:])),
+    }
+    if validation:
+        data["validation"] = str(write_jsonl(folder / "val.jsonl", rows[30:]))
+    return data
+
+
+def preference_rows(n: int = 12) -> list[dict[str, str]]:
+    return [
+        {
+            "prompt": f"Say something kind about {i}",
+            "chosen": f"{i} is wonderful.",
+            "rejected": f"{i} is bad.",
+        }
+        for i in range(n)
+    ]

@@ -16,7 +16,15 @@ from anytune.spec import JobSpec
 from anytune.testing.clock import ManualClock
 from anytune.testing.openai_emulator import OpenAIEmulator
 from anytune.testing.server import EmulatorServer
-from tests.conftest import cli_env, emulator_cli, reversal_rows, run_anytune, write_jsonl
+from tests.conftest import (
+    chat_splits,
+    cli_env,
+    emulator_cli,
+    preference_rows,
+    reversal_rows,
+    run_anytune,
+    write_jsonl,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -35,11 +43,7 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIEmulator]:
 
 @pytest.fixture
 def chat_data(tmp_path: Path) -> dict[str, str]:
-    rows = reversal_rows(40, seed=21)
-    return {
-        "train": str(write_jsonl(tmp_path / "train.jsonl", rows[:30])),
-        "test": str(write_jsonl(tmp_path / "test.jsonl", rows[30:])),
-    }
+    return chat_splits(tmp_path, seed=21)
 
 
 def openai_spec(data: dict[str, str], **extra) -> JobSpec:
@@ -88,14 +92,7 @@ def test_sft_to_succeeded_with_artifact_cost_and_events(emulator, chat_data):
 
 
 def test_dpo_from_trl_preference_data(emulator, tmp_path):
-    rows = [
-        {
-            "prompt": f"Say something kind about {i}",
-            "chosen": f"{i} is wonderful.",
-            "rejected": f"{i} is bad.",
-        }
-        for i in range(12)
-    ]
+    rows = preference_rows()
     data = {"train": str(write_jsonl(tmp_path / "pref.jsonl", rows))}
     client = Client()
     spec = openai_spec(data, method={"type": "dpo", "beta": 0.2})

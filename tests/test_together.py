@@ -16,7 +16,15 @@ from anytune.spec import JobSpec
 from anytune.testing.clock import ManualClock
 from anytune.testing.server import EmulatorServer
 from anytune.testing.together_emulator import TogetherEmulator
-from tests.conftest import cli_env, emulator_cli, reversal_rows, run_anytune, write_jsonl
+from tests.conftest import (
+    chat_splits,
+    cli_env,
+    emulator_cli,
+    preference_rows,
+    reversal_rows,
+    run_anytune,
+    write_jsonl,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -35,11 +43,7 @@ def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[TogetherEmulator]:
 
 @pytest.fixture
 def chat_data(tmp_path: Path) -> dict[str, str]:
-    rows = reversal_rows(40, seed=31)
-    return {
-        "train": str(write_jsonl(tmp_path / "train.jsonl", rows[:30])),
-        "test": str(write_jsonl(tmp_path / "test.jsonl", rows[30:])),
-    }
+    return chat_splits(tmp_path, seed=31)
 
 
 def together_spec(data: dict[str, str], **extra) -> JobSpec:
@@ -96,14 +100,7 @@ def test_sft_with_lora_to_completed_with_prices_and_download(emulator, chat_data
 
 
 def test_dpo_with_its_knobs(emulator, tmp_path):
-    rows = [
-        {
-            "prompt": f"Say something kind about {i}",
-            "chosen": f"{i} is wonderful.",
-            "rejected": f"{i} is bad.",
-        }
-        for i in range(12)
-    ]
+    rows = preference_rows()
     client = Client()
     spec = together_spec(
         {"train": str(write_jsonl(tmp_path / "p.jsonl", rows))},

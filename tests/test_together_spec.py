@@ -11,7 +11,7 @@ import pytest
 
 from anytune.client import Client
 from tests import spec_check
-from tests.conftest import reversal_rows, write_jsonl
+from tests.conftest import chat_splits, preference_rows, write_jsonl
 from tests.test_together import emulator, together_spec  # noqa: F401  (the fixture)
 
 # Known and accepted: (path pattern, validator message, why). Listed in docs/providers/together.md. Each must
@@ -63,13 +63,8 @@ DEVIATIONS = [
 
 def test_every_exchange_matches_togethers_spec(emulator, tmp_path: Path):  # noqa: F811
     openapi = spec_check.load("together")
-    rows = reversal_rows(40, seed=6)
-    data = {
-        "train": str(write_jsonl(tmp_path / "train.jsonl", rows[:30])),
-        "validation": str(write_jsonl(tmp_path / "val.jsonl", rows[30:])),
-        "test": str(write_jsonl(tmp_path / "test.jsonl", rows[30:])),
-    }
-    pref = [{"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(12)]
+    data = chat_splits(tmp_path, seed=6, validation=True)
+    pref = preference_rows()
     client = Client()
     spec = together_spec(
         data,
