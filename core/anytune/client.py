@@ -153,6 +153,7 @@ class Client:
                 format=refs["train"].format,
             )
             reports.pop("train")
+            del warnings[:]  # the split's own checks below say the same about the rows it kept
             refs["train"] = check("train", split.paths["train"])
             refs["validation"] = check("validation", split.paths["validation"])
         elif spec.data.validation:
