@@ -266,11 +266,15 @@ class Client:
         job = self.refresh(job_id)
         if job.status not in (JobStatus.RUNNING, JobStatus.QUEUED) or job.provider_ref is None:
             raise UsageError(f"job {job.id} is {job.status.value}; only a running job can be paused")
+        return self._ask_backend(job, "pause", "supports_pause")
+
+    def _ask_backend(self, job: Job, verb: str, capability: str | None) -> Job:
+        """Ask the job's backend to `verb` (pause, resume, cancel) it, note that in the log, and look again."""
         backend = self.backend(job.provider)
-        if not backend.capabilities().supports_pause:
-            raise CapabilityError(f"{job.provider} cannot pause jobs")
-        backend.pause(ProviderRef.model_validate(job.provider_ref))
-        self._record(job.id, [Event(kind=EventKind.STATUS, message="pause requested")])
+        if capability and not getattr(backend.capabilities(), capability):
+            raise CapabilityError(f"{job.provider} cannot {verb} jobs")
+        getattr(backend, verb)(ProviderRef.model_validate(job.provider_ref))
+        self._record(job.id, [Event(kind=EventKind.STATUS, message=f"{verb} requested")])
         return self.refresh(job.id)
 
     def resume(self, job_id: str) -> Job:
@@ -282,9 +286,7 @@ class Client:
         """
         job = self.refresh(job_id)
         if job.status is JobStatus.PAUSED and job.provider_ref is not None:
-            self.backend(job.provider).resume(ProviderRef.model_validate(job.provider_ref))
-            self._record(job.id, [Event(kind=EventKind.STATUS, message="resume requested")])
-            return self.refresh(job.id)
+            return self._ask_backend(job, "resume", None)
         if job.status is not JobStatus.PENDING or job.provider_ref is not None:
             raise UsageError(
                 f"job {job.id} is {job.status.value} and was submitted; there is nothing to resume",
@@ -423,12 +425,7 @@ class Client:
         if job.provider_ref is None:
             self._record(job.id, [Event(kind=EventKind.STATUS, message="cancelled before it was submitted")])
             return self.registry.update_job(job.id, status=JobStatus.CANCELLED)
-        backend = self.backend(job.provider)
-        if not backend.capabilities().supports_cancel:
-            raise CapabilityError(f"{job.provider} cannot cancel jobs")
-        backend.cancel(ProviderRef.model_validate(job.provider_ref))
-        self._record(job.id, [Event(kind=EventKind.STATUS, message="cancel requested")])
-        return self.refresh(job.id)
+        return self._ask_backend(job, "cancel", "supports_cancel")
 
     # ----------------------------------------------------------------------------------------- evaluate
 

@@ -663,30 +663,27 @@ class TogetherEmulator(EmulatorBase):
 
         return self._handle(run)
 
-    async def _events(self, request: Any) -> Any:
+    def _job_view(self, request: Any, render: Any) -> Any:
+        """A job, brought up to the clock, answered as `render(job)`."""
+
         def run() -> Any:
             job = self._job_or_404(request.path_params["job_id"])
             self._advance(job)
-            return self._json(200, {"data": job.events})
+            return self._json(200, render(job))
 
         return self._handle(run)
+
+    async def _events(self, request: Any) -> Any:
+        return self._job_view(request, lambda job: {"data": job.events})
 
     async def _checkpoints(self, request: Any) -> Any:
-        def run() -> Any:
-            job = self._job_or_404(request.path_params["job_id"])
-            self._advance(job)
-            return self._json(200, {"data": job.checkpoints[::-1]})
-
-        return self._handle(run)
+        return self._job_view(request, lambda job: {"data": job.checkpoints[::-1]})
 
     async def _metrics(self, request: Any) -> Any:
-        def run() -> Any:
-            job = self._job_or_404(request.path_params["job_id"])
-            self._advance(job)
-            lo = float(request.query_params.get("global_step_from", 0))
-            return self._json(200, {"metrics": [m for m in job.metrics if m["global_step"] >= lo]})
-
-        return self._handle(run)
+        low = float(request.query_params.get("global_step_from", 0))
+        return self._job_view(
+            request, lambda job: {"metrics": [m for m in job.metrics if m["global_step"] >= low]}
+        )
 
     # --------------------------------------------------------------------------------------- download
 
