@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -13,6 +14,7 @@ import pytest
 from anytune.client import Client
 from anytune.hookspecs import GenerationParams, SubmitRequest
 from anytune.jobs import JobStatus
+from anytune.settings import anytune_home
 from anytune.spec import JobSpec
 from anytune_local.backend import LocalBackend, _alive
 from tests.conftest import cli_env, job_yaml, reversal_rows, run_anytune, write_jsonl
@@ -61,6 +63,15 @@ def test_lora_training_lowers_the_loss_and_the_adapter_reloads(tiny_model: Path,
     job = client.follow(job.id, interval=0.2, on_update=lambda j, ev: seen.append(j.status))
     assert job.status is JobStatus.SUCCEEDED, job.error
     assert JobStatus.RUNNING in seen and job.progress == 1.0
+    # the cost of the machine's time, beside the quote; the run's speed is kept for later quotes
+    result = json.loads(Path(job.provider_ref["data"]["dir"], "result.json").read_text())
+    assert job.cost.trained_tokens == result["trained_tokens"] > 0
+    assert job.cost.actual == pytest.approx(
+        result["wall_seconds"] / 3600 * 0.01
+    )  # catalog: local cpu $0.01/h
+    assert job.cost.quoted is not None and job.cost.difference is not None
+    [measured] = [json.loads(line) for line in (anytune_home() / "throughput.jsonl").read_text().splitlines()]
+    assert measured["model"] == str(tiny_model) and measured["tokens"] == result["trained_tokens"]
 
     losses = [e.data["loss"] for e in client.registry.events(job.id, kind="metric") if "loss" in e.data]
     assert len(losses) == 40

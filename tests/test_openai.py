@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from anytune.client import Client
+from anytune.cost.catalog import load_catalog as load_prices
 from anytune.errors import BackendError, CapabilityError, DataError
 from anytune.jobfile import spec_from_dict
 from anytune.jobs import JobStatus
@@ -79,9 +81,13 @@ def test_sft_to_succeeded_with_artifact_cost_and_events(emulator, chat_data):
     assert job.artifact.model_id.startswith("ft:gpt-4o-mini-2024-07-18:anytune-emulator:rev:")
     assert [c["step"] for c in job.artifact.metadata["checkpoints"]] == [4, 8]
     # actual cost = trained tokens x the catalog price ($3.00 / 1M for gpt-4o-mini), beside the quote
+    entry = load_prices().price("openai", model="gpt-4o-mini-2024-07-18", method="sft")
+    assert entry is not None and entry.price == 3.0
     assert job.cost.trained_tokens == remote.trained_tokens > 0
-    assert job.cost.actual == pytest.approx(round(remote.trained_tokens * 3.0 / 1e6, 4))
-    assert job.cost.quoted is not None
+    assert job.cost.actual == pytest.approx(remote.trained_tokens * entry.price / 1e6)
+    assert job.cost.quoted is not None and job.cost.difference == pytest.approx(
+        job.cost.actual - job.cost.quoted
+    )
     steps = [e.data["step"] for e in client.registry.events(job.id, kind="metric")]
     assert steps == list(range(1, 9))  # every metric event once, in order
     [model] = client.registry.models_for_job(job.id)
@@ -150,7 +156,9 @@ def test_data_that_breaks_openai_limits_is_refused_before_upload(emulator, tmp_p
     long_row[3]["messages"][1]["content"] = "word " * 300_000
     with pytest.raises(DataError) as info:
         client.submit(openai_spec({"train": str(write_jsonl(tmp_path / "long.jsonl", long_row))}))
-    assert ":4: about" in info.value.details[0] and "65,536 per example" in info.value.details[0]
+    # counted exactly with the model's encoding (o200k_base, bundled with quicktok), not estimated
+    assert re.search(r":4: 300,0\d\d tokens; ", info.value.details[0]), info.value.details[0]
+    assert "65,536 per example" in info.value.details[0]
     assert emulator.recorder.count("POST", "/v1/files") == 0 and not emulator.jobs
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from anytune.client import Client
+from anytune.cost.catalog import load_catalog as load_prices
 from anytune.errors import CapabilityError, DataError
 from anytune.jobfile import spec_from_dict
 from anytune.jobs import JobStatus
@@ -84,9 +85,13 @@ def test_sft_with_lora_to_completed_with_prices_and_download(emulator, chat_data
     assert body["training_method"] == {"method": "sft", "train_on_inputs": "auto"}
     assert body["suffix"].startswith("rev-at")
     assert job.artifact.model_id == remote.output_name and job.artifact.adapter_type == "lora"
-    # Together's own estimate beside anytune's quote, and the actual price (nanodollars on the wire)
+    # beside anytune's quote: Together's own estimate, the actual cost (trained tokens x the catalog price,
+    # $0.48 / 1M for LoRA SFT up to 16B) and what Together billed (nanodollars on the wire)
+    entry = load_prices().price("together", method="sft", adapter="lora", params_b=8.0)
+    assert entry is not None and entry.price == 0.48
     assert job.cost.quoted is not None and job.cost.provider_quote is not None
-    assert job.cost.actual == pytest.approx(remote.price() / 1e9)
+    assert job.cost.actual == pytest.approx(remote.token_count * entry.price / 1e6)
+    assert job.cost.provider_actual == pytest.approx(remote.price() / 1e9)
     assert job.cost.trained_tokens == remote.token_count > 0
     # the weights came down through the SDK's resumable download (a Range probe first) and were unpacked
     assert sorted(job.artifact.files) == ["adapter_config.json", "manifest.json"]

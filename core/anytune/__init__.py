@@ -1,7 +1,7 @@
 """anytune: one provider-neutral API for fine-tuning language models.
 
-Importing anytune is cheap: it pulls in neither torch nor any provider SDK. The Client and the registry
-load on first use.
+Importing anytune is cheap: it pulls in neither torch nor any provider SDK. The Client, the registry and the
+cost layer load on first use.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from anytune.spec import JobSpec
 
 __version__ = "0.1.0"
 
-__all__ = ["AnytuneError", "Client", "JobSpec", "__version__", "load_job_file"]
+__all__ = ["AnytuneError", "Client", "JobSpec", "__version__", "load_job_file", "quote"]
 
 if TYPE_CHECKING:
     from anytune.client import Client
+    from anytune.cost.compare import quote
     from anytune.jobfile import load_job_file
 
 
@@ -29,4 +30,8 @@ def __getattr__(name: str) -> Any:
         from anytune.jobfile import load_job_file
 
         return load_job_file
+    if name == "quote":
+        from anytune.cost.compare import quote
+
+        return quote
     raise AttributeError(f"module 'anytune' has no attribute {name!r}")

@@ -31,7 +31,17 @@ from anytune.errors import AnytuneError, BackendError, BudgetExceededError, Capa
 from anytune.evaluation.metrics import resolve_metrics
 from anytune.evaluation.runner import EvalResult, evaluate
 from anytune.evaluation.spec import EvalSpec
-from anytune.hookspecs import Backend, Capabilities, DataBundle, DatasetRef, ProviderRef, Quote, SubmitRequest
+from anytune.hookspecs import (
+    CREDENTIALS,
+    Backend,
+    Capabilities,
+    DataBundle,
+    DatasetRef,
+    Problem,
+    ProviderRef,
+    Quote,
+    SubmitRequest,
+)
 from anytune.jobs import Cost, Event, EventKind, Job, JobStatus, ModelArtifact, can_transition
 from anytune.plugins import PluginManager, get_plugin_manager
 from anytune.registry import Registry
@@ -57,6 +67,7 @@ class Client:
         self._registry = registry
         self._plugins = plugins
         self._poll_after: dict[str, float] = {}  # the backends' pacing hints, by job
+        self._validated: dict[tuple[Any, ...], ValidationReport] = {}
 
     @property
     def registry(self) -> Registry:
@@ -75,19 +86,31 @@ class Client:
 
     # ---------------------------------------------------------------------------------------- preflight
 
-    def preflight(self, spec: JobSpec) -> Preflight:
-        """Check the spec, the data and the budget; raise on the first kind of problem found."""
+    def preflight(self, spec: JobSpec, *, quote_only: bool = False) -> Preflight:
+        """Check the spec, the data and the budget; raise on the first kind of problem found.
+
+        `quote_only=True` is for comparisons: the registry is left untouched, missing credentials are a
+        warning (they are needed to submit, not to price), and an over-budget quote is returned, not raised."""
         backend = self.backend(spec.provider)
         caps = backend.capabilities()
         problems = check_spec(spec, caps, spec.provider)
         problems += backend.check_spec(spec)
+        if quote_only:
+            problems = [
+                Problem("warning", p.field, f"{p.message} (needed to submit, not to quote)")
+                if p.field == CREDENTIALS
+                else p
+                for p in problems
+            ]
         warnings = [str(p) for p in raise_for_problems(problems, spec.provider)]
-        bundle, reports, data_warnings = self._prepare_data(spec, caps)
+        bundle, reports, data_warnings = self._prepare_data(spec, caps, record=not quote_only)
         warnings += data_warnings
         quote = backend.quote(spec, bundle)
-        if not quote.available:
+        if not quote.available and not quote_only:
             raise CapabilityError(f"{spec.provider} cannot run this job: {quote.reason or 'not available'}")
-        if spec.budget_usd is not None and quote.price is not None and quote.price > spec.budget_usd:
+        over = spec.budget_usd is not None and quote.price is not None and quote.price > spec.budget_usd
+        if over and not quote_only:
+            assert spec.budget_usd is not None and quote.price is not None
             raise BudgetExceededError(
                 f"the quote on {spec.provider} is {quote.price:.2f} {quote.currency}, above budget_usd "
                 f"{spec.budget_usd:.2f}; nothing was uploaded or started",
@@ -95,8 +118,21 @@ class Client:
             )
         return Preflight(spec, backend, caps, bundle, quote, reports, warnings)
 
+    def _validate(self, path: str, fmt: DataFormat | None, max_seq_length: int | None) -> ValidationReport:
+        """validate_file, remembered for this client while the file is unchanged (a quote across providers
+        validates each file once)."""
+        try:
+            st = os.stat(path)
+        except OSError:  # validate_file says what is wrong with the path, in its words
+            return validate_file(path, format=fmt, max_seq_length=max_seq_length)
+        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, fmt, max_seq_length)
+        report = self._validated.get(key)
+        if report is None:
+            report = self._validated[key] = validate_file(path, format=fmt, max_seq_length=max_seq_length)
+        return report
+
     def _prepare_data(
-        self, spec: JobSpec, caps: Capabilities
+        self, spec: JobSpec, caps: Capabilities, *, record: bool = True
     ) -> tuple[DataBundle, dict[str, ValidationReport], list[str]]:
         fmt = None if spec.data.format == "auto" else DataFormat(spec.data.format)
         warnings: list[str] = []
@@ -104,7 +140,7 @@ class Client:
         refs: dict[str, DatasetRef] = {}
 
         def check(split_name: str, path: str) -> DatasetRef:
-            report = validate_file(path, format=fmt, max_seq_length=spec.hyperparameters.max_seq_length)
+            report = self._validate(path, fmt, spec.hyperparameters.max_seq_length)
             require_valid(report, what=f"the {split_name} data")
             assert report.format is not None and report.stats is not None and report.fingerprint
             if split_name != "test":
@@ -121,14 +157,15 @@ class Client:
                 )
             reports[split_name] = report
             resolved = str(Path(path).resolve())
-            self.registry.record_dataset(
-                fingerprint=report.fingerprint,
-                format=report.format.value,
-                rows=report.valid,
-                path=resolved,
-                tokens=stats.tokens_total,
-                stats=stats.model_dump(mode="json"),
-            )
+            if record:
+                self.registry.record_dataset(
+                    fingerprint=report.fingerprint,
+                    format=report.format.value,
+                    rows=report.valid,
+                    path=resolved,
+                    tokens=stats.tokens_total,
+                    stats=stats.model_dump(mode="json"),
+                )
             return DatasetRef(
                 path=resolved,
                 format=report.format,
@@ -356,16 +393,14 @@ class Client:
         status_after = new_status or job.status
         if snap.error and status_after is JobStatus.FAILED:
             updates["error"] = snap.error
-        if snap.trained_tokens is not None or snap.cost is not None:
+        if snap.trained_tokens is not None or snap.cost is not None or snap.provider_cost is not None:
             cost = job.cost or Cost()
-            updates["cost"] = cost.model_copy(
-                update={
-                    "trained_tokens": snap.trained_tokens
-                    if snap.trained_tokens is not None
-                    else cost.trained_tokens,
-                    "actual": snap.cost if snap.cost is not None else cost.actual,
-                }
-            )
+            known = {
+                "trained_tokens": snap.trained_tokens,
+                "actual": snap.cost,
+                "provider_actual": snap.provider_cost,
+            }
+            updates["cost"] = cost.model_copy(update={k: v for k, v in known.items() if v is not None})
         if status_after is JobStatus.SUCCEEDED and job.artifact is None:
             updates["artifact"] = backend.result(ref)
         recorded = self.registry.record_poll(

@@ -65,16 +65,21 @@ __all__ = [
 # ------------------------------------------------------------------------------- what a backend can do
 
 
+CREDENTIALS = "credentials"
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One way in which a spec does not fit a backend. Errors refuse the job; warnings are shown."""
+    """One way in which a spec does not fit a backend. Errors refuse the job; warnings are shown.
+
+    An error on the field `CREDENTIALS` (a missing API key) refuses a submit but not a quote."""
 
     severity: Literal["error", "warning"]
     field: str
     message: str
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field else self.message
+        return f"{self.field}: {self.message}" if self.field and self.field != CREDENTIALS else self.message
 
 
 class Limits(BaseModel):
@@ -139,22 +144,37 @@ class DataBundle(BaseModel):
 
 
 class Quote(BaseModel):
-    """What a job would cost on one backend, and on what that figure rests."""
+    """What a job would cost on one backend, and on what that figure rests.
+
+    Token-priced providers fill `billable_tokens` x `unit_price` per 1M; hour-priced ones (`hardware` set)
+    `hours` x `unit_price`. A provider that cannot run the job sets `available=False` and says why in
+    `reason` instead of giving a number. Build quotes with `anytune.cost.quotes` helpers, which read the
+    pricing catalog and fill the sources.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     provider: str
     model: str | None = None
+    hardware: str | None = Field(None, description="for hour-priced quotes: the machine priced")
     available: bool = True
     reason: str | None = None
     billable_tokens: int | None = None
     tokens_estimated: bool = True
+    token_counter: str | None = Field(None, description="how the tokens were counted (tokenizer name)")
     price: float | None = None
     currency: str = "USD"
+    unit_price: float | None = None
+    unit: str | None = Field(None, description="'1m_tokens' or 'hour'")
+    hours: float | None = None
     eta_seconds: float | None = None
     assumptions: list[str] = Field(default_factory=list)
     price_source: str | None = None
     price_date: date | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider} ({self.hardware})" if self.hardware else self.provider
 
 
 # ---------------------------------------------------------------------------------------- job traffic
@@ -201,6 +221,9 @@ class Snapshot(BaseModel):
     total_steps: int | None = None
     trained_tokens: int | None = Field(None, description="tokens the provider says it trained on (billed)")
     cost: float | None = Field(None, description="actual cost so far, in the quote's currency, if known")
+    provider_cost: float | None = Field(
+        None, description="the provider's own billed figure, where it gives one"
+    )
     poll_after: float | None = Field(
         None, ge=0, description="seconds the backend suggests before the next poll, suited to the job's state"
     )

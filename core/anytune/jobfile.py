@@ -28,7 +28,7 @@ def load_job_file(path: str | Path, overrides: Iterable[str] = (), provider: str
         raise SpecError(f"{path}: no such job file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read the job file: {exc}") from None
-    raw, lines = _parse_yaml(text, str(path))
+    raw, lines = parse_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: a job file must be a YAML mapping (key: value), not {type(raw).__name__}")
     for override in overrides:
@@ -46,7 +46,7 @@ def spec_from_dict(
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as exc:
-        details = [_describe(err, source, lines or {}) for err in exc.errors()]
+        details = [describe_error(err, source, lines or {}) for err in exc.errors()]
         raise SpecError(
             f"{source}: the job spec is invalid ({len(details)} problem{'s' if len(details) != 1 else ''})",
             details=details,
@@ -79,7 +79,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
@@ -112,7 +112,7 @@ def _index_lines(node: yaml.Node, prefix: tuple[str, ...], out: dict[tuple[str, 
 _UNION_FIELDS = {"method", "adapter"}
 
 
-def _describe(err: Mapping[str, Any], source: str, lines: dict[tuple[str, ...], int]) -> str:
+def describe_error(err: Mapping[str, Any], source: str, lines: dict[tuple[str, ...], int]) -> str:
     loc = [str(p) for p in err.get("loc", ())]
     if len(loc) >= 2 and loc[0] in _UNION_FIELDS:
         loc = [loc[0], *loc[2:]]

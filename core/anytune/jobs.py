@@ -123,11 +123,19 @@ class Cost(BaseModel):
     currency: str = "USD"
     quoted: float | None = None
     provider_quote: float | None = Field(None, description="the provider's own estimate, where it gives one")
-    actual: float | None = None
+    actual: float | None = Field(None, description="trained tokens (or billed time) at the catalog price")
+    provider_actual: float | None = Field(None, description="what the provider says it billed, where it says")
     billable_tokens: int | None = None
     trained_tokens: int | None = None
     source: str | None = None
     notes: list[str] = Field(default_factory=list)
+
+    @property
+    def difference(self) -> float | None:
+        """Actual minus quoted: how far off the quote was."""
+        if self.actual is None or self.quoted is None:
+            return None
+        return round(self.actual - self.quoted, 6)
 
 
 class Job(BaseModel):

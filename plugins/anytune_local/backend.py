@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from anytune.cost.throughput import detect_hardware
 from anytune.data.formats import DataFormat
 from anytune.errors import BackendError, NotFoundError
 from anytune.hookspecs import (
@@ -118,18 +119,31 @@ class LocalBackend(Backend):
         return [Problem("error", "", problem)] if problem else []
 
     def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
-        epochs = spec.hyperparameters.epochs or 1.0
-        tokens = int(data.train.tokens * epochs) if data.train.tokens is not None else None
-        return Quote(
-            provider=self.name,
-            model=spec.model_for(self.name),
-            billable_tokens=tokens,
-            tokens_estimated=data.train.tokens_estimated,
-            price=0.0,
-            assumptions=[
-                "no provider bill; hardware and electricity are not priced",
-                f"tokens = training tokens x {epochs:g} epoch(s)",
-            ],
+        """Hours on the hardware named in `provider_options.local.hardware` (this machine's by default;
+        `hf-jobs:a100` prices the same run on rented hardware), from measured runs or the throughput model,
+        at the catalog's hourly price."""
+        from anytune.cost.quotes import hour_priced
+        from anytune_local.quoting import count_tokens, epochs_of_data
+
+        options = spec.options_for(self.name)
+        chosen = options.get("hardware")
+        where = str(chosen or detect_hardware())
+        vendor, _, hardware = where.rpartition(":")
+        name = spec.model_for(self.name)
+        count, params = count_tokens(name, data.train)
+        params_b = float(options["params_b"]) if options.get("params_b") else params
+        multiplier, basis = epochs_of_data(count.examples, spec)
+        return hour_priced(
+            vendor or self.name,
+            spec,
+            model=name,
+            hardware=hardware,
+            count=count,
+            multiplier=multiplier,
+            params_b=params_b,
+            measured_as=self.name,
+            assumptions=[f"tokens trained = {count.tokens:,} tokens of the training data x {basis}"],
+            strict=bool(chosen),
         )
 
     def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
@@ -200,8 +214,10 @@ class LocalBackend(Backend):
         state = status["state"]
         neutral = STATES.get(state, JobStatus.RUNNING)
         progress = min(1.0, step / total) if step is not None and total else None
+        trained, cost = None, None
         if neutral is JobStatus.SUCCEEDED:
             progress = 1.0
+            trained, cost = self._usage(jobdir)
         return Snapshot(
             status=neutral,
             provider_status=state,
@@ -212,8 +228,21 @@ class LocalBackend(Backend):
             error=status.get("error"),
             step=step,
             total_steps=total,
+            trained_tokens=trained,
+            cost=cost,
             poll_after=0.5,  # reading two small local files costs nothing
         )
+
+    def _usage(self, jobdir: JobDir) -> tuple[int | None, float | None]:
+        """Tokens trained, and what the machine's time cost at the catalog's hourly price for it (the
+        worker's whole run: loading the model is billed time too)."""
+        from anytune.cost.catalog import load_catalog
+
+        result = jobdir.read_result() or {}
+        seconds, hardware = result.get("wall_seconds"), result.get("hardware")
+        entry = load_catalog().price(self.name, hardware=hardware) if hardware else None
+        cost = seconds / 3600 * entry.price if seconds is not None and entry is not None else None
+        return result.get("trained_tokens"), cost
 
     def cancel(self, ref: ProviderRef) -> None:
         jobdir = self._jobdir(ref)

@@ -112,6 +112,46 @@ def resolve_model(name: str, log: Log = lambda _msg: None) -> ResolvedModel:
     return ResolvedModel(name, _download(hub_id, packaged, log), "Hugging Face hub")
 
 
+def local_copy(name: str) -> Path | None:
+    """The folder holding `name` if it is on disk already, else None: nothing is built, converted or
+    downloaded (a quote must not start a 30-second conversion)."""
+    try:
+        kind, value = _classify(name)
+    except UsageError:
+        return None
+    if kind == "tiny":
+        from anytune_local.tiny import tiny_folder
+
+        folder: Path | None = tiny_folder()
+    elif kind == "gguf":
+        folder = _gguf_target(Path(value))
+    elif kind == "folder":
+        folder = Path(value)
+    else:
+        folder = _from_hf_cache(str(value))
+        packaged = PACKAGED.get(str(value))
+        if folder is None and packaged is not None:
+            gguf = _packaged_file(packaged)
+            folder = _gguf_target(gguf) if gguf is not None else None
+    return folder if folder is not None and (folder / "config.json").exists() else None
+
+
+def params_in_folder(folder: Path) -> int | None:
+    """Parameters stored in a folder's safetensors files, read from their headers (no weights loaded)."""
+    import json
+    import math
+    import struct
+
+    total = 0
+    files = sorted(folder.glob("*.safetensors"))
+    for file in files:
+        with file.open("rb") as fh:
+            (size,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(size))
+        total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+    return total or None
+
+
 def _from_hf_cache(hub_id: str) -> Path | None:
     try:
         from huggingface_hub import snapshot_download
@@ -152,13 +192,17 @@ def _download(hub_id: str, packaged: PackagedModel | None, log: Log) -> Path:
         ) from None
 
 
+def _gguf_target(gguf: Path) -> Path:
+    return cache_dir("models") / f"{gguf.stem}-{gguf.stat().st_size:x}"
+
+
 def convert_gguf(gguf: Path, log: Log = lambda _msg: None) -> Path:
     """Dequantize a GGUF file once into a safetensors folder under the cache, and return that folder.
 
     transformers loads GGUF weights but cannot save a GGUF-loaded model, and PEFT wants a plain model: so
     the weights are copied into a model built from the same config (all keys match), then saved.
     """
-    target = cache_dir("models") / f"{gguf.stem}-{gguf.stat().st_size:x}"
+    target = _gguf_target(gguf)
 
     def build(folder: Path) -> None:
         log(f"converting {gguf.name} to safetensors (once; cached in {target})")

@@ -36,9 +36,14 @@ def _corpus(limit: int = 200) -> Iterator[str]:
             continue
 
 
+def tiny_folder() -> Path:
+    """Where the tiny model is cached (it may not be built yet)."""
+    return cache_dir("models") / f"tiny-llama-v{VERSION}-h{HIDDEN}-l{LAYERS}-v{VOCAB}"
+
+
 def build_tiny_model(target: Path | None = None, log: Callable[[str], None] = lambda _m: None) -> Path:
     """Build (once, then reuse from the cache) the tiny model folder and return it."""
-    target = target or cache_dir("models") / f"tiny-llama-v{VERSION}-h{HIDDEN}-l{LAYERS}-v{VOCAB}"
+    target = target or tiny_folder()
 
     def build(folder: Path) -> None:
         log("building the tiny test model (tokenizer trained on the spot, random weights)")

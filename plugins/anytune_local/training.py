@@ -260,6 +260,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     if eval_rows:
         metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)})
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    hardware, trained_tokens = _record_throughput(spec, base_model, trainer, metrics, device)
     return {
         "adapter_path": str(adapter_dir),
         "merged_path": str(merged_dir) if merged_dir else None,
@@ -270,4 +271,37 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         "trainable_parameters": trainable,
         "steps": trainer.state.global_step,
         "metrics": metrics,
+        "hardware": hardware,
+        "trained_tokens": trained_tokens,
     }
+
+
+def _record_throughput(
+    spec: JobSpec, base_model: str, trainer: Any, metrics: dict[str, float], device: str
+) -> tuple[str, int | None]:
+    """Store this run's tokens/s so that later quotes for this machine use a measured rate; return the
+    machine's catalog key and the tokens trained (not counting padding)."""
+    from anytune.cost.throughput import hardware_for_gpu, record_measurement
+
+    hardware = "cpu"
+    if device == "cuda":
+        import torch
+
+        hardware = hardware_for_gpu(torch.cuda.get_device_name(0), torch.cuda.device_count()) or "cuda"
+    tokens = next((h["num_tokens"] for h in reversed(trainer.state.log_history) if "num_tokens" in h), None)
+    seconds = metrics.get("train_runtime")
+    if not tokens or not seconds:
+        return hardware, None
+    base = trainer.model.get_base_model() if hasattr(trainer.model, "get_base_model") else trainer.model
+    params = sum(p.numel() for p in base.parameters())
+    metrics["train_tokens_per_second"] = float(tokens) / float(seconds)
+    record_measurement(
+        provider="local",
+        hardware=hardware,
+        model=base_model,
+        adapter=spec.adapter.type,
+        tokens=int(tokens),
+        seconds=float(seconds),
+        params_b=params / 1e9,
+    )
+    return hardware, int(tokens)

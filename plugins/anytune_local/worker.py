@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 
 from anytune_local.jobdir import JobDir, write_json_atomic
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     jobdir.write_status("loading")
+    started = time.monotonic()
     from anytune_local.training import Cancelled, train
 
     try:
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         jobdir.emit(f"failed: {message}", kind="status", level="error")
         jobdir.write_status("failed", error=message)
         return 1
+    result["wall_seconds"] = round(time.monotonic() - started, 3)  # the machine was busy this long
     write_json_atomic(jobdir.result_file, result)
     jobdir.emit("succeeded", kind="status")
     jobdir.write_status("succeeded")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
+from anytune.cost.quotes import token_cost, token_priced, unavailable
 from anytune.data.formats import DataFormat
 from anytune.errors import BackendError, UsageError
 from anytune.hookspecs import (
+    CREDENTIALS,
     Backend,
     Capabilities,
     DataBundle,
@@ -27,7 +29,7 @@ from anytune.settings import today
 from anytune.spec import AdapterType, JobSpec, Method
 from anytune_openai.catalog import OpenAIModel, load_catalog
 from anytune_openai.errors import classify, sdk_call, sdk_iter, sdk_list
-from anytune_openai.prepare import prepare_file
+from anytune_openai.prepare import count_billed_tokens, prepare_file
 
 STATUS: dict[str, JobStatus] = {
     "validating_files": JobStatus.VALIDATING,
@@ -159,27 +161,26 @@ class OpenAIBackend(Backend):
                 )
             )
         if not os.environ.get("OPENAI_API_KEY"):
-            problems.append(Problem("error", "", "no OpenAI API key: set OPENAI_API_KEY"))
+            problems.append(Problem("error", CREDENTIALS, "no OpenAI API key: set OPENAI_API_KEY"))
         return problems
 
     def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
-        catalog = load_catalog()
-        model = catalog.resolve(spec.model_for(self.name))
+        model = load_catalog().resolve(spec.model_for(self.name))
+        if model is None:
+            return unavailable(self.name, f"{spec.model_for(self.name)} is not an OpenAI fine-tunable model")
         epochs = int(spec.hyperparameters.epochs or DEFAULT_EPOCHS)
-        tokens = data.train.tokens * epochs if data.train.tokens is not None else None
-        price_per_1m = model.training_price_per_1m if model else None
-        assumptions = [f"billed tokens = tokens in the training file x {epochs} epoch(s)"]
+        count = count_billed_tokens(data.train, spec.method_type, model)
+        assumptions = []
         if spec.hyperparameters.epochs is None:
             assumptions.append(f"epochs left to OpenAI ('auto'); quoted as {DEFAULT_EPOCHS}")
-        return Quote(
-            provider=self.name,
-            model=model.id if model else None,
-            billable_tokens=tokens,
-            tokens_estimated=data.train.tokens_estimated,
-            price=round(tokens * price_per_1m / 1e6, 4) if tokens is not None and price_per_1m else None,
+        return token_priced(
+            self.name,
+            spec,
+            model=model.id,
+            count=count,
+            multiplier=epochs,
+            rule=f"billed tokens = {count.tokens:,} tokens in the training file x {epochs} epoch(s)",
             assumptions=assumptions,
-            price_source=catalog.price_source,
-            price_date=catalog.seen,
         )
 
     def _upload(self, client: Any, prepared: Any) -> str:
@@ -303,8 +304,7 @@ class OpenAIBackend(Backend):
         if job.error is not None and getattr(job.error, "message", None):
             error = f"{job.error.message} ({job.error.code}, {job.error.param})"
         trained = job.trained_tokens
-        model = load_catalog().resolve(job.model)
-        price = model.training_price_per_1m if model else None
+        method = "dpo" if job.method is not None and job.method.type == "dpo" else "sft"
         return Snapshot(
             status=status,
             provider_status=job.status,
@@ -316,7 +316,7 @@ class OpenAIBackend(Backend):
             step=step,
             total_steps=total,
             trained_tokens=trained,
-            cost=round(trained * price / 1e6, 4) if trained is not None and price else None,
+            cost=token_cost(self.name, trained, model=job.model, method=method),
             poll_after=POLL_AFTER.get(job.status),
         )
 
@@ -339,6 +339,7 @@ class OpenAIBackend(Backend):
             for c in sdk_list(client.fine_tuning.jobs.checkpoints.list, ref.id, limit=100)
         ]
         model = load_catalog().resolve(job.model)
+        retires = model.retires() if model else None
         return ModelArtifact(
             provider=self.name,
             model_id=job.fine_tuned_model,
@@ -351,7 +352,7 @@ class OpenAIBackend(Backend):
                 "hyperparameters": job.method.model_dump().get(job.method.type, {}).get("hyperparameters")
                 if job.method
                 else None,
-                "base_model_retires": model.retires.isoformat() if model and model.retires else None,
+                "base_model_retires": retires.isoformat() if retires else None,
             },
         )
 

@@ -1,4 +1,8 @@
-"""The fine-tunable models, as data (models.yaml): aliases, methods, limits, availability and prices."""
+"""The fine-tunable models, as data (models.yaml): aliases, methods, limits and tokenizer encodings.
+
+Prices and availability windows (retirement dates, the end of new jobs) live in anytune's pricing catalog
+(`anytune.cost`), beside every other provider's, where users can override them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from importlib import resources
 
 import yaml
 
+from anytune.cost.catalog import PriceCatalog
+from anytune.cost.catalog import load_catalog as load_prices
 from anytune.hookspecs import Problem
 
 WARN_DAYS = 60  # warn this long before a model retires or the provider stops taking jobs
@@ -20,17 +26,15 @@ class OpenAIModel:
     aliases: tuple[str, ...]
     methods: tuple[str, ...]
     max_example_tokens: int
-    retires: date | None
-    training_price_per_1m: float | None
-    source: str
+    encoding: str
+
+    def retires(self, prices: PriceCatalog | None = None) -> date | None:
+        entry = (prices or load_prices()).price("openai", model=self.id)
+        return entry.retires if entry else None
 
 
 @dataclass(frozen=True)
 class Catalog:
-    seen: date
-    new_jobs_end: date | None
-    new_jobs_end_source: str
-    price_source: str
     models: dict[str, OpenAIModel]
 
     def resolve(self, name: str) -> OpenAIModel | None:
@@ -46,35 +50,36 @@ class Catalog:
 
     def availability(self, model: OpenAIModel, today: date) -> list[Problem]:
         """Refuse a retired model or a job after the cutoff; warn when either is near."""
+        prices = load_prices()
         problems: list[Problem] = []
-        if model.retires is not None:
-            days = (model.retires - today).days
+        retires = model.retires(prices)
+        source = prices.retires_source("openai")
+        if retires is not None:
+            days = (retires - today).days
             if days <= 0:
                 problems.append(
-                    Problem(
-                        "error",
-                        "base_model",
-                        f"{model.id} was retired on {model.retires} (source: {model.source})",
-                    )
+                    Problem("error", "base_model", f"{model.id} was retired on {retires} (source: {source})")
                 )
             elif days <= WARN_DAYS:
                 problems.append(
                     Problem(
                         "warning",
                         "base_model",
-                        f"{model.id} and every fine-tune on it stop serving on {model.retires}, "
-                        f"in {days} days (source: {model.source})",
+                        f"{model.id} and every fine-tune on it stop serving on {retires}, "
+                        f"in {days} days (source: {source})",
                     )
                 )
-        if self.new_jobs_end is not None:
-            days = (self.new_jobs_end - today).days
+        info = prices.providers.get("openai")
+        end = info.new_jobs_end if info else None
+        if end is not None:
+            end_source = " ".join(info.new_jobs_end_source.split()) if info else ""
+            days = (end - today).days
             if days < 0:
                 problems.append(
                     Problem(
                         "error",
                         "provider",
-                        f"OpenAI accepts no new fine-tuning jobs since {self.new_jobs_end} "
-                        f"(source: {self.new_jobs_end_source})",
+                        f"OpenAI accepts no new fine-tuning jobs since {end} (source: {end_source})",
                     )
                 )
             elif days <= WARN_DAYS:
@@ -82,8 +87,7 @@ class Catalog:
                     Problem(
                         "warning",
                         "provider",
-                        f"OpenAI accepts no new fine-tuning jobs after {self.new_jobs_end}, "
-                        f"in {days} days (source: {self.new_jobs_end_source})",
+                        f"OpenAI accepts no new fine-tuning jobs after {end}, in {days} days (source: {end_source})",
                     )
                 )
         return problems
@@ -98,16 +102,8 @@ def load_catalog() -> Catalog:
             aliases=tuple(m.get("aliases", [])),
             methods=tuple(m.get("methods", [])),
             max_example_tokens=int(m["max_example_tokens"]),
-            retires=m.get("retires"),
-            training_price_per_1m=m.get("training_price_per_1m"),
-            source=m.get("source", ""),
+            encoding=m.get("encoding", "o200k_base"),
         )
         for mid, m in raw["models"].items()
     }
-    return Catalog(
-        seen=raw["seen"],
-        new_jobs_end=raw.get("new_jobs_end"),
-        new_jobs_end_source=" ".join(str(raw.get("new_jobs_end_source", "")).split()),
-        price_source=raw.get("price_source", ""),
-        models=models,
-    )
+    return Catalog(models=models)

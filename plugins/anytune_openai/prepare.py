@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anytune.cost.billing import TokenCount, count_chat_rule
 from anytune.data.convert import ConversionError, convert_record, write_jsonl_atomic
 from anytune.data.formats import DataFormat
-from anytune.data.records import full_text
-from anytune.data.tokens import ApproxCounter
+from anytune.data.tokens import ApproxCounter, TokenCounter, get_token_counter
 from anytune.data.validate import RecordValidator
-from anytune.errors import DataError
+from anytune.errors import DataError, UsageError
 from anytune.hookspecs import DatasetRef
 from anytune.settings import cache_dir
 from anytune.spec import Method
@@ -45,9 +45,31 @@ def _openai_record(record: dict[str, Any], fmt: DataFormat, method: Method) -> d
     return {k: out[k] for k in keep if k in out}
 
 
+def billing_counter(model: OpenAIModel) -> TokenCounter:
+    """The model's own encoding (bundled with quicktok, identical to tiktoken), or a marked estimate."""
+    try:
+        return get_token_counter(f"quicktok:{model.encoding}")
+    except UsageError:
+        return ApproxCounter()
+
+
+def count_billed_tokens(ref: DatasetRef, method: Method, model: OpenAIModel) -> TokenCount:
+    """Tokens OpenAI bills for one pass over `ref`: each record as it would be uploaded, counted by OpenAI's
+    chat token rule with the model's encoding."""
+    validator = RecordValidator(ref.path, format=ref.format, collect_stats=False)
+    records = []
+    for _, record in validator:
+        try:
+            records.append(_openai_record(record, ref.format, method))
+        except ConversionError:
+            continue  # refused at submit, with its line; the quote prices what can be sent
+    return count_chat_rule(records, billing_counter(model))
+
+
 def prepare_file(ref: DatasetRef, method: Method, model: OpenAIModel, split: str) -> PreparedFile:
     """Write `ref` as an OpenAI training file, or raise DataError naming every line OpenAI would refuse."""
-    counter = ApproxCounter()
+    counter = billing_counter(model)
+    about = "" if counter.exact else "about "
     problems: list[str] = []
     rows: list[dict[str, Any]] = []
     tokens = 0
@@ -58,12 +80,10 @@ def prepare_file(ref: DatasetRef, method: Method, model: OpenAIModel, split: str
         except ConversionError as exc:
             problems.append(f"{ref.path}:{line}: cannot be sent to OpenAI: {exc}")
             continue
-        n = counter.count(
-            full_text(out, DataFormat.OPENAI_PREFERENCE if method is Method.DPO else DataFormat.CHAT)
-        )
+        n = count_chat_rule([out], counter).tokens
         if n > model.max_example_tokens:
             problems.append(
-                f"{ref.path}:{line}: about {n:,} tokens; {model.id} trains on at most {model.max_example_tokens:,} "
+                f"{ref.path}:{line}: {about}{n:,} tokens; {model.id} trains on at most {model.max_example_tokens:,} "
                 "per example"
             )
         tokens += n

@@ -10,9 +10,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
+from anytune.cost.billing import TokenCount
+from anytune.cost.quotes import token_cost, token_priced
 from anytune.data.formats import DataFormat
 from anytune.errors import BackendError, DataError, UsageError
 from anytune.hookspecs import (
+    CREDENTIALS,
     Backend,
     Capabilities,
     DataBundle,
@@ -32,7 +35,7 @@ from anytune.settings import anytune_home
 from anytune.spec import AdapterType, JobSpec, Method
 from anytune_together.catalog import load_catalog
 from anytune_together.errors import classify, sdk_call
-from anytune_together.prepare import prepare_file
+from anytune_together.prepare import count_billed_tokens, prepare_file
 
 STATUS: dict[str, JobStatus] = {
     "pending": JobStatus.QUEUED,
@@ -175,7 +178,7 @@ class TogetherBackend(Backend):
         if options.get("download") not in (None, False, "adapter", "merged"):
             error("provider_options.together.download", "use adapter or merged")
         if not os.environ.get("TOGETHER_API_KEY"):
-            error("", "no Together API key: set TOGETHER_API_KEY")
+            error(CREDENTIALS, "no Together API key: set TOGETHER_API_KEY")
             return problems
         if options.get("from_checkpoint"):
             return problems  # the checkpoint's own model decides the limits; Together checks them on create
@@ -230,27 +233,32 @@ class TogetherBackend(Backend):
         return problems
 
     def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
-        catalog = load_catalog()
-        model = self._model_name(spec)
+        model = load_catalog().model(spec.model_for(self.name))
+        options = spec.options_for(self.name)
         epochs = int(spec.hyperparameters.epochs or 1)
-        tokens = data.train.tokens * epochs if data.train.tokens is not None else None
-        rate = catalog.price_per_million(model, spec.method_type is Method.DPO, spec.adapter.type == "full")
-        assumptions = [f"tokens processed = training tokens x {epochs} epoch(s) (packing on)"]
-        if rate is None:
-            assumptions.append(
-                f"{model} is not in anytune's Together catalog: Together's own estimate is "
-                "recorded when the job is submitted"
-            )
-        return Quote(
-            provider=self.name,
-            model=model,
-            billable_tokens=tokens,
-            tokens_estimated=data.train.tokens_estimated,
-            price=round(tokens * rate / 1e6, 4) if tokens is not None and rate is not None else None,
+        train = count_billed_tokens(data.train, model.family)
+        processed = train.tokens * epochs
+        rule = f"tokens processed = {train.tokens:,} training tokens x {epochs} epoch(s)"
+        if data.validation is not None:
+            n_evals = int(options.get("n_evals", 10))
+            validation = count_billed_tokens(data.validation, model.family)
+            processed += validation.tokens * n_evals
+            rule += f" + {validation.tokens:,} validation tokens x {n_evals} evaluation(s)"
+        count = TokenCount(processed, train.examples, train.counter, train.exact, train.notes)
+        assumptions = [] if model.params_b else [f"the size of {model.id} is unknown to anytune"]
+        quote = token_priced(
+            self.name,
+            spec,
+            model=model.id,
+            count=count,
+            multiplier=1,
+            rule=rule + " (packing on)",
+            params_b=model.params_b,
             assumptions=assumptions,
-            price_source=catalog.price_source,
-            price_date=catalog.seen,
         )
+        if quote.price is None:
+            quote.assumptions.append("Together's own estimate is recorded when the job is submitted")
+        return quote
 
     def _upload(self, client: Any, prepared: Any) -> str:
         """Upload through the SDK (which reuses a file Together already has with the same checksum) and make
@@ -457,8 +465,23 @@ class TogetherBackend(Backend):
             step=step,
             total_steps=total,
             trained_tokens=job.token_count,
-            cost=job.total_price / 1e9 if job.total_price is not None else None,  # nanodollars on the wire
+            cost=self._cost(job),
+            provider_cost=job.total_price / 1e9 if job.total_price is not None else None,  # nanodollars
             poll_after=POLL_AFTER.get(job.status),
+        )
+
+    def _cost(self, job: Any) -> float | None:
+        """Trained tokens at the catalog price, computed like the quote so that the two compare."""
+        model = load_catalog().model(str(job.model))
+        method = getattr(job.training_method, "method", None) or "sft"
+        kind = getattr(job.training_type, "type", None) or "Lora"
+        return token_cost(
+            self.name,
+            job.token_count,
+            model=model.id,
+            method=str(method),
+            adapter="full" if str(kind).lower() == "full" else "lora",
+            params_b=model.params_b,
         )
 
     def cancel(self, ref: ProviderRef) -> None:

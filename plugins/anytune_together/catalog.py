@@ -1,41 +1,49 @@
-"""Together models with known sizes, and the price tiers by size (models.yaml)."""
+"""Together models anytune knows the size and tokenizer family of (models.yaml).
+
+The size picks the price tier in anytune's pricing catalog (`anytune.cost`); the family picks the tokenizer
+and chat template the billable tokens are counted with. Other models are sent as they are, checked against
+Together's own limits endpoint, and their size and family read from the name where it says them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from functools import cache
 from importlib import resources
 
 import yaml
 
+from anytune.cost.billing import family_of
+from anytune.cost.quotes import params_from_name
+
+
+@dataclass(frozen=True)
+class TogetherModel:
+    id: str
+    params_b: float | None
+    family: str | None
+
 
 @dataclass(frozen=True)
 class Catalog:
-    seen: date
-    price_source: str
-    tiers: tuple[tuple[float, tuple[float, float, float, float]], ...]
-    models: dict[str, float]  # model id -> billions of parameters
+    models: dict[str, TogetherModel]
     aliases: dict[str, str]
 
     def resolve(self, name: str) -> str:
         return self.aliases.get(name, name)
 
-    def price_per_million(self, model: str, dpo: bool, full: bool) -> float | None:
-        params = self.models.get(self.resolve(model))
-        if params is None:
-            return None
-        column = (2 if dpo else 0) + (1 if full else 0)
-        for limit, prices in self.tiers:
-            if params <= limit:
-                return prices[column]
-        return None
+    def model(self, name: str) -> TogetherModel:
+        mid = self.resolve(name)
+        known = self.models.get(mid)
+        return known or TogetherModel(mid, params_from_name(mid), family_of(mid))
 
 
 @cache
 def load_catalog() -> Catalog:
     raw = yaml.safe_load(resources.files("anytune_together").joinpath("models.yaml").read_text())
-    models = {mid: float(m["params_b"]) for mid, m in raw["models"].items()}
+    models = {
+        mid: TogetherModel(mid, float(m["params_b"]), m.get("family") or family_of(mid))
+        for mid, m in raw["models"].items()
+    }
     aliases = {a: mid for mid, m in raw["models"].items() for a in m.get("aliases", [])}
-    tiers = tuple((float(t["max_params_b"]), tuple(t["prices"])) for t in raw["tiers"])
-    return Catalog(raw["seen"], " ".join(str(raw["price_source"]).split()), tiers, models, aliases)  # type: ignore[arg-type]
+    return Catalog(models, aliases)

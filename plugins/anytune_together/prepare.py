@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from anytune.cost.billing import TokenCount, count_texts, counter_for_family
 from anytune.data.convert import ConversionError, convert_record, write_jsonl_atomic
 from anytune.data.formats import DataFormat
 from anytune.data.records import as_messages, content_text, instruction_prompt
@@ -80,6 +81,34 @@ def to_together(record: dict[str, Any], fmt: DataFormat) -> tuple[str, dict[str,
     if problem:
         raise ConversionError(problem)
     return "conversation", {"messages": messages}
+
+
+def count_billed_tokens(ref: DatasetRef, family: str | None) -> TokenCount:
+    """Tokens Together processes for one pass over `ref`: each record in the format it is uploaded in, with the
+    model family's chat template for conversations, its begin-of-text token for raw text and instructions,
+    and the prompt with each answer for preference pairs."""
+    counter, render, template = counter_for_family(family)
+    bos = "<|begin_of_text|>" if family == "llama3" else ""
+    texts: list[str] = []
+    examples = 0
+    for _, record in RecordValidator(ref.path, format=ref.format, collect_stats=False):
+        try:
+            kind, out = to_together(record, ref.format)
+        except ConversionError:
+            continue  # refused at submit, with its line; the quote prices what can be sent
+        examples += 1
+        if kind == "general":
+            texts.append(bos + out["text"])
+        elif kind == "instruction":
+            texts.append(bos + out["prompt"] + out["completion"])
+        elif kind == "preference":
+            prompt = out["input"]["messages"]
+            texts += [render(prompt + out["preferred_output"]), render(prompt + out["non_preferred_output"])]
+        else:
+            texts.append(render(out["messages"]))
+    count = count_texts(texts, counter, examples=examples)
+    count.notes.append(f"conversations rendered with the {template} chat template")
+    return count
 
 
 def prepare_file(ref: DatasetRef, split: str) -> PreparedFile:

@@ -35,6 +35,13 @@ def when(value: datetime | None) -> str:
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def money(value: float | None, currency: str = "USD") -> str:
+    """Cents for everyday sums, four decimals for the fractions of a cent small jobs cost."""
+    if value is None:
+        return "-"
+    return f"{value:,.2f} {currency}" if abs(value) >= 0.01 or value == 0 else f"{value:.4f} {currency}"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"

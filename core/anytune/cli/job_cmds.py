@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from anytune.cli.console import duration, err, out, print_json, status_text, when
+from anytune.cli.console import duration, err, money, out, print_json, status_text, when
 
 if TYPE_CHECKING:
     from anytune.client import Client, Preflight
@@ -70,7 +70,12 @@ def _preflight_panel(pre: Preflight) -> Panel:
                 f"{name:<11} {ref.rows:,} {ref.format.value} rows{tokens}  [dim]{ref.fingerprint[:19]}[/]"
             )
     if q.price is not None:
-        lines.append(f"quote       {q.price:.2f} {q.currency}")
+        tokens = ""
+        if q.billable_tokens is not None:
+            tokens = f" for {'~' if q.tokens_estimated else ''}{q.billable_tokens:,} billed tokens"
+        eta = f", about {duration(q.eta_seconds)}" if q.eta_seconds is not None else ""
+        seen = f" [dim](prices seen {q.price_date})[/]" if q.price_date else ""
+        lines.append(f"quote       {money(q.price, q.currency)}{tokens}{eta}{seen}")
         lines.extend(f"            [dim]{escape(a)}[/]" for a in q.assumptions[:2])
     return Panel("\n".join(lines), title="job", title_align="left", expand=False)
 
@@ -294,12 +299,21 @@ def show(
     for key in ("loss", "train_loss", "eval_loss", "mean_token_accuracy"):
         if key in job.metrics:
             t.add_row(key, f"{job.metrics[key]:.4f}")
-    if job.cost and job.cost.quoted is not None:
-        t.add_row(
-            "cost",
-            f"quoted {job.cost.quoted:.2f} {job.cost.currency}"
-            + (f", actual {job.cost.actual:.2f}" if job.cost.actual is not None else ""),
-        )
+    if job.cost and (job.cost.quoted is not None or job.cost.actual is not None):
+        c = job.cost
+        parts = [f"quoted {money(c.quoted, c.currency)}"]
+        if c.actual is not None:
+            diff = c.difference
+            parts.append(
+                f"actual {money(c.actual, c.currency)}" + (f" ({diff:+.4f})" if diff is not None else "")
+            )
+        if c.provider_actual is not None:
+            parts.append(f"billed by {escape(job.provider)} {money(c.provider_actual, c.currency)}")
+        if c.provider_quote is not None:
+            parts.append(f"{escape(job.provider)}'s estimate {money(c.provider_quote, c.currency)}")
+        if c.trained_tokens is not None:
+            parts.append(f"{c.trained_tokens:,} trained tokens")
+        t.add_row("cost", ", ".join(parts))
     if job.artifact:
         t.add_row("artifact", f"{job.artifact.kind}: {escape(job.artifact.model_id)}")
     for m in models:

