@@ -40,7 +40,10 @@ def plot_quotes(table: QuoteTable, path: Path) -> Path:
         bar.set_hatch(hatch)
     for bar, q in zip(bars, rows, strict=True):
         ax_price.annotate(
-            f" {q.price:,.2f}", (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center", fontsize=8
+            f" {q.price:,.2f}" if (q.price or 0) >= 0.01 else f" {q.price:.4f}",
+            (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+            va="center",
+            fontsize=8,
         )
     ax_price.set_yticks(list(positions), labels)
     ax_price.invert_yaxis()
@@ -48,12 +51,14 @@ def plot_quotes(table: QuoteTable, path: Path) -> Path:
     if table.budget is not None:
         ax_price.axvline(table.budget, linestyle="--", color="#555555", linewidth=1)
         ax_price.annotate(" budget", (table.budget, len(rows) - 0.6), fontsize=8, color="#555555")
-    etas = [(q.eta_seconds or 0.0) / 3600 for q in rows]
+    longest = max((q.eta_seconds or 0.0) for q in rows)
+    unit, scale = ("minutes", 60.0) if longest < 2 * 3600 else ("hours", 3600.0)
+    etas = [(q.eta_seconds or 0.0) / scale for q in rows]
     ax_eta.barh(positions, etas, color="#55a868")
-    ax_eta.set_xlabel("ETA (hours)")
+    ax_eta.set_xlabel(f"ETA ({unit})")
     for i, (value, q) in enumerate(zip(etas, rows, strict=True)):
         ax_eta.annotate(
-            " -" if q.eta_seconds is None else f" {value:,.2f}", (value, i), va="center", fontsize=8
+            " -" if q.eta_seconds is None else f" {value:,.1f}", (value, i), va="center", fontsize=8
         )
     dates = sorted({q.price_date.isoformat() for q in rows if q.price_date})
     fig.suptitle(
