@@ -45,8 +45,21 @@ from anytune.hookspecs import (
 from anytune.jobs import Cost, Event, EventKind, Job, JobStatus, ModelArtifact, can_transition
 from anytune.plugins import PluginManager, get_plugin_manager
 from anytune.registry import Registry
+from anytune.registry.records import ModelVersion
 from anytune.settings import anytune_home
 from anytune.spec import JobSpec
+
+
+@dataclass(frozen=True)
+class EvalTarget:
+    """A model to score: how to call it (provider + artifact), its base, and where it came from."""
+
+    label: str
+    provider: str
+    artifact: ModelArtifact
+    base_model: str
+    job: Job | None = None
+    model: ModelVersion | None = None
 
 
 @dataclass
@@ -471,29 +484,58 @@ class Client:
         on_progress: Callable[[str], None] = lambda _s: None,
     ) -> EvalResult:
         """Score a succeeded job's model (and, by default, its base model) on held-out data; store the scores."""
-        job = self.refresh(job_id)
-        if job.status is not JobStatus.SUCCEEDED or job.artifact is None:
-            raise UsageError(
-                f"job {job.id} has not succeeded (status: {job.status.value}); nothing to evaluate"
+        return self.evaluate_targets([job_id], spec, on_progress=on_progress)
+
+    def resolve_target(self, target: str) -> EvalTarget:
+        """A job id (or prefix) or a model reference (NAME, NAME@VERSION, NAME@ALIAS) as something to score."""
+        if target.startswith("job-"):
+            job = self.refresh(target)
+            if job.status is not JobStatus.SUCCEEDED or job.artifact is None:
+                raise UsageError(
+                    f"job {job.id} has not succeeded (status: {job.status.value}); nothing to evaluate"
+                )
+            models = self.registry.models_for_job(job.id)
+            model = models[-1] if models else None
+            return EvalTarget(
+                target, job.provider, job.artifact, job.spec.model_for(job.provider), job, model
             )
-        spec = spec or job.spec.evaluation or EvalSpec()
-        data = spec.data or job.spec.data.test
+        model = self.registry.get_model(target)
+        job = self.registry.get_job(model.job_id) if model.job_id else None
+        return EvalTarget(model.ref, model.provider, model.artifact, model.base_model, job, model)
+
+    def evaluate_targets(
+        self,
+        targets: list[str],
+        spec: EvalSpec | None = None,
+        *,
+        on_progress: Callable[[str], None] = lambda _s: None,
+    ) -> EvalResult:
+        """Score models from any provider on the same held-out data, with the same metrics, each through its
+        own backend's `generate()`; by default the first one's base model too, as the A in an A/B. Every
+        score is stored with the data's fingerprint, so later comparisons use only like with like."""
+        resolved = [self.resolve_target(t) for t in targets]
+        first = resolved[0]
+        spec = spec or (first.job.spec.evaluation if first.job else None) or EvalSpec()
+        data = spec.data or (first.job.spec.data.test if first.job else None)
         if not data:
             raise UsageError(
-                f"job {job.id}: no evaluation data",
-                hint="set evaluation.data or data.test in the job file, or pass --data",
+                f"{first.label}: no evaluation data",
+                hint="pass --data FILE, or set evaluation.data or data.test in the job file",
             )
-        backend = self.backend(job.provider)
         subjects: dict[str, tuple[Backend, ModelArtifact]] = {}
         if spec.compare_base:
-            subjects["base"] = (backend, ModelArtifact.base(job.provider, job.spec.model_for(job.provider)))
-        subjects["fine-tuned"] = (backend, job.artifact)
+            subjects["base"] = (
+                self.backend(first.provider),
+                ModelArtifact.base(first.provider, first.base_model),
+            )
+        single_job = len(resolved) == 1 and first.label.startswith("job-")
+        for t in resolved:
+            subjects["fine-tuned" if single_job else t.label] = (self.backend(t.provider), t.artifact)
         metrics = resolve_metrics(spec.metrics, self.plugins.metrics())
         result = evaluate(subjects, data, spec, metrics, on_progress)
-        models = self.registry.models_for_job(job.id)
-        model = models[-1] if models else None
+        labels = {("fine-tuned" if single_job else t.label): t for t in resolved}
         for subject in result.subjects:
-            tuned = subject.subject == "fine-tuned"
+            t = labels.get(subject.subject)
             self.registry.add_evaluation(
                 subject=subject.subject,
                 provider=subject.provider,
@@ -502,9 +544,16 @@ class Client:
                 dataset_fingerprint=result.dataset_fingerprint,
                 metrics=subject.metrics,
                 n=subject.n,
-                job_id=job.id,
-                model_name=model.name if model and tuned else None,
-                model_version=model.version if model and tuned else None,
-                samples={"predictions": subject.predictions[:50]},
+                job_id=(t.job.id if t and t.job else first.job.id if first.job else None),
+                model_name=t.model.name if t and t.model else None,
+                model_version=t.model.version if t and t.model else None,
+                samples={
+                    "predictions": subject.predictions,
+                    "scores": subject.scores,
+                    "ci": subject.ci,
+                    "comparisons": [
+                        c.model_dump() for c in result.comparisons if subject.subject in (c.a, c.b)
+                    ],
+                },
             )
         return result

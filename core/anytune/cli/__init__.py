@@ -15,7 +15,16 @@ import typer
 from rich.markup import escape
 
 from anytune import __version__
-from anytune.cli import cost_cmds, data_cmds, emulate_cmds, job_cmds, model_cmds, plugin_cmds
+from anytune.cli import (
+    cost_cmds,
+    data_cmds,
+    emulate_cmds,
+    eval_cmds,
+    job_cmds,
+    model_cmds,
+    plugin_cmds,
+    serve_cmds,
+)
 from anytune.cli.console import err, print_error
 from anytune.errors import AnytuneError
 
@@ -49,6 +58,10 @@ app.command("validate")(data_cmds.validate)
 app.add_typer(data_cmds.app, name="data")
 app.command("run")(job_cmds.run)
 app.command("quote")(cost_cmds.quote)
+app.command("eval")(eval_cmds.eval_command)
+app.command("report")(eval_cmds.report_command)
+app.command("serve")(serve_cmds.serve)
+app.command("export")(serve_cmds.export)
 app.command("prices")(cost_cmds.prices)
 app.add_typer(job_cmds.app, name="jobs")
 app.add_typer(model_cmds.app, name="models")

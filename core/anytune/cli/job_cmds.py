@@ -23,7 +23,6 @@ from anytune.cli.console import duration, err, money, out, print_json, status_te
 
 if TYPE_CHECKING:
     from anytune.client import Client, Preflight
-    from anytune.evaluation.runner import EvalResult
     from anytune.jobs import Event, Job
 
 app = typer.Typer(help="List, inspect, follow and cancel jobs.", no_args_is_help=True)
@@ -126,39 +125,6 @@ def _follow(client: Client, job: Job) -> Job:
         raise typer.Exit(130) from None
 
 
-def eval_table(result: EvalResult) -> Table:
-    t = Table(
-        title=f"held-out evaluation ({result.n} examples, {Path(result.dataset_path).name})",
-        title_justify="left",
-    )
-    t.add_column("metric")
-    for s in result.subjects:
-        t.add_column(s.subject, justify="right")
-    if len(result.subjects) == 2:
-        t.add_column("change", justify="right")
-    for metric in result.subjects[0].metrics:
-        values = [s.metrics[metric] for s in result.subjects]
-        row = [metric, *(f"{v:.1%}" for v in values)]
-        if len(values) == 2:
-            delta = values[1] - values[0]
-            row.append(f"[{'green' if delta > 0 else 'red' if delta < 0 else 'dim'}]{delta:+.1%}[/]")
-        t.add_row(*row)
-    return t
-
-
-def _evaluate(client: Client, job: Job) -> None:
-    with out.status("evaluating on held-out data...") as status:
-        result = client.evaluate(job.id, on_progress=lambda s: status.update(f"evaluating the {s} model..."))
-    out.print(eval_table(result))
-    for ex in result.examples[:3]:
-        preds = "  ".join(
-            f"[dim]{s.subject}:[/] {escape(repr(ex.get(s.subject, '')))}" for s in result.subjects
-        )
-        out.print(
-            f"  [dim]prompt:[/] {escape(repr(ex['prompt']))}  [dim]want:[/] {escape(repr(ex['reference']))}  {preds}"
-        )
-
-
 def run(
     job_file: Path = typer.Argument(..., help="A YAML job file."),
     provider: str | None = typer.Option(
@@ -203,7 +169,9 @@ def run(
     if models:
         out.print(f"  model registered as [bold]{escape(models[-1].ref)}[/]: {escape(models[-1].model_id)}")
     if evaluate and job.spec.evaluation is not None:
-        _evaluate(client, job)
+        from anytune.cli.eval_cmds import evaluate_job
+
+        evaluate_job(client, job.id)
 
 
 # ------------------------------------------------------------------------------------------- jobs ...

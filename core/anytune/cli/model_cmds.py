@@ -77,3 +77,31 @@ def show(
         scores = "  ".join(f"{k} {v:.1%}" for k, v in e.metrics.items())
         t.add_row("evaluation", f"{scores} [dim](n={e.n}, {e.dataset_fingerprint[:19]})[/]")
     out.print(t)
+
+
+@app.command("promote")
+def promote(
+    ref: str = typer.Argument(..., help="NAME@VERSION (or NAME@ALIAS) to point the alias at."),
+    alias: str = typer.Option(..., "--alias", "-a", help="e.g. production, candidate."),
+) -> None:
+    """Point an alias at a version. Versions never change; aliases move (and every process sees the move)."""
+    registry = _registry()
+    model = registry.get_model(ref)
+    before = None
+    try:
+        before = registry.get_model(f"{model.name}@{alias}")
+    except Exception:  # NotFoundError: the alias is new
+        before = None
+    registry.set_alias(model.name, alias, model.version)
+    moved = f" (was {before.ref})" if before is not None and before.version != model.version else ""
+    out.print(f"{model.name}@{alias} → {model.ref}{moved}")
+
+
+@app.command("demote")
+def demote(
+    name: str = typer.Argument(..., help="Model name."),
+    alias: str = typer.Option(..., "--alias", "-a"),
+) -> None:
+    """Remove an alias (the version it pointed at stays)."""
+    _registry().remove_alias(name, alias)
+    out.print(f"removed {name}@{alias}")

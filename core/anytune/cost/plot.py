@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from anytune.cost.compare import QuoteTable
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def pyplot():  # type: ignore[no-untyped-def]
     try:
         import matplotlib
     except ImportError:
@@ -28,7 +28,7 @@ def plot_quotes(table: QuoteTable, path: Path) -> Path:
     rows = [q for q in table.quotes if q.available and q.price is not None]
     if not rows:
         raise UsageError("no provider gave a price, so there is nothing to plot")
-    plt = _pyplot()
+    plt = pyplot()
     labels = [q.label for q in rows]
     height = max(2.5, 0.45 * len(rows) + 1.2)
     fig, (ax_price, ax_eta) = plt.subplots(1, 2, figsize=(11, height), sharey=True)

@@ -9,8 +9,9 @@ from pydantic import BaseModel, Field
 
 from anytune.data.records import content_text, prompt_and_target
 from anytune.data.validate import RecordValidator, require_valid
-from anytune.evaluation.metrics import Metric
+from anytune.evaluation.metrics import MetricDef
 from anytune.evaluation.spec import EvalSpec
+from anytune.evaluation.stats import bootstrap_ci, example_scores, paired
 from anytune.hookspecs import Backend, GenerationParams, Messages
 from anytune.jobs import ModelArtifact
 
@@ -22,8 +23,26 @@ class SubjectResult(BaseModel):
     provider: str
     model_id: str
     metrics: dict[str, float]
+    ci: dict[str, tuple[float, float]] = Field(default_factory=dict, description="95% bootstrap intervals")
     n: int
     predictions: list[str] = Field(default_factory=list)
+    scores: dict[str, list[float]] = Field(default_factory=dict, description="per example, per metric")
+
+
+class Comparison(BaseModel):
+    """`b` against `a` on the same examples (paired bootstrap): the difference, its interval, head-to-head."""
+
+    metric: str
+    a: str
+    b: str
+    delta: float
+    low: float
+    high: float
+    wins: int | None = None
+    ties: int | None = None
+    losses: int | None = None
+    win_rate: float | None = None
+    significant: bool = False
 
 
 class EvalResult(BaseModel):
@@ -31,7 +50,9 @@ class EvalResult(BaseModel):
     dataset_fingerprint: str
     n: int
     subjects: list[SubjectResult]
+    comparisons: list[Comparison] = Field(default_factory=list)
     examples: list[dict[str, object]] = Field(default_factory=list)
+    references: list[str] = Field(default_factory=list)
 
     def subject(self, name: str) -> SubjectResult:
         return next(s for s in self.subjects if s.subject == name)
@@ -55,31 +76,63 @@ def evaluate(
     subjects: dict[str, tuple[Backend, ModelArtifact]],
     path: str | Path,
     spec: EvalSpec,
-    metrics: dict[str, Metric],
+    metrics: dict[str, MetricDef],
     on_progress: Callable[[str], None] = lambda _s: None,
 ) -> EvalResult:
+    """Generate with every subject, score with every metric (with 95% intervals), and compare every subject
+    with the first one (the base model, where there is one) on the same examples."""
     prompts, references, fingerprint = load_examples(path, spec.limit)
     params = GenerationParams(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size)
     results: list[SubjectResult] = []
     for name, (backend, artifact) in subjects.items():
         on_progress(name)
         predictions = backend.generate(artifact, prompts, params)
-        scores = {
-            metric: round(
-                sum(fn(p, r) for p, r in zip(predictions, references, strict=True)) / len(references), 4
-            )
-            for metric, fn in metrics.items()
-        }
+        values, intervals, per_example = {}, {}, {}
+        for metric, definition in metrics.items():
+            scores = example_scores(definition, predictions, references)
+            values[metric] = round(definition(predictions, references), 4) if references else 0.0
+            low, high = bootstrap_ci(definition, predictions, references, scores)
+            intervals[metric] = (round(low, 4), round(high, 4))
+            if scores is not None:
+                per_example[metric] = scores
         results.append(
             SubjectResult(
                 subject=name,
                 provider=artifact.provider,
                 model_id=artifact.model_id,
-                metrics=scores,
+                metrics=values,
+                ci=intervals,
                 n=len(references),
                 predictions=predictions,
+                scores=per_example,
             )
         )
+    comparisons = []
+    if len(results) > 1:
+        first = results[0]
+        for other in results[1:]:
+            for metric, definition in metrics.items():
+                c = paired(
+                    definition,
+                    (first.subject, first.predictions, first.scores.get(metric)),
+                    (other.subject, other.predictions, other.scores.get(metric)),
+                    references,
+                )
+                comparisons.append(
+                    Comparison(
+                        metric=metric,
+                        a=c.a,
+                        b=c.b,
+                        delta=round(c.delta, 4),
+                        low=round(c.low, 4),
+                        high=round(c.high, 4),
+                        wins=c.wins,
+                        ties=c.ties,
+                        losses=c.losses,
+                        win_rate=round(c.win_rate, 4) if c.win_rate is not None else None,
+                        significant=c.significant,
+                    )
+                )
     examples = [
         {
             "prompt": content_text(prompts[i][-1].get("content")) if prompts[i] else "",
@@ -93,5 +146,7 @@ def evaluate(
         dataset_fingerprint=fingerprint,
         n=len(references),
         subjects=results,
+        comparisons=comparisons,
         examples=examples,
+        references=references,
     )

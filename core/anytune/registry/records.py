@@ -60,3 +60,10 @@ class EvaluationRecord(BaseModel):
     n: int
     samples: dict[str, Any] | None = None
     created_at: datetime
+
+    @property
+    def ci(self) -> dict[str, tuple[float, float]]:
+        return {k: (v[0], v[1]) for k, v in ((self.samples or {}).get("ci") or {}).items()}
+
+    def scores(self, metric: str) -> list[float] | None:
+        return ((self.samples or {}).get("scores") or {}).get(metric)

@@ -462,12 +462,25 @@ class Registry:
         return EvaluationRecord.model_validate(row, from_attributes=True)
 
     def evaluations(
-        self, *, job_id: str | None = None, model_name: str | None = None
+        self,
+        *,
+        job_id: str | None = None,
+        model_name: str | None = None,
+        model_version: int | None = None,
+        dataset_fingerprint: str | None = None,
+        subject: str | None = None,
     ) -> list[EvaluationRecord]:
+        """Stored evaluations, oldest first, filtered by any of the arguments."""
         q = select(EvaluationRow).order_by(EvaluationRow.id)
         if job_id:
             q = q.where(EvaluationRow.job_id == job_id)
         if model_name:
             q = q.where(EvaluationRow.model_name == model_name)
+        if model_version is not None:
+            q = q.where(EvaluationRow.model_version == model_version)
+        if dataset_fingerprint:
+            q = q.where(EvaluationRow.dataset_fingerprint == dataset_fingerprint)
+        if subject:
+            q = q.where(EvaluationRow.subject == subject)
         with self.session() as s:
             return [EvaluationRecord.model_validate(r, from_attributes=True) for r in s.scalars(q)]

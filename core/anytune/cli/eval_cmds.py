@@ -1,0 +1,183 @@
+"""`anytune eval` and `anytune report`: score any models on the same data, and draw the picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from anytune.cli.console import err, out, print_json
+
+if TYPE_CHECKING:
+    from anytune.client import Client
+    from anytune.evaluation.runner import EvalResult
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def eval_table(result: EvalResult) -> Table:
+    """Each subject's score with its 95% interval; against the first subject, the paired change."""
+    t = Table(
+        title=f"held-out evaluation ({result.n} examples, {Path(result.dataset_path).name})",
+        title_justify="left",
+    )
+    t.add_column("metric")
+    for s in result.subjects:
+        t.add_column(escape(s.subject), justify="right")
+    others = result.subjects[1:]
+    for o in others:
+        t.add_column(f"change ({escape(o.subject)})" if len(others) > 1 else "change", justify="right")
+    for metric in result.subjects[0].metrics:
+        row = [metric]
+        for s in result.subjects:
+            low, high = s.ci.get(metric, (s.metrics[metric], s.metrics[metric]))
+            row.append(f"{_pct(s.metrics[metric])} [dim][{low:.0%}, {high:.0%}][/]")
+        for o in others:
+            c = next(c for c in result.comparisons if c.metric == metric and c.b == o.subject)
+            color = "green" if c.delta > 0 else "red" if c.delta < 0 else "dim"
+            mark = " *" if c.significant else ""
+            wins = f" [dim]won {c.win_rate:.0%}[/]" if c.win_rate is not None else ""
+            row.append(f"[{color}]{c.delta:+.1%}{mark}[/] [dim][{c.low:+.0%}, {c.high:+.0%}][/]{wins}")
+        t.add_row(*row)
+    if others:
+        t.caption = (
+            "[dim]\\[low, high]: 95% bootstrap interval; change: paired bootstrap, * = interval excludes 0; "
+            "won: share of decided examples[/]"
+        )
+    return t
+
+
+def print_eval(result: EvalResult, examples: int = 3) -> None:
+    out.print(eval_table(result))
+    for ex in result.examples[:examples]:
+        preds = "  ".join(
+            f"[dim]{escape(s.subject)}:[/] {escape(repr(ex.get(s.subject, '')))}" for s in result.subjects
+        )
+        out.print(
+            f"  [dim]prompt:[/] {escape(repr(ex['prompt']))}  [dim]want:[/] {escape(repr(ex['reference']))}  {preds}"
+        )
+
+
+def evaluate_job(client: Client, job_id: str) -> EvalResult:
+    with out.status("evaluating on held-out data...") as status:
+        result = client.evaluate(job_id, on_progress=lambda s: status.update(f"evaluating {s}..."))
+    print_eval(result)
+    return result
+
+
+def eval_command(
+    targets: list[str] = typer.Argument(
+        ..., help="Jobs (job-...) or models (NAME, NAME@VERSION, NAME@ALIAS)."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", "-d", help="Evaluation file (default: the job's test data)."
+    ),
+    metrics: str | None = typer.Option(
+        None, "--metrics", "-m", help="Comma-separated metrics (default: the job's)."
+    ),
+    base: bool = typer.Option(True, "--base/--no-base", help="Also score the first model's base model."),
+    limit: int | None = typer.Option(None, "--limit", help="Score only the first N examples."),
+    max_new_tokens: int | None = typer.Option(None, "--max-new-tokens"),
+    against: str | None = typer.Option(
+        None, "--against", help="Drift check: compare with a stored evaluation ('baseline' = the first one)."
+    ),
+    alpha: float = typer.Option(0.05, "--alpha", help="Drift check: significance level."),
+    tolerance: float = typer.Option(
+        0.0, "--tolerance", help="Drift check: drops smaller than this are not drift."
+    ),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when drift is found (for CI)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Score models from any provider on the same held-out data, each through its own backend.
+
+    Scores come with 95% bootstrap intervals; against the base model (or the first model), a paired
+    difference and a win rate. Everything is stored with the data's fingerprint for reports and drift checks.
+    """
+    from anytune.client import Client
+    from anytune.evaluation.spec import EvalSpec
+
+    client = Client()
+    first = client.resolve_target(targets[0])
+    defaults = (first.job.spec.evaluation if first.job else None) or EvalSpec()
+    update: dict[str, object] = {"compare_base": base and against is None}
+    if data is not None:
+        update["data"] = str(data)
+    if metrics:
+        update["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
+    if limit is not None:
+        update["limit"] = limit
+    if max_new_tokens is not None:
+        update["max_new_tokens"] = max_new_tokens
+    spec = EvalSpec.model_validate({**defaults.model_dump(), **update})
+    with out.status("evaluating...") as status:
+        result = client.evaluate_targets(
+            targets, spec, on_progress=lambda s: status.update(f"evaluating {s}...")
+        )
+    if against is not None:
+        _drift(client, targets[0], result, against, alpha, tolerance, fail_on_drift, as_json)
+        return
+    if as_json:
+        print_json(result.model_dump(mode="json", exclude={"references"}))
+        return
+    print_eval(result)
+    out.print(f"[dim]stored; `anytune report {' '.join(targets)}` draws it[/]")
+
+
+def _drift(
+    client: Client,
+    target: str,
+    result: EvalResult,
+    against: str,
+    alpha: float,
+    tolerance: float,
+    fail_on_drift: bool,
+    as_json: bool,
+) -> None:
+    from anytune.evaluation.drift import drift_check
+
+    report = drift_check(client.registry, client.resolve_target(target), result, against, alpha, tolerance)
+    if as_json:
+        print_json(report)
+    else:
+        test = report["test"]
+        color = "red" if test["drifted"] else "green"
+        out.print(
+            f"[bold]{escape(report['metric'])}[/]: baseline {test['baseline_mean']:.1%} (n={test['baseline_n']}, "
+            f"{escape(report['baseline_data'])}) → new {test['new_mean']:.1%} (n={test['new_n']}, "
+            f"{escape(report['new_data'])}), change {test['delta']:+.1%}"
+        )
+        out.print(f"[dim]{escape(report['statement'])}[/]")
+        out.print(f"[bold {color}]{escape(report['verdict'])}[/]")
+    if fail_on_drift and report["test"]["drifted"]:
+        raise typer.Exit(1)
+
+
+def report_command(
+    targets: list[str] = typer.Argument(
+        ..., help="Jobs or models; with several, they are compared side by side."
+    ),
+    compare: bool = typer.Option(
+        False, "--compare", help="(Accepted for clarity: several targets are compared.)"
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder for report.html, report.md and plots."
+    ),
+) -> None:
+    """Write an HTML and a Markdown report with plots: loss curves, scores with intervals against the base
+    model, cost against quality across providers, and a per-example diff table."""
+    from anytune.client import Client
+    from anytune.evaluation.report import write_report
+
+    client = Client()
+    written = write_report(client, targets, out_dir)
+    out.print(f"report: {written.html}")
+    out.print(f"        {written.markdown}")
+    for image in written.images:
+        out.print(f"        [dim]{image}[/]")
+    for warning in written.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")

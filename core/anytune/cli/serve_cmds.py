@@ -1,0 +1,105 @@
+"""`anytune serve` and `anytune export`: use a registered model outside anytune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from anytune.cli.console import err, out
+from anytune.errors import UsageError
+
+
+def serve(
+    ref: str = typer.Argument(..., help="A model (NAME, NAME@VERSION, NAME@ALIAS) or a job id."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port", "-p"),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="ANYTUNE_SERVE_API_KEY", help="Require this Bearer key (default: none)."
+    ),
+    name: str | None = typer.Option(None, "--name", help="The model name clients ask for (default: REF)."),
+    warm: bool = typer.Option(True, "--warm/--no-warm", help="Load the model before taking requests."),
+) -> None:
+    """Serve a model behind an OpenAI-compatible /v1/chat/completions endpoint.
+
+    Point any OpenAI client at it: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused").
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise UsageError("serving needs uvicorn and starlette", hint="pip install 'anytune[serve]'") from None
+    from anytune.client import Client
+    from anytune.hookspecs import GenerationParams
+    from anytune.serving import build_app
+
+    client = Client()
+    target = client.resolve_target(ref)
+    backend = client.backend(target.provider)
+    caps = backend.capabilities()
+    if not caps.supports_generate:
+        raise UsageError(f"the {target.provider} backend cannot generate text, so it cannot serve")
+    if warm:
+        with out.status(f"loading {escape(target.label)}..."):
+            backend.generate(
+                target.artifact, [[{"role": "user", "content": "hi"}]], GenerationParams(max_new_tokens=1)
+            )
+    app = build_app(target, backend, api_key=api_key, name=name)
+    served = name or target.label
+    out.print(
+        f"serving [bold]{escape(served)}[/] ({escape(target.provider)}: {escape(target.artifact.model_id)})"
+    )
+    out.print(
+        f"  base_url http://{host}:{port}/v1  model {escape(served)}"
+        + ("  (Bearer key required)" if api_key else "")
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def export(
+    ref: str = typer.Argument(..., help="A model (NAME, NAME@VERSION, NAME@ALIAS) or a job id."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder to write the merged model into."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    register: bool = typer.Option(
+        True, "--register/--no-register", help="Register the merged model as a new version."
+    ),
+) -> None:
+    """Merge a local adapter into its base model and save full weights (safetensors) with the tokenizer: a
+    folder any transformers / vLLM / TGI setup loads without peft."""
+    from anytune.client import Client
+
+    client = Client()
+    target = client.resolve_target(ref)
+    if target.provider != "local":
+        raise UsageError(
+            f"{target.label} lives on {target.provider}; only local adapters can be merged here",
+            hint="hosted fine-tunes are called through their provider (anytune serve proxies any of them)",
+        )
+    from anytune_local.export import merge_adapter
+
+    with out.status(f"merging {escape(target.label)} into {escape(target.base_model)}..."):
+        folder = merge_adapter(target.artifact, out_dir, dtype=dtype)
+    out.print(f"[green]✓[/] merged weights in {folder}")
+    if register and target.model is not None:
+        artifact = target.artifact.model_copy(
+            update={
+                "kind": "merged",
+                "model_id": str(folder),
+                "path": str(folder),
+                "merged_path": str(folder),
+            }
+        )
+        version = client.registry.register_model(
+            target.model.name,
+            artifact,
+            job_id=target.model.job_id,
+            dataset_fingerprint=target.model.dataset_fingerprint,
+            spec=target.model.spec,
+            metrics=target.model.metrics,
+            cost=target.model.cost,
+            base_model_retires=target.model.base_model_retires,
+            description=f"{target.model.ref} merged into {target.base_model} ({dtype})",
+        )
+        out.print(f"  registered as [bold]{escape(version.ref)}[/]")
+    else:
+        err.print("[dim]not registered[/]")

@@ -1,0 +1,379 @@
+"""Reports: one HTML page and one Markdown file, with PNG plots, about one model or several side by side.
+
+What people want to see instead of a log: did the loss fall, is the fine-tune better than its base model and by
+how much (with intervals, not bare means), what did each provider charge for that quality, and on which
+examples the models differ. Everything comes from the registry; nothing is recomputed except the plots.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from anytune.errors import UsageError
+from anytune.settings import anytune_home
+
+if TYPE_CHECKING:
+    from anytune.client import Client, EvalTarget
+    from anytune.registry.records import EvaluationRecord
+
+MAX_EXAMPLES = 50
+
+
+@dataclass
+class Subject:
+    label: str
+    evaluation: EvaluationRecord
+    target: EvalTarget | None = None  # None for the base model
+
+    @property
+    def cost(self) -> tuple[float | None, str]:
+        if self.target is None:
+            return 0.0, "no training"
+        job = self.target.job
+        if job is None or job.cost is None:
+            return None, ""
+        if job.cost.actual is not None:
+            return job.cost.actual, "actual"
+        return job.cost.quoted, "quoted"
+
+
+@dataclass
+class Written:
+    folder: Path
+    html: Path
+    markdown: Path
+    images: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _rows_for(client: Client, t: EvalTarget) -> list[EvaluationRecord]:
+    reg = client.registry
+    rows = reg.evaluations(model_name=t.model.name, model_version=t.model.version) if t.model else []
+    if not rows and t.job is not None:
+        rows = [r for r in reg.evaluations(job_id=t.job.id) if r.subject == "fine-tuned"]
+    return [r for r in rows if r.subject != "base"]
+
+
+def gather(client: Client, targets: list[str]) -> tuple[list[Subject], list[str]]:
+    """The subjects of a report: the base model of the first target (where it was scored) and each target,
+    all on the newest data set every target was scored on."""
+    resolved = [client.resolve_target(t) for t in targets]
+    rows = {t.label: _rows_for(client, t) for t in resolved}
+    missing = [label for label, r in rows.items() if not r]
+    if missing:
+        raise UsageError(
+            f"no stored evaluation for {', '.join(missing)}",
+            hint=f"score them first: anytune eval {' '.join(targets)} --data HELD_OUT.jsonl",
+        )
+    warnings: list[str] = []
+    common = set.intersection(*({r.dataset_fingerprint for r in rs} for rs in rows.values()))
+    first_rows = rows[resolved[0].label]
+    fingerprint = next(
+        (r.dataset_fingerprint for r in reversed(first_rows) if r.dataset_fingerprint in common), None
+    )
+    if fingerprint is None:
+        warnings.append(
+            "the models were never scored on the same data: each is shown on its own latest evaluation"
+        )
+    subjects: list[Subject] = []
+    for t in resolved:
+        candidates = [r for r in rows[t.label] if fingerprint is None or r.dataset_fingerprint == fingerprint]
+        subjects.append(Subject(t.label, candidates[-1], t))
+    first = subjects[0].evaluation
+    bases = [
+        r
+        for r in client.registry.evaluations(dataset_fingerprint=first.dataset_fingerprint, subject="base")
+        if r.model_id == resolved[0].base_model
+    ]
+    if bases:
+        subjects.insert(0, Subject(f"base ({resolved[0].base_model})", bases[-1]))
+    else:
+        warnings.append(f"{resolved[0].base_model} (the base model) was not scored on this data: no A/B")
+    return subjects, warnings
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "report"
+
+
+def write_report(client: Client, targets: list[str], out_dir: Path | None = None) -> Written:
+    subjects, warnings = gather(client, targets)
+    folder = Path(out_dir) if out_dir else anytune_home() / "reports" / _slug("-vs-".join(targets))
+    folder.mkdir(parents=True, exist_ok=True)
+    from anytune.evaluation import plots
+
+    images: list[Path] = []
+    curves = {s.label: _loss_curve(client, s) for s in subjects if s.target and s.target.job}
+    curves = {k: v for k, v in curves.items() if v[0]}
+    if curves:
+        images.append(plots.loss_curves(curves, folder / "loss.png"))
+    else:
+        warnings.append("no training loss was recorded for these models (e.g. registered, not trained here)")
+    metrics = list(subjects[-1].evaluation.metrics)
+    images.append(
+        plots.metric_bars(
+            [(s.label, s.evaluation.metrics, s.evaluation.ci) for s in subjects],
+            metrics,
+            folder / "metrics.png",
+        )
+    )
+    priced = [
+        (s.label, *s.cost, s.evaluation.metrics.get(metrics[0]), s.evaluation.ci.get(metrics[0]))
+        for s in subjects
+    ]
+    priced = [p for p in priced if p[1] is not None]
+    if priced:
+        images.append(plots.cost_quality(priced, metrics[0], folder / "cost_quality.png"))
+    examples, example_warning = _examples(subjects)
+    if example_warning:
+        warnings.append(example_warning)
+    context = _context(subjects, metrics, examples, images, warnings)
+    html_path = folder / "report.html"
+    html_path.write_text(_html(context), encoding="utf-8")
+    md_path = folder / "report.md"
+    md_path.write_text(_markdown(context), encoding="utf-8")
+    return Written(folder, html_path, md_path, images, warnings)
+
+
+def _loss_curve(client: Client, s: Subject) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    assert s.target is not None and s.target.job is not None
+    train: list[tuple[float, float]] = []
+    evals: list[tuple[float, float]] = []
+    for e in client.registry.events(s.target.job.id, kind="metric"):
+        step = e.data.get("step")
+        if step is None:
+            continue
+        if "loss" in e.data:
+            train.append((float(step), float(e.data["loss"])))
+        if "eval_loss" in e.data:
+            evals.append((float(step), float(e.data["eval_loss"])))
+    return train, evals
+
+
+def _examples(subjects: list[Subject]) -> tuple[list[dict[str, Any]], str | None]:
+    from anytune.evaluation.runner import load_examples
+
+    first = subjects[-1].evaluation
+    try:
+        prompts, references, fingerprint = load_examples(first.dataset_path)
+    except Exception as exc:
+        return [], f"the evaluation data {first.dataset_path} cannot be read any more ({type(exc).__name__})"
+    if fingerprint != first.dataset_fingerprint:
+        return [], f"{first.dataset_path} changed since it was scored: no per-example table"
+    metric = next(iter(first.metrics))
+    rows = []
+    for i in range(min(MAX_EXAMPLES, len(references))):
+        row: dict[str, Any] = {
+            "prompt": prompts[i][-1]["content"] if prompts[i] else "",
+            "reference": references[i],
+            "answers": [],
+        }
+        for s in subjects:
+            preds = (s.evaluation.samples or {}).get("predictions") or []
+            scores = s.evaluation.scores(metric) or []
+            row["answers"].append(
+                (preds[i] if i < len(preds) else "", scores[i] if i < len(scores) else None)
+            )
+        rows.append(row)
+    return rows, None
+
+
+def _context(
+    subjects: list[Subject],
+    metrics: list[str],
+    examples: list[dict[str, Any]],
+    images: list[Path],
+    warnings: list[str],
+) -> dict[str, Any]:
+    comparisons = []
+    for s in subjects:
+        for c in (s.evaluation.samples or {}).get("comparisons") or []:
+            if c not in comparisons:
+                comparisons.append(c)
+    return {
+        "subjects": subjects,
+        "metrics": metrics,
+        "examples": examples,
+        "images": [p.name for p in images],
+        "warnings": warnings,
+        "comparisons": comparisons,
+        "data": subjects[-1].evaluation.dataset_path,
+        "fingerprint": subjects[-1].evaluation.dataset_fingerprint,
+        "n": subjects[-1].evaluation.n,
+    }
+
+
+def _score(s: Subject, metric: str) -> str:
+    value = s.evaluation.metrics.get(metric)
+    if value is None:
+        return "-"
+    low, high = s.evaluation.ci.get(metric, (value, value))
+    return f"{value:.1%} [{low:.1%}, {high:.1%}]"
+
+
+def _lineage(s: Subject) -> list[tuple[str, str]]:
+    ev = s.evaluation
+    rows = [("provider", ev.provider), ("model", ev.model_id)]
+    t = s.target
+    if t is not None:
+        rows.append(("base model", t.base_model))
+        if t.model is not None:
+            rows.append(
+                (
+                    "registered as",
+                    t.model.ref + (f" ({', '.join(t.model.aliases)})" if t.model.aliases else ""),
+                )
+            )
+            if t.model.base_model_retires:
+                rows.append(("base model retires", t.model.base_model_retires.date().isoformat()))
+            if t.model.dataset_fingerprint:
+                rows.append(("training data", t.model.dataset_fingerprint[:23]))
+        if t.job is not None:
+            rows.append(("job", t.job.id + (f" ({t.job.provider_job_id})" if t.job.provider_job_id else "")))
+    cost, kind = s.cost
+    if cost is not None:
+        rows.append(("cost", f"{cost:.4f} USD ({kind})"))
+    return rows
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+body{padding:0 1rem}h1{font-size:1.5rem}
+h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f5f5f5}.num{text-align:right;font-variant-numeric:tabular-nums}
+img{max-width:100%;margin:.5rem 0;border:1px solid #eee}
+.ok{background:#e8f5e9}.bad{background:#ffebee}.warn{color:#8a6d3b}.dim{color:#777}code{font-size:.85rem}
+"""
+
+
+def _mark(score: float | None) -> str:
+    return "ok" if score == 1 else "bad" if score == 0 else ""
+
+
+def _html(c: dict[str, Any]) -> str:
+    e = html.escape
+    subjects: list[Subject] = c["subjects"]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>anytune report: {e(', '.join(s.label for s in subjects))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>anytune report: {e(', '.join(s.label for s in subjects))}</h1>",
+        f"<p class='dim'>held-out data <code>{e(c['data'])}</code> ({c['n']} examples, {e(c['fingerprint'][:23])})</p>",
+    ]
+    parts += [f"<p class='warn'>note: {e(w)}</p>" for w in c["warnings"]]
+    parts.append("<h2>Scores</h2><p class='dim'>value [95% bootstrap interval]</p><table><tr><th>metric</th>")
+    parts += [f"<th>{e(s.label)}</th>" for s in subjects]
+    parts.append("</tr>")
+    for m in c["metrics"]:
+        parts.append(
+            f"<tr><td>{e(m)}</td>"
+            + "".join(f"<td class='num'>{e(_score(s, m))}</td>" for s in subjects)
+            + "</tr>"
+        )
+    parts.append("</table>")
+    if c["comparisons"]:
+        parts.append(
+            "<h2>Head to head</h2>"
+            "<p class='dim'>paired bootstrap on the same examples; win rate = wins / (wins + losses)</p>"
+        )
+        heads = ("metric", "A", "B", "B - A", "95% interval", "wins / ties / losses", "win rate")
+        parts.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>")
+        for cmp in c["comparisons"]:
+            wtl = "-" if cmp.get("wins") is None else f"{cmp['wins']} / {cmp['ties']} / {cmp['losses']}"
+            rate = "-" if cmp.get("win_rate") is None else f"{cmp['win_rate']:.0%}"
+            mark = " *" if cmp.get("significant") else ""
+            parts.append(
+                f"<tr><td>{e(cmp['metric'])}</td><td>{e(cmp['a'])}</td><td>{e(cmp['b'])}</td>"
+                f"<td class='num'>{cmp['delta']:+.1%}{mark}</td><td class='num'>[{cmp['low']:+.1%}, {cmp['high']:+.1%}]</td>"
+                f"<td class='num'>{wtl}</td><td class='num'>{rate}</td></tr>"
+            )
+        parts.append("</table>")
+    titles = {
+        "loss.png": "Training loss",
+        "metrics.png": "Scores with 95% intervals",
+        "cost_quality.png": "Cost and quality",
+    }
+    for image in c["images"]:
+        parts.append(
+            f"<h2>{titles.get(image, image)}</h2><img src='{e(image)}' alt='{e(titles.get(image, image))}'>"
+        )
+    parts.append("<h2>Models</h2>")
+    for s in subjects:
+        parts.append(f"<h3>{e(s.label)}</h3><table>")
+        parts += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _lineage(s)]
+        parts.append("</table>")
+    if c["examples"]:
+        metric = c["metrics"][0]
+        parts.append(
+            f"<h2>Examples</h2><p class='dim'>first {len(c['examples'])}; green/red: {e(metric)} 1/0</p>"
+        )
+        parts.append(
+            "<table><tr><th>#</th><th>prompt</th><th>reference</th>"
+            + "".join(f"<th>{e(s.label)}</th>" for s in subjects)
+            + "</tr>"
+        )
+        for i, ex in enumerate(c["examples"], 1):
+            cells = "".join(
+                f"<td class='{_mark(score)}'>{e(str(answer))}</td>" for answer, score in ex["answers"]
+            )
+            parts.append(
+                f"<tr><td class='num'>{i}</td><td>{e(str(ex['prompt']))}</td><td>{e(str(ex['reference']))}</td>{cells}</tr>"
+            )
+        parts.append("</table>")
+    parts.append("<p class='dim'>written by anytune</p></body></html>")
+    return "\n".join(parts)
+
+
+def _md_cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown(c: dict[str, Any]) -> str:
+    subjects: list[Subject] = c["subjects"]
+    lines = [f"# anytune report: {', '.join(s.label for s in subjects)}", ""]
+    lines.append(f"Held-out data `{c['data']}` ({c['n']} examples, `{c['fingerprint'][:23]}`).")
+    lines += ["", *(f"> note: {w}" for w in c["warnings"])]
+    lines += ["", "## Scores", "", "value [95% bootstrap interval]", ""]
+    lines.append("| metric | " + " | ".join(_md_cell(s.label) for s in subjects) + " |")
+    lines.append("|---|" + "---|" * len(subjects))
+    for m in c["metrics"]:
+        lines.append(f"| {m} | " + " | ".join(_score(s, m) for s in subjects) + " |")
+    if c["comparisons"]:
+        lines += [
+            "",
+            "## Head to head",
+            "",
+            "| metric | A | B | B - A | 95% interval | win rate |",
+            "|---|---|---|---|---|---|",
+        ]
+        for cmp in c["comparisons"]:
+            rate = "-" if cmp.get("win_rate") is None else f"{cmp['win_rate']:.0%}"
+            lines.append(
+                f"| {cmp['metric']} | {_md_cell(cmp['a'])} | {_md_cell(cmp['b'])} | {cmp['delta']:+.1%} | "
+                f"[{cmp['low']:+.1%}, {cmp['high']:+.1%}] | {rate} |"
+            )
+    for image in c["images"]:
+        lines += ["", f"![{image}]({image})"]
+    lines += ["", "## Models"]
+    for s in subjects:
+        lines += ["", f"### {s.label}", ""]
+        lines += [f"- {k}: {_md_cell(v)}" for k, v in _lineage(s)]
+    if c["examples"]:
+        lines += [
+            "",
+            "## Examples",
+            "",
+            "| # | prompt | reference | " + " | ".join(_md_cell(s.label) for s in subjects) + " |",
+        ]
+        lines.append("|---|---|---|" + "---|" * len(subjects))
+        for i, ex in enumerate(c["examples"], 1):
+            answers = " | ".join(
+                _md_cell(a) + (" ✓" if sc == 1 else " ✗" if sc == 0 else "") for a, sc in ex["answers"]
+            )
+            lines.append(f"| {i} | {_md_cell(ex['prompt'])} | {_md_cell(ex['reference'])} | {answers} |")
+    return "\n".join(lines) + "\n"
