@@ -21,6 +21,7 @@ from anytune.evaluation.spec import EvalSpec
 from anytune.evaluation.stats import bootstrap_ci, paired, permutation_test
 from anytune.jobs import ModelArtifact
 from tests.conftest import reversal_rows, write_jsonl
+from tests.scripted_backend import ScriptedBackend, ScriptedPlugin
 from tests.test_client import make_client, spec
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -174,3 +175,49 @@ def test_re_registering_makes_a_new_version_and_leaves_the_old_one_alone(tmp_pat
         client.registry.get_model("m@1").model_id == "ft:one"
         and client.registry.get_model("m").model_id == "ft:two"
     )
+
+
+class _Judge(ScriptedBackend):
+    """A judge that prefers the answer equal to the reference; `biased` always says "A" (first read)."""
+
+    name = "judge"
+
+    def __init__(self, biased: bool = False) -> None:
+        super().__init__()
+        self.biased = biased
+        self.asked: list[str] = []
+
+    def generate(self, model, prompts, params):  # type: ignore[no-untyped-def]
+        out = []
+        for p in prompts:
+            text = p[-1]["content"]
+            self.asked.append(text)
+            if self.biased:
+                out.append("A")
+                continue
+            ref = text.split("Reference answer:\n", 1)[1].split("\n\nAnswer A:", 1)[0]
+            a = text.split("Answer A:\n", 1)[1].split("\n\nAnswer B:", 1)[0]
+            b = text.split("Answer B:\n", 1)[1].split("\n\nReply with", 1)[0]
+            out.append("A" if a == ref else "B" if b == ref else "TIE")
+        return out
+
+
+@pytest.mark.parametrize("biased", [False, True])
+def test_pairwise_judge_swaps_the_answers_so_position_bias_becomes_a_tie(tmp_path: Path, biased: bool):
+    client, _ = make_client()
+    judge = _Judge(biased=biased)
+    client.plugins.register(ScriptedPlugin(judge), name="judge-plugin")
+    data = {
+        "train": str(write_jsonl(tmp_path / "train.jsonl", reversal_rows(30))),
+        "test": str(write_jsonl(tmp_path / "test.jsonl", reversal_rows(8, seed=2))),
+    }
+    job = client.follow(client.submit(spec(data, name="rev")).id, interval=0)
+    result = client.evaluate(job.id, EvalSpec(metrics=["exact_match"], judge="judge:any-judge-model"))
+    [verdict] = [c for c in result.comparisons if c.metric == "judge"]
+    assert len(judge.asked) == 16  # every pair twice, answers swapped
+    assert "Answer A:\nReverse: " in judge.asked[0] and "Answer A:\nReversed: " in judge.asked[1]  # swapped
+    if biased:
+        assert (verdict.wins, verdict.ties, verdict.losses, verdict.delta) == (0, 8, 0, 0.0)
+    else:
+        assert (verdict.wins, verdict.losses, verdict.win_rate, verdict.delta) == (8, 0, 1.0, 1.0)
+        assert verdict.significant and "judged by any-judge-model" in (verdict.note or "")

@@ -265,3 +265,34 @@ def test_export_merges_the_adapter_into_weights_that_answer_the_same(trained):  
     ids = torch.tensor([[1, 5, 9, 42, 7, 3]])
     with torch.no_grad():
         assert torch.allclose(tuned(ids).logits, merged(ids).logits, atol=1e-4)
+
+
+def test_eval_loss_and_perplexity_fall_after_training(trained):  # type: ignore[no-untyped-def]
+    import json
+
+    env, folder = trained
+    done = run_anytune(
+        "eval",
+        "rev-local@1",
+        "--data",
+        str(folder / "test.jsonl"),
+        "--metrics",
+        "eval_loss,perplexity",
+        "--json",
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    base, tuned = result["subjects"]
+    assert tuned["metrics"]["eval_loss"] < base["metrics"]["eval_loss"]
+    assert tuned["metrics"]["perplexity"] < base["metrics"]["perplexity"]
+    import math
+
+    assert math.isclose(tuned["metrics"]["perplexity"], math.exp(tuned["metrics"]["eval_loss"]), rel_tol=0.5)
+    [loss] = [c for c in result["comparisons"] if c["metric"] == "eval_loss"]
+    assert loss["delta"] < 0 and loss["wins"] > loss["losses"]  # a lower loss is a win
+    # OpenAI gives no token probabilities: the same metric says so instead of inventing a number
+    refused = run_anytune(
+        "eval", "rev-openai@1", "--data", str(folder / "test.jsonl"), "--metrics", "eval_loss", env=env
+    )
+    assert refused.returncode != 0 and "cannot compute the loss" in refused.stderr

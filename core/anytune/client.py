@@ -503,6 +503,14 @@ class Client:
         job = self.registry.get_job(model.job_id) if model.job_id else None
         return EvalTarget(model.ref, model.provider, model.artifact, model.base_model, job, model)
 
+    def resolve_judge(self, ref: str) -> tuple[Backend, ModelArtifact]:
+        """A judge model: a registered model or job, or `provider:model` for a provider's own model."""
+        provider, sep, model = ref.partition(":")
+        if sep and "@" not in ref and provider in self.plugins.backend_names():
+            return self.backend(provider), ModelArtifact.base(provider, model)
+        target = self.resolve_target(ref)
+        return self.backend(target.provider), target.artifact
+
     def evaluate_targets(
         self,
         targets: list[str],
@@ -532,7 +540,8 @@ class Client:
         for t in resolved:
             subjects["fine-tuned" if single_job else t.label] = (self.backend(t.provider), t.artifact)
         metrics = resolve_metrics(spec.metrics, self.plugins.metrics())
-        result = evaluate(subjects, data, spec, metrics, on_progress)
+        judge = self.resolve_judge(spec.judge) if spec.judge else None
+        result = evaluate(subjects, data, spec, metrics, on_progress, judge=judge)
         labels = {("fine-tuned" if single_job else t.label): t for t in resolved}
         for subject in result.subjects:
             t = labels.get(subject.subject)

@@ -272,6 +272,14 @@ class Backend(ABC):
     def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
         """One completion per chat prompt, for evaluation. `model.kind == "base"` means the base model."""
 
+    def target_loss(
+        self, model: ModelArtifact, prompts: list[Messages], targets: list[str]
+    ) -> list[tuple[float, int]]:
+        """Optional, for the `eval_loss` and `perplexity` metrics: per example, the summed negative
+        log-likelihood (nats) of `target` as the answer to `prompt`, and its number of tokens. Backends that
+        cannot see token probabilities leave this out; those metrics then say so."""
+        raise CapabilityError(f"{self.name} cannot compute the loss of an answer (no token probabilities)")
+
     def check_spec(self, spec: JobSpec) -> list[Problem]:
         """Problems with `spec` that `capabilities()` cannot express (a base model that does not exist or
         retires soon, an option the provider refuses). Must be quick and need no upload."""

@@ -317,3 +317,11 @@ class LocalBackend(Backend):
 
         lm, tokenizer = self._load(model)
         return generate(lm, tokenizer, prompts, params)
+
+    def target_loss(
+        self, model: ModelArtifact, prompts: list[Messages], targets: list[str]
+    ) -> list[tuple[float, int]]:
+        from anytune_local.generation import target_loss
+
+        lm, tokenizer = self._load(model)
+        return target_loss(lm, tokenizer, prompts, targets)

@@ -10,14 +10,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from anytune.cli.console import err, out, print_json
+from anytune.evaluation.metrics import is_fraction, show
 
 if TYPE_CHECKING:
     from anytune.client import Client
     from anytune.evaluation.runner import EvalResult
-
-
-def _pct(value: float) -> str:
-    return f"{value:.1%}"
 
 
 def eval_table(result: EvalResult) -> Table:
@@ -36,14 +33,30 @@ def eval_table(result: EvalResult) -> Table:
         row = [metric]
         for s in result.subjects:
             low, high = s.ci.get(metric, (s.metrics[metric], s.metrics[metric]))
-            row.append(f"{_pct(s.metrics[metric])} [dim][{low:.0%}, {high:.0%}][/]")
+            row.append(
+                f"{show(metric, s.metrics[metric])} [dim]\\[{show(metric, low)}, {show(metric, high)}][/]"
+            )
         for o in others:
-            c = next(c for c in result.comparisons if c.metric == metric and c.b == o.subject)
-            color = "green" if c.delta > 0 else "red" if c.delta < 0 else "dim"
+            c = next((c for c in result.comparisons if c.metric == metric and c.b == o.subject), None)
+            if c is None:
+                row.append("-")
+                continue
+            better = c.delta > 0 if is_fraction(metric) else c.delta < 0
+            color = "dim" if c.delta == 0 else "green" if better else "red"
             mark = " *" if c.significant else ""
             wins = f" [dim]won {c.win_rate:.0%}[/]" if c.win_rate is not None else ""
-            row.append(f"[{color}]{c.delta:+.1%}{mark}[/] [dim][{c.low:+.0%}, {c.high:+.0%}][/]{wins}")
+            interval = f"\\[{show(metric, c.low, True)}, {show(metric, c.high, True)}]"
+            row.append(f"[{color}]{show(metric, c.delta, True)}{mark}[/] [dim]{interval}[/]{wins}")
         t.add_row(*row)
+    for c in (c for c in result.comparisons if c.metric == "judge"):
+        cells = ["judge"] + ["" for _ in result.subjects]
+        for o in others:
+            cells.append(
+                f"{c.delta:+.2f} [dim]\\[{c.low:+.2f}, {c.high:+.2f}] {c.wins}/{c.ties}/{c.losses}[/]"
+                if c.b == o.subject
+                else ""
+            )
+        t.add_row(*cells)
     if others:
         t.caption = (
             "[dim]\\[low, high]: 95% bootstrap interval; change: paired bootstrap, * = interval excludes 0; "
@@ -91,6 +104,11 @@ def eval_command(
         0.0, "--tolerance", help="Drift check: drops smaller than this are not drift."
     ),
     fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 1 when drift is found (for CI)."),
+    judge: str | None = typer.Option(
+        None,
+        "--judge",
+        help="A model that judges each pair of answers: NAME@VERSION, a job id, or provider:model.",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Score models from any provider on the same held-out data, each through its own backend.
@@ -113,6 +131,8 @@ def eval_command(
         update["limit"] = limit
     if max_new_tokens is not None:
         update["max_new_tokens"] = max_new_tokens
+    if judge is not None:
+        update["judge"] = judge
     spec = EvalSpec.model_validate({**defaults.model_dump(), **update})
     with out.status("evaluating...") as status:
         result = client.evaluate_targets(

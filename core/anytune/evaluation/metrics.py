@@ -153,11 +153,14 @@ def macro_f1(predictions: Sequence[str], references: Sequence[str]) -> float:
 
 @dataclass(frozen=True)
 class MetricDef:
-    """A metric: per example (`example`, averaged) or over a whole set (`corpus`)."""
+    """A metric: per example (`example`, averaged), over a whole set (`corpus`), or from the model's token
+    probabilities of the reference answer (`from_loss`: eval_loss, perplexity; lower is better)."""
 
     name: str
     example: Metric | None = None
     corpus: CorpusMetric | None = None
+    from_loss: bool = False
+    higher_is_better: bool = True
 
     def __call__(self, predictions: Sequence[str], references: Sequence[str]) -> float:
         if self.corpus is not None:
@@ -180,6 +183,19 @@ BUILTIN: dict[str, Metric] = {
     "accuracy": label_accuracy,
 }
 CORPUS: dict[str, CorpusMetric] = {"macro_f1": macro_f1}
+# Computed from the backend's `target_loss()`: mean per-token NLL of the reference answer, and exp of it.
+LOSS = ("eval_loss", "perplexity")
+
+
+def is_fraction(name: str) -> bool:
+    """Whether a metric is a share in [0, 1] (shown as a percentage) rather than a loss."""
+    return name not in LOSS
+
+
+def show(name: str, value: float, signed: bool = False) -> str:
+    if is_fraction(name):
+        return f"{value:+.1%}" if signed else f"{value:.1%}"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
 def resolve_metrics(names: list[str], extra: dict[str, Metric] | None = None) -> dict[str, MetricDef]:
@@ -187,6 +203,7 @@ def resolve_metrics(names: list[str], extra: dict[str, Metric] | None = None) ->
         n: MetricDef(n, example=f) for n, f in {**BUILTIN, **(extra or {})}.items()
     }
     available.update({n: MetricDef(n, corpus=f) for n, f in CORPUS.items()})
+    available.update({n: MetricDef(n, from_loss=True, higher_is_better=False) for n in LOSS})
     unknown = [n for n in names if n not in available]
     if unknown:
         raise UsageError(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anytune.errors import UsageError
+from anytune.evaluation.metrics import is_fraction, show
 from anytune.settings import anytune_home
 
 if TYPE_CHECKING:
@@ -114,20 +115,22 @@ def write_report(client: Client, targets: list[str], out_dir: Path | None = None
     else:
         warnings.append("no training loss was recorded for these models (e.g. registered, not trained here)")
     metrics = list(subjects[-1].evaluation.metrics)
-    images.append(
-        plots.metric_bars(
-            [(s.label, s.evaluation.metrics, s.evaluation.ci) for s in subjects],
-            metrics,
-            folder / "metrics.png",
+    shares = [m for m in metrics if is_fraction(m)]  # losses have their own scale: table only
+    if shares:
+        images.append(
+            plots.metric_bars(
+                [(s.label, s.evaluation.metrics, s.evaluation.ci) for s in subjects],
+                shares,
+                folder / "metrics.png",
+            )
         )
-    )
+    primary = shares[0] if shares else ""
     priced = [
-        (s.label, *s.cost, s.evaluation.metrics.get(metrics[0]), s.evaluation.ci.get(metrics[0]))
-        for s in subjects
+        (s.label, *s.cost, s.evaluation.metrics.get(primary), s.evaluation.ci.get(primary)) for s in subjects
     ]
     priced = [p for p in priced if p[1] is not None]
-    if priced:
-        images.append(plots.cost_quality(priced, metrics[0], folder / "cost_quality.png"))
+    if priced and primary:
+        images.append(plots.cost_quality(priced, primary, folder / "cost_quality.png"))
     examples, example_warning = _examples(subjects)
     if example_warning:
         warnings.append(example_warning)
@@ -212,7 +215,7 @@ def _score(s: Subject, metric: str) -> str:
     if value is None:
         return "-"
     low, high = s.evaluation.ci.get(metric, (value, value))
-    return f"{value:.1%} [{low:.1%}, {high:.1%}]"
+    return f"{show(metric, value)} [{show(metric, low)}, {show(metric, high)}]"
 
 
 def _lineage(s: Subject) -> list[tuple[str, str]]:
@@ -289,7 +292,8 @@ def _html(c: dict[str, Any]) -> str:
             mark = " *" if cmp.get("significant") else ""
             parts.append(
                 f"<tr><td>{e(cmp['metric'])}</td><td>{e(cmp['a'])}</td><td>{e(cmp['b'])}</td>"
-                f"<td class='num'>{cmp['delta']:+.1%}{mark}</td><td class='num'>[{cmp['low']:+.1%}, {cmp['high']:+.1%}]</td>"
+                f"<td class='num'>{show(cmp['metric'], cmp['delta'], True)}{mark}</td>"
+                f"<td class='num'>[{show(cmp['metric'], cmp['low'], True)}, {show(cmp['metric'], cmp['high'], True)}]</td>"
                 f"<td class='num'>{wtl}</td><td class='num'>{rate}</td></tr>"
             )
         parts.append("</table>")
@@ -353,9 +357,10 @@ def _markdown(c: dict[str, Any]) -> str:
         ]
         for cmp in c["comparisons"]:
             rate = "-" if cmp.get("win_rate") is None else f"{cmp['win_rate']:.0%}"
+            m = cmp["metric"]
             lines.append(
-                f"| {cmp['metric']} | {_md_cell(cmp['a'])} | {_md_cell(cmp['b'])} | {cmp['delta']:+.1%} | "
-                f"[{cmp['low']:+.1%}, {cmp['high']:+.1%}] | {rate} |"
+                f"| {m} | {_md_cell(cmp['a'])} | {_md_cell(cmp['b'])} | {show(m, cmp['delta'], True)} | "
+                f"[{show(m, cmp['low'], True)}, {show(m, cmp['high'], True)}] | {rate} |"
             )
     for image in c["images"]:
         lines += ["", f"![{image}]({image})"]

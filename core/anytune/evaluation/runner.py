@@ -11,7 +11,7 @@ from anytune.data.records import content_text, prompt_and_target
 from anytune.data.validate import RecordValidator, require_valid
 from anytune.evaluation.metrics import MetricDef
 from anytune.evaluation.spec import EvalSpec
-from anytune.evaluation.stats import bootstrap_ci, example_scores, paired
+from anytune.evaluation.stats import bootstrap_ci, example_scores, loss_metric, paired
 from anytune.hookspecs import Backend, GenerationParams, Messages
 from anytune.jobs import ModelArtifact
 
@@ -43,6 +43,7 @@ class Comparison(BaseModel):
     losses: int | None = None
     win_rate: float | None = None
     significant: bool = False
+    note: str | None = None
 
 
 class EvalResult(BaseModel):
@@ -78,6 +79,7 @@ def evaluate(
     spec: EvalSpec,
     metrics: dict[str, MetricDef],
     on_progress: Callable[[str], None] = lambda _s: None,
+    judge: tuple[Backend, ModelArtifact] | None = None,
 ) -> EvalResult:
     """Generate with every subject, score with every metric (with 95% intervals), and compare every subject
     with the first one (the base model, where there is one) on the same examples."""
@@ -86,9 +88,20 @@ def evaluate(
     results: list[SubjectResult] = []
     for name, (backend, artifact) in subjects.items():
         on_progress(name)
-        predictions = backend.generate(artifact, prompts, params)
+        generating = [m for m in metrics.values() if not m.from_loss]
+        predictions = backend.generate(artifact, prompts, params) if generating else [""] * len(references)
+        losses = None
+        if any(m.from_loss for m in metrics.values()):
+            losses = backend.target_loss(artifact, prompts, references)  # CapabilityError says who cannot
         values, intervals, per_example = {}, {}, {}
         for metric, definition in metrics.items():
+            if definition.from_loss:
+                assert losses is not None
+                value, (low, high), scores = loss_metric(metric, losses)
+                values[metric], intervals[metric] = round(value, 4), (round(low, 4), round(high, 4))
+                if scores is not None:
+                    per_example[metric] = scores
+                continue
             scores = example_scores(definition, predictions, references)
             values[metric] = round(definition(predictions, references), 4) if references else 0.0
             low, high = bootstrap_ci(definition, predictions, references, scores)
@@ -112,6 +125,8 @@ def evaluate(
         first = results[0]
         for other in results[1:]:
             for metric, definition in metrics.items():
+                if definition.from_loss and metric not in first.scores:
+                    continue  # perplexity is a set-level figure: its comparison is eval_loss's
                 c = paired(
                     definition,
                     (first.subject, first.predictions, first.scores.get(metric)),
@@ -133,6 +148,9 @@ def evaluate(
                         significant=c.significant,
                     )
                 )
+    if judge is not None and len(results) > 1:
+        on_progress("the judge")
+        comparisons += _judged(judge, prompts, references, results, spec)
     examples = [
         {
             "prompt": content_text(prompts[i][-1].get("content")) if prompts[i] else "",
@@ -150,3 +168,51 @@ def evaluate(
         examples=examples,
         references=references,
     )
+
+
+def _judged(
+    judge: tuple[Backend, ModelArtifact],
+    prompts: list[Messages],
+    references: list[str],
+    results: list[SubjectResult],
+    spec: EvalSpec,
+) -> list[Comparison]:
+    """Each subject against the first, as a judge model sees them (answers swapped and judged twice)."""
+    from anytune.evaluation.judge import judge_pairs
+    from anytune.evaluation.metrics import MetricDef
+    from anytune.evaluation.stats import bootstrap_ci
+
+    asked = [content_text(p[-1].get("content")) if p else "" for p in prompts]
+    first = results[0]
+    out = []
+    for other in results[1:]:
+        scores, unreadable = judge_pairs(
+            judge[0],
+            judge[1],
+            asked,
+            references,
+            first.predictions,
+            other.predictions,
+            batch_size=spec.batch_size,
+        )
+        mean = MetricDef("judge", example=lambda _p, _r: 0.0)
+        low, high = bootstrap_ci(mean, [""] * len(scores), [""] * len(scores), scores)
+        wins, losses = scores.count(1.0), scores.count(-1.0)
+        out.append(
+            Comparison(
+                metric="judge",
+                a=first.subject,
+                b=other.subject,
+                delta=round(sum(scores) / len(scores), 4) if scores else 0.0,
+                low=round(low, 4),
+                high=round(high, 4),
+                wins=wins,
+                ties=len(scores) - wins - losses,
+                losses=losses,
+                win_rate=round(wins / (wins + losses), 4) if wins + losses else None,
+                significant=low > 0 or high < 0,
+                note=f"judged by {judge[1].model_id}, each pair twice with the answers swapped"
+                + (f"; {unreadable} unreadable verdict(s) counted as ties" if unreadable else ""),
+            )
+        )
+    return out

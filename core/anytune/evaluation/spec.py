@@ -20,3 +20,8 @@ class EvalSpec(BaseModel):
     max_new_tokens: int = Field(64, ge=1, le=4096)
     limit: int | None = Field(None, ge=1, description="Score only the first N examples.")
     batch_size: int = Field(16, ge=1, le=512)
+    judge: str | None = Field(
+        None,
+        description="A model that judges each pair of answers (a model reference, a job id, or provider:model "
+        "for a provider's base model, e.g. openai:gpt-4o-mini); adds a `judge` head-to-head.",
+    )

@@ -120,12 +120,16 @@ def paired(
     rows = _indices(len(references), resamples, seed)
     dist_a = resampled(metric, preds_a, references, scores_a, rows)
     dist_b = resampled(metric, preds_b, references, scores_b, rows)
-    delta = metric(preds_b, references) - metric(preds_a, references)
+    if scores_a is not None and scores_b is not None:
+        delta = sum(scores_b) / len(scores_b) - sum(scores_a) / len(scores_a)
+    else:
+        delta = metric(preds_b, references) - metric(preds_a, references)
     low, high = _interval([y - x for x, y in zip(dist_a, dist_b, strict=True)], confidence)
     wins = ties = losses = None
     if scores_a is not None and scores_b is not None:
-        wins = sum(y > x for x, y in zip(scores_a, scores_b, strict=True))
-        losses = sum(y < x for x, y in zip(scores_a, scores_b, strict=True))
+        sign = 1 if metric.higher_is_better else -1  # a lower loss is a win
+        wins = sum(sign * (y - x) > 0 for x, y in zip(scores_a, scores_b, strict=True))
+        losses = sum(sign * (y - x) < 0 for x, y in zip(scores_a, scores_b, strict=True))
         ties = len(references) - wins - losses
     return PairedComparison(metric.name, name_a, name_b, delta, low, high, wins, ties, losses)
 
@@ -191,3 +195,21 @@ def permutation_test(
             hits += 1
     p = (hits + 1) / (permutations + 1)
     return DriftTest(metric, float(x.mean()), float(y.mean()), len(x), len(y), p, alpha, tolerance)
+
+
+def loss_metric(
+    name: str, losses: Sequence[tuple[float, int]], *, resamples: int = RESAMPLES, seed: int = SEED
+) -> tuple[float, tuple[float, float], list[float] | None]:
+    """(value, 95% interval, per-example scores) of `eval_loss` (mean per-token NLL of each reference answer,
+    averaged over examples) or `perplexity` (exp of the token-weighted mean NLL: a set-level figure)."""
+    import numpy as np
+
+    nll = np.asarray([x for x, _ in losses], dtype=float)
+    tokens = np.asarray([n for _, n in losses], dtype=float)
+    if name == "eval_loss":
+        per = [float(x / n) if n else 0.0 for x, n in zip(nll, tokens, strict=True)]
+        rows = _indices(len(per), resamples, seed)
+        return float(np.mean(per)), _interval(np.asarray(per)[rows].mean(axis=1), CONFIDENCE), per
+    rows = _indices(len(losses), resamples, seed)
+    dist = np.exp(nll[rows].sum(axis=1) / np.maximum(tokens[rows].sum(axis=1), 1))
+    return float(np.exp(nll.sum() / max(tokens.sum(), 1))), _interval(dist, CONFIDENCE), None
