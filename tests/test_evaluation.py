@@ -221,3 +221,27 @@ def test_pairwise_judge_swaps_the_answers_so_position_bias_becomes_a_tie(tmp_pat
     else:
         assert (verdict.wins, verdict.losses, verdict.win_rate, verdict.delta) == (8, 0, 1.0, 1.0)
         assert verdict.significant and "judged by any-judge-model" in (verdict.note or "")
+
+
+def test_export_to_mlflow_carries_lineage_metrics_and_aliases(tmp_path: Path):
+    mlflow = pytest.importorskip("mlflow")
+    from anytune.registry.mlflow_export import export_to_mlflow
+
+    client, _ = make_client()
+    data = {
+        "train": str(write_jsonl(tmp_path / "train.jsonl", reversal_rows(30))),
+        "test": str(write_jsonl(tmp_path / "test.jsonl", reversal_rows(8, seed=2))),
+    }
+    job = client.follow(client.submit(spec(data, name="rev")).id, interval=0)
+    client.evaluate(job.id, EvalSpec(metrics=["exact_match"]))
+    client.registry.set_alias("rev", "production", 1)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = export_to_mlflow(client.registry, "rev@production", tracking_uri=uri)
+    ml = mlflow.MlflowClient(tracking_uri=uri)
+    version = ml.get_model_version_by_alias("rev", "production")
+    assert str(version.version) == done["mlflow_version"] and version.run_id == done["run_id"]
+    assert version.tags["anytune.job_id"] == job.id and version.tags["anytune.provider"] == "scripted"
+    assert version.tags["anytune.dataset_fingerprint"] == job.dataset_fingerprint
+    assert version.tags["anytune.cost.quoted"] == "1.0"
+    run = ml.get_run(done["run_id"])
+    assert run.data.metrics["eval.exact_match"] == 1.0 and run.data.tags["anytune.model"] == "rev@1"

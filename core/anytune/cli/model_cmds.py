@@ -105,3 +105,21 @@ def demote(
     """Remove an alias (the version it pointed at stays)."""
     _registry().remove_alias(name, alias)
     out.print(f"removed {name}@{alias}")
+
+
+@app.command("export-mlflow")
+def export_mlflow(
+    ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."),
+    tracking_uri: str | None = typer.Option(
+        None, "--tracking-uri", help="MLflow tracking URI (default: MLflow's own, e.g. $MLFLOW_TRACKING_URI)."
+    ),
+    experiment: str = typer.Option("anytune", "--experiment"),
+) -> None:
+    """Log a model version to MLflow (lineage as tags, weights or how to call it as artifacts) and register it
+    there with the same aliases."""
+    from anytune.registry.mlflow_export import export_to_mlflow
+
+    done = export_to_mlflow(_registry(), ref, tracking_uri=tracking_uri, experiment=experiment)
+    out.print(
+        f"MLflow: run {done['run_id']}, registered model {escape(done['name'])} version {done['mlflow_version']}"
+    )
