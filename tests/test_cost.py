@@ -306,9 +306,8 @@ def test_all_providers_in_one_table_sorted_by_price_with_reasons(tmp_path: Path)
     # a spec a provider cannot run: it says why instead of giving a number, and goes to the bottom
     prefix = by_label(quote(spec(train, adapter="prefix"), ["together", "openai"]))
     assert not prefix["together"].available
-    assert (
-        prefix["together"].reason
-        == "adapter: together cannot train adapter 'prefix'; it can train: full, lora"
+    assert prefix["together"].reason == (
+        "adapter: together cannot train adapter 'prefix'; it can train: full, lora; providers that can: local"
     )
 
 

@@ -186,6 +186,16 @@ def test_a_malformed_file_is_refused_before_upload_with_line_numbers(emulator, t
     assert emulator.recorder.count("POST", "/v1/files") == 0 and not emulator.jobs
 
 
+def test_an_adapter_together_does_not_offer_is_refused_naming_who_can(emulator, chat_data, tmp_path):
+    from anytune.errors import CapabilityError
+
+    with pytest.raises(CapabilityError) as info:
+        Client().submit(together_spec(chat_data, adapter={"type": "prefix", "num_virtual_tokens": 8}))
+    assert "together cannot train adapter 'prefix'" in str(info.value)
+    assert "providers that can: local" in str(info.value)
+    assert emulator.recorder.count("POST", "/v1/files") == 0 and not emulator.jobs
+
+
 def test_a_duplicate_upload_reuses_the_file(emulator, chat_data):
     client = Client()
     client.submit(together_spec(chat_data))

@@ -106,7 +106,7 @@ class Client:
         warning (they are needed to submit, not to price), and an over-budget quote is returned, not raised."""
         backend = self.backend(spec.provider)
         caps = backend.capabilities()
-        problems = check_spec(spec, caps, spec.provider)
+        problems = self._with_alternatives(spec, check_spec(spec, caps, spec.provider))
         problems += backend.check_spec(spec)
         if quote_only:
             problems = [
@@ -130,6 +130,26 @@ class Client:
                 hint="raise budget_usd, use less data or fewer epochs, or choose another provider",
             )
         return Preflight(spec, backend, caps, bundle, quote, reports, warnings)
+
+    def _with_alternatives(self, spec: JobSpec, problems: list[Problem]) -> list[Problem]:
+        """A method or adapter a provider cannot do: say which installed providers can."""
+        if not any(p.field in ("method", "adapter") and p.severity == "error" for p in problems):
+            return problems
+        able = []
+        for name in self.plugins.backend_names():
+            if name == spec.provider:
+                continue
+            try:
+                caps = self.backend(name).capabilities()
+            except AnytuneError:
+                continue
+            if spec.method_type in caps.methods and spec.adapter_type in caps.adapters:
+                able.append(name)
+        suffix = f"; providers that can: {', '.join(able)}" if able else "; no installed provider can"
+        return [
+            Problem(p.severity, p.field, p.message + suffix) if p.field in ("method", "adapter") else p
+            for p in problems
+        ]
 
     def _validate(self, path: str, fmt: DataFormat | None, max_seq_length: int | None) -> ValidationReport:
         """validate_file, remembered for this client while the file is unchanged (a quote across providers

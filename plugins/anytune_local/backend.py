@@ -100,7 +100,7 @@ class LocalBackend(Backend):
     def capabilities(self) -> Capabilities:
         return Capabilities(
             methods=frozenset({Method.SFT}),
-            adapters=frozenset({AdapterType.LORA}),
+            adapters=frozenset(AdapterType),
             data_formats=frozenset({DataFormat.CHAT, DataFormat.INSTRUCTION, DataFormat.COMPLETION}),
             hyperparameters=HONOURED,
             base_models=None,
@@ -108,7 +108,9 @@ class LocalBackend(Backend):
             supports_cancel=True,
             notes=[
                 "any causal LM folder, .gguf file or hub id; `tiny` builds a small test model offline",
-                "provider_options.local.merge: true also saves merged full weights",
+                "provider_options.local.merge: true also saves merged full weights (LoRA, DoRA, IA3)",
+                "adapters: full (with hyperparameters.freeze), lora, dora, qlora (bitsandbytes; fp32 compute on "
+                "CPU), prefix, prompt, p_tuning, ia3, llama_adapter (Llama-family), bottleneck (Houlsby/Pfeiffer)",
             ],
         )
 
@@ -278,7 +280,7 @@ class LocalBackend(Backend):
         return ModelArtifact(
             provider=self.name,
             model_id=str(adapter),
-            kind="adapter",
+            kind=result.get("kind", "adapter"),
             base_model=result["base_model"],
             adapter_type=result.get("adapter_type"),
             path=str(adapter),

@@ -21,6 +21,13 @@ def merge_adapter(artifact: ModelArtifact, out_dir: str | Path, dtype: str = "fl
         raise UsageError(f"--dtype {dtype}: use one of {', '.join(DTYPES)}")
     if artifact.kind not in ("adapter", "merged", "full"):
         raise UsageError(f"{artifact.model_id} is a {artifact.kind}, not local weights")
+    from anytune_local.adapters import MERGEABLE, AdapterType
+
+    if artifact.kind == "adapter" and AdapterType(artifact.adapter_type or "lora") not in MERGEABLE:
+        raise UsageError(
+            f"a {artifact.adapter_type} adapter cannot be merged into the weights: it adds tokens or layers",
+            hint="serve it as it is (anytune serve), or train lora, dora, qlora or ia3 to get mergeable weights",
+        )
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not empty", hint="choose a new folder")

@@ -48,14 +48,20 @@ def device_and_dtype() -> tuple[str, Any]:
 
 
 def load_causal_lm(path: str | Path, adapter: str | Path | None = None) -> Any:
+    """A base model, with a saved adapter on it: a peft adapter of any kind, or anytune's bottleneck layers."""
     from transformers import AutoModelForCausalLM
 
     device, dtype = device_and_dtype()
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
     if adapter is not None:
-        from peft import PeftModel
+        from anytune_local.adapters import is_bottleneck, load_bottlenecks
 
-        model = PeftModel.from_pretrained(model, str(adapter))
+        if is_bottleneck(adapter):
+            model = load_bottlenecks(model, adapter)
+        else:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(adapter))
     return model.to(device).eval()
 
 

@@ -76,7 +76,22 @@ def load_rows(path: str, fmt: DataFormat, train_on_inputs: bool) -> list[dict[st
     return [to_trl_row(record, fmt, train_on_inputs) for _, record in validator]
 
 
+# Learning rates that train each kind of adapter well from the usual starting points: few parameters take
+# large steps (prompt tuning papers use 0.3), every weight takes small ones.
+DEFAULT_LR = {
+    "full": 2e-5,
+    "ia3": 3e-3,
+    "prefix": 1e-2,
+    "prompt": 1e-2,
+    "p_tuning": 1e-2,
+    "llama_adapter": 1e-2,
+    "bottleneck": 1e-3,
+}
+
+
 def _hp(spec: JobSpec, name: str) -> Any:
+    if name == "learning_rate" and spec.hyperparameters.learning_rate is None:
+        return DEFAULT_LR.get(spec.adapter.type, DEFAULTS["learning_rate"])
     value = getattr(spec.hyperparameters, name)
     return DEFAULTS.get(name) if value is None else value
 
@@ -108,8 +123,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
 
     quiet_libraries()
     import torch
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, TrainerCallback
+    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from anytune_local.loading import device_and_dtype, load_tokenizer
@@ -126,24 +140,31 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
 
     tokenizer = load_tokenizer(resolved.path)
     device, dtype = device_and_dtype()
-    model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=dtype)
+    from anytune_local import adapters
+
+    model = adapters.load_for_training(resolved.path, spec, device, dtype)
     if should_stop():
         raise Cancelled
 
     adapter = spec.adapter
-    init = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}.get(
-        adapter.init, True
-    )
-    lora = LoraConfig(
-        r=adapter.r,
-        lora_alpha=adapter.effective_alpha,
-        lora_dropout=adapter.dropout,
-        target_modules=adapter.target_modules,
-        modules_to_save=adapter.modules_to_save or None,
-        use_rslora=adapter.use_rslora,
-        init_lora_weights=init,
-        task_type="CAUSAL_LM",
-    )
+    peft_config = adapters.peft_config(spec, model)
+    if adapter.type == "full":
+        counts = adapters.freeze(model, spec)
+        emit(
+            f"full fine-tuning: {counts['trainable']:,} parameters trained, {counts['frozen']:,} frozen",
+            **counts,
+        )
+    elif adapter.type == "bottleneck":
+        adapters.add_bottlenecks(model, adapter.style, adapter.reduction_factor, adapter.non_linearity)
+        emit(f"{adapter.style} bottleneck adapters added (reduction {adapter.reduction_factor})")
+    elif adapter.type == "llama_adapter":
+        # TRL patches a fused LM head onto the base model after wrapping it; LLaMA-Adapter's wrapper keeps the
+        # forward it saw first, so the head must be patched before wrapping (TRL 1.16)
+        from peft import get_peft_model
+        from trl.trainer.utils import add_fused_lm_head
+
+        add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+        model, peft_config = get_peft_model(model, peft_config), None
 
     hp = spec.hyperparameters
     # Dense enough for a loss curve, sparse enough that a long run does not flood the registry.
@@ -231,7 +252,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=lora,
+        peft_config=peft_config,
         callbacks=[progress],
     )
     jobdir.write_status("training", step=0, total_steps=steps)
@@ -240,18 +261,38 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     if should_stop():
         raise Cancelled
 
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # before any merge
     jobdir.write_status("saving")
-    adapter_dir = jobdir.output / "adapter"
-    trainer.model.save_pretrained(str(adapter_dir))
+    saved_kind = "adapter"
+    if adapter.type == "full":
+        adapter_dir = jobdir.output / "model"
+        trainer.model.save_pretrained(str(adapter_dir))
+        saved_kind = "full"
+    elif adapter.type == "bottleneck":
+        adapter_dir = jobdir.output / "adapter"
+        adapters.save_bottlenecks(trainer.model, adapter, adapter_dir, base_model)
+    else:
+        adapter_dir = jobdir.output / "adapter"
+        trainer.model.save_pretrained(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
-    emit(f"adapter saved to {adapter_dir}")
+    emit(f"{saved_kind} saved to {adapter_dir}")
     merged_dir = None
-    if spec.options_for("local").get("merge"):
-        merged_dir = jobdir.output / "merged"
-        merged = trainer.model.merge_and_unload()
-        merged.save_pretrained(str(merged_dir))
-        tokenizer.save_pretrained(str(merged_dir))
-        emit(f"merged weights saved to {merged_dir}")
+    if spec.options_for("local").get("merge") and saved_kind == "adapter":
+        if adapters.AdapterType(adapter.type) in adapters.MERGEABLE and adapter.type != "qlora":
+            merged_dir = jobdir.output / "merged"
+            merged = trainer.model.merge_and_unload()
+            merged.save_pretrained(str(merged_dir))
+            tokenizer.save_pretrained(str(merged_dir))
+            emit(f"merged weights saved to {merged_dir}")
+        else:
+            why = (
+                "its base is quantized here: `anytune export` merges it into a full-precision base"
+                if adapter.type == "qlora"
+                else "it adds tokens or layers rather than changing weights"
+            )
+            emit(
+                f"not merged: a {adapter.type} adapter cannot be merged in training ({why})", level="warning"
+            )
 
     metrics = {k: float(v) for k, v in output.metrics.items() if isinstance(v, int | float)}
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -259,7 +300,6 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         metrics["first_loss"], metrics["final_loss"] = float(losses[0]), float(losses[-1])
     if eval_rows:
         metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)})
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     hardware, trained_tokens = _record_throughput(spec, base_model, trainer, metrics, device)
     return {
         "adapter_path": str(adapter_dir),
@@ -268,6 +308,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         "base_model_path": str(resolved.path),
         "base_model_source": resolved.source,
         "adapter_type": spec.adapter.type,
+        "kind": saved_kind,
         "trainable_parameters": trainable,
         "steps": trainer.state.global_step,
         "metrics": metrics,
