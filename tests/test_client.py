@@ -57,7 +57,7 @@ def test_everything_a_backend_cannot_do_is_refused_at_once_and_nothing_is_record
 def test_reserved_methods_say_so(data):
     client, _ = make_client()
     with pytest.raises(CapabilityError, match="reserved"):
-        client.submit(spec(data, method="grpo"))
+        client.submit(spec(data, method="ppo"))
 
 
 def test_ignored_hyperparameters_warn_or_refuse_when_strict(data):

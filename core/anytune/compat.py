@@ -28,7 +28,12 @@ def check_spec(spec: JobSpec, caps: Capabilities, provider: str) -> list[Problem
     method = spec.method_type
     if method not in caps.methods:
         can = ", ".join(sorted(m.value for m in caps.methods))
-        why = " (reserved: no built-in backend runs it yet)" if method in RESERVED_METHODS else ""
+        why = (
+            " (reserved: TRL 1.16 moved PPO to trl.experimental and no built-in backend runs it; grpo is the "
+            "online RL method the local backend offers)"
+            if method in RESERVED_METHODS
+            else ""
+        )
         error("method", f"{provider} cannot run method {method.value!r}{why}; it can run: {can}")
 
     adapter = spec.adapter_type

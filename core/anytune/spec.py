@@ -50,7 +50,7 @@ class Method(StrEnum):
     GRPO = "grpo"  # reserved, as above
 
 
-RESERVED_METHODS = frozenset({Method.PPO, Method.GRPO})
+RESERVED_METHODS = frozenset({Method.PPO})
 
 _METHOD_SYNONYMS = {
     "supervised": "sft",

@@ -33,7 +33,7 @@ BOTTLENECK_CONFIG = "bottleneck_config.json"
 BOTTLENECK_WEIGHTS = "bottleneck_model.safetensors"
 
 
-def peft_config(spec: JobSpec, model: Any) -> Any | None:
+def peft_config(spec: JobSpec, model: Any, task_type: str = "CAUSAL_LM") -> Any | None:
     """The peft config for the spec's adapter; None for full fine-tuning and bottleneck layers."""
     a = spec.adapter
     kind = AdapterType(a.type)
@@ -52,11 +52,11 @@ def peft_config(spec: JobSpec, model: Any) -> Any | None:
             use_rslora=a.use_rslora,
             use_dora=kind is AdapterType.DORA,
             init_lora_weights=init.get(a.init, True),
-            task_type="CAUSAL_LM",
+            task_type=task_type,
         )
     if kind is AdapterType.PREFIX:
         return peft.PrefixTuningConfig(
-            num_virtual_tokens=a.num_virtual_tokens, prefix_projection=a.projection, task_type="CAUSAL_LM"
+            num_virtual_tokens=a.num_virtual_tokens, prefix_projection=a.projection, task_type=task_type
         )
     if kind is AdapterType.PROMPT:
         if a.init_text:
@@ -65,18 +65,18 @@ def peft_config(spec: JobSpec, model: Any) -> Any | None:
                 prompt_tuning_init=peft.PromptTuningInit.TEXT,
                 prompt_tuning_init_text=a.init_text,
                 tokenizer_name_or_path=getattr(model.config, "_name_or_path", None),
-                task_type="CAUSAL_LM",
+                task_type=task_type,
             )
-        return peft.PromptTuningConfig(num_virtual_tokens=a.num_virtual_tokens, task_type="CAUSAL_LM")
+        return peft.PromptTuningConfig(num_virtual_tokens=a.num_virtual_tokens, task_type=task_type)
     if kind is AdapterType.PTUNING:
         return peft.PromptEncoderConfig(
             num_virtual_tokens=a.num_virtual_tokens,
             encoder_hidden_size=a.encoder_hidden_size,
-            task_type="CAUSAL_LM",
+            task_type=task_type,
         )
     if kind is AdapterType.IA3:
         return peft.IA3Config(
-            target_modules=a.target_modules, feedforward_modules=a.feedforward_modules, task_type="CAUSAL_LM"
+            target_modules=a.target_modules, feedforward_modules=a.feedforward_modules, task_type=task_type
         )
     # LLaMA-Adapter: learned prompts gated into the top layers; peft supports Llama-family models only
     model_type = getattr(model.config, "model_type", "")
@@ -87,7 +87,7 @@ def peft_config(spec: JobSpec, model: Any) -> Any | None:
         )
     layers = getattr(model.config, "num_hidden_layers", a.adapter_layers)
     return peft.AdaptionPromptConfig(
-        adapter_len=a.adapter_len, adapter_layers=min(a.adapter_layers, layers), task_type="CAUSAL_LM"
+        adapter_len=a.adapter_len, adapter_layers=min(a.adapter_layers, layers), task_type=task_type
     )
 
 

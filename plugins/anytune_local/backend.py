@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from anytune.cost.throughput import detect_hardware
 from anytune.data.formats import DataFormat
-from anytune.errors import BackendError, NotFoundError
+from anytune.errors import BackendError, CapabilityError, NotFoundError
 from anytune.hookspecs import (
     Backend,
     Capabilities,
@@ -99,9 +99,18 @@ class LocalBackend(Backend):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            methods=frozenset({Method.SFT}),
+            methods=frozenset({Method.SFT, Method.CPT, Method.DPO, Method.REWARD, Method.GRPO}),
             adapters=frozenset(AdapterType),
-            data_formats=frozenset({DataFormat.CHAT, DataFormat.INSTRUCTION, DataFormat.COMPLETION}),
+            data_formats=frozenset(
+                {
+                    DataFormat.CHAT,
+                    DataFormat.INSTRUCTION,
+                    DataFormat.COMPLETION,
+                    DataFormat.TEXT,
+                    DataFormat.PREFERENCE,
+                    DataFormat.OPENAI_PREFERENCE,
+                }
+            ),
             hyperparameters=HONOURED,
             base_models=None,
             limits=Limits(min_examples=1),
@@ -288,7 +297,14 @@ class LocalBackend(Backend):
             files=sorted(p.name for p in adapter.iterdir()) if adapter.exists() else [],
             metadata={
                 k: result[k]
-                for k in ("base_model_path", "base_model_source", "trainable_parameters", "steps", "metrics")
+                for k in (
+                    "base_model_path",
+                    "base_model_source",
+                    "trainable_parameters",
+                    "steps",
+                    "metrics",
+                    "method",
+                )
                 if k in result
             },
         )
@@ -316,6 +332,11 @@ class LocalBackend(Backend):
 
     def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
         from anytune_local.generation import generate
+
+        if model.metadata.get("method") == "reward":
+            raise CapabilityError(
+                f"{model.model_id} is a reward model: it scores answers, it does not write them"
+            )
 
         lm, tokenizer = self._load(model)
         return generate(lm, tokenizer, prompts, params)

@@ -1,4 +1,5 @@
-"""Supervised fine-tuning with LoRA through TRL's SFTTrainer, run inside the worker process.
+"""Training inside the worker process: any method of `anytune_local.methods` with any adapter of
+`anytune_local.adapters`, through TRL's trainers. For SFT:
 
 The data arrives validated by the core. Chat and instruction records become TRL's conversational
 prompt/completion rows, so the loss covers the answer only (TRL masks the prompt by comparing the rendered
@@ -14,7 +15,6 @@ from typing import Any
 
 from anytune.data.formats import DataFormat
 from anytune.data.records import as_messages, prompt_and_target
-from anytune.data.validate import RecordValidator
 from anytune.spec import JobSpec
 from anytune_local.jobdir import JobDir
 
@@ -71,11 +71,6 @@ def _plain(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_rows(path: str, fmt: DataFormat, train_on_inputs: bool) -> list[dict[str, Any]]:
-    validator = RecordValidator(path, format=fmt, collect_stats=False)
-    return [to_trl_row(record, fmt, train_on_inputs) for _, record in validator]
-
-
 # Learning rates that train each kind of adapter well from the usual starting points: few parameters take
 # large steps (prompt tuning papers use 0.3), every weight takes small ones.
 DEFAULT_LR = {
@@ -124,17 +119,16 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     quiet_libraries()
     import torch
     from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
 
+    from anytune_local import methods
     from anytune_local.loading import device_and_dtype, load_tokenizer
 
     data = request["data"]
-    train_on_inputs = bool(getattr(spec.method, "train_on_inputs", False))
-    train_rows = load_rows(data["train"]["path"], DataFormat(data["train"]["format"]), train_on_inputs)
+    train_rows = methods.rows_for(spec, data["train"]["path"], DataFormat(data["train"]["format"]))
     eval_rows = None
     if data.get("validation"):
         v = data["validation"]
-        eval_rows = load_rows(v["path"], DataFormat(v["format"]), train_on_inputs)
+        eval_rows = methods.rows_for(spec, v["path"], DataFormat(v["format"]))
     steps = total_steps(len(train_rows), spec)
     emit(f"{len(train_rows)} training rows, {steps} steps", rows=len(train_rows), total_steps=steps)
 
@@ -142,12 +136,13 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     device, dtype = device_and_dtype()
     from anytune_local import adapters
 
-    model = adapters.load_for_training(resolved.path, spec, device, dtype)
+    model = methods.load_model(spec, resolved.path, device, dtype, tokenizer)
     if should_stop():
         raise Cancelled
 
     adapter = spec.adapter
-    peft_config = adapters.peft_config(spec, model)
+    task = "SEQ_CLS" if spec.method_type.value == "reward" else "CAUSAL_LM"
+    peft_config = adapters.peft_config(spec, model, task_type=task)
     if adapter.type == "full":
         counts = adapters.freeze(model, spec)
         emit(
@@ -175,7 +170,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     elif hp.warmup_ratio is not None:
         warmup = hp.warmup_ratio
     eval_steps = max(1, steps // 10)
-    config = SFTConfig(
+    common = dict(
         output_dir=str(jobdir.path / "checkpoints"),
         num_train_epochs=_hp(spec, "epochs"),
         max_steps=hp.max_steps or -1,
@@ -187,7 +182,6 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         warmup_steps=warmup,
         weight_decay=_hp(spec, "weight_decay"),
         max_grad_norm=_hp(spec, "max_grad_norm"),
-        max_length=_hp(spec, "max_seq_length"),
         seed=_hp(spec, "seed"),
         data_seed=_hp(spec, "seed"),
         logging_steps=logging_steps,
@@ -202,6 +196,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         dataloader_pin_memory=False,
         disable_tqdm=True,
     )
+    config = methods.config_for(spec, common, _hp(spec, "max_seq_length"))
 
     class Progress(TrainerCallback):
         """Streams progress and metrics to the job folder, stops on cancel and on early stopping."""
@@ -243,17 +238,9 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
                     control.should_training_stop = True
             return control
 
-    from datasets import Dataset
-
     progress = Progress()
-    trainer = SFTTrainer(
-        model=model,
-        args=config,
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-        callbacks=[progress],
+    trainer = methods.trainer_for(
+        spec, model, tokenizer, config, train_rows, eval_rows, peft_config, [progress]
     )
     jobdir.write_status("training", step=0, total_steps=steps)
     emit("training started", total_steps=steps)
@@ -309,6 +296,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         "base_model_source": resolved.source,
         "adapter_type": spec.adapter.type,
         "kind": saved_kind,
+        "method": spec.method_type.value,
         "trainable_parameters": trainable,
         "steps": trainer.state.global_step,
         "metrics": metrics,

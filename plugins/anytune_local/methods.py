@@ -1,0 +1,166 @@
+"""The training methods of the local backend, each on TRL: the rows it trains on, its config and its trainer.
+
+- sft: chat / instruction / completion rows as TRL's conversational prompt/completion (loss on the answer),
+  or whole conversations with `train_on_inputs`.
+- cpt: continued pre-training: raw text (or every other format flattened to text), loss on every token.
+- dpo: preference pairs (prompt, chosen, rejected), with TRL's loss variants (sigmoid, ipo, hinge, robust,
+  apo_zero, apo_down) and RPO (DPO + NLL on the chosen answer, `rpo_alpha`).
+- reward: a reward model (sequence classification, one score) trained on the same pairs.
+- grpo: online RL: the model samples several answers per prompt and learns from reward functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anytune.data.convert import convert_record
+from anytune.data.formats import DataFormat
+from anytune.data.records import full_text, prompt_and_target
+from anytune.data.validate import RecordValidator
+from anytune.errors import CapabilityError
+from anytune.spec import JobSpec, Method
+
+DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "apo_down")
+
+
+def _plain(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from anytune.data.records import content_text
+
+    return [{"role": m["role"], "content": content_text(m.get("content"))} for m in messages]
+
+
+def preference_row(record: dict[str, Any], fmt: DataFormat) -> dict[str, Any]:
+    pair = convert_record(record, fmt, DataFormat.OPENAI_PREFERENCE)
+    return {
+        "prompt": _plain(pair["input"]["messages"]),
+        "chosen": _plain(pair["preferred_output"]),
+        "rejected": _plain(pair["non_preferred_output"]),
+    }
+
+
+def rows_for(spec: JobSpec, path: str, fmt: DataFormat) -> list[dict[str, Any]]:
+    """The dataset rows the method's trainer takes, from a validated file of any format it accepts."""
+    from anytune_local.training import to_trl_row
+
+    method = spec.method_type
+    out = []
+    for _, record in RecordValidator(path, format=fmt, collect_stats=False):
+        if method is Method.SFT:
+            out.append(to_trl_row(record, fmt, bool(getattr(spec.method, "train_on_inputs", False))))
+        elif method is Method.CPT:
+            out.append({"text": record["text"] if fmt is DataFormat.TEXT else full_text(record, fmt)})
+        elif method in (Method.DPO, Method.REWARD):
+            out.append(preference_row(record, fmt))
+        elif method is Method.GRPO:
+            prompt, target = prompt_and_target(record, fmt)
+            out.append({"prompt": _plain(prompt), "reference": target})
+        else:
+            raise CapabilityError(f"the local backend cannot run method {method.value!r}")
+    return out
+
+
+def _dpo_loss(spec: JobSpec) -> dict[str, Any]:
+    m = spec.method
+    loss = m.loss_type or "sigmoid"
+    if loss == "simpo":
+        raise CapabilityError(
+            "SimPO is not in TRL 1.16's DPOTrainer (it moved to trl.experimental's CPOTrainer)",
+            hint="use loss_type ipo, hinge, robust, apo_zero, apo_down or sigmoid",
+        )
+    kwargs: dict[str, Any] = {"loss_type": [loss]}
+    if m.rpo_alpha:
+        kwargs = {"loss_type": [loss, "sft"], "loss_weights": [1.0, float(m.rpo_alpha)]}
+    if m.beta is not None:
+        kwargs["beta"] = float(m.beta)
+    return kwargs
+
+
+def config_for(spec: JobSpec, common: dict[str, Any], max_length: int) -> Any:
+    method = spec.method_type
+    if method in (Method.SFT, Method.CPT):
+        from trl import SFTConfig
+
+        extra = {"completion_only_loss": False} if method is Method.CPT else {}
+        return SFTConfig(**common, max_length=max_length, **extra)
+    if method is Method.DPO:
+        from trl import DPOConfig
+
+        return DPOConfig(**common, max_length=max_length, **_dpo_loss(spec))
+    if method is Method.REWARD:
+        from trl import RewardConfig
+
+        return RewardConfig(**common, max_length=max_length)
+    if method is Method.GRPO:
+        from trl import GRPOConfig
+
+        options = spec.options_for("local")
+        generations = spec.method.num_generations or 4
+        batch = common["per_device_train_batch_size"]
+        if batch % generations:
+            common = {**common, "per_device_train_batch_size": max(generations, batch - batch % generations)}
+        return GRPOConfig(
+            **common,
+            num_generations=generations,
+            max_completion_length=int(options.get("max_completion_length", 32)),
+            temperature=float(options.get("temperature", 1.0)),
+            beta=float(options.get("kl_beta", 0.0)),
+        )
+    raise CapabilityError(f"the local backend cannot run method {method.value!r}")
+
+
+def load_model(spec: JobSpec, path: Any, device: str, dtype: Any, tokenizer: Any) -> Any:
+    """A causal LM, or for reward modelling a one-score sequence classifier on the same weights."""
+    from anytune_local import adapters
+
+    if spec.method_type is Method.REWARD:
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1, dtype=dtype)
+        model.config.pad_token_id = tokenizer.pad_token_id
+        return model
+    return adapters.load_for_training(path, spec, device, dtype)
+
+
+def trainer_for(
+    spec: JobSpec,
+    model: Any,
+    tokenizer: Any,
+    config: Any,
+    train_rows: list[dict[str, Any]],
+    eval_rows: list[dict[str, Any]] | None,
+    peft_config: Any,
+    callbacks: list[Any],
+) -> Any:
+    from datasets import Dataset
+
+    train_ds = Dataset.from_list(train_rows)
+    eval_ds = Dataset.from_list(eval_rows) if eval_rows else None
+    common = {
+        "model": model,
+        "args": config,
+        "train_dataset": train_ds,
+        "eval_dataset": eval_ds,
+        "processing_class": tokenizer,
+        "peft_config": peft_config,
+        "callbacks": callbacks,
+    }
+    method = spec.method_type
+    if method in (Method.SFT, Method.CPT):
+        from trl import SFTTrainer
+
+        return SFTTrainer(**common)
+    if method is Method.DPO:
+        from trl import DPOTrainer
+
+        return DPOTrainer(**common)
+    if method is Method.REWARD:
+        from trl import RewardTrainer
+
+        return RewardTrainer(**common)
+    if method is Method.GRPO:
+        from trl import GRPOTrainer
+
+        from anytune_local.rewards import resolve_rewards
+
+        return GRPOTrainer(reward_funcs=resolve_rewards(spec.method.reward_functions), **common)
+    raise CapabilityError(f"the local backend cannot run method {method.value!r}")
