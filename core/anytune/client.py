@@ -348,7 +348,8 @@ class Client:
         return self.refresh(job.id)
 
     def resume(self, job_id: str) -> Job:
-        """Make a job go again: resume a paused job, or finish submitting a job that was recorded but never
+        """Make a job go again: resume a paused job; restart a failed or cancelled one from its last checkpoint
+        (as a new job, where the backend can); or finish submitting a job that was recorded but never
         confirmed (the process died in between).
 
         In the second case the backend first looks for the job it may already have created for this id
@@ -357,6 +358,8 @@ class Client:
         job = self.refresh(job_id)
         if job.status is JobStatus.PAUSED and job.provider_ref is not None:
             return self._ask_backend(job, "resume", None)
+        if job.status in (JobStatus.FAILED, JobStatus.CANCELLED) and job.provider_ref is not None:
+            return self._restart_from_checkpoint(job)
         if job.status is not JobStatus.PENDING or job.provider_ref is not None:
             raise UsageError(
                 f"job {job.id} is {job.status.value} and was submitted; there is nothing to resume",
@@ -375,6 +378,30 @@ class Client:
             return self.refresh(job.id)
         self._record(job.id, [Event(kind=EventKind.STATUS, message=f"resubmitting to {job.provider}")])
         return self._submit(job, backend, request)
+
+    def _restart_from_checkpoint(self, job: Job) -> Job:
+        """A failed or cancelled job, trained further from its last checkpoint: a new job (the old one stays
+        as it ended), whose spec names the checkpoint in `provider_options.<provider>.resume_from`."""
+        from anytune.jobfile import spec_from_dict
+
+        backend = self.backend(job.provider)
+        if not backend.capabilities().supports_resume:
+            raise CapabilityError(
+                f"{job.provider} cannot restart a {job.status.value} job from a checkpoint",
+                hint="submit the job again with `anytune run`",
+            )
+        point = backend.resume_point(ProviderRef.model_validate(job.provider_ref))
+        if point is None:
+            raise UsageError(
+                f"job {job.id} ({job.status.value}) saved no checkpoint to resume from",
+                hint="provider_options.local.checkpoint_steps sets how often checkpoints are saved",
+            )
+        raw = job.spec.model_dump(mode="json", exclude_none=True)
+        raw.setdefault("provider_options", {}).setdefault(job.provider, {})["resume_from"] = point
+        new = self.submit(spec_from_dict(raw, source=f"resumption of {job.id}"))
+        self._record(new.id, [Event(message=f"resumes {job.id} ({job.status.value}) from {point}")])
+        self._record(job.id, [Event(message=f"resumed as {new.id} from {point}")])
+        return new
 
     def _record(self, job_id: str, events: list[Event], status: JobStatus | None = None) -> list[Event]:
         stored = self.registry.add_events(job_id, events)

@@ -114,6 +114,9 @@ class Capabilities(BaseModel):
     supports_pause: bool = False
     supports_continue: bool = Field(False, description="can start a new job from a finished job's checkpoint")
     supports_generate: bool = True
+    supports_resume: bool = Field(
+        False, description="can restart a failed or cancelled job from its last checkpoint (as a new job)"
+    )
     notes: list[str] = Field(default_factory=list)
 
 
@@ -271,6 +274,11 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
         """One completion per chat prompt, for evaluation. `model.kind == "base"` means the base model."""
+
+    def resume_point(self, ref: ProviderRef) -> str | None:
+        """Optional (with `supports_resume`): the checkpoint a failed or cancelled job can restart from, as a
+        value for `provider_options.<provider>.resume_from`; None if it saved none."""
+        return None
 
     def target_loss(
         self, model: ModelArtifact, prompts: list[Messages], targets: list[str]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -115,9 +114,12 @@ class LocalBackend(Backend):
             base_models=None,
             limits=Limits(min_examples=1),
             supports_cancel=True,
+            supports_resume=True,
             notes=[
                 "any causal LM folder, .gguf file or hub id; `tiny` builds a small test model offline",
                 "provider_options.local.merge: true also saves merged full weights (LoRA, DoRA, IA3)",
+                "checkpoints every provider_options.local.checkpoint_steps steps (0: none); "
+                "`anytune jobs resume` restarts a failed or cancelled job from the last one",
                 "adapters: full (with hyperparameters.freeze), lora, dora, qlora (bitsandbytes; fp32 compute on "
                 "CPU), prefix, prompt, p_tuning, ia3, llama_adapter (Llama-family), bottleneck (Houlsby/Pfeiffer)",
             ],
@@ -157,6 +159,14 @@ class LocalBackend(Backend):
             strict=bool(chosen),
         )
 
+    def resume_point(self, ref: ProviderRef) -> str | None:
+        """The newest complete checkpoint folder of the job (`checkpoint-<step>` with its trainer state)."""
+        folder = self._jobdir(ref).path / "checkpoints"
+        done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+        if not done:
+            return None
+        return str(max(done, key=lambda p: int(p.name.rsplit("-", 1)[1])))
+
     def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
         jobdir = JobDir(self.root / request.job_id)
         pid = jobdir.read_pid()
@@ -171,9 +181,12 @@ class LocalBackend(Backend):
         jobdir = JobDir(self.root / request.job_id)
         jobdir.create(request.model_dump(mode="json"))
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
+        from anytune_local.launch import worker_command
+
+        command = worker_command(request.spec, jobdir.path)  # direct, or under `accelerate launch`
         with jobdir.log_file.open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "anytune_local.worker", str(jobdir.path)],
+                command,
                 cwd=jobdir.path,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -304,6 +317,8 @@ class LocalBackend(Backend):
                     "steps",
                     "metrics",
                     "method",
+                    "peak_rss_mb",
+                    "wall_seconds",
                 )
                 if k in result
             },

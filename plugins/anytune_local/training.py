@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from anytune.data.formats import DataFormat
@@ -152,7 +153,11 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     elif adapter.type == "bottleneck":
         adapters.add_bottlenecks(model, adapter.style, adapter.reduction_factor, adapter.non_linearity)
         emit(f"{adapter.style} bottleneck adapters added (reduction {adapter.reduction_factor})")
-    elif adapter.type == "llama_adapter":
+    use_trl = spec.options_for("local").get("trainer", "fast") == "trl" or spec.method_type.value not in (
+        "sft",
+        "cpt",
+    )
+    if adapter.type == "llama_adapter" and use_trl:
         # TRL patches a fused LM head onto the base model after wrapping it; LLaMA-Adapter's wrapper keeps the
         # forward it saw first, so the head must be patched before wrapping (TRL 1.16)
         from peft import get_peft_model
@@ -170,6 +175,12 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     elif hp.warmup_ratio is not None:
         warmup = hp.warmup_ratio
     eval_steps = max(1, steps // 10)
+    options = spec.options_for("local")
+    # A checkpoint (weights + optimizer + scheduler + step) every N steps: what `jobs resume` restarts from.
+    checkpoint_steps = int(options.get("checkpoint_steps", max(10, steps // 5)))
+    report_to = (
+        options.get("report_to") or "none"
+    )  # wandb, mlflow, tensorboard: passed through to transformers
     common = dict(
         output_dir=str(jobdir.path / "checkpoints"),
         num_train_epochs=_hp(spec, "epochs"),
@@ -187,8 +198,10 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         logging_steps=logging_steps,
         eval_strategy="steps" if eval_rows else "no",
         eval_steps=eval_steps if eval_rows else None,
-        save_strategy="no",
-        report_to="none",
+        save_strategy="steps" if checkpoint_steps else "no",
+        save_steps=checkpoint_steps or None,
+        save_total_limit=2 if checkpoint_steps else None,
+        report_to=report_to,
         bf16=device == "cuda" and dtype == torch.bfloat16,
         fp16=device == "cuda" and dtype == torch.float16,
         use_cpu=device == "cpu",
@@ -196,7 +209,6 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         dataloader_pin_memory=False,
         disable_tqdm=True,
     )
-    config = methods.config_for(spec, common, _hp(spec, "max_seq_length"))
 
     class Progress(TrainerCallback):
         """Streams progress and metrics to the job folder, stops on cancel and on early stopping."""
@@ -205,16 +217,23 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
             self.best: float | None = None
             self.bad_evals = 0
             self.started = time.monotonic()
+            self.last_write = 0.0
 
         def on_step_end(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
-            jobdir.write_status("training", step=state.global_step, total_steps=state.max_steps)
-            if should_stop():
-                control.should_training_stop = True
+            # the status file (and the cancel check) at most every 0.25 s: on fast steps they were a
+            # measurable share of the step; the last step is always written
+            now = time.monotonic()
+            if now - self.last_write >= 0.25 or state.global_step >= state.max_steps:
+                self.last_write = now
+                if state.is_world_process_zero:
+                    jobdir.write_status("training", step=state.global_step, total_steps=state.max_steps)
+                if should_stop():
+                    control.should_training_stop = True
             return control
 
         def on_log(self, args, state, control, logs=None, **kw):  # type: ignore[no-untyped-def]
             metrics = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
-            if metrics:
+            if metrics and state.is_world_process_zero:
                 emit("", kind="metric", **{"step": state.global_step, "epoch": state.epoch, **metrics})
 
         def on_evaluate(self, args, state, control, metrics=None, **kw):  # type: ignore[no-untyped-def]
@@ -239,19 +258,54 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
             return control
 
     progress = Progress()
-    trainer = methods.trainer_for(
-        spec, model, tokenizer, config, train_rows, eval_rows, peft_config, [progress]
-    )
+    if use_trl:
+        config = methods.config_for(spec, common, _hp(spec, "max_seq_length"))
+        trainer = methods.trainer_for(
+            spec, model, tokenizer, config, train_rows, eval_rows, peft_config, [progress]
+        )
+    else:
+        from anytune_local.fast_sft import make_trainer
+
+        group = bool(options.get("group_by_length", False))
+        trainer = make_trainer(
+            model,
+            tokenizer,
+            common,
+            _hp(spec, "max_seq_length"),
+            train_rows,
+            eval_rows,
+            peft_config,
+            [progress],
+            group,
+        )
     jobdir.write_status("training", step=0, total_steps=steps)
     emit("training started", total_steps=steps)
-    output = trainer.train()
+    resume_from = options.get("resume_from")
+    if resume_from:
+        import json as _json
+
+        state = _json.loads((Path(resume_from) / "trainer_state.json").read_text())
+        emit(f"resuming from {resume_from} (step {state.get('global_step')})", step=state.get("global_step"))
+    output = trainer.train(resume_from_checkpoint=resume_from or None)
     if should_stop():
         raise Cancelled
 
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # before any merge
+    from anytune_local.launch import distributed_options, is_main_process
+
+    sharded = (distributed_options(spec) or {}).get("strategy") in ("fsdp", "zero3")
+    if sharded:  # the weights are spread over the ranks: every rank takes part in gathering them
+        trainer.save_model(str(jobdir.output / ("model" if adapter.type == "full" else "adapter")))
+    if not is_main_process():  # in a distributed run rank 0 saves; the others are done
+        trainer.accelerator.wait_for_everyone()
+        return {}
+    trainer.accelerator.wait_for_everyone()
     jobdir.write_status("saving")
     saved_kind = "adapter"
-    if adapter.type == "full":
+    if sharded:
+        adapter_dir = jobdir.output / ("model" if adapter.type == "full" else "adapter")
+        saved_kind = "full" if adapter.type == "full" else "adapter"
+    elif adapter.type == "full":
         adapter_dir = jobdir.output / "model"
         trainer.model.save_pretrained(str(adapter_dir))
         saved_kind = "full"
@@ -317,7 +371,8 @@ def _record_throughput(
         import torch
 
         hardware = hardware_for_gpu(torch.cuda.get_device_name(0), torch.cuda.device_count()) or "cuda"
-    tokens = next((h["num_tokens"] for h in reversed(trainer.state.log_history) if "num_tokens" in h), None)
+    keys = ("num_tokens", "num_input_tokens_seen")  # TRL's count, Trainer's (non-padding) count
+    tokens = next((h[k] for h in reversed(trainer.state.log_history) for k in keys if k in h), None)
     seconds = metrics.get("train_runtime")
     if not tokens or not seconds:
         return hardware, None

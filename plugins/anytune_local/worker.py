@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m anytune_local.worker JOB_DIR", file=sys.stderr)
         return 2
     jobdir = JobDir(argv[0])
+    from anytune_local.launch import is_main_process
+
+    main_process = is_main_process()
+    if not main_process:  # other ranks of a distributed run train; only rank 0 writes the job folder
+        jobdir.emit = lambda *a, **k: None  # type: ignore[method-assign]
+        jobdir.write_status = lambda *a, **k: None  # type: ignore[method-assign]
     stop = {"asked": False}
 
     def on_signal(signum, _frame):  # type: ignore[no-untyped-def]
@@ -55,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         jobdir.emit(f"failed: {message}", kind="status", level="error")
         jobdir.write_status("failed", error=message)
         return 1
+    if not main_process:
+        return 0
     result["wall_seconds"] = round(time.monotonic() - started, 3)  # the machine was busy this long
+    import resource
+
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     write_json_atomic(jobdir.result_file, result)
     jobdir.emit("succeeded", kind="status")
     jobdir.write_status("succeeded")
