@@ -150,9 +150,9 @@ def test_run_refuses_broken_data_before_anything_starts(capsys, tmp_path: Path):
 def test_run_refuses_what_the_backend_cannot_do(capsys, tmp_path: Path):
     write_jsonl(tmp_path / "train.jsonl", reversal_rows(3))
     job = job_yaml(tmp_path / "job.yaml", base_model="tiny", data={"train": "train.jsonl"}, adapter="prefix")
-    code, _, err = run_cli(capsys, "run", str(job), "--set", "method=reward")
+    code, _, err = run_cli(capsys, "run", str(job), "--set", "method=ppo")
     assert code == 2
-    assert "cannot run method 'reward'" in err
+    assert "cannot run method 'ppo'" in err
     code, _, err = run_cli(capsys, "run", str(job), "--provider", "together")
     assert code == 2 and "cannot train adapter 'prefix'" in err and "providers that can: local" in err
     code, _, err = run_cli(capsys, "run", str(job), "--provider", "nowhere")

@@ -39,12 +39,12 @@ def spec(data: dict[str, str], **extra) -> JobSpec:
 
 def test_everything_a_backend_cannot_do_is_refused_at_once_and_nothing_is_recorded(data):
     client, _ = make_client()
-    bad = spec(data, method="reward", adapter="qlora", provider="scripted", base_model="/no/such/model")
+    bad = spec(data, method="ppo", adapter="qlora", provider="scripted", base_model="/no/such/model")
     bad = bad.model_copy(update={"provider": "local"})
     with pytest.raises(CapabilityError) as info:
         client.submit(bad)
     text = "\n".join(info.value.details)
-    assert "cannot run method 'reward'" in text and "no installed provider can" in text
+    assert "cannot run method 'ppo'" in text and "no installed provider can" in text
     assert "/no/such/model" in text
     on_scripted = spec(data, adapter="qlora")
     with pytest.raises(CapabilityError) as info:

@@ -349,3 +349,28 @@ def test_accelerate_configs_generated_from_the_spec(tmp_path: Path):
     with pytest.raises(UsageError):
         accelerate_config(spec({"strategy": "horovod"}))
     assert accelerate_config(spec(None)) is None
+
+
+def test_multi_turn_chats_train_every_assistant_turn_and_nothing_else(tiny_model: Path):
+    from transformers import AutoTokenizer
+
+    from anytune_local.fast_sft import IGNORE, tokenize_row
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Reverse: a b"},
+        {"role": "assistant", "content": "Reversed: b a"},
+        {"role": "user", "content": "Reverse: c d e"},
+        {"role": "assistant", "content": "Reversed: e d c"},
+    ]
+    row = tokenize_row({"messages": messages, "assistant_only": True}, tok, 512)
+    trained = tok.decode(
+        [i for i, label in zip(row["input_ids"], row["labels"], strict=True) if label != IGNORE]
+    )
+    assert trained == "Reversed: b a<|im_end|>\nReversed: e d c<|im_end|>\n"
+    # a single-turn row masks the prompt the same way TRL does
+    single = tokenize_row({"prompt": messages[:2], "completion": messages[2:3]}, tok, 512)
+    assert tok.decode(
+        [i for i, lab in zip(single["input_ids"], single["labels"], strict=True) if lab != IGNORE]
+    ) == ("Reversed: b a<|im_end|>\n")

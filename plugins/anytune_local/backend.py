@@ -56,6 +56,7 @@ HONOURED = frozenset(
         "max_seq_length",
         "seed",
         "early_stopping",
+        "freeze",
     }
 )
 

@@ -22,6 +22,8 @@ def _ids(tokenizer: Any, text: str) -> list[int]:
 
 def tokenize_row(row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[str, list[int]]:
     """input_ids and labels (prompt tokens masked with -100) for one TRL-style row."""
+    if row.get("assistant_only"):  # multi-turn: every assistant turn trained, everything else masked
+        return _assistant_turns(row["messages"], tokenizer, max_length)
     if "messages" in row:  # train_on_inputs: the whole conversation
         ids = _ids(tokenizer, tokenizer.apply_chat_template(row["messages"], tokenize=False))
         labels = list(ids)
@@ -49,6 +51,25 @@ def tokenize_row(row: dict[str, Any], tokenizer: Any, max_length: int) -> dict[s
             completion.append(tokenizer.eos_token_id)
         ids = prefix + completion
         labels = [IGNORE] * len(prefix) + completion
+    return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
+
+
+def _assistant_turns(messages: list[dict[str, Any]], tokenizer: Any, max_length: int) -> dict[str, list[int]]:
+    """Labels on the tokens each assistant turn adds to the rendered conversation: the text between the
+    conversation up to the turn (with the generation prompt) and the conversation including it."""
+    ids = _ids(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False))
+    labels = [IGNORE] * len(ids)
+    for i, m in enumerate(messages):
+        if m.get("role") != "assistant":
+            continue
+        start = len(
+            _ids(
+                tokenizer,
+                tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True),
+            )
+        )
+        end = len(_ids(tokenizer, tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)))
+        labels[start:end] = ids[start:end]
     return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
 
 
@@ -96,6 +117,8 @@ def make_trainer(
             common["seed"]
         )  # the adapter's random init, as TRL seeds it: the same run gives the same curve
         model = get_peft_model(model, peft_config)
+    if common.get("gradient_checkpointing") and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need a grad path
     train = [tokenize_row(r, tokenizer, max_length) for r in train_rows]
     evals = [tokenize_row(r, tokenizer, max_length) for r in eval_rows] if eval_rows else None
     args = TrainingArguments(

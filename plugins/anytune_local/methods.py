@@ -38,15 +38,27 @@ def preference_row(record: dict[str, Any], fmt: DataFormat) -> dict[str, Any]:
     }
 
 
-def rows_for(spec: JobSpec, path: str, fmt: DataFormat) -> list[dict[str, Any]]:
-    """The dataset rows the method's trainer takes, from a validated file of any format it accepts."""
+def rows_for(spec: JobSpec, path: str, fmt: DataFormat, *, all_turns: bool = False) -> list[dict[str, Any]]:
+    """The dataset rows the method's trainer takes, from a validated file of any format it accepts.
+
+    `all_turns`: a chat with several assistant turns becomes one row trained on every assistant turn (the Trainer
+    path masks the rest); without it, TRL's prompt/completion rows train the last turn."""
     from anytune_local.training import to_trl_row
 
     method = spec.method_type
+    inputs = bool(getattr(spec.method, "train_on_inputs", False))
     out = []
     for _, record in RecordValidator(path, format=fmt, collect_stats=False):
         if method is Method.SFT:
-            out.append(to_trl_row(record, fmt, bool(getattr(spec.method, "train_on_inputs", False))))
+            turns = (
+                sum(m.get("role") == "assistant" for m in record.get("messages", []))
+                if fmt is DataFormat.CHAT
+                else 0
+            )
+            if all_turns and turns > 1 and not inputs:
+                out.append({"messages": _plain(record["messages"]), "assistant_only": True})
+            else:
+                out.append(to_trl_row(record, fmt, inputs))
         elif method is Method.CPT:
             out.append({"text": record["text"] if fmt is DataFormat.TEXT else full_text(record, fmt)})
         elif method in (Method.DPO, Method.REWARD):

@@ -125,11 +125,17 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     from anytune_local.loading import device_and_dtype, load_tokenizer
 
     data = request["data"]
-    train_rows = methods.rows_for(spec, data["train"]["path"], DataFormat(data["train"]["format"]))
+    use_trl = spec.options_for("local").get("trainer", "fast") == "trl" or spec.method_type.value not in (
+        "sft",
+        "cpt",
+    )
+    train_rows = methods.rows_for(
+        spec, data["train"]["path"], DataFormat(data["train"]["format"]), all_turns=not use_trl
+    )
     eval_rows = None
     if data.get("validation"):
         v = data["validation"]
-        eval_rows = methods.rows_for(spec, v["path"], DataFormat(v["format"]))
+        eval_rows = methods.rows_for(spec, v["path"], DataFormat(v["format"]), all_turns=not use_trl)
     steps = total_steps(len(train_rows), spec)
     emit(f"{len(train_rows)} training rows, {steps} steps", rows=len(train_rows), total_steps=steps)
 
@@ -153,10 +159,6 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     elif adapter.type == "bottleneck":
         adapters.add_bottlenecks(model, adapter.style, adapter.reduction_factor, adapter.non_linearity)
         emit(f"{adapter.style} bottleneck adapters added (reduction {adapter.reduction_factor})")
-    use_trl = spec.options_for("local").get("trainer", "fast") == "trl" or spec.method_type.value not in (
-        "sft",
-        "cpt",
-    )
     if adapter.type == "llama_adapter" and use_trl:
         # TRL patches a fused LM head onto the base model after wrapping it; LLaMA-Adapter's wrapper keeps the
         # forward it saw first, so the head must be patched before wrapping (TRL 1.16)
@@ -205,7 +207,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         bf16=device == "cuda" and dtype == torch.bfloat16,
         fp16=device == "cuda" and dtype == torch.float16,
         use_cpu=device == "cpu",
-        gradient_checkpointing=False,
+        gradient_checkpointing=bool(options.get("gradient_checkpointing", False)),
         dataloader_pin_memory=False,
         disable_tqdm=True,
     )
