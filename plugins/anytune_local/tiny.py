@@ -83,3 +83,38 @@ def build_tiny_model(target: Path | None = None, log: Callable[[str], None] = la
         fast.save_pretrained(folder)
 
     return build_once(target, build)
+
+
+def build_scaled_model(
+    folder: Path,
+    *,
+    hidden: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    dtype: str = "float32",
+    tokenizer_from: Path | None = None,
+) -> Path:
+    """A bigger Llama of the same family (the tiny tokenizer, random weights) for benchmarks and GPU checks,
+    where speed and memory matter and what the weights say does not."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_from or build_tiny_model(folder.parent / "tiny"))
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

@@ -48,33 +48,12 @@ def make_rows(n: int, seed: int = 0) -> list[dict]:
 
 def build_model(folder: Path, size: str) -> Path:
     """The tiny test model, or a mid-size one (h512, 8 layers, 32M parameters) with the same tokenizer."""
-    from anytune_local.tiny import build_tiny_model
+    from anytune_local.tiny import build_scaled_model, build_tiny_model
 
     tiny = build_tiny_model(folder / "tiny")
     if size == "tiny":
         return tiny
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
-
-    tok = AutoTokenizer.from_pretrained(tiny)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=512,
-        intermediate_size=2048,
-        num_hidden_layers=8,
-        num_attention_heads=8,
-        num_key_value_heads=4,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    out = folder / "mid"
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return build_scaled_model(folder / "mid", hidden=512, layers=8, heads=8, kv_heads=4, tokenizer_from=tiny)
 
 
 def _rows_prompt_completion(rows: list[dict]) -> list[dict]:

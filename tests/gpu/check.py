@@ -13,30 +13,11 @@ ROWS = 512
 
 def build_model(folder: Path) -> Path:
     """A 0.5B Llama (h1536, 16 layers) with the tiny model's tokenizer, saved in bf16."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+    from anytune_local.tiny import build_scaled_model
 
-    from anytune_local.tiny import build_tiny_model
-
-    tok = AutoTokenizer.from_pretrained(build_tiny_model(folder / "tiny"))
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=1536,
-        intermediate_size=6144,
-        num_hidden_layers=16,
-        num_attention_heads=16,
-        num_key_value_heads=8,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
+    return build_scaled_model(
+        folder / "llama-0.5b", hidden=1536, layers=16, heads=16, kv_heads=8, dtype="bfloat16"
     )
-    torch.manual_seed(0)
-    out = folder / "llama-0.5b"
-    AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 def data(folder: Path) -> tuple[Path, Path]:

@@ -11,7 +11,7 @@ from anytune.data.records import content_text, prompt_and_target
 from anytune.data.validate import RecordValidator, require_valid
 from anytune.evaluation.metrics import MetricDef
 from anytune.evaluation.spec import EvalSpec
-from anytune.evaluation.stats import bootstrap_ci, example_scores, loss_metric, paired
+from anytune.evaluation.stats import Comparison, bootstrap_ci, example_scores, loss_metric, paired
 from anytune.hookspecs import Backend, GenerationParams, Messages
 from anytune.jobs import ModelArtifact
 
@@ -27,23 +27,6 @@ class SubjectResult(BaseModel):
     n: int
     predictions: list[str] = Field(default_factory=list)
     scores: dict[str, list[float]] = Field(default_factory=dict, description="per example, per metric")
-
-
-class Comparison(BaseModel):
-    """`b` against `a` on the same examples (paired bootstrap): the difference, its interval, head-to-head."""
-
-    metric: str
-    a: str
-    b: str
-    delta: float
-    low: float
-    high: float
-    wins: int | None = None
-    ties: int | None = None
-    losses: int | None = None
-    win_rate: float | None = None
-    significant: bool = False
-    note: str | None = None
 
 
 class EvalResult(BaseModel):
@@ -127,25 +110,12 @@ def evaluate(
             for metric, definition in metrics.items():
                 if definition.from_loss and metric not in first.scores:
                     continue  # perplexity is a set-level figure: its comparison is eval_loss's
-                c = paired(
-                    definition,
-                    (first.subject, first.predictions, first.scores.get(metric)),
-                    (other.subject, other.predictions, other.scores.get(metric)),
-                    references,
-                )
                 comparisons.append(
-                    Comparison(
-                        metric=metric,
-                        a=c.a,
-                        b=c.b,
-                        delta=round(c.delta, 4),
-                        low=round(c.low, 4),
-                        high=round(c.high, 4),
-                        wins=c.wins,
-                        ties=c.ties,
-                        losses=c.losses,
-                        win_rate=round(c.win_rate, 4) if c.win_rate is not None else None,
-                        significant=c.significant,
+                    paired(
+                        definition,
+                        (first.subject, first.predictions, first.scores.get(metric)),
+                        (other.subject, other.predictions, other.scores.get(metric)),
+                        references,
                     )
                 )
     if judge is not None and len(results) > 1:
@@ -209,8 +179,6 @@ def _judged(
                 wins=wins,
                 ties=len(scores) - wins - losses,
                 losses=losses,
-                win_rate=round(wins / (wins + losses), 4) if wins + losses else None,
-                significant=low > 0 or high < 0,
                 note=f"judged by {judge[1].model_id}, each pair twice with the answers swapped"
                 + (f"; {unreadable} unreadable verdict(s) counted as ties" if unreadable else ""),
             )

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pydantic import BaseModel, computed_field
+
 from anytune.evaluation.metrics import MetricDef
 
 RESAMPLES = 1000
@@ -78,10 +80,9 @@ def bootstrap_ci(
     return _interval(resampled(metric, predictions, references, scores, rows), confidence)
 
 
-@dataclass(frozen=True)
-class PairedComparison:
-    """B against A on the same examples: the difference of B's score minus A's, its interval, and how
-    often B's answer scored higher, the same, or lower (per-example metrics only)."""
+class Comparison(BaseModel):
+    """`b` against `a` on the same examples: the difference of b's score minus a's, its interval, and how often
+    b's answer scored higher, the same, or lower (per-example metrics only; for losses, lower wins)."""
 
     metric: str
     a: str
@@ -92,17 +93,21 @@ class PairedComparison:
     wins: int | None = None
     ties: int | None = None
     losses: int | None = None
+    note: str | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def significant(self) -> bool:
+        """The interval excludes zero."""
         return self.low > 0 or self.high < 0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def win_rate(self) -> float | None:
         """Wins over decided examples (ties left out), the usual head-to-head figure."""
         if self.wins is None or self.losses is None or self.wins + self.losses == 0:
             return None
-        return self.wins / (self.wins + self.losses)
+        return round(self.wins / (self.wins + self.losses), 4)
 
 
 def paired(
@@ -114,7 +119,7 @@ def paired(
     resamples: int = RESAMPLES,
     confidence: float = CONFIDENCE,
     seed: int = SEED,
-) -> PairedComparison:
+) -> Comparison:
     """Paired bootstrap of B minus A: both scored on the same resampled examples each time."""
     (name_a, preds_a, scores_a), (name_b, preds_b, scores_b) = a, b
     rows = _indices(len(references), resamples, seed)
@@ -131,7 +136,17 @@ def paired(
         wins = sum(sign * (y - x) > 0 for x, y in zip(scores_a, scores_b, strict=True))
         losses = sum(sign * (y - x) < 0 for x, y in zip(scores_a, scores_b, strict=True))
         ties = len(references) - wins - losses
-    return PairedComparison(metric.name, name_a, name_b, delta, low, high, wins, ties, losses)
+    return Comparison(
+        metric=metric.name,
+        a=name_a,
+        b=name_b,
+        delta=round(delta, 4),
+        low=round(low, 4),
+        high=round(high, 4),
+        wins=wins,
+        ties=ties,
+        losses=losses,
+    )
 
 
 @dataclass(frozen=True)
