@@ -11,6 +11,7 @@ from __future__ import annotations
 import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from anytune.settings import cache_dir
 from anytune_local.cache import build_once
@@ -49,7 +50,7 @@ def build_tiny_model(target: Path | None = None, log: Callable[[str], None] = la
         log("building the tiny test model (tokenizer trained on the spot, random weights)")
         import torch
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-        from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
+        from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -65,18 +66,8 @@ def build_tiny_model(target: Path | None = None, log: Callable[[str], None] = la
             tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<|pad|>"
         )
         fast.chat_template = CHATML_TEMPLATE
-        config = LlamaConfig(
-            vocab_size=len(fast),
-            hidden_size=HIDDEN,
-            intermediate_size=4 * HIDDEN,
-            num_hidden_layers=LAYERS,
-            num_attention_heads=HEADS,
-            num_key_value_heads=KV_HEADS,
-            max_position_embeddings=1024,
-            tie_word_embeddings=True,
-            bos_token_id=fast.bos_token_id,
-            eos_token_id=fast.eos_token_id,
-            pad_token_id=fast.pad_token_id,
+        config = llama_config(
+            fast, hidden=HIDDEN, layers=LAYERS, heads=HEADS, kv_heads=KV_HEADS, positions=1024
         )
         torch.manual_seed(0)
         AutoModelForCausalLM.from_config(config).save_pretrained(folder)
@@ -98,23 +89,30 @@ def build_scaled_model(
     """A bigger Llama of the same family (the tiny tokenizer, random weights) for benchmarks and GPU checks,
     where speed and memory matter and what the weights say does not."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_from or build_tiny_model(folder.parent / "tiny"))
-    config = LlamaConfig(
+    config = llama_config(tok, hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads, positions=2048)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def llama_config(tok: Any, *, hidden: int, layers: int, heads: int, kv_heads: int, positions: int) -> Any:
+    """A Llama config sized as asked, with the tokenizer's vocabulary and special tokens, embeddings tied."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden,
         intermediate_size=4 * hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=kv_heads,
-        max_position_embeddings=2048,
+        max_position_embeddings=positions,
         tie_word_embeddings=True,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype)).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date
 
 from anytune.cost.billing import TokenCount
 from anytune.cost.catalog import PriceCatalog, PriceEntry, load_catalog
@@ -32,8 +31,19 @@ def unavailable(
     return Quote(provider=provider, model=model, hardware=hardware, available=False, reason=reason)
 
 
-def _sourced(catalog: PriceCatalog, entry: PriceEntry) -> tuple[str, date | None]:
-    return catalog.source_of(entry)
+def _priced(quote: Quote, entry: PriceEntry, catalog: PriceCatalog, price: float) -> Quote:
+    """`quote` with its price and where that price comes from (the entry, its file, source and date)."""
+    source, seen = catalog.source_of(entry)
+    return quote.model_copy(
+        update={
+            "price": price,
+            "currency": entry.currency,
+            "unit_price": entry.price,
+            "price_source": source + (f" [{entry.origin}]" if entry.origin != "built-in" else ""),
+            "price_date": seen,
+            "assumptions": quote.assumptions + ([entry.notes] if entry.notes else []),
+        }
+    )
 
 
 def _availability(catalog: PriceCatalog, provider: str, entry: PriceEntry | None) -> str | None:
@@ -116,17 +126,7 @@ def token_priced(
     closed = _availability(catalog, provider, entry)
     if closed:
         return unavailable(provider, closed, model=model)
-    source, seen = _sourced(catalog, entry)
-    return quote.model_copy(
-        update={
-            "price": tokens * entry.price / 1e6,
-            "currency": entry.currency,
-            "unit_price": entry.price,
-            "price_source": source + (f" [{entry.origin}]" if entry.origin != "built-in" else ""),
-            "price_date": seen,
-            "assumptions": quote.assumptions + ([entry.notes] if entry.notes else []),
-        }
-    )
+    return _priced(quote, entry, catalog, tokens * entry.price / 1e6)
 
 
 def hour_priced(
@@ -205,20 +205,9 @@ def hour_priced(
             f"no hourly {provider} price for {hardware} in the catalog; add one in a prices override file"
         )
         return quote
-    source, seen = _sourced(catalog, entry)
     billed_hours = math.ceil(seconds / 60) / 60  # billed per started minute
-    return quote.model_copy(
-        update={
-            "price": round(billed_hours * entry.price, 4),
-            "currency": entry.currency,
-            "unit_price": entry.price,
-            "price_source": source + (f" [{entry.origin}]" if entry.origin != "built-in" else ""),
-            "price_date": seen,
-            "assumptions": quote.assumptions
-            + [f"billed per started minute: {billed_hours * 60:.0f} min"]
-            + ([entry.notes] if entry.notes else []),
-        }
-    )
+    quote.assumptions.append(f"billed per started minute: {billed_hours * 60:.0f} min")
+    return _priced(quote, entry, catalog, round(billed_hours * entry.price, 4))
 
 
 def token_cost(
