@@ -40,10 +40,6 @@ class Target:
     hardware: str | None = None
     backend: str | None = None  # the backend that computes it, where it is not the provider's own
 
-    @property
-    def label(self) -> str:
-        return f"{self.provider} ({self.hardware})" if self.hardware else self.provider
-
 
 @dataclass
 class QuoteTable:
