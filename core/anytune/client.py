@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,8 +313,6 @@ class Client:
         Providers that can (Together's `from_checkpoint`) start from the saved weights; the new job records
         its parent in `provider_options.<provider>.from_checkpoint` and in its events.
         """
-        from anytune.jobfile import apply_override, spec_from_dict
-
         parent = self.refresh(job_id)
         if parent.status is not JobStatus.SUCCEEDED or not parent.provider_job_id:
             raise UsageError(
@@ -322,15 +320,33 @@ class Client:
             )
         if not self.backend(parent.provider).capabilities().supports_continue:
             raise CapabilityError(f"{parent.provider} cannot continue training from a checkpoint")
-        raw = parent.spec.model_dump(mode="json", exclude_none=True)
-        options = raw.setdefault("provider_options", {}).setdefault(parent.provider, {})
-        options["from_checkpoint"] = parent.provider_job_id + (f":{step}" if step is not None else "")
-        raw["name"] = f"{parent.name}-continued"
-        for override in overrides or []:
-            apply_override(raw, override)
-        job = self.submit(spec_from_dict(raw, source=f"continuation of {parent.id}"))
-        self._record(job.id, [Event(message=f"continues {parent.id} from {options['from_checkpoint']}")])
+        point = parent.provider_job_id + (f":{step}" if step is not None else "")
+        job = self._derived_job(
+            parent, "from_checkpoint", point, name=f"{parent.name}-continued", overrides=overrides or []
+        )
+        self._record(job.id, [Event(message=f"continues {parent.id} from {point}")])
         return job
+
+    def _derived_job(
+        self,
+        parent: Job,
+        option: str,
+        value: str,
+        *,
+        name: str | None = None,
+        overrides: Sequence[str] = (),
+    ) -> Job:
+        """Submit a new job with `parent`'s spec, `provider_options.<provider>.<option> = value`, and the
+        overrides; the parent stays as it is."""
+        from anytune.jobfile import apply_override, spec_from_dict
+
+        raw = parent.spec.model_dump(mode="json", exclude_none=True)
+        raw.setdefault("provider_options", {}).setdefault(parent.provider, {})[option] = value
+        if name:
+            raw["name"] = name
+        for override in overrides:
+            apply_override(raw, override)
+        return self.submit(spec_from_dict(raw, source=f"{option} of {parent.id}"))
 
     def pause(self, job_id: str) -> Job:
         job = self.refresh(job_id)
@@ -382,8 +398,6 @@ class Client:
     def _restart_from_checkpoint(self, job: Job) -> Job:
         """A failed or cancelled job, trained further from its last checkpoint: a new job (the old one stays
         as it ended), whose spec names the checkpoint in `provider_options.<provider>.resume_from`."""
-        from anytune.jobfile import spec_from_dict
-
         backend = self.backend(job.provider)
         if not backend.capabilities().supports_resume:
             raise CapabilityError(
@@ -396,9 +410,7 @@ class Client:
                 f"job {job.id} ({job.status.value}) saved no checkpoint to resume from",
                 hint="provider_options.local.checkpoint_steps sets how often checkpoints are saved",
             )
-        raw = job.spec.model_dump(mode="json", exclude_none=True)
-        raw.setdefault("provider_options", {}).setdefault(job.provider, {})["resume_from"] = point
-        new = self.submit(spec_from_dict(raw, source=f"resumption of {job.id}"))
+        new = self._derived_job(job, "resume_from", point)
         self._record(new.id, [Event(message=f"resumes {job.id} ({job.status.value}) from {point}")])
         self._record(job.id, [Event(message=f"resumed as {new.id} from {point}")])
         return new

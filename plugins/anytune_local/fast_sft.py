@@ -130,21 +130,8 @@ def make_trainer(
     return Trainer(
         model=model,
         args=args,
-        train_dataset=_ListDataset(train),
-        eval_dataset=_ListDataset(evals) if evals else None,
+        train_dataset=train,  # a list: Trainer (and its length-grouped sampler) index rows directly
+        eval_dataset=evals or None,
         data_collator=PadCollator(tokenizer.pad_token_id),
         callbacks=callbacks,
     )
-
-
-class _ListDataset:
-    """The tokenized rows; `lengths` lets group_by_length batch rows of similar length without re-reading."""
-
-    def __init__(self, rows: list[dict[str, list[int]]]) -> None:
-        self.rows = rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict[str, list[int]]:
-        return self.rows[i]

@@ -21,6 +21,8 @@ from anytune.data.tokens import TokenCounter, get_token_counter
 
 Messages = list[dict[str, Any]]
 Render = Callable[[Messages], str]
+# `{% generation %}` ... `{% endgeneration %}` (any whitespace control) marks assistant text for masking
+_GENERATION = re.compile(r"\{%-?\s*(?:end)?generation\s*-?%\}")
 
 # OpenAI's chat framing, from its token-counting guide ("How to count tokens with tiktoken"): every message
 # costs 3 tokens besides its role and content, a name 1 more, and the reply is primed with 3.
@@ -68,13 +70,8 @@ def jinja_template(source: str, special: dict[str, str] | None = None) -> Render
     env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: __import__("datetime").datetime.now().strftime(fmt)
-    # `{% generation %}` marks assistant text for masking; it renders its body unchanged
-    template = env.from_string(
-        source.replace("{% generation %}", "")
-        .replace("{% endgeneration %}", "")
-        .replace("{%- generation %}", "")
-        .replace("{%- endgeneration %}", "")
-    )
+    # the generation markers render their body unchanged: drop the tags
+    template = env.from_string(_GENERATION.sub("", source))
     extra = dict(special or {})
 
     def render(messages: Messages) -> str:
