@@ -374,3 +374,23 @@ def test_multi_turn_chats_train_every_assistant_turn_and_nothing_else(tiny_model
     assert tok.decode(
         [i for i, lab in zip(single["input_ids"], single["labels"], strict=True) if lab != IGNORE]
     ) == ("Reversed: b a<|im_end|>\n")
+
+
+def test_length_grouped_batches_train(tiny_model: Path, tmp_path: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(64, seed=3))
+    spec = _spec(tiny_model, train, max_steps=4).model_copy(
+        update={
+            "provider_options": {
+                "local": {"group_by_length": True, "logging_steps": 1, "checkpoint_steps": 0}
+            }
+        }
+    )
+    client = Client()
+    job = client.follow(client.submit(spec).id, interval=0.2, timeout=300)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    assert [e.data["step"] for e in client.registry.events(job.id, kind="metric") if "loss" in e.data] == [
+        1,
+        2,
+        3,
+        4,
+    ]

@@ -117,3 +117,27 @@ def test_ppo_is_refused_with_the_reason(tiny_model: Path, tmp_path: Path):
     )
     with pytest.raises(CapabilityError, match=r"trl\.experimental.*grpo"):
         Client().submit(spec)
+
+
+def test_what_the_worker_would_refuse_is_refused_before_the_job_is_recorded(tiny_model: Path, tmp_path: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(8))
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(8))
+    client = Client()
+
+    def submit(method: dict[str, Any], data: Path) -> CapabilityError:
+        spec = JobSpec.model_validate(
+            {
+                "base_model": str(tiny_model),
+                "provider": "local",
+                "method": method,
+                "data": {"train": str(data)},
+            }
+        )
+        with pytest.raises(CapabilityError) as info:
+            client.submit(spec)
+        return info.value
+
+    assert "at least one reward function" in str(submit({"type": "grpo"}, train))
+    assert "cannot be imported" in str(submit({"type": "grpo", "reward_functions": ["no.such:fn"]}, train))
+    assert "SimPO" in str(submit({"type": "dpo", "loss_type": "simpo"}, pairs))
+    assert client.registry.list_jobs() == []

@@ -127,10 +127,31 @@ class LocalBackend(Backend):
         )
 
     def check_spec(self, spec: JobSpec) -> list[Problem]:
+        """What the worker would refuse, refused before the job is recorded: a base model that cannot be,
+        a DPO loss TRL 1.16 does not have, GRPO reward functions that are missing or cannot be imported."""
         from anytune_local.models import check_model_name
 
+        problems = []
         problem = check_model_name(spec.model_for(self.name))
-        return [Problem("error", "", problem)] if problem else []
+        if problem:
+            problems.append(Problem("error", "", problem))
+        if spec.method_type is Method.DPO:
+            from anytune_local.methods import dpo_loss
+
+            try:
+                dpo_loss(spec)
+            except CapabilityError as exc:
+                problems.append(Problem("error", "method.loss_type", exc.message))
+        if spec.method_type is Method.GRPO:
+            from anytune.errors import UsageError
+            from anytune_local.rewards import resolve_rewards
+
+            try:
+                resolve_rewards(spec.method.reward_functions)
+            except UsageError as exc:
+                hint = f" ({exc.hint})" if exc.hint else ""
+                problems.append(Problem("error", "method.reward_functions", exc.message + hint))
+        return problems
 
     def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
         """Hours on the hardware named in `provider_options.local.hardware` (this machine's by default;

@@ -71,7 +71,7 @@ def rows_for(spec: JobSpec, path: str, fmt: DataFormat, *, all_turns: bool = Fal
     return out
 
 
-def _dpo_loss(spec: JobSpec) -> dict[str, Any]:
+def dpo_loss(spec: JobSpec) -> dict[str, Any]:
     m = spec.method
     loss = m.loss_type or "sigmoid"
     if loss == "simpo":
@@ -97,7 +97,7 @@ def config_for(spec: JobSpec, common: dict[str, Any], max_length: int) -> Any:
     if method is Method.DPO:
         from trl import DPOConfig
 
-        return DPOConfig(**common, max_length=max_length, **_dpo_loss(spec))
+        return DPOConfig(**common, max_length=max_length, **dpo_loss(spec))
     if method is Method.REWARD:
         from trl import RewardConfig
 
