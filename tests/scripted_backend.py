@@ -9,8 +9,8 @@ from anytune.data.formats import DataFormat
 from anytune.hookspecs import (
     Backend,
     Capabilities,
-    DataBundle,
     GenerationParams,
+    PreparedData,
     ProviderRef,
     Quote,
     Snapshot,
@@ -45,9 +45,9 @@ class ScriptedBackend(Backend):
             hyperparameters=frozenset({"epochs", "learning_rate"}),
         )
 
-    def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
+    def quote(self, spec: JobSpec, prepared: PreparedData) -> Quote:
         self.calls.append("quote")
-        return Quote(provider=self.name, price=self.price, billable_tokens=data.train.tokens)
+        return Quote(provider=self.name, price=self.price, billable_tokens=prepared.tokens["train"].tokens)
 
     def submit(self, request: SubmitRequest) -> ProviderRef:
         self.calls.append("submit")

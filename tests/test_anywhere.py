@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from anytune.testing.clock import RealClock
-from anytune.testing.openai_emulator import OpenAIEmulator
 from anytune.testing.server import EmulatorServer
-from anytune.testing.together_emulator import TogetherEmulator
+from anytune_openai.emulator import OpenAIEmulator
+from anytune_together.emulator import TogetherEmulator
 from tests.conftest import cli_env, reversal_rows, run_anytune, write_jsonl
 
 pytestmark = pytest.mark.slow

@@ -204,11 +204,13 @@ def test_resume_finds_the_job_the_provider_already_made(data):
     lost.after_create = True
     backend.fail_submit = lost
     pre = client.preflight(spec(data))
-    job = client.registry.create_job(pre.spec, data=pre.data.model_dump(mode="json"))  # recorded, then crash
+    job = client.registry.create_job(
+        pre.spec, data=pre.prepared.model_dump(mode="json")
+    )  # recorded, then crash
     from anytune.hookspecs import SubmitRequest
 
     with pytest.raises(ConnectionError):
-        backend.submit(SubmitRequest(job_id=job.id, spec=pre.spec, data=pre.data))
+        backend.submit(SubmitRequest(job_id=job.id, spec=pre.spec, prepared=pre.prepared))
     backend.fail_submit = None
     job = client.resume(job.id)
     assert backend.calls.count("submit") == 1 and "find_existing" in backend.calls
@@ -219,7 +221,7 @@ def test_resume_finds_the_job_the_provider_already_made(data):
 def test_resume_submits_when_the_provider_never_saw_the_job(data):
     client, backend = make_client()
     pre = client.preflight(spec(data))
-    job = client.registry.create_job(pre.spec, data=pre.data.model_dump(mode="json"))
+    job = client.registry.create_job(pre.spec, data=pre.prepared.model_dump(mode="json"))
     job = client.resume(job.id)
     assert backend.calls.count("submit") == 1 and job.provider_ref is not None
     from anytune.errors import UsageError

@@ -314,8 +314,8 @@ def test_all_providers_in_one_table_sorted_by_price_with_reasons(tmp_path: Path)
 def test_over_budget_quote_is_marked_and_the_job_refused_before_upload(tmp_path: Path, monkeypatch):
     from anytune.errors import BudgetExceededError
     from anytune.testing.clock import ManualClock
-    from anytune.testing.openai_emulator import OpenAIEmulator
     from anytune.testing.server import EmulatorServer
+    from anytune_openai.emulator import OpenAIEmulator
 
     train = write_jsonl(tmp_path / "train.jsonl", chat_rows(30))
     job = spec(train, provider="openai", budget_usd=0.0005)

@@ -187,7 +187,7 @@ def test_early_stopping_on_validation_loss(tiny_model: Path, tmp_path: Path):
     messages = [e.message for e in client.registry.events(job.id)]
     assert any(m.startswith("early stopping: eval_loss did not improve for 2") for m in messages)
     assert job.artifact.metadata["steps"] < 300
-    assert "eval_loss" in job.artifact.metadata["metrics"]
+    assert "eval_loss" in job.artifact.metrics
 
 
 def test_cli_run_trains_registers_and_evaluates(tiny_model: Path, tmp_path: Path):
@@ -299,7 +299,7 @@ def test_data_parallel_training_through_accelerate_launch(tiny_model: Path, tmp_
     assert steps == [1, 2, 3, 4, 5, 6]  # each step logged once: only rank 0 writes events
     assert (Path(job.artifact.path) / "adapter_model.safetensors").exists()
     # each of the two processes saw its own half of every batch: twice the examples of one process per step
-    assert job.artifact.metadata["metrics"]["epoch"] == pytest.approx(6 * 8 * 2 / 64, rel=0.01)
+    assert job.artifact.metrics["epoch"] == pytest.approx(6 * 8 * 2 / 64, rel=0.01)
 
 
 def test_accelerate_configs_generated_from_the_spec(tmp_path: Path):

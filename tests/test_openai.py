@@ -16,8 +16,8 @@ from anytune.jobfile import spec_from_dict
 from anytune.jobs import JobStatus
 from anytune.spec import JobSpec
 from anytune.testing.clock import ManualClock
-from anytune.testing.openai_emulator import OpenAIEmulator
 from anytune.testing.server import EmulatorServer
+from anytune_openai.emulator import OpenAIEmulator
 from tests.conftest import (
     chat_splits,
     cli_env,
@@ -149,7 +149,7 @@ def test_a_file_the_provider_refuses_fails_the_job_with_its_words(emulator, tmp_
 def test_data_that_breaks_openai_limits_is_refused_before_upload(emulator, tmp_path):
     client = Client()
     few = write_jsonl(tmp_path / "few.jsonl", reversal_rows(5))
-    with pytest.raises(CapabilityError, match="needs at least 10"):
+    with pytest.raises(DataError, match="needs at least 10"):
         client.submit(openai_spec({"train": str(few)}))
     assert emulator.recorder.count("POST", "/v1/files") == 0
     long_row = reversal_rows(11)

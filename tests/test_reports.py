@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from anytune.testing.clock import RealClock
-from anytune.testing.openai_emulator import OpenAIEmulator
 from anytune.testing.server import EmulatorServer, free_port
+from anytune_openai.emulator import OpenAIEmulator
 from tests.conftest import cli_env, reversal_rows, run_anytune, write_jsonl
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from anytune.jobs import JobStatus
 from anytune.spec import JobSpec
 from anytune.testing.clock import ManualClock
 from anytune.testing.server import EmulatorServer
-from anytune.testing.together_emulator import TogetherEmulator
+from anytune_together.emulator import TogetherEmulator
 from tests.conftest import (
     chat_splits,
     cli_env,

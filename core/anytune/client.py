@@ -16,6 +16,7 @@ reason, and a crash between the two leaves a pending job that `resume()` finishe
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -24,10 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from anytune.compat import check_data_format, check_spec, raise_for_problems
+from anytune.cost.quotes import unavailable
 from anytune.data.formats import DataFormat
-from anytune.data.split import check_leakage, split_file
+from anytune.data.split import SplitPlan, check_leakage, plan_split, source_line, write_split
 from anytune.data.validate import ValidationReport, require_valid, validate_file
-from anytune.errors import AnytuneError, BackendError, BudgetExceededError, CapabilityError, UsageError
+from anytune.errors import (
+    AnytuneError,
+    BackendError,
+    BudgetExceededError,
+    CapabilityError,
+    DataError,
+    UsageError,
+)
 from anytune.evaluation.metrics import resolve_metrics
 from anytune.evaluation.runner import EvalResult, evaluate
 from anytune.evaluation.spec import EvalSpec
@@ -37,6 +46,7 @@ from anytune.hookspecs import (
     Capabilities,
     DataBundle,
     DatasetRef,
+    PreparedData,
     Problem,
     ProviderRef,
     Quote,
@@ -69,10 +79,27 @@ class Preflight:
     spec: JobSpec
     backend: Backend
     capabilities: Capabilities
-    data: DataBundle
+    prepared: PreparedData
     quote: Quote
     reports: dict[str, ValidationReport]
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def data(self) -> DataBundle:
+        return self.prepared.data
+
+
+def data_refusal(provider: str, errors: Sequence[Problem]) -> DataError:
+    """The error for data a provider would refuse: every problem with its file and line (up to 200)."""
+    details = [str(p) for p in errors[:200]]
+    if len(errors) > 200:
+        details.append(f"... and {len(errors) - 200} more")
+    return DataError(
+        f"the data does not meet {provider}'s rules ({len(errors)} problem{'s' if len(errors) != 1 else ''}); "
+        "nothing was recorded or uploaded",
+        details=details,
+        hint="fix the lines named, or choose another provider with --provider",
+    )
 
 
 class Client:
@@ -81,6 +108,7 @@ class Client:
         self._plugins = plugins
         self._poll_after: dict[str, float] = {}  # the backends' pacing hints, by job
         self._validated: dict[tuple[Any, ...], ValidationReport] = {}
+        self._plans: dict[tuple[Any, ...], SplitPlan] = {}
 
     @property
     def registry(self) -> Registry:
@@ -100,10 +128,12 @@ class Client:
     # ---------------------------------------------------------------------------------------- preflight
 
     def preflight(self, spec: JobSpec, *, quote_only: bool = False) -> Preflight:
-        """Check the spec, the data and the budget; raise on the first kind of problem found.
+        """Check the spec, the data and the budget; prepare the data for the provider; raise on the first
+        kind of problem found. Nothing is recorded, uploaded or started.
 
         `quote_only=True` is for comparisons: the registry is left untouched, missing credentials are a
-        warning (they are needed to submit, not to price), and an over-budget quote is returned, not raised."""
+        warning (they are needed to submit, not to price), and an over-budget quote or one whose data the
+        provider would refuse is returned (with the problems), not raised."""
         backend = self.backend(spec.provider)
         caps = backend.capabilities()
         problems = self._with_alternatives(spec, check_spec(spec, caps, spec.provider))
@@ -118,7 +148,27 @@ class Client:
         warnings = [str(p) for p in raise_for_problems(problems, spec.provider)]
         bundle, reports, data_warnings = self._prepare_data(spec, caps, record=not quote_only)
         warnings += data_warnings
-        quote = backend.quote(spec, bundle)
+        prepared = self._prepared(backend, spec, bundle)
+        minimum = caps.limits.min_examples
+        if minimum and bundle.train.rows < minimum:
+            prepared.problems.insert(
+                0,
+                Problem(
+                    "error",
+                    "data.train",
+                    f"{bundle.train.rows} training example(s); {spec.provider} needs at least {minimum}",
+                    file=spec.data.train,
+                ),
+            )
+        warnings += [str(p) for p in prepared.problems if not p.is_error]
+        if prepared.errors:
+            refusal = data_refusal(spec.provider, prepared.errors)
+            if not quote_only:
+                raise refusal
+            quote = unavailable(spec.provider, refusal.message, model=spec.model_for(spec.provider))
+            quote.problems = list(refusal.details)
+            return Preflight(spec, backend, caps, prepared, quote, reports, warnings)
+        quote = backend.quote(spec, prepared)
         if not quote.available and not quote_only:
             raise CapabilityError(f"{spec.provider} cannot run this job: {quote.reason or 'not available'}")
         over = spec.budget_usd is not None and quote.price is not None and quote.price > spec.budget_usd
@@ -129,7 +179,26 @@ class Client:
                 f"{spec.budget_usd:.2f}; nothing was uploaded or started",
                 hint="raise budget_usd, use less data or fewer epochs, or choose another provider",
             )
-        return Preflight(spec, backend, caps, bundle, quote, reports, warnings)
+        return Preflight(spec, backend, caps, prepared, quote, reports, warnings)
+
+    def _prepared(self, backend: Backend, spec: JobSpec, bundle: DataBundle) -> PreparedData:
+        """backend.prepare(), with each problem's line mapped back to the user's own file (a split file's
+        lines come from the file it was cut from)."""
+        prepared = backend.prepare(spec, bundle)
+        origins = {
+            ref.path: ref.origin
+            for ref in (bundle.train, bundle.validation, bundle.test)
+            if ref is not None and ref.origin
+        }
+        if not origins:
+            return prepared
+        mapped = []
+        for p in prepared.problems:
+            if p.file in origins:
+                line = source_line(p.file, p.line) if p.line else None
+                p = dataclasses.replace(p, file=origins[p.file], line=line)
+            mapped.append(p)
+        return prepared.model_copy(update={"problems": mapped})
 
     def _with_alternatives(self, spec: JobSpec, problems: list[Problem]) -> list[Problem]:
         """A method or adapter a provider cannot do: say which installed providers can."""
@@ -164,6 +233,32 @@ class Client:
             report = self._validated[key] = validate_file(path, format=fmt, max_seq_length=max_seq_length)
         return report
 
+    def _plan_split(
+        self, path: str, fmt: DataFormat | None, max_seq_length: int | None, share: float, seed: int
+    ) -> SplitPlan:
+        """plan_split, remembered like `_validate` (a quote across providers reads the file once)."""
+        st = os.stat(path) if os.path.exists(path) else None
+        key = (
+            str(Path(path).resolve()),
+            st and st.st_size,
+            st and st.st_mtime_ns,
+            fmt,
+            max_seq_length,
+            share,
+            seed,
+        )
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_split(
+                path,
+                {"train": 1 - share, "validation": share},
+                seed=seed,
+                format=fmt,
+                max_seq_length=max_seq_length,
+            )
+            self._plans[key] = plan
+        return plan
+
     def _prepare_data(
         self, spec: JobSpec, caps: Capabilities, *, record: bool = True
     ) -> tuple[DataBundle, dict[str, ValidationReport], list[str]]:
@@ -172,21 +267,24 @@ class Client:
         reports: dict[str, ValidationReport] = {}
         refs: dict[str, DatasetRef] = {}
 
-        def check(split_name: str, path: str) -> DatasetRef:
+        def check(split_name: str, path: str, origin: str | None = None) -> DatasetRef:
             report = self._validate(path, fmt, spec.hyperparameters.max_seq_length)
             require_valid(report, what=f"the {split_name} data")
             assert report.format is not None and report.stats is not None and report.fingerprint
             if split_name != "test":
-                check_data_format(spec.method_type, report.format, caps, spec.provider, path)
+                check_data_format(spec.method_type, report.format, caps, spec.provider, origin or path)
             stats = report.stats
+            shown = origin or path
             if stats.rows_over_max:
                 warnings.append(
-                    f"{path}: {stats.rows_over_max} row(s) longer than max_seq_length "
-                    f"{spec.hyperparameters.max_seq_length} will be truncated (e.g. line {stats.over_max_lines[0]})"
+                    f"{shown}: {stats.rows_over_max} row(s) longer than max_seq_length "
+                    f"{spec.hyperparameters.max_seq_length} will be truncated"
+                    + ("" if origin else f" (e.g. line {stats.over_max_lines[0]})")
                 )
             if stats.duplicates:
                 warnings.append(
-                    f"{path}: {stats.duplicates} duplicate row(s) (e.g. line {stats.duplicate_lines[0][0]})"
+                    f"{shown}: {stats.duplicates} duplicate row(s)"
+                    + ("" if origin else f" (e.g. line {stats.duplicate_lines[0][0]})")
                 )
             reports[split_name] = report
             resolved = str(Path(path).resolve())
@@ -206,35 +304,27 @@ class Client:
                 fingerprint=report.fingerprint,
                 tokens=stats.tokens_total,
                 tokens_estimated=stats.tokens_estimated,
+                origin=str(Path(origin).resolve()) if origin else None,
             )
 
-        refs["train"] = check("train", spec.data.train)
         if spec.data.validation_split:
-            # Carve validation out of train by prompt; the folder is named by content, ratio and seed, so the
-            # same request reuses it and different data never collide.
+            # Carve validation out of train by prompt: one read validates the file and deals its rows, one
+            # more writes the splits (none when this request was split before). The folder is named by
+            # content, ratio and seed, so the same request reuses it and different data never collide.
             seed = spec.hyperparameters.seed if spec.hyperparameters.seed is not None else 42
             share = spec.data.validation_split
-            folder = f"{refs['train'].fingerprint.removeprefix('sha256:')[:16]}-v{share:g}-s{seed}"
-            split = split_file(
-                spec.data.train,
-                anytune_home() / "data" / "splits" / folder,
-                {"train": 1 - share, "validation": share},
-                seed=seed,
-                format=refs["train"].format,
-            )
-            reports.pop("train")
-            del warnings[:]  # the split's own checks below say the same about the rows it kept
-            refs["train"] = check("train", split.paths["train"])
-            refs["validation"] = check("validation", split.paths["validation"])
-        elif spec.data.validation:
-            refs["validation"] = check("validation", spec.data.validation)
+            plan = self._plan_split(spec.data.train, fmt, spec.hyperparameters.max_seq_length, share, seed)
+            assert plan.report.fingerprint
+            folder = f"{plan.report.fingerprint.removeprefix('sha256:')[:16]}-v{share:g}-s{seed}"
+            split = write_split(plan, anytune_home() / "data" / "splits" / folder, cache=True)
+            refs["train"] = check("train", split.paths["train"], origin=spec.data.train)
+            refs["validation"] = check("validation", split.paths["validation"], origin=spec.data.train)
+        else:
+            refs["train"] = check("train", spec.data.train)
+            if spec.data.validation:
+                refs["validation"] = check("validation", spec.data.validation)
         if spec.data.test:
             refs["test"] = check("test", spec.data.test)
-        minimum = caps.limits.min_examples
-        if minimum and refs["train"].rows < minimum:
-            raise CapabilityError(
-                f"{spec.data.train}: {refs['train'].rows} training examples; {spec.provider} needs at least {minimum}"
-            )
         for other in ("validation", "test"):
             if other in refs:
                 leak = check_leakage(refs["train"].path, refs[other].path, format=refs["train"].format)
@@ -264,7 +354,7 @@ class Client:
             spec,
             cost=cost,
             dataset_fingerprint=pre.data.train.fingerprint,
-            data=pre.data.model_dump(mode="json"),
+            data=pre.prepared.model_dump(mode="json"),
         )
         self._record(
             job.id,
@@ -273,7 +363,7 @@ class Client:
                 *(Event(level="warning", message=w) for w in pre.warnings),
             ],
         )
-        return self._submit(job, pre.backend, SubmitRequest(job_id=job.id, spec=spec, data=pre.data))
+        return self._submit(job, pre.backend, SubmitRequest(job_id=job.id, spec=spec, prepared=pre.prepared))
 
     def _submit(self, job: Job, backend: Backend, request: SubmitRequest) -> Job:
         try:
@@ -384,7 +474,7 @@ class Client:
         if job.data is None:
             raise UsageError(f"job {job.id} has no recorded data to resubmit")
         backend = self.backend(job.provider)
-        request = SubmitRequest(job_id=job.id, spec=job.spec, data=DataBundle.model_validate(job.data))
+        request = SubmitRequest(job_id=job.id, spec=job.spec, prepared=self._recorded_data(job, backend))
         existing = backend.find_existing(request)
         if existing is not None:
             self._record(job.id, [Event(kind=EventKind.STATUS, message=f"found the job on {job.provider}")])
@@ -394,6 +484,22 @@ class Client:
             return self.refresh(job.id)
         self._record(job.id, [Event(kind=EventKind.STATUS, message=f"resubmitting to {job.provider}")])
         return self._submit(job, backend, request)
+
+    def _recorded_data(self, job: Job, backend: Backend) -> PreparedData:
+        """The prepared data recorded with a job; prepared again (same content, same file names) where the
+        files left the cache, or where the job was recorded before prepare() existed."""
+        assert job.data is not None
+        if "provider" in job.data:
+            prepared = PreparedData.model_validate(job.data)
+            if not prepared.missing_files():
+                return prepared
+            bundle = prepared.data
+        else:
+            bundle = DataBundle.model_validate(job.data)
+        prepared = backend.prepare(job.spec, bundle)
+        if prepared.errors:
+            raise data_refusal(job.provider, prepared.errors)
+        return prepared
 
     def _restart_from_checkpoint(self, job: Job) -> Job:
         """A failed or cancelled job, trained further from its last checkpoint: a new job (the old one stays

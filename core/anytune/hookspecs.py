@@ -14,12 +14,21 @@ A plugin is a module (or object) with pluggy hook implementations, published und
     def register_backends(register):
         register(MyBackend())
 
-A backend is a `Backend` subclass: a `name` and the methods below. The core calls them in this order:
-`capabilities()` and `check_spec()` (to refuse a spec the backend cannot run, before anything is uploaded),
-`quote()`,
-`submit()` (after the job row is written to the registry), then `poll()` until the status is terminal,
-`result()` once it succeeded, and `generate()` when the evaluation layer scores the model. `cancel()` may
-come at any time. Built-in backends are loaded exactly like this, through their own entry points.
+A backend is a `Backend` subclass: a `name` and the methods below. The core walks one job in a straight
+line:
+
+    spec -> generic data checks -> capabilities() + check_spec() -> prepare() -> quote() -> budget
+         -> job row recorded -> submit() -> poll() ... -> result() -> register -> generate() (evaluation)
+
+Everything left of "job row recorded" may refuse (a `Problem` with file, line and field) and leaves nothing
+behind: no row, no upload. `prepare()` is where a provider's data rules live: it converts the data to the
+provider's format once, names every line the provider would refuse, counts billable tokens and writes
+content-addressed files; `quote()` prices what it prepared and `submit()` only uploads and creates.
+Everything right of it is resumable after a crash without a second paid job (`find_existing()`).
+`cancel()` may come at any time. Built-in backends are loaded exactly like this, through their own entry
+points.
+
+Plugin authors import from `anytune.plugin`, which re-exports this module with the helpers a backend needs.
 
 Backends must not block the caller for long: `submit()` starts work and returns a `ProviderRef`; `poll()`
 reports progress. Keep imports of heavy libraries (torch, provider SDKs) inside the methods that need them,
@@ -32,6 +41,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pluggy
@@ -46,12 +56,20 @@ hookspec = pluggy.HookspecMarker("anytune")
 hookimpl = pluggy.HookimplMarker("anytune")
 
 __all__ = [
+    "CREDENTIALS",
+    "AnytuneSpec",
     "Backend",
+    "BillableTokens",
     "Capabilities",
     "DataBundle",
     "DatasetRef",
+    "EmulatorInfo",
+    "EmulatorOptions",
     "GenerationParams",
     "Limits",
+    "Messages",
+    "PreparedData",
+    "PreparedFile",
     "Problem",
     "ProviderRef",
     "Quote",
@@ -70,27 +88,36 @@ CREDENTIALS = "credentials"
 
 @dataclass(frozen=True)
 class Problem:
-    """One way in which a spec does not fit a backend. Errors refuse the job; warnings are shown.
+    """One way in which a spec or its data does not fit a backend. Errors refuse the job; warnings are shown.
 
-    An error on the field `CREDENTIALS` (a missing API key) refuses a submit but not a quote."""
+    `file` and `line` point at the user's own data (line 1 is the file's first line) when the problem is in
+    one record. An error on the field `CREDENTIALS` (a missing API key) refuses a submit but not a quote."""
 
     severity: Literal["error", "warning"]
     field: str
     message: str
+    file: str | None = None
+    line: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.message}" if self.field and self.field != CREDENTIALS else self.message
+        where = (
+            f"{self.file}:{self.line}: " if self.file and self.line else f"{self.file}: " if self.file else ""
+        )
+        what = f"{self.field}: " if self.field and self.field != CREDENTIALS and not self.file else ""
+        return f"{where}{what}{self.message}"
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
 
 
 class Limits(BaseModel):
-    """Provider limits the core checks before uploading anything."""
+    """Provider limits the core checks before anything is prepared (the rest are `prepare()`'s)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    min_examples: int | None = None
-    max_examples: int | None = None
-    max_seq_length: int | None = None
-    max_file_bytes: int | None = None
+    min_examples: int | None = Field(None, description="fewest training examples the provider takes")
+    max_seq_length: int | None = Field(None, description="largest hyperparameters.max_seq_length it takes")
 
 
 class Capabilities(BaseModel):
@@ -117,6 +144,7 @@ class Capabilities(BaseModel):
     supports_resume: bool = Field(
         False, description="can restart a failed or cancelled job from its last checkpoint (as a new job)"
     )
+    supports_export: bool = Field(False, description="can write merged full weights (`Backend.export`)")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -134,6 +162,9 @@ class DatasetRef(BaseModel):
     fingerprint: str
     tokens: int | None = None
     tokens_estimated: bool = True
+    origin: str | None = Field(
+        None, description="the user's file this split was cut from (validation_split); problems name it"
+    )
 
 
 class DataBundle(BaseModel):
@@ -144,6 +175,56 @@ class DataBundle(BaseModel):
     train: DatasetRef
     validation: DatasetRef | None = None
     test: DatasetRef | None = None
+
+
+class BillableTokens(BaseModel):
+    """Tokens a provider bills for one pass over one split, and how they were counted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens: int
+    examples: int
+    counter: str = Field(description="the tokenizer (or estimate) that counted them")
+    exact: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+
+class PreparedFile(BaseModel):
+    """One split written in the provider's own format, to a content-addressed file: the same content always
+    gets the same `name`, which is how an upload is found again instead of being repeated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    name: str
+    sha256: str
+    rows: int
+    format: str = Field(description="the provider's name for the file's format (chat, conversation, ...)")
+    size: int = 0
+
+
+class PreparedData(BaseModel):
+    """What `Backend.prepare()` made of a job's data: files in the provider's format, billable tokens per
+    split, and every problem the provider would raise about the data. The core refuses the job on any error
+    problem before the job row is written; `quote()` prices it and `submit()` uploads its files.
+
+    `files` empty means the backend takes anytune's validated files as they are (`data`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str
+    data: DataBundle
+    files: dict[str, PreparedFile] = Field(default_factory=dict)
+    tokens: dict[str, BillableTokens] = Field(default_factory=dict)
+    problems: list[Problem] = Field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.is_error]
+
+    def missing_files(self) -> list[str]:
+        """Prepared files no longer on disk (a cleared cache): prepare again before submitting."""
+        return [f.path for f in self.files.values() if not Path(f.path).is_file()]
 
 
 class Quote(BaseModel):
@@ -174,6 +255,10 @@ class Quote(BaseModel):
     assumptions: list[str] = Field(default_factory=list)
     price_source: str | None = None
     price_date: date | None = None
+    one_off: bool = Field(True, description="False for recurring costs (storage, hosting), shown apart")
+    problems: list[str] = Field(
+        default_factory=list, description="why the provider would refuse the job's data, file:line each"
+    )
 
     @property
     def label(self) -> str:
@@ -186,13 +271,18 @@ class Quote(BaseModel):
 class SubmitRequest(BaseModel):
     """Everything `submit()` needs. `job_id` is anytune's id: a backend should tag the provider's job with
     it (metadata, suffix) so that after a crash it can find the job it already created instead of paying
-    for a second one (see `Backend.find_existing`)."""
+    for a second one (see `Backend.find_existing`). `prepared` is what `prepare()` returned: upload its
+    files, do not convert or check the data again."""
 
     model_config = ConfigDict(extra="forbid")
 
     job_id: str
     spec: JobSpec
-    data: DataBundle
+    prepared: PreparedData
+
+    @property
+    def data(self) -> DataBundle:
+        return self.prepared.data
 
 
 class ProviderRef(BaseModel):
@@ -252,13 +342,32 @@ class Backend(ABC):
     @abstractmethod
     def capabilities(self) -> Capabilities: ...
 
+    def prepare(self, spec: JobSpec, data: DataBundle) -> PreparedData:
+        """The job's data made ready for this provider, without network access: convert it to the provider's
+        format once, apply every provider rule (a `Problem` with file, line and field for each record it
+        would refuse), count billable tokens, write content-addressed files (`anytune.plugin.write_prepared`).
+
+        The default takes anytune's validated files as they are, with their token counts."""
+        tokens = {}
+        for split in ("train", "validation"):
+            ref = getattr(data, split)
+            if ref is not None and ref.tokens is not None:
+                tokens[split] = BillableTokens(
+                    tokens=ref.tokens,
+                    examples=ref.rows,
+                    counter="estimate" if ref.tokens_estimated else "tokenizer",
+                    exact=not ref.tokens_estimated,
+                )
+        return PreparedData(provider=self.name, data=data, tokens=tokens)
+
     @abstractmethod
-    def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
-        """Price and duration of the job, computed without network access."""
+    def quote(self, spec: JobSpec, prepared: PreparedData) -> Quote:
+        """Price and duration of the job as prepared, computed without network access."""
 
     @abstractmethod
     def submit(self, request: SubmitRequest) -> ProviderRef:
-        """Start the job and return at once. Called only after the job row is in the registry."""
+        """Upload the prepared files, create the job and return at once. Called only after the job row is in
+        the registry; never converts or checks the data again."""
 
     @abstractmethod
     def poll(self, ref: ProviderRef, cursor: str | None = None) -> Snapshot:
@@ -307,10 +416,38 @@ class Backend(ABC):
         when it resumes a job that was recorded but never confirmed."""
         return None
 
+    def export(self, model: ModelArtifact, out_dir: Path, *, dtype: str = "float32") -> ModelArtifact:
+        """Optional (with `supports_export`): write `model` as full weights (an adapter merged into its
+        base) that load without anytune into `out_dir`, and return the merged artifact."""
+        raise CapabilityError(f"{self.name} cannot export models as merged weights")
+
+
+# ----------------------------------------------------------------------------------------- emulators
+
+
+@dataclass(frozen=True)
+class EmulatorOptions:
+    """How `anytune emulate` (or a test) asks a plugin for an emulator of its provider's API."""
+
+    api_key: str | None = None
+    clock: Any = None  # an anytune.testing.Clock; None = real time
+    step_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class EmulatorInfo:
+    """An emulator a plugin offers: `build(options)` returns an object whose `app` is an ASGI application
+    (an `anytune.testing.EmulatorBase`); `environment(url, key)` the variables that point the provider's SDK
+    (and so anytune's backend) at it; `example` a job file to try it with."""
+
+    name: str
+    build: Callable[[EmulatorOptions], Any]
+    environment: Callable[[str, str], dict[str, str]]
+    description: str = ""
+    example: str | None = None
+
 
 # ------------------------------------------------------------------------------------------- the hooks
-
-Register = Callable[[Any], None]
 
 
 class AnytuneSpec:
@@ -323,6 +460,20 @@ class AnytuneSpec:
     @hookspec
     def register_metrics(self, register: Callable[[str, Callable[[str, str], float]], None]) -> None:
         """Call `register(name, fn)`; `fn(prediction, reference) -> score in [0, 1]`."""
+
+    @hookspec
+    def register_emulators(self, register: Callable[[EmulatorInfo], None]) -> None:
+        """Call `register(EmulatorInfo(...))` for each provider API the plugin emulates (`anytune emulate`)."""
+
+    @hookspec
+    def register_prices(self, register: Callable[[str, str], None]) -> None:
+        """Call `register(origin, yaml_text)` with the plugin's pricing catalog (the format of
+        docs/pricing.md): its prices, sources and availability windows. Merged after anytune's own catalog and
+        before the user's override files, which still win."""
+
+    @hookspec
+    def register_commands(self, cli: Any) -> None:
+        """Add CLI commands for a provider's own verbs: `cli` is anytune's typer app (`@cli.command()`)."""
 
     @hookspec
     def job_event(self, job_id: str, status: JobStatus, event: Event) -> None:

@@ -7,7 +7,7 @@ back from a terminal status, and an update that would move it backwards is refus
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -107,7 +107,16 @@ class ModelArtifact(BaseModel):
     path: str | None = None
     merged_path: str | None = None
     files: list[str] = Field(default_factory=list)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(
+        default_factory=dict,
+        description="training summary the registry stores with the model: first_loss, final_loss, ...",
+    )
+    base_model_retires: date | None = Field(
+        None, description="when the provider retires the base model (the fine-tune stops working then)"
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="the backend's own details, shown but never read by the core"
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
     @classmethod

@@ -17,8 +17,9 @@ from typing import Any
 import pluggy
 
 from anytune import hookspecs
+from anytune.cost.catalog import add_plugin_prices
 from anytune.errors import PluginError
-from anytune.hookspecs import Backend
+from anytune.hookspecs import Backend, EmulatorInfo
 
 ENTRY_POINT_GROUP = "anytune"
 
@@ -31,6 +32,8 @@ class PluginInfo:
     version: str | None = None
     backends: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
+    emulators: list[str] = field(default_factory=list)
+    prices: list[str] = field(default_factory=list)
     error: str | None = None
     error_detail: str | None = None
 
@@ -49,6 +52,7 @@ class PluginManager:
         self._backends: dict[str, Backend] = {}
         self._backend_owner: dict[str, str] = {}
         self._metrics: dict[str, Callable[[str, str], float]] = {}
+        self._emulators: dict[str, EmulatorInfo] = {}
         if load_entry_points:
             self.load_entry_points(group)
 
@@ -94,6 +98,8 @@ class PluginManager:
         """Call this plugin's registration hooks one at a time, so that one broken plugin stays alone."""
         found: dict[str, Backend] = {}
         metrics: dict[str, Callable[[str, str], float]] = {}
+        emulators: dict[str, EmulatorInfo] = {}
+        prices: dict[str, str] = {}
 
         def register_backend(backend: Backend) -> None:
             if not isinstance(backend, Backend):
@@ -106,9 +112,19 @@ class PluginManager:
         def register_metric(name: str, fn: Callable[[str, str], float]) -> None:
             metrics[name] = fn
 
+        def register_emulator(emulator: EmulatorInfo) -> None:
+            if not isinstance(emulator, EmulatorInfo):
+                raise TypeError(f"register() expects an anytune.plugin.EmulatorInfo, got {type(emulator)!r}")
+            emulators[emulator.name] = emulator
+
+        def register_prices(origin: str, text: str) -> None:
+            prices[origin] = text
+
         for hook_name, register in (
             ("register_backends", register_backend),
             ("register_metrics", register_metric),
+            ("register_emulators", register_emulator),
+            ("register_prices", register_prices),
         ):
             for impl in getattr(self._pm.hook, hook_name).get_hookimpls():
                 if impl.plugin is not plugin:
@@ -130,8 +146,13 @@ class PluginManager:
             self._backends[name] = backend
             self._backend_owner[name] = info.name
         self._metrics.update(metrics)
+        self._emulators.update(emulators)
+        for origin, text in prices.items():
+            add_plugin_prices(origin, text)
         info.backends = sorted(found)
         info.metrics = sorted(metrics)
+        info.emulators = sorted(emulators)
+        info.prices = sorted(prices)
 
     def _fail(self, info: PluginInfo, message: str) -> None:
         info.error = message
@@ -152,6 +173,21 @@ class PluginManager:
 
     def metrics(self) -> dict[str, Callable[[str, str], float]]:
         return dict(self._metrics)
+
+    def emulators(self) -> dict[str, EmulatorInfo]:
+        """The provider API emulators the plugins offer (`anytune emulate NAME`), by name."""
+        return dict(sorted(self._emulators.items()))
+
+    def add_commands(self, cli: Any) -> None:
+        """Let each plugin add its own CLI commands (`register_commands`); a plugin whose hook raises is
+        marked broken, and the others' commands stay."""
+        for impl in self._pm.hook.register_commands.get_hookimpls():
+            try:
+                impl.function(cli)
+            except Exception as exc:
+                info = self._infos.get(impl.plugin_name)
+                if info is not None:
+                    self._fail(info, f"register_commands raised {type(exc).__name__}: {exc}")
 
     def get_backend(self, name: str) -> Backend:
         if name in self._backends:

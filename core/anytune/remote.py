@@ -12,16 +12,15 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from anytune.errors import BackendError
 
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429})
-NEVER_RETRY_STATUS = frozenset({400, 401, 403, 404, 422})
 
 
 def is_retryable_status(status: int) -> bool:
@@ -124,3 +123,39 @@ def http_failure(
 
 def connection_failure(provider: str, exc: BaseException, hint: str) -> Failure:
     return Failure(True, BackendError(f"could not reach {provider}: {exc}", retryable=True, hint=hint))
+
+
+class SdkErrors:
+    """One SDK's exceptions turned into anytune's errors, for every call a backend makes through it.
+
+        errors = SdkErrors(classify, lambda: openai.OpenAIError)
+        job = errors.call(client.fine_tuning.jobs.retrieve, job_id)
+
+    `classify` maps an exception to a `Failure` (retry or not, with the provider's own words); `base`
+    returns the SDK's exception classes (a callable, so the SDK is imported only when a call is made)."""
+
+    def __init__(
+        self,
+        classify: Callable[[BaseException], Failure],
+        base: Callable[[], type[BaseException] | tuple[type[BaseException], ...]],
+    ) -> None:
+        self.classify = classify
+        self._base = base
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call the SDK (which retries transient failures itself) and raise what is left as a BackendError."""
+        try:
+            return fn(*args, **kwargs)
+        except self._base() as exc:
+            raise self.classify(exc).error from exc
+
+    def list(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """All items of an auto-paginated list, each page fetch covered like `call`."""
+        return list(self.iter(fn, *args, **kwargs))
+
+    def iter(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Like `list`, lazily: stop early without fetching the pages that are not needed."""
+        try:
+            yield from fn(*args, **kwargs)
+        except self._base() as exc:
+            raise self.classify(exc).error from exc

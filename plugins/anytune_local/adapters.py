@@ -12,8 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from anytune.errors import CapabilityError
-from anytune.spec import AdapterType, JobSpec
+from anytune.plugin import AdapterType, CapabilityError, JobSpec
 
 PEFT_KINDS = {
     AdapterType.LORA,

@@ -9,25 +9,32 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from anytune.cost.throughput import detect_hardware
-from anytune.data.formats import DataFormat
-from anytune.errors import BackendError, CapabilityError, NotFoundError
-from anytune.hookspecs import (
+from anytune.plugin import (
+    AdapterType,
     Backend,
+    BackendError,
     Capabilities,
-    DataBundle,
+    CapabilityError,
+    DataFormat,
+    Event,
+    EventKind,
     GenerationParams,
+    JobSpec,
+    JobStatus,
     Limits,
     Messages,
+    Method,
+    ModelArtifact,
+    NotFoundError,
+    PreparedData,
     Problem,
     ProviderRef,
     Quote,
     Snapshot,
     SubmitRequest,
+    anytune_home,
+    detect_hardware,
 )
-from anytune.jobs import Event, EventKind, JobStatus, ModelArtifact
-from anytune.settings import anytune_home
-from anytune.spec import AdapterType, JobSpec, Method
 from anytune_local.jobdir import JobDir
 
 # The worker's states (the "provider status" of a local job) and their neutral meaning.
@@ -116,6 +123,7 @@ class LocalBackend(Backend):
             limits=Limits(min_examples=1),
             supports_cancel=True,
             supports_resume=True,
+            supports_export=True,
             notes=[
                 "any causal LM folder, .gguf file or hub id; `tiny` builds a small test model offline",
                 "provider_options.local.merge: true also saves merged full weights (LoRA, DoRA, IA3)",
@@ -143,7 +151,7 @@ class LocalBackend(Backend):
             except CapabilityError as exc:
                 problems.append(Problem("error", "method.loss_type", exc.message))
         if spec.method_type is Method.GRPO:
-            from anytune.errors import UsageError
+            from anytune.plugin import UsageError
             from anytune_local.rewards import resolve_rewards
 
             try:
@@ -153,11 +161,11 @@ class LocalBackend(Backend):
                 problems.append(Problem("error", "method.reward_functions", exc.message + hint))
         return problems
 
-    def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
+    def quote(self, spec: JobSpec, prepared: PreparedData) -> Quote:
         """Hours on the hardware named in `provider_options.local.hardware` (this machine's by default;
         `hf-jobs:a100` prices the same run on rented hardware), from measured runs or the throughput model,
         at the catalog's hourly price."""
-        from anytune.cost.quotes import hour_priced
+        from anytune.plugin import hour_priced
         from anytune_local.quoting import count_tokens, epochs_of_data
 
         options = spec.options_for(self.name)
@@ -165,7 +173,7 @@ class LocalBackend(Backend):
         where = str(chosen or detect_hardware())
         vendor, _, hardware = where.rpartition(":")
         name = spec.model_for(self.name)
-        count, params = count_tokens(name, data.train)
+        count, params = count_tokens(name, prepared.data.train)
         params_b = float(options["params_b"]) if options.get("params_b") else params
         multiplier, basis = epochs_of_data(count.examples, spec)
         return hour_priced(
@@ -282,13 +290,15 @@ class LocalBackend(Backend):
     def _usage(self, jobdir: JobDir) -> tuple[int | None, float | None]:
         """Tokens trained, and what the machine's time cost at the catalog's hourly price for it (the
         worker's whole run: loading the model is billed time too)."""
-        from anytune.cost.catalog import load_catalog
+        from anytune.plugin import load_catalog
 
-        result = jobdir.read_result() or {}
-        seconds, hardware = result.get("wall_seconds"), result.get("hardware")
+        result = jobdir.read_result()
+        if result is None:
+            return None, None
+        seconds, hardware = result.wall_seconds, result.hardware
         entry = load_catalog().price(self.name, hardware=hardware) if hardware else None
         cost = seconds / 3600 * entry.price if seconds is not None and entry is not None else None
-        return result.get("trained_tokens"), cost
+        return result.trained_tokens, cost
 
     def cancel(self, ref: ProviderRef) -> None:
         jobdir = self._jobdir(ref)
@@ -320,30 +330,43 @@ class LocalBackend(Backend):
         result = jobdir.read_result()
         if result is None:
             raise BackendError(f"local job {ref.id} has no result (status: {jobdir.read_status()['state']})")
-        adapter = Path(result["adapter_path"])
+        adapter = Path(result.adapter_path)
         return ModelArtifact(
             provider=self.name,
             model_id=str(adapter),
-            kind=result.get("kind", "adapter"),
-            base_model=result["base_model"],
-            adapter_type=result.get("adapter_type"),
+            kind=result.kind,
+            base_model=result.base_model,
+            adapter_type=result.adapter_type,
             path=str(adapter),
-            merged_path=result.get("merged_path"),
+            merged_path=result.merged_path,
             files=sorted(p.name for p in adapter.iterdir()) if adapter.exists() else [],
-            metadata={
-                k: result[k]
-                for k in (
+            metrics=result.metrics,
+            metadata=result.model_dump(
+                include={
                     "base_model_path",
                     "base_model_source",
                     "trainable_parameters",
                     "steps",
-                    "metrics",
                     "method",
                     "peak_rss_mb",
                     "wall_seconds",
-                )
-                if k in result
-            },
+                }
+            ),
+        )
+
+    def export(self, model: ModelArtifact, out_dir: Path, *, dtype: str = "float32") -> ModelArtifact:
+        """The adapter merged into its base model: full weights (safetensors) with the tokenizer, in a folder
+        any transformers / vLLM / TGI setup loads without peft."""
+        from anytune_local.export import merge_adapter
+
+        folder = merge_adapter(model, out_dir, dtype=dtype)
+        return model.model_copy(
+            update={
+                "kind": "merged",
+                "model_id": str(folder),
+                "path": str(folder),
+                "merged_path": str(folder),
+            }
         )
 
     def _load(self, model: ModelArtifact) -> tuple[Any, Any]:

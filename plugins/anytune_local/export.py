@@ -7,8 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from anytune.errors import UsageError
-from anytune.jobs import ModelArtifact
+from anytune.plugin import ModelArtifact, UsageError
 
 DTYPES = ("float32", "bfloat16", "float16")
 

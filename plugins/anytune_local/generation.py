@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from anytune.hookspecs import GenerationParams
+from anytune.plugin import GenerationParams
 
 
 def generate(

@@ -20,7 +20,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class JobDir:
@@ -85,11 +87,14 @@ class JobDir:
         except (FileNotFoundError, ValueError):
             return None
 
-    def read_result(self) -> dict[str, Any] | None:
+    def read_result(self) -> WorkerResult | None:
         try:
-            return json.loads(self.result_file.read_text())
+            return WorkerResult.model_validate_json(self.result_file.read_text())
         except FileNotFoundError:
             return None
+
+    def write_result(self, result: WorkerResult) -> None:
+        write_json_atomic(self.result_file, result.model_dump(mode="json"))
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -97,6 +102,29 @@ class JobDir:
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+class WorkerResult(BaseModel):
+    """What a finished worker leaves in result.json (written last, before the final status): what it
+    saved, from what, and what the run measured. The backend's result() and cost read it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    adapter_path: str
+    merged_path: str | None = None
+    base_model: str
+    base_model_path: str
+    base_model_source: str
+    adapter_type: str
+    kind: Literal["adapter", "merged", "full"] = "adapter"
+    method: str
+    trainable_parameters: int
+    steps: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+    hardware: str
+    trained_tokens: int | None = None
+    wall_seconds: float | None = Field(None, description="the worker's whole run, loading included")
+    peak_rss_mb: float | None = None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -24,8 +24,7 @@ from typing import Any
 
 import yaml
 
-from anytune.errors import UsageError
-from anytune.spec import JobSpec
+from anytune.plugin import JobSpec, UsageError
 
 STRATEGIES = ("ddp", "fsdp", "zero2", "zero3")
 

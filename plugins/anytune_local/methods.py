@@ -13,28 +13,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from anytune.data.convert import convert_record
-from anytune.data.formats import DataFormat
-from anytune.data.records import full_text, prompt_and_target
-from anytune.data.validate import RecordValidator
-from anytune.errors import CapabilityError
-from anytune.spec import JobSpec, Method
-
-DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "apo_down")
-
-
-def _plain(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from anytune.data.records import content_text
-
-    return [{"role": m["role"], "content": content_text(m.get("content"))} for m in messages]
+from anytune.plugin import (
+    CapabilityError,
+    DataFormat,
+    JobSpec,
+    Method,
+    RecordValidator,
+    convert_record,
+    full_text,
+    normalize_messages,
+    prompt_and_target,
+)
 
 
 def preference_row(record: dict[str, Any], fmt: DataFormat) -> dict[str, Any]:
     pair = convert_record(record, fmt, DataFormat.OPENAI_PREFERENCE)
     return {
-        "prompt": _plain(pair["input"]["messages"]),
-        "chosen": _plain(pair["preferred_output"]),
-        "rejected": _plain(pair["non_preferred_output"]),
+        "prompt": normalize_messages(pair["input"]["messages"]),
+        "chosen": normalize_messages(pair["preferred_output"]),
+        "rejected": normalize_messages(pair["non_preferred_output"]),
     }
 
 
@@ -56,7 +53,7 @@ def rows_for(spec: JobSpec, path: str, fmt: DataFormat, *, all_turns: bool = Fal
                 else 0
             )
             if all_turns and turns > 1 and not inputs:
-                out.append({"messages": _plain(record["messages"]), "assistant_only": True})
+                out.append({"messages": normalize_messages(record["messages"]), "assistant_only": True})
             else:
                 out.append(to_trl_row(record, fmt, inputs))
         elif method is Method.CPT:
@@ -65,7 +62,7 @@ def rows_for(spec: JobSpec, path: str, fmt: DataFormat, *, all_turns: bool = Fal
             out.append(preference_row(record, fmt))
         elif method is Method.GRPO:
             prompt, target = prompt_and_target(record, fmt)
-            out.append({"prompt": _plain(prompt), "reference": target})
+            out.append({"prompt": normalize_messages(prompt), "reference": target})
         else:
             raise CapabilityError(f"the local backend cannot run method {method.value!r}")
     return out

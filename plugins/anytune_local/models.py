@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from anytune.errors import BackendError, UsageError
-from anytune.settings import cache_dir
+from anytune.plugin import BackendError, UsageError, cache_dir
 from anytune_local.cache import build_once
 
 Log = Callable[[str], None]

@@ -6,16 +6,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from anytune.cost.billing import (
+from anytune.plugin import (
+    DatasetRef,
     HFTokenizerFiles,
+    JobSpec,
     TokenCount,
     count_examples,
     counter_for_family,
     family_of,
+    params_from_name,
 )
-from anytune.cost.quotes import params_from_name
-from anytune.hookspecs import DatasetRef
-from anytune.spec import JobSpec
 from anytune_local.models import local_copy, params_in_folder
 from anytune_local.tiny import CHATML_TEMPLATE
 from anytune_local.training import DEFAULTS
@@ -32,7 +32,7 @@ def count_tokens(model: str, ref: DatasetRef) -> tuple[TokenCount, float | None]
     if key not in _COUNTS:
         _COUNTS[key] = _count_tokens(model, folder, ref)
     count, params = _COUNTS[key]
-    return TokenCount(count.tokens, count.examples, count.counter, count.exact, list(count.notes)), params
+    return count.model_copy(update={"notes": list(count.notes)}), params
 
 
 def _count_tokens(model: str, folder: Path | None, ref: DatasetRef) -> tuple[TokenCount, float | None]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
-from anytune.errors import UsageError
+from anytune.plugin import UsageError
 
 Reward = Callable[..., list[float]]
 
@@ -31,7 +31,7 @@ def exact_match(prompts: list[Any], completions: list[Any], reference: list[str]
 
 def token_f1(prompts: list[Any], completions: list[Any], reference: list[str], **_: Any) -> list[float]:
     """Token overlap with the reference: a dense signal where exact matches are rare."""
-    from anytune.evaluation.metrics import token_f1 as f1
+    from anytune.plugin import token_f1 as f1
 
     return [f1(_text(c), r) for c, r in zip(completions, reference, strict=True)]
 

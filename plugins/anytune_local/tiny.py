@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from anytune.settings import cache_dir
+from anytune.plugin import cache_dir
 from anytune_local.cache import build_once
 
 CHATML_TEMPLATE = (

@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from anytune.data.formats import DataFormat
-from anytune.data.records import as_messages, prompt_and_target
-from anytune.spec import JobSpec
-from anytune_local.jobdir import JobDir
+from anytune.plugin import DataFormat, JobSpec, as_messages, normalize_messages, prompt_and_target
+from anytune_local.jobdir import JobDir, WorkerResult
 
 # What the local backend uses when a hyperparameter is left unset. Chosen for LoRA on small models.
 DEFAULTS = {
@@ -51,25 +49,15 @@ def to_trl_row(record: dict[str, Any], fmt: DataFormat, train_on_inputs: bool) -
     if fmt is DataFormat.CHAT:
         messages = record["messages"]
         last = max(i for i, m in enumerate(messages) if m.get("role") == "assistant")
-        completion = [_plain(messages[last])]
+        completion = normalize_messages([messages[last]])
     elif fmt is DataFormat.COMPLETION:
-        completion = [_plain(m) for m in as_messages(record["completion"], "assistant")]
+        completion = normalize_messages(as_messages(record["completion"], "assistant"))
     else:
         completion = [{"role": "assistant", "content": target}]
-    prompt = [_plain(m) for m in prompt]
+    prompt = normalize_messages(prompt)
     if train_on_inputs:
         return {"messages": prompt + completion}
     return {"prompt": prompt, "completion": completion}
-
-
-def _plain(message: dict[str, Any]) -> dict[str, Any]:
-    """Content parts joined to a string: chat templates of text models expect strings."""
-    from anytune.data.records import content_text
-
-    out = {"role": message["role"], "content": content_text(message.get("content"))}
-    if message.get("tool_calls"):
-        out["tool_calls"] = message["tool_calls"]
-    return out
 
 
 # Learning rates that train each kind of adapter well from the usual starting points: few parameters take
@@ -99,7 +87,7 @@ def total_steps(rows: int, spec: JobSpec) -> int:
     return max(1, math.ceil(_hp(spec, "epochs") * math.ceil(rows / per_step)))
 
 
-def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str, Any]:
+def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> WorkerResult | None:
     """Train, save the adapter, and return what result.json should hold."""
     spec = JobSpec.model_validate(request["spec"])
     emit = jobdir.emit
@@ -124,7 +112,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     from anytune_local import methods
     from anytune_local.loading import device_and_dtype, load_tokenizer
 
-    data = request["data"]
+    data = request["prepared"]["data"]
     use_trl = spec.options_for("local").get("trainer", "fast") == "trl" or spec.method_type.value not in (
         "sft",
         "cpt",
@@ -300,7 +288,7 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
         trainer.save_model(str(jobdir.output / ("model" if adapter.type == "full" else "adapter")))
     if not is_main_process():  # in a distributed run rank 0 saves; the others are done
         trainer.accelerator.wait_for_everyone()
-        return {}
+        return None
     trainer.accelerator.wait_for_everyone()
     jobdir.write_status("saving")
     saved_kind = "adapter"
@@ -344,21 +332,21 @@ def train(jobdir: JobDir, request: dict[str, Any], should_stop: Any) -> dict[str
     if eval_rows:
         metrics.update({k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)})
     hardware, trained_tokens = _record_throughput(spec, base_model, trainer, metrics, device)
-    return {
-        "adapter_path": str(adapter_dir),
-        "merged_path": str(merged_dir) if merged_dir else None,
-        "base_model": base_model,
-        "base_model_path": str(resolved.path),
-        "base_model_source": resolved.source,
-        "adapter_type": spec.adapter.type,
-        "kind": saved_kind,
-        "method": spec.method_type.value,
-        "trainable_parameters": trainable,
-        "steps": trainer.state.global_step,
-        "metrics": metrics,
-        "hardware": hardware,
-        "trained_tokens": trained_tokens,
-    }
+    return WorkerResult(
+        adapter_path=str(adapter_dir),
+        merged_path=str(merged_dir) if merged_dir else None,
+        base_model=base_model,
+        base_model_path=str(resolved.path),
+        base_model_source=resolved.source,
+        adapter_type=spec.adapter.type,
+        kind=saved_kind,
+        method=spec.method_type.value,
+        trainable_parameters=trainable,
+        steps=trainer.state.global_step,
+        metrics=metrics,
+        hardware=hardware,
+        trained_tokens=trained_tokens,
+    )
 
 
 def _record_throughput(
@@ -366,7 +354,7 @@ def _record_throughput(
 ) -> tuple[str, int | None]:
     """Store this run's tokens/s so that later quotes for this machine use a measured rate; return the
     machine's catalog key and the tokens trained (not counting padding)."""
-    from anytune.cost.throughput import hardware_for_gpu, record_measurement
+    from anytune.plugin import hardware_for_gpu, record_measurement
 
     hardware = "cpu"
     if device == "cuda":

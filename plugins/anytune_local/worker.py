@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 
-from anytune_local.jobdir import JobDir, write_json_atomic
+from anytune_local.jobdir import JobDir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,13 +61,18 @@ def main(argv: list[str] | None = None) -> int:
         jobdir.emit(f"failed: {message}", kind="status", level="error")
         jobdir.write_status("failed", error=message)
         return 1
-    if not main_process:
+    if not main_process or result is None:
         return 0
-    result["wall_seconds"] = round(time.monotonic() - started, 3)  # the machine was busy this long
     import resource
 
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    write_json_atomic(jobdir.result_file, result)
+    jobdir.write_result(
+        result.model_copy(
+            update={
+                "wall_seconds": round(time.monotonic() - started, 3),  # the machine was busy this long
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            }
+        )
+    )
     jobdir.emit("succeeded", kind="status")
     jobdir.write_status("succeeded")
     return 0

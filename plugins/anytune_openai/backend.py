@@ -5,31 +5,42 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from anytune.cost.quotes import token_cost, token_priced, unavailable
-from anytune.data.formats import DataFormat
-from anytune.errors import BackendError, UsageError
-from anytune.hookspecs import (
+from anytune.plugin import (
     CREDENTIALS,
+    AdapterType,
     Backend,
+    BackendError,
     Capabilities,
     DataBundle,
+    DataFormat,
+    Event,
+    EventKind,
     GenerationParams,
+    JobSpec,
+    JobStatus,
     Limits,
     Messages,
+    Method,
+    ModelArtifact,
+    PreparedData,
+    PreparedFile,
     Problem,
     ProviderRef,
     Quote,
+    RetryPolicy,
     Snapshot,
     SubmitRequest,
+    UsageError,
+    create_once,
+    secret_from_env,
+    today,
+    token_cost,
+    token_priced,
+    unavailable,
 )
-from anytune.jobs import Event, EventKind, JobStatus, ModelArtifact
-from anytune.remote import RetryPolicy, create_once
-from anytune.secrets import secret_from_env
-from anytune.settings import today
-from anytune.spec import AdapterType, JobSpec, Method
 from anytune_openai.catalog import OpenAIModel, load_catalog
 from anytune_openai.errors import classify, sdk_call, sdk_iter, sdk_list
-from anytune_openai.prepare import count_billed_tokens, prepare_file
+from anytune_openai.prepare import prepare
 
 STATUS: dict[str, JobStatus] = {
     "validating_files": JobStatus.VALIDATING,
@@ -102,7 +113,7 @@ class OpenAIBackend(Backend):
             ),
             hyperparameters=frozenset({"epochs", "batch_size", "seed"}),
             base_models=load_catalog().names(),
-            limits=Limits(min_examples=10, max_file_bytes=512 * 1024 * 1024),
+            limits=Limits(min_examples=10),
             supports_cancel=True,
             supports_pause=True,
             notes=[
@@ -164,12 +175,18 @@ class OpenAIBackend(Backend):
             problems.append(Problem("error", CREDENTIALS, "no OpenAI API key: set OPENAI_API_KEY"))
         return problems
 
-    def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
+    def prepare(self, spec: JobSpec, data: DataBundle) -> PreparedData:
         model = load_catalog().resolve(spec.model_for(self.name))
-        if model is None:
+        if model is None:  # check_spec has refused it already; nothing to prepare for
+            return PreparedData(provider=self.name, data=data)
+        return prepare(self.name, spec, data, model)
+
+    def quote(self, spec: JobSpec, prepared: PreparedData) -> Quote:
+        model = load_catalog().resolve(spec.model_for(self.name))
+        if model is None or "train" not in prepared.tokens:
             return unavailable(self.name, f"{spec.model_for(self.name)} is not an OpenAI fine-tunable model")
         epochs = int(spec.hyperparameters.epochs or DEFAULT_EPOCHS)
-        count = count_billed_tokens(data.train, spec.method_type, model)
+        count = prepared.tokens["train"]
         assumptions = []
         if spec.hyperparameters.epochs is None:
             assumptions.append(f"epochs left to OpenAI ('auto'); quoted as {DEFAULT_EPOCHS}")
@@ -183,7 +200,7 @@ class OpenAIBackend(Backend):
             assumptions=assumptions,
         )
 
-    def _upload(self, client: Any, prepared: Any) -> str:
+    def _upload(self, client: Any, prepared: PreparedFile) -> str:
         """The file id for this content: an earlier upload of the same content, or a new one."""
 
         def find() -> str | None:
@@ -197,7 +214,7 @@ class OpenAIBackend(Backend):
             return existing
 
         def create() -> str:
-            with prepared.path.open("rb") as fh:
+            with open(prepared.path, "rb") as fh:
                 made = client.with_options(max_retries=0).files.create(
                     file=(prepared.name, fh), purpose="fine-tune"
                 )
@@ -220,14 +237,9 @@ class OpenAIBackend(Backend):
         existing = self.find_existing(request)
         if existing is not None:
             return existing
-        train = prepare_file(request.data.train, spec.method_type, model, "train")
-        validation = (
-            prepare_file(request.data.validation, spec.method_type, model, "validation")
-            if request.data.validation
-            else None
-        )
-        training_file = self._upload(client, train)
-        validation_file = self._upload(client, validation) if validation else None
+        files = request.prepared.files
+        training_file = self._upload(client, files["train"])
+        validation_file = self._upload(client, files["validation"]) if "validation" in files else None
 
         options = spec.options_for(self.name)
         hp = spec.hyperparameters
@@ -352,8 +364,8 @@ class OpenAIBackend(Backend):
                 "hyperparameters": job.method.model_dump().get(job.method.type, {}).get("hyperparameters")
                 if job.method
                 else None,
-                "base_model_retires": retires.isoformat() if retires else None,
             },
+            base_model_retires=retires,
         )
 
     def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:

@@ -13,9 +13,8 @@ from importlib import resources
 
 import yaml
 
-from anytune.cost.catalog import PriceCatalog
-from anytune.cost.catalog import load_catalog as load_prices
-from anytune.hookspecs import Problem
+from anytune.plugin import PriceCatalog, Problem
+from anytune.plugin import load_catalog as load_prices
 
 WARN_DAYS = 60  # warn this long before a model retires or the provider stops taking jobs
 

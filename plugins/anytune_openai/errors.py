@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
-from anytune.errors import BackendError
-from anytune.remote import Failure, connection_failure, http_failure
-
-T = TypeVar("T")
+from anytune.plugin import BackendError, Failure, SdkErrors, connection_failure, http_failure
 
 _HINTS = {
     401: "check OPENAI_API_KEY (and OPENAI_BASE_URL if you use a proxy or the emulator)",
@@ -38,31 +32,11 @@ def classify(exc: BaseException) -> Failure:
     return Failure(False, BackendError(f"OpenAI client error: {type(exc).__name__}: {exc}"))
 
 
-def sdk_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call the SDK (which retries transient failures itself) and turn what is left into a BackendError."""
+def _sdk_errors() -> type[BaseException]:
     import openai
 
-    try:
-        return fn(*args, **kwargs)
-    except openai.OpenAIError as exc:
-        raise classify(exc).error from exc
+    return openai.OpenAIError
 
 
-def sdk_list(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
-    """All items of an auto-paginated SDK list, each page fetch covered like `sdk_call`."""
-    import openai
-
-    try:
-        return list(fn(*args, **kwargs))
-    except openai.OpenAIError as exc:
-        raise classify(exc).error from exc
-
-
-def sdk_iter(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Like `sdk_list`, lazily: stop early without fetching the pages that are not needed."""
-    import openai
-
-    try:
-        yield from fn(*args, **kwargs)
-    except openai.OpenAIError as exc:
-        raise classify(exc).error from exc
+errors = SdkErrors(classify, _sdk_errors)
+sdk_call, sdk_list, sdk_iter = errors.call, errors.list, errors.iter

@@ -10,32 +10,42 @@ import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from anytune.cost.billing import TokenCount
-from anytune.cost.quotes import token_cost, token_priced
-from anytune.data.formats import DataFormat
-from anytune.errors import BackendError, DataError, UsageError
-from anytune.hookspecs import (
+from anytune.plugin import (
     CREDENTIALS,
+    AdapterType,
     Backend,
+    BackendError,
     Capabilities,
     DataBundle,
+    DataError,
+    DataFormat,
+    Event,
+    EventKind,
     GenerationParams,
+    JobSpec,
+    JobStatus,
     Limits,
     Messages,
+    Method,
+    ModelArtifact,
+    PreparedData,
+    PreparedFile,
     Problem,
     ProviderRef,
     Quote,
+    RetryPolicy,
     Snapshot,
     SubmitRequest,
+    UsageError,
+    anytune_home,
+    create_once,
+    secret_from_env,
+    token_cost,
+    token_priced,
 )
-from anytune.jobs import Event, EventKind, JobStatus, ModelArtifact
-from anytune.remote import RetryPolicy, create_once
-from anytune.secrets import secret_from_env
-from anytune.settings import anytune_home
-from anytune.spec import AdapterType, JobSpec, Method
 from anytune_together.catalog import load_catalog
 from anytune_together.errors import classify, sdk_call
-from anytune_together.prepare import count_billed_tokens, prepare_file
+from anytune_together.prepare import prepare
 
 STATUS: dict[str, JobStatus] = {
     "pending": JobStatus.QUEUED,
@@ -232,19 +242,22 @@ class TogetherBackend(Backend):
         within("hyperparameters.max_seq_length", hp.max_seq_length, limits.min_max_seq_length, seq_top)
         return problems
 
-    def quote(self, spec: JobSpec, data: DataBundle) -> Quote:
+    def prepare(self, spec: JobSpec, data: DataBundle) -> PreparedData:
+        return prepare(self.name, spec, data, load_catalog().model(spec.model_for(self.name)).family)
+
+    def quote(self, spec: JobSpec, prepared: PreparedData) -> Quote:
         model = load_catalog().model(spec.model_for(self.name))
         options = spec.options_for(self.name)
         epochs = int(spec.hyperparameters.epochs or 1)
-        train = count_billed_tokens(data.train, model.family)
+        train = prepared.tokens["train"]
         processed = train.tokens * epochs
         rule = f"tokens processed = {train.tokens:,} training tokens x {epochs} epoch(s)"
-        if data.validation is not None:
+        validation = prepared.tokens.get("validation")
+        if validation is not None:
             n_evals = int(options.get("n_evals", 10))
-            validation = count_billed_tokens(data.validation, model.family)
             processed += validation.tokens * n_evals
             rule += f" + {validation.tokens:,} validation tokens x {n_evals} evaluation(s)"
-        count = TokenCount(processed, train.examples, train.counter, train.exact, train.notes)
+        count = train.model_copy(update={"tokens": processed, "notes": list(train.notes)})
         assumptions = [] if model.params_b else [f"the size of {model.id} is unknown to anytune"]
         quote = token_priced(
             self.name,
@@ -260,17 +273,17 @@ class TogetherBackend(Backend):
             quote.assumptions.append("Together's own estimate is recorded when the job is submitted")
         return quote
 
-    def _upload(self, client: Any, prepared: Any) -> str:
+    def _upload(self, client: Any, prepared: PreparedFile) -> str:
         """Upload through the SDK (which reuses a file Together already has with the same checksum) and make
         sure Together accepted it."""
-        uploaded = sdk_call(client.files.upload, prepared.path, purpose="fine-tune", check=True)
+        uploaded = sdk_call(client.files.upload, Path(prepared.path), purpose="fine-tune", check=True)
         info = sdk_call(client.files.retrieve, uploaded.id)
         report = getattr(info, "validation_report", None) or (info.model_extra or {}).get("validation_report")
         valid = report.get("valid") if isinstance(report, dict) else getattr(report, "valid", True)
         if valid is False:
             reason = report.get("error") if isinstance(report, dict) else getattr(report, "error", "")
             raise DataError(
-                f"Together refused {prepared.path.name}: {reason}", hint="fix the data and submit again"
+                f"Together refused {prepared.name}: {reason}", hint="fix the data and submit again"
             )
         return str(uploaded.id)
 
@@ -292,11 +305,12 @@ class TogetherBackend(Backend):
         existing = self.find_existing(request)
         if existing is not None:
             return existing
-        train = prepare_file(request.data.train, "train")
-        validation = prepare_file(request.data.validation, "validation") if request.data.validation else None
-        training_file = self._upload(client, train)
-        validation_file = self._upload(client, validation) if validation else None
-        kwargs = self._create_args(spec, request.job_id, training_file, validation_file, train.kind)
+        files = request.prepared.files
+        training_file = self._upload(client, files["train"])
+        validation_file = self._upload(client, files["validation"]) if "validation" in files else None
+        kwargs = self._create_args(
+            spec, request.job_id, training_file, validation_file, files["train"].format
+        )
         estimate = None
         try:
             est = sdk_call(client.fine_tuning.estimate_price, **self._estimate_args(kwargs))
@@ -544,9 +558,11 @@ class TogetherBackend(Backend):
             unpacked = Path(tmp) / "unpacked"
             data = archive.read_bytes()
             if data[:4] == b"\x28\xb5\x2f\xfd":
+                kept = target.with_name(target.name + ".tar.zst")  # outside the folder deleted below
+                archive.replace(kept)
                 raise BackendError(
-                    "Together sent a .tar.zst archive; unpack it with `zstd -d` (not built in yet)",
-                    hint=f"the archive is at {archive}",
+                    "Together sent a .tar.zst archive; anytune cannot unpack zstd yet",
+                    hint=f"the archive is kept at {kept}: unpack it with `tar --zstd -xf {kept}`",
                 )
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
                 tar.extractall(unpacked, filter="data")

@@ -13,8 +13,7 @@ from importlib import resources
 
 import yaml
 
-from anytune.cost.billing import family_of
-from anytune.cost.quotes import params_from_name
+from anytune.plugin import family_of, params_from_name
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from anytune.errors import BackendError
-from anytune.remote import Failure, connection_failure, http_failure
-
-T = TypeVar("T")
+from anytune.plugin import BackendError, Failure, SdkErrors, connection_failure, http_failure
 
 _HINTS = {
     401: "check TOGETHER_API_KEY (and TOGETHER_BASE_URL, without /v1, for the emulator)",
@@ -41,10 +37,11 @@ def classify(exc: BaseException) -> Failure:
     return Failure(False, BackendError(f"Together client error: {type(exc).__name__}: {exc}"))
 
 
-def sdk_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def _sdk_errors() -> tuple[type[BaseException], ...]:
     import together
 
-    try:
-        return fn(*args, **kwargs)
-    except (together.TogetherError, ValueError) as exc:
-        raise classify(exc).error from exc
+    return (together.TogetherError, ValueError)  # ValueError: the SDK's own checks of a request
+
+
+errors = SdkErrors(classify, _sdk_errors)
+sdk_call = errors.call

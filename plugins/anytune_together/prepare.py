@@ -4,42 +4,44 @@ Together takes one of four formats per file: conversational (`messages`), instru
 `completion`), generic text (`text`) and preference (OpenAI's `input` / `preferred_output` /
 `non_preferred_output`). Conversations must start with a system or user message and alternate user and
 assistant turns; that is checked here, with the line of the user's file, before any upload. The file is named
-after its content hash; Together itself recognises a repeated upload by its sha256 checksum.
+after its content hash; Together itself recognises a repeated upload by its sha256 checksum. The rows of
+one file must all map to one format: a file mixing plain-string and message completions is refused with
+the line that breaks the rule.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from anytune.cost.billing import TokenCount, count_texts, counter_for_family
-from anytune.data.convert import ConversionError, convert_record, write_jsonl_atomic
-from anytune.data.formats import DataFormat
-from anytune.data.records import as_messages, content_text, instruction_prompt
-from anytune.data.validate import RecordValidator
-from anytune.errors import DataError
-from anytune.hookspecs import DatasetRef
-from anytune.settings import cache_dir
+from anytune.plugin import (
+    BillableTokens,
+    ConversionError,
+    DataBundle,
+    DataFormat,
+    DatasetRef,
+    JobSpec,
+    PreparedData,
+    PreparedFile,
+    PreparedWriter,
+    Problem,
+    RecordValidator,
+    TokenCounter,
+    as_messages,
+    cache_dir,
+    convert_record,
+    count_texts,
+    counter_for_family,
+    instruction_prompt,
+    normalize_messages,
+)
 
-
-@dataclass(frozen=True)
-class PreparedFile:
-    path: Path
-    rows: int
-    kind: str  # conversation | instruction | general | preference
+_BATCH = 4096  # texts per tokenizer call
 
 
 def _plain(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for m in messages:
-        message = {"role": m["role"], "content": content_text(m.get("content"))}
-        if "weight" in m:
-            message["weight"] = m["weight"]
-        out.append(message)
-    return out
+    """Together's conversational messages: role, content, and a per-message `weight` where set."""
+    return normalize_messages(messages, keep=("weight",))
 
 
 def _alternation_problem(messages: list[dict[str, Any]]) -> str | None:
@@ -83,62 +85,82 @@ def to_together(record: dict[str, Any], fmt: DataFormat) -> tuple[str, dict[str,
     return "conversation", {"messages": messages}
 
 
-def count_billed_tokens(ref: DatasetRef, family: str | None) -> TokenCount:
-    """Tokens Together processes for one pass over `ref`: each record in the format it is uploaded in, with the
-    model family's chat template for conversations, its begin-of-text token for raw text and instructions,
-    and the prompt with each answer for preference pairs."""
+def prepare(provider: str, spec: JobSpec, data: DataBundle, family: str | None) -> PreparedData:
+    """Every split Together trains on, as a Together file, with the tokens it processes per pass and the
+    lines Together would refuse."""
+    prepared = PreparedData(provider=provider, data=data)
     counter, render, template = counter_for_family(family)
     bos = "<|begin_of_text|>" if family == "llama3" else ""
-    texts: list[str] = []
-    examples = 0
-    for _, record in RecordValidator(ref.path, format=ref.format, collect_stats=False):
-        try:
-            kind, out = to_together(record, ref.format)
-        except ConversionError:
-            continue  # refused at submit, with its line; the quote prices what can be sent
-        examples += 1
-        if kind == "general":
-            texts.append(bos + out["text"])
-        elif kind == "instruction":
-            texts.append(bos + out["prompt"] + out["completion"])
-        elif kind == "preference":
-            prompt = out["input"]["messages"]
-            texts += [render(prompt + out["preferred_output"]), render(prompt + out["non_preferred_output"])]
-        else:
-            texts.append(render(out["messages"]))
-    count = count_texts(texts, counter, examples=examples)
-    count.notes.append(f"conversations rendered with the {template} chat template")
-    return count
-
-
-def prepare_file(ref: DatasetRef, split: str) -> PreparedFile:
-    problems: list[str] = []
-    rows: list[dict[str, Any]] = []
-    kinds: set[str] = set()
-    validator = RecordValidator(ref.path, format=ref.format, collect_stats=False)
-    for line, record in validator:
-        try:
-            kind, out = to_together(record, ref.format)
-        except ConversionError as exc:
-            problems.append(f"{ref.path}:{line}: {exc}")
+    for split in ("train", "validation"):
+        ref = getattr(data, split)
+        if ref is None:
             continue
-        kinds.add(kind)
-        rows.append(out)
-    if validator.report.errors:
-        problems.append(
-            f"{ref.path}: {validator.report.errors} invalid record(s); run `anytune validate {ref.path}`"
+        prepared_file, tokens, examples, problems = _prepare_split(ref, split, render, bos, counter)
+        prepared.problems.extend(problems)
+        if prepared_file is not None:
+            prepared.files[split] = prepared_file
+        prepared.tokens[split] = BillableTokens(
+            tokens=tokens,
+            examples=examples,
+            counter=counter.name,
+            exact=counter.exact,
+            notes=[f"conversations rendered with the {template} chat template"],
         )
-    if not rows and not problems:
-        problems.append(f"{ref.path}: no examples")
-    if problems:
-        raise DataError(
-            f"{ref.path}: the {split} data does not meet Together's rules ({len(problems)} problem(s)); "
-            "nothing was uploaded",
-            details=problems[:200],
-        )
-    folder = cache_dir("together", "uploads")
-    tmp = folder / f".{ref.fingerprint.removeprefix('sha256:')}.jsonl"
-    write_jsonl_atomic(tmp, rows)
-    final = folder / f"anytune-{hashlib.sha256(tmp.read_bytes()).hexdigest()[:32]}.jsonl"
-    tmp.replace(final)
-    return PreparedFile(final, len(rows), kinds.pop())
+    return prepared
+
+
+def _billed_texts(kind: str, out: dict[str, Any], render: Any, bos: str) -> list[str]:
+    """What Together trains on for one record: raw text and instructions after the begin-of-text token,
+    conversations through the model's chat template, the prompt with each answer of a preference pair."""
+    if kind == "general":
+        return [bos + out["text"]]
+    if kind == "instruction":
+        return [bos + out["prompt"] + out["completion"]]
+    if kind == "preference":
+        prompt = out["input"]["messages"]
+        return [render(prompt + out["preferred_output"]), render(prompt + out["non_preferred_output"])]
+    return [render(out["messages"])]
+
+
+def _prepare_split(
+    ref: DatasetRef, split: str, render: Any, bos: str, counter: TokenCounter
+) -> tuple[PreparedFile | None, int, int, list[Problem]]:
+    field = f"data.{split}"
+    problems: list[Problem] = []
+    texts: list[str] = []  # counted a batch at a time, so memory stays flat in the file's size
+    tokens = examples = 0
+    first: tuple[str, int] | None = None  # Together takes one format per file: the first row's decides
+    writer = PreparedWriter(cache_dir("together", "uploads"), format="")
+    with writer:
+        for line, record in RecordValidator(ref.path, format=ref.format, collect_stats=False):
+            try:
+                kind, out = to_together(record, ref.format)
+            except ConversionError as exc:
+                problems.append(Problem("error", field, str(exc), file=ref.path, line=line))
+                continue
+            if first is None:
+                first = (kind, line)
+                writer.format = kind
+            elif kind != first[0]:
+                problems.append(
+                    Problem(
+                        "error",
+                        field,
+                        f"a {kind} example, but line {first[1]} is a {first[0]} one; Together takes one format "
+                        "per file (write every completion as plain strings, or every one as messages)",
+                        file=ref.path,
+                        line=line,
+                    )
+                )
+                continue
+            writer.write(out)
+            examples += 1
+            texts.extend(_billed_texts(kind, out, render, bos))
+            if len(texts) >= _BATCH:
+                tokens += count_texts(texts, counter).tokens
+                texts.clear()
+        tokens += count_texts(texts, counter).tokens
+        if first is None and not problems:
+            problems.append(Problem("error", field, "no examples", file=ref.path))
+        result = None if problems else writer.finish()
+    return result, tokens, examples, problems

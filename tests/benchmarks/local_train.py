@@ -209,7 +209,7 @@ def run_anytune(model_dir: str, data: str, steps: int, batch: int, group: bool) 
     client = Client()
     job = client.follow(client.submit(spec).id, interval=0.5, timeout=3600)
     assert job.status.value == "succeeded", job.error
-    metrics = job.artifact.metadata["metrics"]
+    metrics = job.artifact.metrics
     losses = [e.data["loss"] for e in client.registry.events(job.id, kind="metric") if "loss" in e.data]
     runtime = metrics["train_runtime"]
     return {

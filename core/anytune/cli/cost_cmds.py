@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -38,7 +39,8 @@ def quote(
     """What the job would cost, and how long it would take, on every provider: nothing is uploaded.
 
     Tokens are counted with each provider's tokenizer over the text it bills (marked ~ where only an
-    estimate is possible); prices come from the dated, sourced catalog (`anytune prices`).
+    estimate is possible); prices come from the dated, sourced catalog (`anytune prices`). Exits 2 when a
+    provider would refuse the data (its lines are listed), after the table.
     """
     from anytune.cost.compare import quote as make_quote
     from anytune.jobfile import load_job_file
@@ -47,12 +49,27 @@ def quote(
     table = make_quote(spec, providers, hardware=hardware, prices=prices)
     if plot is not None:
         table.plot(plot)
+    refusals = table.refusals()
     if as_json:
         print(table.to_json())
-        return
-    if as_csv:
+    elif as_csv:
         print(table.to_csv(), end="")
-        return
+    else:
+        _print_table(table, details, plot)
+    if refusals:
+        for label, problems in refusals.items():
+            err.print(
+                f"[bold red]error:[/] {escape(label)} would refuse the data ({len(problems)} problem(s))"
+            )
+            for problem in problems[:20]:
+                err.print(f"  [red]•[/] {escape(problem)}")
+            if len(problems) > 20:
+                err.print(f"  [dim]... and {len(problems) - 20} more[/]")
+        err.print("[dim]hint:[/] fix the lines named, or leave those providers out with --providers")
+        raise typer.Exit(2)
+
+
+def _print_table(table: Any, details: bool, plot: Path | None) -> None:
     out.print(table.rich_table())
     if any(q.tokens_estimated for q in table.quotes if q.available):
         out.print("[dim]~ token count is an estimate (about 4 characters a token): no tokenizer offline[/]")

@@ -70,25 +70,16 @@ def export(
 
     client = Client()
     target = client.resolve_target(ref)
-    if target.provider != "local":
+    backend = client.backend(target.provider)
+    if not backend.capabilities().supports_export:
         raise UsageError(
-            f"{target.label} lives on {target.provider}; only local adapters can be merged here",
+            f"{target.label} lives on {target.provider}, which cannot write merged weights",
             hint="hosted fine-tunes are called through their provider (anytune serve proxies any of them)",
         )
-    from anytune_local.export import merge_adapter
-
     with out.status(f"merging {escape(target.label)} into {escape(target.base_model)}..."):
-        folder = merge_adapter(target.artifact, out_dir, dtype=dtype)
-    out.print(f"[green]✓[/] merged weights in {folder}")
+        artifact = backend.export(target.artifact, out_dir, dtype=dtype)
+    out.print(f"[green]✓[/] merged weights in {escape(artifact.model_id)}")
     if register and target.model is not None:
-        artifact = target.artifact.model_copy(
-            update={
-                "kind": "merged",
-                "model_id": str(folder),
-                "path": str(folder),
-                "merged_path": str(folder),
-            }
-        )
         version = client.registry.register_model(
             target.model.name,
             artifact,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from anytune.data.formats import DataFormat
 from anytune.data.records import content_text
 from anytune.data.tokens import TokenCounter, get_token_counter
+from anytune.hookspecs import BillableTokens
 
 Messages = list[dict[str, Any]]
 Render = Callable[[Messages], str]
@@ -31,15 +32,8 @@ OPENAI_TOKENS_PER_NAME = 1
 OPENAI_REPLY_PRIMING = 3
 
 
-@dataclass
-class TokenCount:
-    """Billable tokens of one data file for one provider, and how they were counted."""
-
-    tokens: int
-    examples: int
-    counter: str
-    exact: bool
-    notes: list[str] = field(default_factory=list)
+# Tokens billed for one pass over a file, and how they were counted: the contract's type.
+TokenCount = BillableTokens
 
 
 def chatml(messages: Messages) -> str:
@@ -110,12 +104,10 @@ class HFTokenizerFiles:
         return cls(counter, jinja_template(source, special), f"chat template of {folder.name}")
 
 
-def count_chat_rule(records: Iterable[dict[str, Any]], counter: TokenCounter) -> TokenCount:
-    """OpenAI's rule over OpenAI-format records: chat (`messages`, `tools`) or preference (`input`,
-    `preferred_output`, `non_preferred_output`)."""
+def _chat_rule_pieces(record: dict[str, Any]) -> tuple[list[str], int]:
+    """(texts to encode, fixed tokens) of one OpenAI-format record under OpenAI's chat token rule."""
     pieces: list[str] = []
     overhead = 0
-    examples = 0
 
     def add(messages: Messages) -> None:
         nonlocal overhead
@@ -130,26 +122,48 @@ def count_chat_rule(records: Iterable[dict[str, Any]], counter: TokenCounter) ->
                 pieces.append(json.dumps(call.get("function", call), ensure_ascii=False))
         overhead += OPENAI_REPLY_PRIMING
 
+    if "messages" in record:
+        add(record["messages"])
+        for key in ("tools", "functions"):
+            if record.get(key):
+                pieces.append(json.dumps(record[key], ensure_ascii=False))
+    else:
+        # the file holds the prompt once and both answers: that is what is billed
+        add(record["input"]["messages"] + record["preferred_output"])
+        add(record["non_preferred_output"])
+    return pieces, overhead
+
+
+def chat_rule_counts(records: Sequence[dict[str, Any]], counter: TokenCounter) -> list[int]:
+    """Tokens of each OpenAI-format record (chat or preference) by OpenAI's rule, encoded in one batch."""
+    pieces: list[str] = []
+    spans: list[tuple[int, int, int]] = []
     for record in records:
-        examples += 1
-        if "messages" in record:
-            add(record["messages"])
-            for key in ("tools", "functions"):
-                if record.get(key):
-                    pieces.append(json.dumps(record[key], ensure_ascii=False))
-        else:
-            # the file holds the prompt once and both answers: that is what is billed
-            add(record["input"]["messages"] + record["preferred_output"])
-            add(record["non_preferred_output"])
-    tokens = sum(_count(counter, pieces, special=False)) + overhead
-    return TokenCount(tokens, examples, counter.name, counter.exact)
+        texts, overhead = _chat_rule_pieces(record)
+        spans.append((len(pieces), len(texts), overhead))
+        pieces.extend(texts)
+    counts = _count(counter, pieces, special=False)
+    return [overhead + sum(counts[start : start + n]) for start, n, overhead in spans]
+
+
+def count_chat_rule(records: Iterable[dict[str, Any]], counter: TokenCounter) -> TokenCount:
+    """OpenAI's rule over OpenAI-format records: chat (`messages`, `tools`) or preference (`input`,
+    `preferred_output`, `non_preferred_output`)."""
+    batch = list(records)
+    tokens = sum(chat_rule_counts(batch, counter))
+    return TokenCount(tokens=tokens, examples=len(batch), counter=counter.name, exact=counter.exact)
 
 
 def count_texts(texts: Iterable[str], counter: TokenCounter, *, examples: int | None = None) -> TokenCount:
     """Tokens of rendered texts (special tokens in them count as one each)."""
     batch = list(texts)
     tokens = sum(_count(counter, batch, special=True))
-    return TokenCount(tokens, examples if examples is not None else len(batch), counter.name, counter.exact)
+    return TokenCount(
+        tokens=tokens,
+        examples=examples if examples is not None else len(batch),
+        counter=counter.name,
+        exact=counter.exact,
+    )
 
 
 def _count(counter: TokenCounter, texts: Sequence[str], *, special: bool, chunk: int = 4096) -> list[int]:

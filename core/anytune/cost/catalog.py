@@ -280,10 +280,28 @@ def extra_prices(paths: Iterable[str | Path]) -> Iterator[None]:
         _EXTRA.reset(token)
 
 
+_PLUGIN_FILES: dict[str, str] = {}
+
+
+def add_plugin_prices(origin: str, text: str) -> None:
+    """A plugin's catalog (its `register_prices` hook): merged after the built-in file, before overrides."""
+    _PLUGIN_FILES[origin] = text
+
+
+def plugin_price_files() -> tuple[tuple[str, str], ...]:
+    """The installed plugins' catalogs, loading the plugins first if nothing has yet."""
+    if not _PLUGIN_FILES:
+        from anytune.plugins import get_plugin_manager
+
+        get_plugin_manager()
+    return tuple(sorted(_PLUGIN_FILES.items()))
+
+
 def load_catalog(extra: Iterable[str | Path] = ()) -> PriceCatalog:
-    """The built-in catalog, then the user's override files, then `extra` (last wins)."""
+    """The built-in catalog, the plugins' catalogs, then the user's override files, then `extra` (last
+    wins)."""
     paths = [*override_paths(), *(Path(p).expanduser() for p in (*_EXTRA.get(), *extra))]
-    return _load(tuple(str(p) for p in paths), tuple(_mtime(p) for p in paths))
+    return _load(plugin_price_files(), tuple(str(p) for p in paths), tuple(_mtime(p) for p in paths))
 
 
 def _mtime(path: Path) -> float:
@@ -294,8 +312,11 @@ def _mtime(path: Path) -> float:
 
 
 @lru_cache(maxsize=8)
-def _load(paths: tuple[str, ...], _mtimes: tuple[float, ...]) -> PriceCatalog:
+def _load(
+    plugin_files: tuple[tuple[str, str], ...], paths: tuple[str, ...], _mtimes: tuple[float, ...]
+) -> PriceCatalog:
     files = [("built-in", _read("anytune/cost/prices.yaml", _builtin_text()))]
+    files += [("built-in", _read(origin, text)) for origin, text in plugin_files]
     for p in paths:
         try:
             text = Path(p).read_text(encoding="utf-8")

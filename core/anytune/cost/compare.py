@@ -60,6 +60,10 @@ class QuoteTable:
     def over_budget(self, q: Quote) -> bool:
         return self.budget is not None and q.price is not None and q.price > self.budget
 
+    def refusals(self) -> dict[str, list[str]]:
+        """Each provider that would refuse the job's data, with its problems (file:line each)."""
+        return {q.label: q.problems for q in self.quotes if q.problems}
+
     def cheapest(self) -> Quote | None:
         priced = [q for q in self.quotes if q.available and q.price is not None and not self.over_budget(q)]
         return priced[0] if priced else None
@@ -88,6 +92,7 @@ class QuoteTable:
                     "price_source": q.price_source,
                     "price_date": q.price_date.isoformat() if q.price_date else None,
                     "assumptions": q.assumptions,
+                    "problems": q.problems,
                 }
             )
         return out
@@ -110,7 +115,13 @@ class QuoteTable:
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["provider"], lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({**row, "assumptions": " | ".join(row["assumptions"])})
+            writer.writerow(
+                {
+                    **row,
+                    "assumptions": " | ".join(row["assumptions"]),
+                    "problems": " | ".join(row["problems"]),
+                }
+            )
         return buf.getvalue()
 
     def rich_table(self) -> Any:
@@ -276,10 +287,10 @@ class _Quoter:
         try:
             if isinstance(pre, AnytuneError):
                 raise pre
-            if target.provider == backend and target.hardware is None:
+            if (target.provider == backend and target.hardware is None) or pre.prepared.errors:
                 q = pre.quote
             else:
-                q = pre.backend.quote(_spec_for(self.spec, target), pre.data)
+                q = pre.backend.quote(_spec_for(self.spec, target), pre.prepared)
         except AnytuneError as exc:
             reason = "; ".join(exc.details[:3]) if exc.details else exc.message
             return unavailable(target.provider, reason, model=model, hardware=target.hardware)

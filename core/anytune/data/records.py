@@ -29,6 +29,23 @@ def content_text(content: Any) -> str:
     return str(content)
 
 
+MESSAGE_EXTRAS = ("name", "tool_calls", "tool_call_id")
+
+
+def normalize_messages(messages: Messages, keep: tuple[str, ...] = MESSAGE_EXTRAS) -> Messages:
+    """Messages as chat templates and providers take them: content parts joined to one string, the role,
+    and of the other keys only those in `keep` that are set (tool calls by default, so a multi-turn chat
+    keeps them as a single-turn one does). The one message normaliser of anytune and its plugins."""
+    out = []
+    for m in messages:
+        message: dict[str, Any] = {"role": m["role"], "content": content_text(m.get("content"))}
+        for key in keep:
+            if m.get(key) is not None:
+                message[key] = m[key]
+        out.append(message)
+    return out
+
+
 def as_messages(value: Any, role: str) -> Messages:
     """A prompt or answer given as a string becomes one message; a list of messages stays as it is."""
     if isinstance(value, list):

@@ -7,16 +7,20 @@ has its share of rows: the same file and seed always give the same split, on any
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from array import array
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from pydantic import BaseModel, Field
 
-from anytune.data.convert import write_jsonl_atomic
 from anytune.data.formats import DataFormat
 from anytune.data.records import canonical_json, hash64, prompt_key
-from anytune.data.validate import RecordValidator, require_valid
+from anytune.data.validate import RecordValidator, ValidationReport, require_valid
 from anytune.errors import DataError, UsageError
 
 _EXAMPLES = 10
@@ -47,28 +51,47 @@ class SplitReport(BaseModel):
     leakage: list[LeakageReport] = Field(default_factory=list)
 
 
-def split_file(
+@dataclass
+class SplitPlan:
+    """Pass 1 of a split: the source validated (its full report), each row's group, and where each group
+    goes. Nothing is written yet; `write_split` does that in one more pass."""
+
+    source: Path
+    format: DataFormat
+    seed: int
+    names: list[str]
+    report: ValidationReport
+    lines: array  # the source line of each valid row, in order
+    row_groups: array
+    assignment: dict[int, str]
+    counts: dict[str, int]
+
+
+def plan_split(
     source: str | Path,
-    out_dir: str | Path,
     ratios: Mapping[str, float],
     *,
     seed: int = 42,
     format: DataFormat | None = None,
-) -> SplitReport:
-    """Split `source` into `<out_dir>/<name>.jsonl` for each name in `ratios` (which must sum to 1)."""
+    max_seq_length: int | None = None,
+) -> SplitPlan:
+    """Validate `source` and decide each row's split, in one read. Raises DataError if the file has errors
+    or too few distinct prompts to fill every split."""
     names = [n for n, r in ratios.items() if r > 0]
     total_ratio = sum(ratios[n] for n in names)
     if not names or abs(total_ratio - 1.0) > 1e-6:
         raise UsageError(f"split ratios must be positive and sum to 1, got {dict(ratios)}")
-    source, out_dir = Path(source), Path(out_dir)
+    source = Path(source)
 
-    # Pass 1: each row's group, and each group's size. Arrays keep this to ~8 bytes a row.
-    validator = RecordValidator(source, format=format, collect_stats=False)
+    # Each row's group and line, and each group's size. Arrays keep this to ~12 bytes a row.
+    validator = RecordValidator(source, format=format, max_seq_length=max_seq_length)
     row_groups = array("Q")
+    lines = array("Q")
     group_sizes: dict[int, int] = {}
-    for _, record in validator:
+    for line, record in validator:
         g = hash64(f"{seed}\x00{prompt_key(record, validator.format)}")  # type: ignore[arg-type]
         row_groups.append(g)
+        lines.append(line)
         group_sizes[g] = group_sizes.get(g, 0) + 1
     require_valid(validator.report)
     fmt = validator.format
@@ -89,29 +112,90 @@ def split_file(
             f"{source}: {n} rows in {len(group_sizes)} distinct prompts are too few to fill split(s) {', '.join(empty)}",
             hint="use larger ratios or more data",
         )
+    return SplitPlan(source, fmt, seed, names, validator.report, lines, row_groups, assignment, counts)
 
-    # Pass 2: write each split.
-    paths = {name: out_dir / f"{name}.jsonl" for name in names}
-    for name, path in paths.items():
 
-        def rows(name: str = name):
-            v = RecordValidator(source, format=fmt, collect_stats=False)
-            for i, (_, record) in enumerate(v):
-                if assignment[row_groups[i]] == name:
-                    yield record
+def write_split(plan: SplitPlan, out_dir: str | Path, *, cache: bool = False) -> SplitReport:
+    """Write each split of `plan` to `<out_dir>/<name>.jsonl` in one pass over the source.
 
-        write_jsonl_atomic(path, rows())
-
-    leakage = [check_leakage(paths[names[0]], paths[other], format=fmt) for other in names[1:]]
+    `cache=True` is for a folder anytune owns and names by content: `<name>.lines` goes beside each split
+    (the source line of each row, so messages can name the user's own file and line), and a folder that
+    already holds the complete split is reused without reading the source again."""
+    out_dir = Path(out_dir)
+    paths = {name: out_dir / f"{name}.jsonl" for name in plan.names}
+    done = out_dir / ".complete"
+    if not (cache and done.exists()):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files: dict[str, tuple[str, TextIO]] = {}
+        try:
+            for name in paths:
+                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
+                files[name] = (tmp, os.fdopen(fd, "w", encoding="utf-8", newline="\n"))
+            row_lines: dict[str, array] = {name: array("Q") for name in plan.names}
+            validator = RecordValidator(plan.source, format=plan.format, collect_stats=False)
+            for i, (_, record) in enumerate(validator):
+                name = plan.assignment[plan.row_groups[i]]
+                files[name][1].write(json.dumps(record, ensure_ascii=False) + "\n")
+                row_lines[name].append(plan.lines[i])
+            for name, (tmp, fh) in files.items():
+                fh.close()
+                if cache:
+                    _write_lines(out_dir / f"{name}.lines", row_lines[name])
+                os.replace(tmp, paths[name])
+            if cache:
+                done.touch()
+        finally:
+            for tmp, fh in files.values():
+                fh.close()
+                Path(tmp).unlink(missing_ok=True)
+    leakage = [
+        check_leakage(paths[plan.names[0]], paths[other], format=plan.format) for other in plan.names[1:]
+    ]
     return SplitReport(
-        source=str(source),
-        format=fmt,
-        seed=seed,
-        counts=counts,
+        source=str(plan.source),
+        format=plan.format,
+        seed=plan.seed,
+        counts=plan.counts,
         paths={k: str(v) for k, v in paths.items()},
-        groups=len(group_sizes),
+        groups=len(set(plan.assignment)),
         leakage=leakage,
     )
+
+
+def _write_lines(path: Path, lines: array) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        lines.tofile(fh)
+    os.replace(tmp, path)
+
+
+def source_line(split_path: str | Path, line: int) -> int | None:
+    """The line of the user's file that line `line` of a split file came from (None if unknown)."""
+    lines_file = Path(split_path).with_suffix(".lines")
+    try:
+        with lines_file.open("rb") as fh:
+            fh.seek((line - 1) * 8)
+            raw = fh.read(8)
+    except OSError:
+        return None
+    if len(raw) != 8 or line < 1:
+        return None
+    value = array("Q")
+    value.frombytes(raw)
+    return int(value[0])
+
+
+def split_file(
+    source: str | Path,
+    out_dir: str | Path,
+    ratios: Mapping[str, float],
+    *,
+    seed: int = 42,
+    format: DataFormat | None = None,
+) -> SplitReport:
+    """Split `source` into `<out_dir>/<name>.jsonl` for each name in `ratios` (which must sum to 1): two
+    reads of the source, however many splits."""
+    return write_split(plan_split(source, ratios, seed=seed, format=format), out_dir)
 
 
 def check_leakage(train: str | Path, other: str | Path, *, format: DataFormat | None = None) -> LeakageReport:

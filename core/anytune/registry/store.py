@@ -225,7 +225,7 @@ class Registry:
             if artifact is not None and row.artifact is None:
                 row.artifact = artifact.model_dump(mode="json")
                 if model_name:
-                    retires = artifact.metadata.get("base_model_retires")
+                    retires = artifact.base_model_retires
                     self._insert_model(
                         s,
                         model_name,
@@ -234,8 +234,8 @@ class Registry:
                         spec=row.spec,
                         cost=row.cost,
                         dataset_fingerprint=row.dataset_fingerprint,
-                        metrics={**(row.metrics or {}), **artifact.metadata.get("metrics", {})},
-                        base_model_retires=datetime.fromisoformat(retires).replace(tzinfo=UTC)
+                        metrics={**(row.metrics or {}), **artifact.metrics},
+                        base_model_retires=datetime(retires.year, retires.month, retires.day, tzinfo=UTC)
                         if retires
                         else None,
                     )

@@ -1,9 +1,39 @@
-"""Emulators of the providers' HTTP APIs, for tests and for rehearsing scripts without spending money.
+"""Provider-neutral machinery for emulating a provider's HTTP API, for tests and for rehearsing scripts
+without spending money. Each provider's emulator lives in its plugin (offered through the
+`register_emulators` hook, served by `anytune emulate NAME`) and is built from these parts:
 
-Each emulator is an ASGI app written from the provider's SDK types and published OpenAPI spec. They share a
-clock (real, sped up, or stepped by each poll so tests never sleep), fault injection (429 with Retry-After,
-5xx, slow answers, a connection dropped after the server did the work), a recorder of every exchange (to
-check it against the spec), and a small server that runs them on 127.0.0.1 in a thread.
+- `EmulatorBase`: an ASGI app's state lock, Bearer auth, error bodies in the common `{"error": {...}}` shape,
+  `ApiError` for handlers, and a recorder of every exchange (to check each one against the provider's spec);
+- clocks: `RealClock` (optionally sped up) for people, `ManualClock` stepped by each poll so tests never sleep;
+- `Faults`: 429 with Retry-After, 5xx, slow answers, a connection dropped after the server did the work;
+- `EmulatorServer`: runs an app on 127.0.0.1 in a thread (tests) or in the foreground (the CLI);
+- `nearest_answer` / `base_answer`: deterministic chat completions that tell a fine-tune from its base.
 
-Needs the `emulators` extra (starlette, uvicorn, python-multipart).
+Needs the `emulators` extra (starlette, uvicorn, python-multipart) once an emulator is built.
 """
+
+from __future__ import annotations
+
+from anytune.testing.answers import base_answer, nearest_answer
+from anytune.testing.asgi import Exchange, Recorder
+from anytune.testing.base import ApiError, EmulatorBase, error_body
+from anytune.testing.clock import Clock, ManualClock, RealClock
+from anytune.testing.faults import Fault, Faults
+from anytune.testing.server import EmulatorServer, free_port
+
+__all__ = [
+    "ApiError",
+    "Clock",
+    "EmulatorBase",
+    "EmulatorServer",
+    "Exchange",
+    "Fault",
+    "Faults",
+    "ManualClock",
+    "RealClock",
+    "Recorder",
+    "base_answer",
+    "error_body",
+    "free_port",
+    "nearest_answer",
+]

@@ -29,12 +29,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from anytune.data.formats import DataFormat
-from anytune.data.records import content_text
-from anytune.data.validate import check_record
-from anytune.testing.answers import base_answer, nearest_answer
-from anytune.testing.base import ApiError, EmulatorBase
-from anytune.testing.clock import Clock
+from anytune.plugin import DataFormat, check_record, content_text
+from anytune.testing import ApiError, Clock, EmulatorBase, base_answer, nearest_answer
 
 ORG = "org-anytune-emulator"
 FINE_TUNABLE = {

@@ -28,10 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from anytune.data.records import content_text
-from anytune.testing.answers import base_answer, nearest_answer
-from anytune.testing.base import ApiError, EmulatorBase
-from anytune.testing.clock import Clock
+from anytune.plugin import content_text
+from anytune.testing import ApiError, Clock, EmulatorBase, base_answer, nearest_answer
 
 # model -> (parameters in billions, supports full training)
 MODELS: dict[str, tuple[float, bool]] = {

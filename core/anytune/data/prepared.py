@@ -1,0 +1,66 @@
+"""Writing a provider's training file once: streamed, hashed as it is written, named by its content.
+
+The same content always gets the same name (`anytune-<sha256>.jsonl`), which is how an upload is found again
+instead of being repeated. Rows go to a unique temporary name in the target folder and are renamed only when
+the file is complete, so two processes preparing the same data never collide and a failure leaves nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from anytune.hookspecs import PreparedFile
+
+
+class PreparedWriter:
+    """`with PreparedWriter(folder, format="chat") as w: w.write(row)`, then `w.finish()` -> PreparedFile.
+
+    Leaving the block without `finish()` (an exception, or problems found in the data) deletes the
+    temporary file."""
+
+    def __init__(self, folder: Path, *, format: str, prefix: str = "anytune") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.format, self.prefix = folder, format, prefix
+        fd, tmp = tempfile.mkstemp(prefix=".prepare-", suffix=".jsonl", dir=folder)
+        self._tmp = Path(tmp)
+        self._fh = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self.rows = 0
+        self.size = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        data = json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n"
+        self._fh.write(data)
+        self._hash.update(data)
+        self.rows += 1
+        self.size += len(data)
+
+    def finish(self) -> PreparedFile:
+        self._fh.close()
+        digest = self._hash.hexdigest()
+        name = f"{self.prefix}-{digest[:32]}.jsonl"
+        final = self.folder / name
+        os.replace(self._tmp, final)  # atomic; a concurrent writer of the same content wrote the same bytes
+        return PreparedFile(
+            path=str(final), name=name, sha256=digest, rows=self.rows, format=self.format, size=self.size
+        )
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> PreparedWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._tmp.exists():
+            self.abort()

@@ -1,0 +1,179 @@
+"""Everything a backend plugin needs, in one import.
+
+    from anytune.plugin import Backend, Capabilities, PreparedData, hookimpl, ...
+
+The contract itself (the hooks and the types a backend exchanges with the core) lives in
+`anytune.hookspecs`; this module re-exports it together with the helpers every provider needs, so that a
+plugin never reaches into the core's internals and the core can reorganise them freely. Anything a plugin
+imports from elsewhere in `anytune` (except `anytune.testing`, for emulators) is not part of the promise.
+
+What is here, by the stage of a job it serves:
+- contract: the hooks, `Backend`, `Capabilities`, `Limits`, `Problem`, `PreparedData`, `Quote`, `Snapshot`...
+- spec and records: `JobSpec`, `Method`, `AdapterType`, `DataFormat`, `Event`, `JobStatus`, `ModelArtifact`
+- data: `RecordValidator` (stream a validated file), `convert_record`, `PreparedWriter` (content-addressed
+  provider files), message helpers (`content_text`, `as_messages`, `normalize_messages`...)
+- billing and prices: token counters and rules, `token_priced` / `hour_priced` / `token_cost` / `unavailable`
+  quotes from the catalog, `load_catalog` for a price lookup
+- remote providers: `RetryPolicy`, `create_once`, `SdkErrors` (one error translation for an SDK),
+  `http_failure`, `connection_failure`, `secret_from_env`
+- errors: `AnytuneError` and its kinds
+- places and time: `anytune_home`, `cache_dir`, `today`
+"""
+
+from __future__ import annotations
+
+from anytune.cost.billing import (
+    FAMILIES,
+    HFTokenizerFiles,
+    TokenCount,
+    chat_rule_counts,
+    chatml,
+    count_chat_rule,
+    count_examples,
+    count_texts,
+    counter_for_family,
+    example_texts,
+    family_of,
+)
+from anytune.cost.catalog import PriceCatalog, load_catalog
+from anytune.cost.quotes import hour_priced, params_from_name, token_cost, token_priced, unavailable
+from anytune.cost.throughput import detect_hardware, hardware_for_gpu, record_measurement
+from anytune.data.convert import ConversionError, convert_record
+from anytune.data.formats import DataFormat
+from anytune.data.prepared import PreparedWriter
+from anytune.data.records import (
+    as_messages,
+    content_text,
+    full_text,
+    instruction_prompt,
+    normalize_messages,
+    prompt_and_target,
+)
+from anytune.data.tokens import ApproxCounter, TokenCounter, get_token_counter
+from anytune.data.validate import RecordValidator, check_record
+from anytune.errors import (
+    AnytuneError,
+    BackendError,
+    CapabilityError,
+    DataError,
+    NotFoundError,
+    UsageError,
+)
+from anytune.evaluation.metrics import token_f1
+from anytune.hookspecs import (
+    CREDENTIALS,
+    Backend,
+    BillableTokens,
+    Capabilities,
+    DataBundle,
+    DatasetRef,
+    EmulatorInfo,
+    EmulatorOptions,
+    GenerationParams,
+    Limits,
+    Messages,
+    PreparedData,
+    PreparedFile,
+    Problem,
+    ProviderRef,
+    Quote,
+    Snapshot,
+    SubmitRequest,
+    hookimpl,
+)
+from anytune.jobs import Event, EventKind, JobStatus, ModelArtifact
+from anytune.remote import (
+    Failure,
+    RetryPolicy,
+    SdkErrors,
+    connection_failure,
+    create_once,
+    http_failure,
+    parse_retry_after,
+)
+from anytune.secrets import secret_from_env
+from anytune.settings import anytune_home, cache_dir, today
+from anytune.spec import AdapterType, JobSpec, Method
+
+__all__ = [
+    "CREDENTIALS",
+    "FAMILIES",
+    "AdapterType",
+    "AnytuneError",
+    "ApproxCounter",
+    "Backend",
+    "BackendError",
+    "BillableTokens",
+    "Capabilities",
+    "CapabilityError",
+    "ConversionError",
+    "DataBundle",
+    "DataError",
+    "DataFormat",
+    "DatasetRef",
+    "EmulatorInfo",
+    "EmulatorOptions",
+    "Event",
+    "EventKind",
+    "Failure",
+    "GenerationParams",
+    "HFTokenizerFiles",
+    "JobSpec",
+    "JobStatus",
+    "Limits",
+    "Messages",
+    "Method",
+    "ModelArtifact",
+    "NotFoundError",
+    "PreparedData",
+    "PreparedFile",
+    "PreparedWriter",
+    "PriceCatalog",
+    "Problem",
+    "ProviderRef",
+    "Quote",
+    "RecordValidator",
+    "RetryPolicy",
+    "SdkErrors",
+    "Snapshot",
+    "SubmitRequest",
+    "TokenCount",
+    "TokenCounter",
+    "UsageError",
+    "anytune_home",
+    "as_messages",
+    "cache_dir",
+    "chat_rule_counts",
+    "chatml",
+    "check_record",
+    "connection_failure",
+    "content_text",
+    "convert_record",
+    "count_chat_rule",
+    "count_examples",
+    "count_texts",
+    "counter_for_family",
+    "create_once",
+    "detect_hardware",
+    "example_texts",
+    "family_of",
+    "full_text",
+    "get_token_counter",
+    "hardware_for_gpu",
+    "hookimpl",
+    "hour_priced",
+    "http_failure",
+    "instruction_prompt",
+    "load_catalog",
+    "normalize_messages",
+    "params_from_name",
+    "parse_retry_after",
+    "prompt_and_target",
+    "record_measurement",
+    "secret_from_env",
+    "today",
+    "token_cost",
+    "token_f1",
+    "token_priced",
+    "unavailable",
+]

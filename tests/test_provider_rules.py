@@ -1,0 +1,193 @@
+"""Each provider's own data rules are applied by its `prepare()` before anything is recorded or uploaded,
+and `anytune run` and `anytune quote` both refuse with the file and line, exit 2, no job row, no upload."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anytune.cli import main
+from anytune.registry import Registry
+from anytune.testing import EmulatorServer, ManualClock
+from anytune_openai.emulator import OpenAIEmulator
+from anytune_together.emulator import TogetherEmulator
+from tests.conftest import job_yaml, reversal_rows, write_jsonl
+
+OPENAI_KEY = "sk-emulator-rules-0123456789abcdef"
+TOGETHER_KEY = "tg-emulator-rules-0123456789abcdef"
+
+
+@pytest.fixture
+def openai_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIEmulator]:
+    emu = OpenAIEmulator(api_key=OPENAI_KEY, clock=ManualClock(tick=3.0), step_seconds=1.0)
+    with EmulatorServer(emu.app) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+        monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
+        monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+        yield emu
+
+
+@pytest.fixture
+def together_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[TogetherEmulator]:
+    emu = TogetherEmulator(api_key=TOGETHER_KEY, clock=ManualClock(tick=2.0), step_seconds=1.0)
+    with EmulatorServer(emu.app) as server:
+        monkeypatch.setenv("TOGETHER_BASE_URL", server.url)
+        monkeypatch.setenv("TOGETHER_API_KEY", TOGETHER_KEY)
+        yield emu
+
+
+def cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`anytune ARGS` in this process (so the emulator's request log sees it): exit code, all output."""
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    captured = capsys.readouterr()
+    return int(done.value.code or 0), captured.out + captured.err
+
+
+def assert_refused(code: int, output: str, where: str) -> None:
+    assert code == 2, output
+    assert where in " ".join(output.split()), output
+
+
+def no_job_recorded() -> None:
+    assert Registry().list_jobs(limit=None) == []
+
+
+def openai_job(tmp_path: Path, train: Path) -> Path:
+    return job_yaml(
+        tmp_path / "job.yaml",
+        name="rules",
+        base_model="gpt-4o-mini",
+        provider="openai",
+        data={"train": str(train)},
+        hyperparameters={"epochs": 1},
+    )
+
+
+def together_job(tmp_path: Path, train: Path) -> Path:
+    return job_yaml(
+        tmp_path / "job.yaml",
+        name="rules",
+        base_model="meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+        provider="together",
+        data={"train": str(train)},
+        hyperparameters={"epochs": 1},
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "quote"])
+def test_openai_refuses_an_over_long_example(openai_emu, tmp_path, capsys, command):
+    rows = reversal_rows(12)
+    rows[3]["messages"][0]["content"] = "word " * 70_000  # over gpt-4o-mini's 65,536 tokens per example
+    train = write_jsonl(tmp_path / "long.jsonl", rows)
+    args = [command, str(openai_job(tmp_path, train))] + (
+        ["--providers", "openai"] if command == "quote" else []
+    )
+    code, output = cli(*args, capsys=capsys)
+    assert_refused(code, output, f"{train}:4: 70,0")
+    assert "65,536 per example" in output
+    no_job_recorded()
+    assert openai_emu.recorder.count("POST", "/v1/files") == 0 and not openai_emu.jobs
+
+
+@pytest.mark.parametrize("command", ["run", "quote"])
+def test_openai_refuses_fewer_than_ten_examples(openai_emu, tmp_path, capsys, command):
+    train = write_jsonl(tmp_path / "few.jsonl", reversal_rows(7))
+    args = [command, str(openai_job(tmp_path, train))] + (
+        ["--providers", "openai"] if command == "quote" else []
+    )
+    code, output = cli(*args, capsys=capsys)
+    assert_refused(code, output, f"{train}: 7 training example(s); openai needs at least 10")
+    no_job_recorded()
+    assert openai_emu.recorder.count("POST", "/v1/files") == 0 and not openai_emu.jobs
+
+
+@pytest.mark.parametrize("command", ["run", "quote"])
+def test_together_refuses_two_user_turns_in_a_row(together_emu, tmp_path, capsys, command):
+    rows = reversal_rows(6, seed=2)
+    rows[2]["messages"] = [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+    ]
+    train = write_jsonl(tmp_path / "turns.jsonl", rows)
+    args = [command, str(together_job(tmp_path, train))]
+    args += ["--providers", "together"] if command == "quote" else []
+    code, output = cli(*args, capsys=capsys)
+    assert_refused(code, output, f"{train}:3: two user messages in a row")
+    no_job_recorded()
+    assert together_emu.recorder.count("POST", "/v1/files") == 0 and not together_emu.jobs
+
+
+@pytest.mark.parametrize("command", ["run", "quote"])
+def test_together_refuses_a_file_mixing_two_of_its_formats(together_emu, tmp_path, capsys, command):
+    rows = [{"prompt": f"Say {i}", "completion": f"{i}!"} for i in range(6)]
+    rows[4] = {  # the same anytune format, but Together would need it as a conversation
+        "prompt": [{"role": "user", "content": "Say 4"}],
+        "completion": [{"role": "assistant", "content": "4!"}],
+    }
+    train = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    args = [command, str(together_job(tmp_path, train))]
+    args += ["--providers", "together"] if command == "quote" else []
+    code, output = cli(*args, capsys=capsys)
+    assert_refused(code, output, f"{train}:5: a conversation example, but line 1 is a instruction one")
+    no_job_recorded()
+    assert together_emu.recorder.count("POST", "/v1/files") == 0 and not together_emu.jobs
+
+
+def test_quote_for_every_provider_shows_each_ones_data_problems(openai_emu, together_emu, tmp_path, capsys):
+    """One file that only OpenAI refuses: the table still prices the others and names OpenAI's lines."""
+    train = write_jsonl(tmp_path / "few.jsonl", reversal_rows(7))
+    job = job_yaml(
+        tmp_path / "job.yaml",
+        name="rules",
+        base_model="tiny",
+        provider="local",
+        data={"train": str(train)},
+        provider_options={
+            "openai": {"base_model": "gpt-4o-mini"},
+            "together": {"base_model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"},
+        },
+    )
+    code, output = cli("quote", str(job), "--providers", "local,openai,together", "--json", capsys=capsys)
+    assert code == 2
+    rows = {r["provider"]: r for r in json.loads(output[: output.rindex("}") + 1])["quotes"]}
+    assert rows["together"]["available"] and rows["together"]["price"] is not None
+    assert not rows["openai"]["available"]
+    assert rows["openai"]["problems"] == [f"{train}: 7 training example(s); openai needs at least 10"]
+    no_job_recorded()
+
+
+def test_one_run_with_validation_split_reads_the_training_file_at_most_twice(
+    openai_emu, tmp_path, capsys, monkeypatch
+):
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(60, seed=5))
+    job = job_yaml(
+        tmp_path / "job.yaml",
+        name="reads",
+        base_model="gpt-4o-mini",
+        provider="openai",
+        data={"train": str(train), "validation_split": 0.2},
+        hyperparameters={"epochs": 1},
+    )
+    reads: list[str] = []
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(file, str | Path) and Path(file).resolve() == train.resolve():
+            reads.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)
+    code, output = cli("run", str(job), "--no-eval", capsys=capsys)
+    assert code == 0, output
+    assert 1 <= len(reads) <= 2, reads
+    [remote] = openai_emu.jobs.values()
+    assert remote.validation_file  # the split was made and both halves uploaded
