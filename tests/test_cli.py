@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from anytune.cli import main
-from tests.conftest import job_yaml, reversal_rows, write_jsonl
+from tests.conftest import cli_env, job_yaml, reversal_rows, run_anytune, write_jsonl
 
 HEAVY = {
     "torch",
@@ -175,3 +175,14 @@ def test_plugins_list_json(capsys):
     code, out, _ = run_cli(capsys, "plugins", "list", "--json")
     local = next(p for p in json.loads(out) if p["name"] == "local")
     assert code == 0 and local["ok"] and local["backends"] == ["local"]
+
+
+def test_usage_mistakes_are_usage_errors_not_internal_ones(tmp_path):
+    env = cli_env(tmp_path)
+    missing = run_anytune("run", env=env)
+    assert missing.returncode == 2 and "Missing argument" in missing.stderr
+    assert "internal error" not in missing.stderr
+    unknown = run_anytune("jobs", "list", "--bogus", env=env)
+    assert unknown.returncode == 2 and "No such option: --bogus" in unknown.stderr
+    bare = run_anytune(env=env)
+    assert bare.returncode == 0 and "internal error" not in bare.stderr and "run" in bare.stdout

@@ -8,11 +8,10 @@ import pytest
 
 from anytune.client import Client
 from anytune.errors import BackendError, BudgetExceededError, CapabilityError, DataError
-from anytune.evaluation.spec import EvalSpec
 from anytune.jobs import JobStatus
 from anytune.plugins import PluginManager
 from anytune.registry import Registry
-from anytune.spec import JobSpec
+from anytune.spec import EvalSpec, JobSpec
 from tests.conftest import reversal_rows, write_jsonl
 from tests.scripted_backend import ScriptedBackend, ScriptedPlugin
 

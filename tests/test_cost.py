@@ -14,12 +14,12 @@ import yaml
 from anytune.client import Client
 from anytune.cost.billing import OPENAI_REPLY_PRIMING, OPENAI_TOKENS_PER_MESSAGE
 from anytune.cost.catalog import load_catalog
-from anytune.cost.compare import quote
 from anytune.cost.quotes import STARTUP_S
 from anytune.cost.throughput import record_measurement
 from anytune.errors import SpecError
 from anytune.jobfile import spec_from_dict
 from anytune.spec import JobSpec
+from anytune.workflows.compare import quote
 from tests.conftest import cli_env, job_yaml, preference_rows, reversal_rows, run_anytune, write_jsonl
 
 quicktok = pytest.importorskip("quicktok")

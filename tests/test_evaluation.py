@@ -17,9 +17,9 @@ from anytune.evaluation.metrics import (
     resolve_metrics,
     rouge_l,
 )
-from anytune.evaluation.spec import EvalSpec
 from anytune.evaluation.stats import bootstrap_ci, paired, permutation_test
 from anytune.jobs import ModelArtifact
+from anytune.spec import EvalSpec
 from tests.conftest import reversal_rows, write_jsonl
 from tests.scripted_backend import ScriptedBackend, ScriptedPlugin
 from tests.test_client import make_client, spec
@@ -130,7 +130,7 @@ def test_evaluation_stores_intervals_per_example_scores_and_the_paired_compariso
 
 
 def test_the_same_evaluation_by_model_reference_and_drift_against_the_baseline(tmp_path: Path):
-    from anytune.evaluation.drift import drift_check
+    from anytune.workflows.drift import drift_check
 
     client, _backend = make_client()
     rows = reversal_rows(60, seed=4)

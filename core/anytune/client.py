@@ -39,7 +39,6 @@ from anytune.errors import (
 )
 from anytune.evaluation.metrics import resolve_metrics
 from anytune.evaluation.runner import EvalResult, evaluate
-from anytune.evaluation.spec import EvalSpec
 from anytune.hookspecs import (
     CREDENTIALS,
     Backend,
@@ -57,7 +56,7 @@ from anytune.plugins import PluginManager, get_plugin_manager
 from anytune.registry import Registry
 from anytune.registry.records import ModelVersion
 from anytune.settings import anytune_home
-from anytune.spec import JobSpec
+from anytune.spec import EvalSpec, JobSpec
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import pluggy
 
 from anytune import hookspecs
-from anytune.cost.catalog import add_plugin_prices
+from anytune.cost.catalog import use_plugin_prices
 from anytune.errors import PluginError
 from anytune.hookspecs import Backend, EmulatorInfo
 
@@ -53,6 +53,7 @@ class PluginManager:
         self._backend_owner: dict[str, str] = {}
         self._metrics: dict[str, Callable[[str, str], float]] = {}
         self._emulators: dict[str, EmulatorInfo] = {}
+        self._prices: dict[str, str] = {}
         if load_entry_points:
             self.load_entry_points(group)
 
@@ -147,8 +148,7 @@ class PluginManager:
             self._backend_owner[name] = info.name
         self._metrics.update(metrics)
         self._emulators.update(emulators)
-        for origin, text in prices.items():
-            add_plugin_prices(origin, text)
+        self._prices.update(prices)
         info.backends = sorted(found)
         info.metrics = sorted(metrics)
         info.emulators = sorted(emulators)
@@ -173,6 +173,10 @@ class PluginManager:
 
     def metrics(self) -> dict[str, Callable[[str, str], float]]:
         return dict(self._metrics)
+
+    def price_files(self) -> dict[str, str]:
+        """The plugins' pricing catalogs (`register_prices`), by origin."""
+        return dict(self._prices)
 
     def emulators(self) -> dict[str, EmulatorInfo]:
         """The provider API emulators the plugins offer (`anytune emulate NAME`), by name."""
@@ -216,6 +220,13 @@ def get_plugin_manager() -> PluginManager:
     if _default is None:
         _default = PluginManager()
     return _default
+
+
+def _plugin_prices() -> dict[str, str]:
+    return get_plugin_manager().price_files()
+
+
+use_plugin_prices(_plugin_prices)  # the pricing catalog reads the plugins' prices through the manager
 
 
 def reset_plugin_manager() -> None:

@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from anytune.data.formats import DataFormat
-from anytune.evaluation.spec import EvalSpec
 
 __all__ = [
     "AdapterSpec",
@@ -316,6 +315,28 @@ def _shorthand(value: Any, synonyms: dict[str, str]) -> Any:
         key = value["type"].strip().lower()
         return {**value, "type": synonyms.get(key, key)}
     return value
+
+
+class EvalSpec(BaseModel):
+    """A held-out evaluation run on the fine-tuned model and, by default, on its base model too.
+
+    The same spec runs against every backend through its `generate()`, so that the numbers of a local
+    adapter and of a provider's fine-tune mean the same thing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str | None = Field(None, description="Evaluation file; defaults to the job's data.test.")
+    metrics: list[str] = Field(default_factory=lambda: ["exact_match"], min_length=1)
+    compare_base: bool = Field(True, description="Also score the base model, for an A/B.")
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+    limit: int | None = Field(None, ge=1, description="Score only the first N examples.")
+    batch_size: int = Field(16, ge=1, le=512)
+    judge: str | None = Field(
+        None,
+        description="A model that judges each pair of answers (a model reference, a job id, or provider:model "
+        "for a provider's base model, e.g. openai:gpt-4o-mini); adds a `judge` head-to-head.",
+    )
 
 
 class JobSpec(_Strict):

@@ -19,6 +19,7 @@ from anytune.plugin import (
     JobSpec,
     Method,
     RecordValidator,
+    as_messages,
     convert_record,
     full_text,
     normalize_messages,
@@ -35,13 +36,36 @@ def preference_row(record: dict[str, Any], fmt: DataFormat) -> dict[str, Any]:
     }
 
 
+def to_trl_row(record: dict[str, Any], fmt: DataFormat, train_on_inputs: bool) -> dict[str, Any]:
+    """One record as a TRL dataset row."""
+    if (
+        fmt is DataFormat.COMPLETION
+        and isinstance(record["prompt"], str)
+        and isinstance(record["completion"], str)
+    ):
+        if train_on_inputs:
+            return {"text": record["prompt"] + record["completion"]}
+        return {"prompt": record["prompt"], "completion": record["completion"]}
+    prompt, target = prompt_and_target(record, fmt)
+    if fmt is DataFormat.CHAT:
+        messages = record["messages"]
+        last = max(i for i, m in enumerate(messages) if m.get("role") == "assistant")
+        completion = normalize_messages([messages[last]])
+    elif fmt is DataFormat.COMPLETION:
+        completion = normalize_messages(as_messages(record["completion"], "assistant"))
+    else:
+        completion = [{"role": "assistant", "content": target}]
+    prompt = normalize_messages(prompt)
+    if train_on_inputs:
+        return {"messages": prompt + completion}
+    return {"prompt": prompt, "completion": completion}
+
+
 def rows_for(spec: JobSpec, path: str, fmt: DataFormat, *, all_turns: bool = False) -> list[dict[str, Any]]:
     """The dataset rows the method's trainer takes, from a validated file of any format it accepts.
 
     `all_turns`: a chat with several assistant turns becomes one row trained on every assistant turn (the Trainer
     path masks the rest); without it, TRL's prompt/completion rows train the last turn."""
-    from anytune_local.training import to_trl_row
-
     method = spec.method_type
     inputs = bool(getattr(spec.method, "train_on_inputs", False))
     out = []

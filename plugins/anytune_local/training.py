@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from anytune.plugin import DataFormat, JobSpec, as_messages, normalize_messages, prompt_and_target
+from anytune.plugin import DataFormat, JobSpec
 from anytune_local.jobdir import JobDir, WorkerResult
 
 # What the local backend uses when a hyperparameter is left unset. Chosen for LoRA on small models.
@@ -33,31 +33,6 @@ DEFAULTS = {
 
 class Cancelled(Exception):
     """The user asked for the job to stop."""
-
-
-def to_trl_row(record: dict[str, Any], fmt: DataFormat, train_on_inputs: bool) -> dict[str, Any]:
-    """One record as a TRL dataset row."""
-    if (
-        fmt is DataFormat.COMPLETION
-        and isinstance(record["prompt"], str)
-        and isinstance(record["completion"], str)
-    ):
-        if train_on_inputs:
-            return {"text": record["prompt"] + record["completion"]}
-        return {"prompt": record["prompt"], "completion": record["completion"]}
-    prompt, target = prompt_and_target(record, fmt)
-    if fmt is DataFormat.CHAT:
-        messages = record["messages"]
-        last = max(i for i, m in enumerate(messages) if m.get("role") == "assistant")
-        completion = normalize_messages([messages[last]])
-    elif fmt is DataFormat.COMPLETION:
-        completion = normalize_messages(as_messages(record["completion"], "assistant"))
-    else:
-        completion = [{"role": "assistant", "content": target}]
-    prompt = normalize_messages(prompt)
-    if train_on_inputs:
-        return {"messages": prompt + completion}
-    return {"prompt": prompt, "completion": completion}
 
 
 # Learning rates that train each kind of adapter well from the usual starting points: few parameters take

@@ -74,14 +74,17 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         code = app(args=args, prog_name="anytune", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except (click.exceptions.Exit, typer.Exit) as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         err.print("[yellow]aborted[/]")
         code = 130
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
+    except (click.ClickException, typer.TyperException) as exc:  # typer raises its own copy of click's
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            code = 0  # `anytune` alone: the help was printed
+        else:
+            exc.show()  # type: ignore[attr-defined]
+            code = getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         code = 130

@@ -9,6 +9,21 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from anytune.formatting import duration, metric, money, share
+
+__all__ = [
+    "duration",
+    "err",
+    "metric",
+    "money",
+    "out",
+    "print_error",
+    "print_json",
+    "share",
+    "status_text",
+    "when",
+]
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -33,26 +48,6 @@ def when(value: datetime | None) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def money(value: float | None, currency: str = "USD") -> str:
-    """Cents for everyday sums, four decimals for the fractions of a cent small jobs cost."""
-    if value is None:
-        return "-"
-    return f"{value:,.2f} {currency}" if abs(value) >= 0.01 or value == 0 else f"{value:.4f} {currency}"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, s = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{s:02d}s"
-    hours, m = divmod(minutes, 60)
-    return f"{hours}h{m:02d}m"
 
 
 STATUS_STYLE = {

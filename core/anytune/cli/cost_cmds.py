@@ -42,8 +42,8 @@ def quote(
     estimate is possible); prices come from the dated, sourced catalog (`anytune prices`). Exits 2 when a
     provider would refuse the data (its lines are listed), after the table.
     """
-    from anytune.cost.compare import quote as make_quote
     from anytune.jobfile import load_job_file
+    from anytune.workflows.compare import quote as make_quote
 
     spec = load_job_file(job_file, overrides=overrides)
     table = make_quote(spec, providers, hardware=hardware, prices=prices)

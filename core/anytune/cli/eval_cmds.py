@@ -117,7 +117,7 @@ def eval_command(
     difference and a win rate. Everything is stored with the data's fingerprint for reports and drift checks.
     """
     from anytune.client import Client
-    from anytune.evaluation.spec import EvalSpec
+    from anytune.spec import EvalSpec
 
     client = Client()
     first = client.resolve_target(targets[0])
@@ -158,7 +158,7 @@ def _drift(
     fail_on_drift: bool,
     as_json: bool,
 ) -> None:
-    from anytune.evaluation.drift import drift_check
+    from anytune.workflows.drift import drift_check
 
     report = drift_check(client.registry, client.resolve_target(target), result, against, alpha, tolerance)
     if as_json:
@@ -191,7 +191,7 @@ def report_command(
     """Write an HTML and a Markdown report with plots: loss curves, scores with intervals against the base
     model, cost against quality across providers, and a per-example diff table."""
     from anytune.client import Client
-    from anytune.evaluation.report import write_report
+    from anytune.workflows.report import write_report
 
     client = Client()
     written = write_report(client, targets, out_dir)

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from anytune.cli.console import duration, err, money, out, print_json, status_text, when
+from anytune.cli.console import duration, err, metric, money, out, print_json, share, status_text, when
 
 if TYPE_CHECKING:
     from anytune.client import Client, Preflight
@@ -178,7 +178,7 @@ def run(
 
 
 def _job_row(j: Job) -> list[str]:
-    progress = f"{j.progress:.0%}" if j.progress is not None else "-"
+    progress = share(j.progress)
     return [
         j.id,
         escape(j.name),
@@ -254,7 +254,7 @@ def show(
     )
     t.add_row("status", status_text(job.status.value, job.provider_status))
     if job.progress is not None:
-        t.add_row("progress", f"{job.progress:.0%}")
+        t.add_row("progress", share(job.progress))
     t.add_row("base model", escape(job.spec.base_model))
     t.add_row("method", f"{job.spec.method.type} with {job.spec.adapter.type}")
     t.add_row(
@@ -287,7 +287,7 @@ def show(
     for m in models:
         t.add_row("model", escape(m.ref) + (f" [dim]({', '.join(m.aliases)})[/]" if m.aliases else ""))
     for e in evals:
-        scores = "  ".join(f"{k} {v:.1%}" for k, v in e.metrics.items())
+        scores = "  ".join(f"{k} {metric(k, v)}" for k, v in e.metrics.items())
         t.add_row(f"eval: {e.subject}", f"{scores} [dim](n={e.n})[/]")
     if job.error:
         t.add_row("error", f"[red]{escape(job.error)}[/]")

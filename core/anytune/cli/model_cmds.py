@@ -6,7 +6,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anytune.cli.console import out, print_json, when
+from anytune.cli.console import metric, out, print_json, when
 
 app = typer.Typer(help="Registered models: versions, aliases and lineage.", no_args_is_help=True)
 
@@ -74,7 +74,7 @@ def show(
         if key in m.metrics:
             t.add_row(key, f"{m.metrics[key]:.4f}")
     for e in evals:
-        scores = "  ".join(f"{k} {v:.1%}" for k, v in e.metrics.items())
+        scores = "  ".join(f"{k} {metric(k, v)}" for k, v in e.metrics.items())
         t.add_row("evaluation", f"{scores} [dim](n={e.n}, {e.dataset_fingerprint[:19]})[/]")
     out.print(t)
 

@@ -31,7 +31,7 @@ def serve(
         raise UsageError("serving needs uvicorn and starlette", hint="pip install 'anytune[serve]'") from None
     from anytune.client import Client
     from anytune.hookspecs import GenerationParams
-    from anytune.serving import build_app
+    from anytune.workflows.serving import build_app
 
     client = Client()
     target = client.resolve_target(ref)

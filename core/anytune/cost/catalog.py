@@ -9,7 +9,7 @@ key. So a negotiated rate or the hourly cost of one's own GPUs is one short file
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date
@@ -280,21 +280,19 @@ def extra_prices(paths: Iterable[str | Path]) -> Iterator[None]:
         _EXTRA.reset(token)
 
 
-_PLUGIN_FILES: dict[str, str] = {}
+PluginPrices = Callable[[], Mapping[str, str]]
+_plugin_prices: PluginPrices = dict
 
 
-def add_plugin_prices(origin: str, text: str) -> None:
-    """A plugin's catalog (its `register_prices` hook): merged after the built-in file, before overrides."""
-    _PLUGIN_FILES[origin] = text
+def use_plugin_prices(source: PluginPrices) -> None:
+    """Where the plugins' catalogs come from (their `register_prices` hooks, by origin): set by the plugin
+    manager, so that this engine reads them without knowing about plugins."""
+    global _plugin_prices
+    _plugin_prices = source
 
 
 def plugin_price_files() -> tuple[tuple[str, str], ...]:
-    """The installed plugins' catalogs, loading the plugins first if nothing has yet."""
-    if not _PLUGIN_FILES:
-        from anytune.plugins import get_plugin_manager
-
-        get_plugin_manager()
-    return tuple(sorted(_PLUGIN_FILES.items()))
+    return tuple(sorted(_plugin_prices().items()))
 
 
 def load_catalog(extra: Iterable[str | Path] = ()) -> PriceCatalog:

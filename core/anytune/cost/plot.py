@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from anytune.errors import UsageError
-
-if TYPE_CHECKING:
-    from anytune.cost.compare import QuoteTable
+from anytune.hookspecs import Quote
 
 
 def pyplot():  # type: ignore[no-untyped-def]
@@ -22,17 +19,17 @@ def pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def plot_quotes(table: QuoteTable, path: Path) -> Path:
+def plot_quotes(quotes: list[Quote], path: Path, *, title: str, budget: float | None = None) -> Path:
     """Two bar charts sharing the provider axis: price, and ETA in hours. Hatched bars rest on estimated
-    token counts; a dashed line marks the budget."""
-    rows = [q for q in table.quotes if q.available and q.price is not None]
+    token counts; a dashed line marks the budget, red bars are over it."""
+    rows = [q for q in quotes if q.available and q.price is not None]
     if not rows:
         raise UsageError("no provider gave a price, so there is nothing to plot")
     plt = pyplot()
     labels = [q.label for q in rows]
     height = max(2.5, 0.45 * len(rows) + 1.2)
     fig, (ax_price, ax_eta) = plt.subplots(1, 2, figsize=(11, height), sharey=True)
-    colors = ["#c44e52" if table.over_budget(q) else "#4c72b0" for q in rows]
+    colors = ["#c44e52" if budget is not None and (q.price or 0.0) > budget else "#4c72b0" for q in rows]
     hatches = ["//" if q.tokens_estimated else "" for q in rows]
     positions = range(len(rows))
     bars = ax_price.barh(positions, [q.price or 0.0 for q in rows], color=colors)
@@ -48,9 +45,9 @@ def plot_quotes(table: QuoteTable, path: Path) -> Path:
     ax_price.set_yticks(list(positions), labels)
     ax_price.invert_yaxis()
     ax_price.set_xlabel(f"price ({rows[0].currency})")
-    if table.budget is not None:
-        ax_price.axvline(table.budget, linestyle="--", color="#555555", linewidth=1)
-        ax_price.annotate(" budget", (table.budget, len(rows) - 0.6), fontsize=8, color="#555555")
+    if budget is not None:
+        ax_price.axvline(budget, linestyle="--", color="#555555", linewidth=1)
+        ax_price.annotate(" budget", (budget, len(rows) - 0.6), fontsize=8, color="#555555")
     longest = max((q.eta_seconds or 0.0) for q in rows)
     unit, scale = ("minutes", 60.0) if longest < 2 * 3600 else ("hours", 3600.0)
     etas = [(q.eta_seconds or 0.0) / scale for q in rows]
@@ -62,8 +59,7 @@ def plot_quotes(table: QuoteTable, path: Path) -> Path:
         )
     dates = sorted({q.price_date.isoformat() for q in rows if q.price_date})
     fig.suptitle(
-        f"{table.spec.name}: cost and time by provider"
-        + (f" (prices seen {', '.join(dates)})" if dates else ""),
+        f"{title}: cost and time by provider" + (f" (prices seen {', '.join(dates)})" if dates else ""),
         fontsize=10,
     )
     fig.tight_layout()

@@ -1,5 +1,3 @@
-"""Evaluation: the same metrics, through each backend's generate(), for every provider and the base model."""
-
-from anytune.evaluation.spec import EvalSpec
-
-__all__ = ["EvalSpec"]
+"""Evaluation engines: metrics, statistics, plots and the runner that scores any backend's models through
+its generate(). They know nothing of the Client; what drives them from the registry (reports, drift
+checks) is in `anytune.workflows`."""

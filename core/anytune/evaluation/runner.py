@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 from anytune.data.records import content_text, prompt_and_target
 from anytune.data.validate import RecordValidator, require_valid
 from anytune.evaluation.metrics import MetricDef
-from anytune.evaluation.spec import EvalSpec
 from anytune.evaluation.stats import Comparison, bootstrap_ci, example_scores, loss_metric, paired
 from anytune.hookspecs import Backend, GenerationParams, Messages
 from anytune.jobs import ModelArtifact
+from anytune.spec import EvalSpec
 
 _KEEP_EXAMPLES = 50
 

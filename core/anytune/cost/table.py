@@ -1,0 +1,153 @@
+"""One job's quotes side by side: a table sorted by price, unavailable providers last with their reasons,
+as rows, JSON, CSV, a rich table or a plot. Built by `anytune.workflows.compare.quote`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from anytune.formatting import duration, money
+from anytune.hookspecs import Quote
+from anytune.spec import JobSpec
+
+
+@dataclass
+class QuoteTable:
+    """Quotes for one job, cheapest first; unavailable providers last, with their reasons."""
+
+    spec: JobSpec
+    quotes: list[Quote]
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.quotes.sort(key=_order)
+
+    @property
+    def budget(self) -> float | None:
+        return self.spec.budget_usd
+
+    def over_budget(self, q: Quote) -> bool:
+        return self.budget is not None and q.price is not None and q.price > self.budget
+
+    def refusals(self) -> dict[str, list[str]]:
+        """Each provider that would refuse the job's data, with its problems (file:line each)."""
+        return {q.label: q.problems for q in self.quotes if q.problems}
+
+    def cheapest(self) -> Quote | None:
+        priced = [q for q in self.quotes if q.available and q.price is not None and not self.over_budget(q)]
+        return priced[0] if priced else None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Flat rows for JSON and CSV (one per quote, the same keys each)."""
+        out = []
+        for q in self.quotes:
+            out.append(
+                {
+                    "provider": q.provider,
+                    "hardware": q.hardware,
+                    "model": q.model,
+                    "available": q.available,
+                    "reason": q.reason,
+                    "billable_tokens": q.billable_tokens,
+                    "tokens_estimated": q.tokens_estimated,
+                    "token_counter": q.token_counter,
+                    "price": q.price,
+                    "currency": q.currency,
+                    "unit_price": q.unit_price,
+                    "unit": q.unit,
+                    "hours": q.hours,
+                    "eta_seconds": round(q.eta_seconds, 1) if q.eta_seconds is not None else None,
+                    "over_budget": self.over_budget(q),
+                    "price_source": q.price_source,
+                    "price_date": q.price_date.isoformat() if q.price_date else None,
+                    "assumptions": q.assumptions,
+                    "problems": q.problems,
+                }
+            )
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "job": self.spec.name,
+                "budget_usd": self.budget,
+                "seconds": round(self.seconds, 3),
+                "quotes": self.rows(),
+                "warnings": self.warnings,
+            },
+            indent=2,
+        )
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        rows = self.rows()
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["provider"], lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    **row,
+                    "assumptions": " | ".join(row["assumptions"]),
+                    "problems": " | ".join(row["problems"]),
+                }
+            )
+        return buf.getvalue()
+
+    def rich_table(self) -> Any:
+        """The comparison as a rich Table: cheapest in bold green, over-budget in red, reasons in red."""
+        from rich.markup import escape
+        from rich.table import Table
+
+        budget = f", budget {self.budget:,.2f} USD" if self.budget is not None else ""
+        t = Table(title=f"quote for {escape(self.spec.name)}{budget}", title_justify="left")
+        columns = ("provider", "model", "tokens", "price", "ETA", "price seen", "note")
+        for col in columns:
+            t.add_column(
+                col,
+                justify="right" if col in ("tokens", "price", "ETA") else "left",
+                no_wrap=col in ("tokens", "price", "ETA", "price seen"),
+                max_width=34 if col == "model" else None,
+                overflow="ellipsis" if col == "model" else "fold",
+            )
+        cheapest = self.cheapest()
+        for q in self.quotes:
+            if not q.available:
+                reason = f"[red]{escape(q.reason or '')}[/]"
+                t.add_row(escape(q.label), escape(q.model or "-"), "-", "-", "-", "-", reason)
+                continue
+            tokens = (
+                "-"
+                if q.billable_tokens is None
+                else f"{'~' if q.tokens_estimated else ''}{q.billable_tokens:,}"
+            )
+            price, note = money(q.price, q.currency), ""
+            if self.over_budget(q):
+                price, note = f"[red]{price}[/]", "[red]over budget[/]"
+            elif q.price is None:
+                note = f"[yellow]{escape(q.assumptions[-1]) if q.assumptions else 'no catalog price'}[/]"
+            elif q is cheapest:
+                price = f"[bold green]{price}[/]"
+            seen = q.price_date.isoformat() if q.price_date else "-"
+            t.add_row(
+                escape(q.label), escape(q.model or "-"), tokens, price, duration(q.eta_seconds), seen, note
+            )
+        return t
+
+    def plot(self, path: str | Path) -> Path:
+        """A PNG with price and ETA per provider (the priced ones)."""
+        from anytune.cost.plot import plot_quotes
+
+        return plot_quotes(self.quotes, Path(path), title=self.spec.name, budget=self.budget)
+
+
+def _order(q: Quote) -> tuple[int, float, str]:
+    if not q.available:
+        return (2, 0.0, q.label)
+    if q.price is None:
+        return (1, 0.0, q.label)
+    return (0, q.price, q.label)
