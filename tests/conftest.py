@@ -69,9 +69,8 @@ def job_yaml(path: Path, **fields: Any) -> Path:
 
 def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Environment for an `anytune` subprocess: its own home, a wide console, brisk polling."""
-    return dict(
-        os.environ, ANYTUNE_HOME=str(tmp_path / "home"), COLUMNS="200", ANYTUNE_POLL_INTERVAL="0.3", **extra
-    )
+    defaults = {"ANYTUNE_HOME": str(tmp_path / "home"), "COLUMNS": "200", "ANYTUNE_POLL_INTERVAL": "0.3"}
+    return {**os.environ, **defaults, **extra}
 
 
 def run_anytune(*args: str, env: dict[str, str], timeout: float = 300, check: bool = False):  # type: ignore[no-untyped-def]

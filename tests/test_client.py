@@ -53,10 +53,12 @@ def test_everything_a_backend_cannot_do_is_refused_at_once_and_nothing_is_record
     assert client.registry.list_jobs() == []
 
 
-def test_reserved_methods_say_so(data):
+def test_a_method_no_backend_runs_says_so(data):
     client, _ = make_client()
-    with pytest.raises(CapabilityError, match="reserved"):
+    with pytest.raises(CapabilityError) as info:
         client.submit(spec(data, method="ppo"))
+    assert "scripted cannot run method 'ppo'" in str(info.value)
+    assert "no installed provider can" in str(info.value)
 
 
 def test_ignored_hyperparameters_warn_or_refuse_when_strict(data):

@@ -154,15 +154,13 @@ def test_the_same_evaluation_by_model_reference_and_drift_against_the_baseline(t
     new_data = write_jsonl(tmp_path / "new.jsonl", shifted)
     result = client.evaluate_targets(["rev@1"], EvalSpec(data=str(new_data), compare_base=False))
     report = drift_check(client.registry, client.resolve_target("rev@1"), result, "baseline")
-    assert report["test"]["baseline_mean"] == 1.0 and report["test"]["new_mean"] == 0.0
-    assert report["test"]["drifted"] and report["verdict"].startswith("drift")
-    assert report["baseline_fingerprint"] == baseline.dataset_fingerprint
+    assert report.test.baseline_mean == 1.0 and report.test.new_mean == 0.0
+    assert report.test.drifted and report.verdict.startswith("drift")
+    assert report.baseline_fingerprint == baseline.dataset_fingerprint
     same = client.evaluate_targets(
         ["rev@1"], EvalSpec(data=str(write_jsonl(tmp_path / "more.jsonl", rows[:25])), compare_base=False)
     )
-    assert not drift_check(client.registry, client.resolve_target("rev@1"), same, "baseline")["test"][
-        "drifted"
-    ]
+    assert not drift_check(client.registry, client.resolve_target("rev@1"), same, "baseline").test.drifted
 
 
 def test_re_registering_makes_a_new_version_and_leaves_the_old_one_alone(tmp_path: Path):
@@ -236,7 +234,9 @@ def test_export_to_mlflow_carries_lineage_metrics_and_aliases(tmp_path: Path):
     client.evaluate(job.id, EvalSpec(metrics=["exact_match"]))
     client.registry.set_alias("rev", "production", 1)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    done = export_to_mlflow(client.registry, "rev@production", tracking_uri=uri)
+    done = export_to_mlflow(
+        client.registry, "rev@production", tracking_uri=uri, artifact_location=str(tmp_path / "artifacts")
+    )
     ml = mlflow.MlflowClient(tracking_uri=uri)
     version = ml.get_model_version_by_alias("rev", "production")
     assert str(version.version) == done["mlflow_version"] and version.run_id == done["run_id"]
@@ -245,3 +245,4 @@ def test_export_to_mlflow_carries_lineage_metrics_and_aliases(tmp_path: Path):
     assert version.tags["anytune.cost.quoted"] == "1.0"
     run = ml.get_run(done["run_id"])
     assert run.data.metrics["eval.exact_match"] == 1.0 and run.data.tags["anytune.model"] == "rev@1"
+    assert run.info.artifact_uri.startswith(str(tmp_path / "artifacts"))  # nothing in the working tree

@@ -284,11 +284,24 @@ def test_cli_emulate_and_run_the_example(tmp_path):
     from anytune.testing.server import free_port
 
     port = free_port()
-    env = cli_env(tmp_path, OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="sk-emulator-cli")
+    env = cli_env(
+        tmp_path,
+        OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1",
+        OPENAI_API_KEY="sk-emulator-cli",
+        ANYTUNE_PROGRESS_SECONDS="0.5",
+        COLUMNS="80",
+    )
     with emulator_cli("openai", env, port, speed=20):
         run = run_anytune("run", str(EXAMPLES / "openai-sft.yaml"), env=env, timeout=180)
         assert run.returncode == 0, run.stdout + run.stderr
         assert "succeeded" in run.stdout and "100/100" in run.stdout
+        # not a terminal: progress comes as lines while the job runs, not only at the end
+        progress = [
+            line for line in run.stdout.splitlines() if re.match(r"\s+running\s+\d+/100\s+loss", line)
+        ]
+        assert len(progress) >= 2, run.stdout
+        # the job panel wraps at 80 columns instead of cutting the quote's lines off
+        assert "prices seen 2026-11-28" in run.stdout
         assert (
             "model registered as reverse-letters-openai@1: ft:gpt-4o-mini-2024-07-18:anytune-emulator:reverse:"
             in run.stdout

@@ -111,8 +111,10 @@ def test_cli_lists_broken_plugins_and_keeps_working(tmp_path: Path):
     assert listing.returncode == 0, listing.stderr
     lines = {line.split("│")[1].strip(): line for line in listing.stdout.splitlines() if line.count("│") > 3}
     assert "loaded" in lines["local"] and "loaded" in lines["echo"]
-    assert "error" in lines["broken"] and "a_module_that_does_not_exist" in lines["broken"]
-    assert "misconfigured" in lines["raising"]
+    assert "error" in lines["broken"]
+    assert "broken: failed to import broken_anytune_plugin" in listing.stdout
+    assert "a_module_that_does_not_exist" in listing.stdout
+    assert "error" in lines["raising"] and "misconfigured" in listing.stdout
     data = write_jsonl(tmp_path / "d.jsonl", reversal_rows(3))
     check = subprocess.run(
         [sys.executable, "-m", "anytune", "validate", str(data)], env=env, capture_output=True, text=True

@@ -72,6 +72,14 @@ class EvalTarget:
 
 
 @dataclass
+class RunResult:
+    """What `Client.run` did: the job as it ended (or as submitted, detached) and its evaluation, if any."""
+
+    job: Job
+    evaluation: EvalResult | None = None
+
+
+@dataclass
 class Preflight:
     """Everything known about a job before it is recorded or started."""
 
@@ -335,6 +343,39 @@ class Client:
                     )
         bundle = DataBundle(train=refs["train"], validation=refs.get("validation"), test=refs.get("test"))
         return bundle, reports, warnings
+
+    # ------------------------------------------------------------------------------------------ the walk
+
+    def run(
+        self,
+        spec: JobSpec,
+        *,
+        evaluate: bool = True,
+        detach: bool = False,
+        interval: float | None = None,
+        on_preflight: Callable[[Preflight], None] | None = None,
+        on_submitted: Callable[[Job], None] | None = None,
+        on_update: Callable[[Job, list[Event]], None] | None = None,
+        on_evaluation: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        """The whole walk of one job: check and prepare everything, record, submit, follow to the end, and
+        run the spec's evaluation after success. The callbacks see each stage (the CLI draws them).
+
+        With `detach=True` it returns once the provider has the job; `follow()` or `anytune jobs logs -f`
+        picks it up later. A job that ends other than succeeded is returned as it is, not raised."""
+        pre = self.preflight(spec)
+        if on_preflight is not None:
+            on_preflight(pre)
+        job = self.submit_prepared(pre)
+        if on_submitted is not None:
+            on_submitted(job)
+        if detach:
+            return RunResult(job)
+        job = self.follow(job.id, interval=interval, on_update=on_update)
+        if not evaluate or job.status is not JobStatus.SUCCEEDED or job.spec.evaluation is None:
+            return RunResult(job)
+        result = self.evaluate(job.id, on_progress=on_evaluation or (lambda _s: None))
+        return RunResult(job, result)
 
     # ------------------------------------------------------------------------------------------- submit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from anytune.data.formats import PREFERENCE_FORMATS, SUPERVISED_FORMATS, DataFormat
 from anytune.errors import CapabilityError
 from anytune.hookspecs import Capabilities, Problem
-from anytune.spec import RESERVED_METHODS, JobSpec, Method
+from anytune.spec import JobSpec, Method
 
 # Which data formats each method can learn from (after anytune's own conversions).
 METHOD_FORMATS: dict[Method, frozenset[DataFormat]] = {
@@ -28,13 +28,7 @@ def check_spec(spec: JobSpec, caps: Capabilities, provider: str) -> list[Problem
     method = spec.method_type
     if method not in caps.methods:
         can = ", ".join(sorted(m.value for m in caps.methods))
-        why = (
-            " (reserved: TRL 1.16 moved PPO to trl.experimental and no built-in backend runs it; grpo is the "
-            "online RL method the local backend offers)"
-            if method in RESERVED_METHODS
-            else ""
-        )
-        error("method", f"{provider} cannot run method {method.value!r}{why}; it can run: {can}")
+        error("method", f"{provider} cannot run method {method.value!r}; it can run: {can}")
 
     adapter = spec.adapter_type
     if adapter not in caps.adapters:

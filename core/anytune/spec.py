@@ -45,11 +45,9 @@ class Method(StrEnum):
     DPO = "dpo"
     REWARD = "reward"
     CPT = "cpt"  # continued pre-training on raw text
-    PPO = "ppo"  # reserved: named so a spec can say it, no built-in backend runs it yet
-    GRPO = "grpo"  # reserved, as above
+    PPO = "ppo"  # named so that a spec can say it; no built-in backend runs it (each says why)
+    GRPO = "grpo"  # online RL with reward functions (the local backend)
 
-
-RESERVED_METHODS = frozenset({Method.PPO})
 
 _METHOD_SYNONYMS = {
     "supervised": "sft",

@@ -143,6 +143,15 @@ class LocalBackend(Backend):
         problem = check_model_name(spec.model_for(self.name))
         if problem:
             problems.append(Problem("error", "", problem))
+        if spec.method_type is Method.PPO:
+            problems.append(
+                Problem(
+                    "error",
+                    "method",
+                    "PPO is not offered: the installed TRL keeps its PPO trainer in trl.experimental; "
+                    "for online RL use method grpo with reward functions",
+                )
+            )
         if spec.method_type is Method.DPO:
             from anytune_local.methods import dpo_loss
 

@@ -69,10 +69,27 @@ app.add_typer(plugin_cmds.app, name="plugins")
 app.command("emulate")(emulate_cmds.emulate)
 
 
+BUILT_IN = frozenset(
+    {c.name for c in app.registered_commands if c.name} | {g.name for g in app.registered_groups if g.name}
+)
+
+
+def _with_plugin_commands(args: list[str]) -> None:
+    """Let plugins add their own verbs (`register_commands`), unless a built-in command was asked for: then
+    no plugin needs loading and the command starts as fast as it can."""
+    first = next((a for a in args if not a.startswith("-")), None)
+    if first in BUILT_IN:
+        return
+    from anytune.plugins import get_plugin_manager
+
+    get_plugin_manager().add_commands(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
+        _with_plugin_commands(args)
         code = app(args=args, prog_name="anytune", standalone_mode=False)
     except (click.exceptions.Exit, typer.Exit) as exc:
         code = exc.exit_code

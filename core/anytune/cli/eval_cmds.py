@@ -162,18 +162,18 @@ def _drift(
 
     report = drift_check(client.registry, client.resolve_target(target), result, against, alpha, tolerance)
     if as_json:
-        print_json(report)
+        print_json(report.model_dump(mode="json"))
     else:
-        test = report["test"]
-        color = "red" if test["drifted"] else "green"
+        test, name = report.test, report.metric
+        color = "red" if test.drifted else "green"
         out.print(
-            f"[bold]{escape(report['metric'])}[/]: baseline {test['baseline_mean']:.1%} (n={test['baseline_n']}, "
-            f"{escape(report['baseline_data'])}) → new {test['new_mean']:.1%} (n={test['new_n']}, "
-            f"{escape(report['new_data'])}), change {test['delta']:+.1%}"
+            f"[bold]{escape(name)}[/]: baseline {show(name, test.baseline_mean)} (n={test.baseline_n}, "
+            f"{escape(report.baseline_data)}) → new {show(name, test.new_mean)} (n={test.new_n}, "
+            f"{escape(report.new_data)}), change {show(name, test.delta, signed=True)}"
         )
-        out.print(f"[dim]{escape(report['statement'])}[/]")
-        out.print(f"[bold {color}]{escape(report['verdict'])}[/]")
-    if fail_on_drift and report["test"]["drifted"]:
+        out.print(f"[dim]{escape(report.statement)}[/]")
+        out.print(f"[bold {color}]{escape(report.verdict)}[/]")
+    if fail_on_drift and report.test.drifted:
         raise typer.Exit(1)
 
 

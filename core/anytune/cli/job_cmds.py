@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,12 +49,14 @@ def _event_line(ev: Event) -> str | None:
 
 
 def _preflight_panel(pre: Preflight) -> Panel:
+    """What is about to run, on a grid whose values wrap at the terminal's width (never cut off)."""
     spec, q = pre.spec, pre.quote
-    lines = [
-        f"[bold]{escape(spec.display_name())}[/] on [bold]{escape(spec.provider)}[/]",
-        f"base model  {escape(spec.base_model)}",
-        f"method      {spec.method.type} with {spec.adapter.type}",
-    ]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("job", f"{escape(spec.display_name())} on [bold]{escape(spec.provider)}[/]")
+    grid.add_row("base model", escape(spec.model_for(spec.provider)))
+    grid.add_row("method", f"{spec.method.type} with {spec.adapter.type}")
     for name, ref in (
         ("train", pre.data.train),
         ("validation", pre.data.validation),
@@ -65,64 +68,105 @@ def _preflight_panel(pre: Preflight) -> Panel:
                 if ref.tokens is not None
                 else ""
             )
-            lines.append(
-                f"{name:<11} {ref.rows:,} {ref.format.value} rows{tokens}  [dim]{ref.fingerprint[:19]}[/]"
+            grid.add_row(
+                name, f"{ref.rows:,} {ref.format.value} rows{tokens}  [dim]{ref.fingerprint[:19]}[/]"
             )
     if q.price is not None:
         tokens = ""
         if q.billable_tokens is not None:
             tokens = f" for {'~' if q.tokens_estimated else ''}{q.billable_tokens:,} billed tokens"
         eta = f", about {duration(q.eta_seconds)}" if q.eta_seconds is not None else ""
-        seen = f" [dim](prices seen {q.price_date})[/]" if q.price_date else ""
-        lines.append(f"quote       {money(q.price, q.currency)}{tokens}{eta}{seen}")
-        lines.extend(f"            [dim]{escape(a)}[/]" for a in q.assumptions[:2])
-    return Panel("\n".join(lines), title="job", title_align="left", expand=False)
+        grid.add_row("quote", f"{money(q.price, q.currency)}{tokens}{eta}")
+        if q.price_date:
+            grid.add_row("", f"[dim]prices seen {q.price_date}[/]")
+        for assumption in q.assumptions[:2]:
+            grid.add_row("", f"[dim]{escape(assumption)}[/]")
+    return Panel(grid, title="job", title_align="left", expand=False)
+
+
+PLAIN_EVERY_S = 30.0  # without a terminal: one progress line this often (ANYTUNE_PROGRESS_SECONDS)
+
+
+class _JobDisplay:
+    """Draws a followed job: a live bar on a terminal; without one (a log file, CI), its log lines and a
+    progress line every so often, so that minutes of training never pass in silence."""
+
+    def __init__(self) -> None:
+        self.live = out.is_terminal
+        self.every = float(os.environ.get("ANYTUNE_PROGRESS_SECONDS") or PLAIN_EVERY_S)
+        self.total: int | None = None
+        self.step: int | None = None
+        self.started = time.monotonic()
+        self._last_line = 0.0
+        self._last_status: str | None = None
+        self.shown: set[str] = set()  # messages already printed (the preflight's warnings)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[steps]}"),
+            TextColumn("{task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=out,
+            transient=False,
+            disable=not self.live,
+        )
+        self.task = self.progress.add_task("", total=None, steps="", loss="")
+
+    def __enter__(self) -> _JobDisplay:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def update(self, j: Job, events: list[Event]) -> None:
+        for ev in events:
+            line = _event_line(ev)
+            if line and ev.kind.value != "metric" and ev.message not in self.shown:
+                self.progress.console.print(f"  {line}")
+        self.step = next((int(ev.data["step"]) for ev in reversed(events) if "step" in ev.data), self.step)
+        total = next((ev.data.get("total_steps") for ev in events if "total_steps" in ev.data), None)
+        if total:
+            self.total = int(total)
+            self.progress.update(self.task, total=self.total)
+        loss = j.metrics.get("loss")
+        steps = f"{self.step}/{self.total}" if self.step is not None and self.total else ""
+        fields: dict[str, Any] = {"steps": steps, "loss": f"loss {loss:.4f}" if loss is not None else ""}
+        if self.step is not None and self.total:
+            self.progress.update(self.task, completed=self.step)
+        if j.status.terminal and j.progress == 1.0 and self.total:
+            self.progress.update(self.task, completed=self.total)
+        self.progress.update(self.task, description=status_text(j.status.value, j.provider_status), **fields)
+        if not self.live:
+            self._plain_line(j, steps, fields["loss"])
+
+    def _plain_line(self, j: Job, steps: str, loss: str) -> None:
+        now = time.monotonic()
+        changed = j.status.value != self._last_status
+        if not changed and now - self._last_line < self.every:
+            return
+        self._last_line, self._last_status = now, j.status.value
+        parts = [j.status.value, steps, loss, duration(now - self.started)]
+        out.print("  " + "  ".join(p for p in parts if p))
 
 
 def _follow(client: Client, job: Job) -> Job:
-    """Follow a job with a progress bar and its log; Ctrl-C detaches (the job keeps running)."""
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[steps]}"),
-        TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=out,
-        transient=False,
-    )
-    task = progress.add_task(status_text(job.status.value), total=None, steps="", loss="")
-
-    def on_update(j: Job, events: list[Event]) -> None:
-        for ev in events:
-            line = _event_line(ev)
-            if line and ev.kind.value != "metric":
-                progress.console.print(f"  {line}")
-        step = next((ev.data.get("step") for ev in reversed(events) if "step" in ev.data), None)
-        fields: dict[str, Any] = {}
-        total_steps = next((ev.data.get("total_steps") for ev in events if "total_steps" in ev.data), None)
-        if total_steps:
-            progress.update(task, total=total_steps)
-        if step is not None and progress.tasks[0].total:
-            fields["steps"] = f"{int(step)}/{int(progress.tasks[0].total)}"
-            progress.update(task, completed=step)
-        loss = j.metrics.get("loss")
-        if loss is not None:
-            fields["loss"] = f"loss {loss:.4f}"
-        if j.status.terminal and j.progress == 1.0 and progress.tasks[0].total:
-            progress.update(task, completed=progress.tasks[0].total)
-        progress.update(task, description=status_text(j.status.value, j.provider_status), **fields)
-
+    """Follow a job with a progress display and its log; Ctrl-C detaches (the job keeps running)."""
     try:
-        with progress:
-            return client.follow(job.id, on_update=on_update)
+        with _JobDisplay() as display:
+            return client.follow(job.id, on_update=display.update)
     except KeyboardInterrupt:
-        err.print(
-            f"\n[yellow]detached[/]: job {job.id} keeps running. "
-            f"Follow it with `anytune jobs logs -f {job.id}`, stop it with `anytune jobs cancel {job.id}`."
-        )
+        _detached(job.id)
         raise typer.Exit(130) from None
+
+
+def _detached(job_id: str) -> None:
+    err.print(
+        f"\n[yellow]detached[/]: job {job_id} keeps running. "
+        f"Follow it with `anytune jobs logs -f {job_id}`, stop it with `anytune jobs cancel {job_id}`."
+    )
 
 
 def run(
@@ -141,37 +185,84 @@ def run(
     """Check, submit and follow a fine-tuning job; then evaluate it against its base model.
 
     Everything is checked before anything starts: the spec against the provider's capabilities, every data
-    file line by line, and the quote against budget_usd.
+    file line by line, the provider's own data rules, and the quote against budget_usd.
     """
+    from anytune.cli.eval_cmds import print_eval
     from anytune.jobfile import load_job_file
 
     spec = load_job_file(job_file, overrides=overrides, provider=provider)
     client = _client()
-    pre = client.preflight(spec)
-    out.print(_preflight_panel(pre))
-    for warning in pre.warnings:
-        err.print(f"[yellow]warning:[/] {escape(warning)}")
-    job = client.submit_prepared(pre)
-    out.print(f"submitted [bold]{job.id}[/] to {escape(job.provider)}")
+    submitted: list[Job] = []
+    display = _JobDisplay()
+    status = None
+
+    def on_preflight(pre: Preflight) -> None:
+        out.print(_preflight_panel(pre))
+        for warning in pre.warnings:
+            err.print(f"[yellow]warning:[/] {escape(warning)}")
+        display.shown.update(pre.warnings)
+
+    def on_submitted(job: Job) -> None:
+        submitted.append(job)
+        out.print(f"submitted [bold]{job.id}[/] to {escape(job.provider)}")
+        if detach:
+            out.print(f"follow it with `anytune jobs logs -f {job.id}`")
+        else:
+            display.__enter__()
+
+    def on_evaluation(stage: str) -> None:
+        nonlocal status
+        if status is None:
+            status = out.status("evaluating on held-out data...")
+            status.__enter__()
+        status.update(f"evaluating {stage}...")
+
+    def on_update(job: Job, events: list[Event]) -> None:
+        display.update(job, events)
+        if job.status.terminal:
+            display.__exit__(None, None, None)
+            _print_outcome(client, job)
+
+    try:
+        result = client.run(
+            spec,
+            evaluate=evaluate,
+            detach=detach,
+            on_preflight=on_preflight,
+            on_submitted=on_submitted,
+            on_update=on_update,
+            on_evaluation=on_evaluation,
+        )
+    except KeyboardInterrupt:
+        display.__exit__(None, None, None)
+        if not submitted:
+            raise
+        _detached(submitted[0].id)
+        raise typer.Exit(130) from None
+    finally:
+        if status is not None:
+            status.__exit__(None, None, None)
     if detach:
-        out.print(f"follow it with `anytune jobs logs -f {job.id}`")
         return
-    job = _follow(client, job)
+    if result.job.status.value != "succeeded":
+        raise typer.Exit(1)
+    if result.evaluation is not None:
+        print_eval(result.evaluation)
+
+
+def _print_outcome(client: Client, job: Job) -> None:
     if job.status.value != "succeeded":
         err.print(
             f"[red]✗[/] job {job.id} {job.status.value}" + (f": {escape(job.error)}" if job.error else "")
         )
-        raise typer.Exit(1)
+        return
     models = client.registry.models_for_job(job.id)
-    first, last = job.artifact.metadata.get("metrics", {}).get("first_loss"), job.metrics.get("loss")
+    first = job.artifact.metrics.get("first_loss") if job.artifact else None
+    last = job.metrics.get("loss")
     loss = f" (loss {first:.3f} → {last:.3f})" if first is not None and last is not None else ""
     out.print(f"[green]✓[/] job {job.id} succeeded in {duration(job.duration_s)}{loss}")
     if models:
         out.print(f"  model registered as [bold]{escape(models[-1].ref)}[/]: {escape(models[-1].model_id)}")
-    if evaluate and job.spec.evaluation is not None:
-        from anytune.cli.eval_cmds import evaluate_job
-
-        evaluate_job(client, job.id)
 
 
 # ------------------------------------------------------------------------------------------- jobs ...

@@ -113,13 +113,18 @@ def export_mlflow(
     tracking_uri: str | None = typer.Option(
         None, "--tracking-uri", help="MLflow tracking URI (default: MLflow's own, e.g. $MLFLOW_TRACKING_URI)."
     ),
+    artifacts: str | None = typer.Option(
+        None, "--artifacts", help="Where a new experiment keeps its artifacts (MLflow's default: ./mlruns)."
+    ),
     experiment: str = typer.Option("anytune", "--experiment"),
 ) -> None:
     """Log a model version to MLflow (lineage as tags, weights or how to call it as artifacts) and register it
     there with the same aliases."""
     from anytune.registry.mlflow_export import export_to_mlflow
 
-    done = export_to_mlflow(_registry(), ref, tracking_uri=tracking_uri, experiment=experiment)
+    done = export_to_mlflow(
+        _registry(), ref, tracking_uri=tracking_uri, experiment=experiment, artifact_location=artifacts
+    )
     out.print(
         f"MLflow: run {done['run_id']}, registered model {escape(done['name'])} version {done['mlflow_version']}"
     )

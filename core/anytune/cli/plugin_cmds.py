@@ -24,13 +24,23 @@ def list_plugins(
         print_json([{k: v for k, v in vars(i).items() if k != "error_detail"} | {"ok": i.ok} for i in infos])
         return
     t = Table(title="plugins", title_justify="left")
-    for col in ("plugin", "module", "package", "backends", "status"):
-        t.add_column(col)
+    for col in ("plugin", "module", "package", "offers", "status"):
+        t.add_column(
+            col,
+            overflow="fold",
+            no_wrap=col in ("plugin", "module"),
+            max_width=22 if col == "offers" else None,
+        )
     for i in infos:
         package = f"{i.distribution} {i.version}" if i.distribution else "-"
-        status = "[green]loaded[/]" if i.ok else f"[red]error:[/] {escape(i.error or '')}"
-        t.add_row(escape(i.name), escape(i.module), escape(package), ", ".join(i.backends) or "-", status)
+        status = "[green]loaded[/]" if i.ok else "[red]error[/] (below)"
+        offers = [f"backend {b}" for b in i.backends] + [f"emulator {e}" for e in i.emulators]
+        offers += [f"metric {m}" for m in i.metrics] + (["prices"] if i.prices else [])
+        t.add_row(escape(i.name), escape(i.module), escape(package), escape(", ".join(offers) or "-"), status)
     out.print(t)
+    for i in infos:
+        if not i.ok:
+            out.print(f"[red]{escape(i.name)}:[/] {escape(i.error or '')}")
     if verbose:
         for i in infos:
             if not i.ok and i.error_detail:

@@ -99,44 +99,70 @@ class QuoteTable:
         return buf.getvalue()
 
     def rich_table(self) -> Any:
-        """The comparison as a rich Table: cheapest in bold green, over-budget in red, reasons in red."""
+        """The comparison as a rich Table that fits an 80-column terminal: cheapest in bold green,
+        over-budget in red, reasons in red; a column only where some row has something to say, the price
+        date in the caption when every price was seen the same day, models by their short name."""
         from rich.markup import escape
         from rich.table import Table
 
+        dates = {q.price_date for q in self.quotes if q.available and q.price_date}
+        one_date = len(dates) == 1
+        notes = {id(q): self._note(q) for q in self.quotes}
         budget = f", budget {self.budget:,.2f} USD" if self.budget is not None else ""
-        t = Table(title=f"quote for {escape(self.spec.name)}{budget}", title_justify="left")
-        columns = ("provider", "model", "tokens", "price", "ETA", "price seen", "note")
+        caption = f"prices seen {next(iter(dates))}" if one_date else None
+        t = Table(
+            title=f"quote for {escape(self.spec.name)}{budget}",
+            title_justify="left",
+            caption=caption,
+            caption_justify="left",
+        )
+        columns = ["provider", "model", "tokens", "price", "ETA"]
+        if not one_date:
+            columns.append("price seen")
+        if any(notes.values()):
+            columns.append("note")
         for col in columns:
             t.add_column(
                 col,
                 justify="right" if col in ("tokens", "price", "ETA") else "left",
-                no_wrap=col in ("tokens", "price", "ETA", "price seen"),
-                max_width=34 if col == "model" else None,
+                no_wrap=col != "note",
+                max_width=20 if col == "model" else None,
+                min_width={"tokens": 7, "price": 10, "ETA": 6}.get(col),
                 overflow="ellipsis" if col == "model" else "fold",
             )
-        cheapest = self.cheapest()
         for q in self.quotes:
+            model = escape((q.model or "-").rsplit("/", 1)[-1])
             if not q.available:
-                reason = f"[red]{escape(q.reason or '')}[/]"
-                t.add_row(escape(q.label), escape(q.model or "-"), "-", "-", "-", "-", reason)
-                continue
-            tokens = (
-                "-"
-                if q.billable_tokens is None
-                else f"{'~' if q.tokens_estimated else ''}{q.billable_tokens:,}"
-            )
-            price, note = money(q.price, q.currency), ""
-            if self.over_budget(q):
-                price, note = f"[red]{price}[/]", "[red]over budget[/]"
-            elif q.price is None:
-                note = f"[yellow]{escape(q.assumptions[-1]) if q.assumptions else 'no catalog price'}[/]"
-            elif q is cheapest:
-                price = f"[bold green]{price}[/]"
-            seen = q.price_date.isoformat() if q.price_date else "-"
-            t.add_row(
-                escape(q.label), escape(q.model or "-"), tokens, price, duration(q.eta_seconds), seen, note
-            )
+                row = [escape(q.label), model, "-", "-", "-"]
+            else:
+                tokens = (
+                    "-"
+                    if q.billable_tokens is None
+                    else f"{'~' if q.tokens_estimated else ''}{q.billable_tokens:,}"
+                )
+                price = money(q.price, q.currency)
+                if self.over_budget(q):
+                    price = f"[red]{price}[/]"
+                elif q is self.cheapest():
+                    price = f"[bold green]{price}[/]"
+                row = [escape(q.label), model, tokens, price, duration(q.eta_seconds)]
+            if not one_date:
+                row.append(q.price_date.isoformat() if q.price_date else "-")
+            if "note" in columns:
+                row.append(notes[id(q)])
+            t.add_row(*row)
         return t
+
+    def _note(self, q: Quote) -> str:
+        from rich.markup import escape
+
+        if not q.available:
+            return f"[red]{escape(q.reason or '')}[/]"
+        if self.over_budget(q):
+            return "[red]over budget[/]"
+        if q.price is None:
+            return f"[yellow]{escape(q.assumptions[-1]) if q.assumptions else 'no catalog price'}[/]"
+        return ""
 
     def plot(self, path: str | Path) -> Path:
         """A PNG with price and ETA per provider (the priced ones)."""

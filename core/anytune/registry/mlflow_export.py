@@ -54,9 +54,17 @@ def lineage_tags(registry: Registry, ref: str) -> tuple[Any, dict[str, str], dic
 
 
 def export_to_mlflow(
-    registry: Registry, ref: str, *, tracking_uri: str | None = None, experiment: str = "anytune"
+    registry: Registry,
+    ref: str,
+    *,
+    tracking_uri: str | None = None,
+    experiment: str = "anytune",
+    artifact_location: str | None = None,
 ) -> dict[str, str]:
-    """Log `ref` as an MLflow run and register it; returns the run id and the MLflow model version."""
+    """Log `ref` as an MLflow run and register it; returns the run id and the MLflow model version.
+
+    `artifact_location` is where a new experiment keeps its artifacts (MLflow's default for a database
+    tracking URI is ./mlruns in the current folder)."""
     try:
         import mlflow
         from mlflow import MlflowClient
@@ -65,6 +73,8 @@ def export_to_mlflow(
     m, tags, metrics = lineage_tags(registry, ref)
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
+    if artifact_location and MlflowClient().get_experiment_by_name(experiment) is None:
+        MlflowClient().create_experiment(experiment, artifact_location=artifact_location)
     mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=m.ref) as run:
         mlflow.set_tags(tags)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
 
 from anytune.errors import UsageError
 from anytune.evaluation.stats import permutation_test
@@ -12,6 +14,35 @@ if TYPE_CHECKING:
     from anytune.evaluation.runner import EvalResult
     from anytune.registry import Registry
     from anytune.registry.records import EvaluationRecord
+
+
+class DriftNumbers(BaseModel):
+    """The permutation test on the first metric's per-example scores."""
+
+    baseline_mean: float
+    new_mean: float
+    baseline_n: int
+    new_n: int
+    delta: float
+    p_value: float
+    alpha: float
+    tolerance: float
+    drifted: bool
+
+
+class DriftReport(BaseModel):
+    """A drift check's answer: which evaluations were compared, the numbers, and the verdict in words."""
+
+    model: str
+    metric: str
+    baseline_evaluation: int
+    baseline_data: str
+    baseline_fingerprint: str
+    new_data: str
+    new_fingerprint: str
+    test: DriftNumbers
+    statement: str
+    verdict: str
 
 
 def _stored(registry: Registry, target: EvalTarget) -> list[EvaluationRecord]:
@@ -31,7 +62,7 @@ def drift_check(
     against: str,
     alpha: float = 0.05,
     tolerance: float = 0.0,
-) -> dict[str, Any]:
+) -> DriftReport:
     """Compare the just-stored evaluation with a baseline evaluation of the same model.
 
     `against`: `baseline` (the model's first evaluation on other data), a data fingerprint, or an evaluation
@@ -63,25 +94,25 @@ def drift_check(
     test = permutation_test(
         baseline.scores(metric) or [], new_scores, metric=metric, alpha=alpha, tolerance=tolerance
     )
-    return {
-        "model": target.label,
-        "metric": metric,
-        "baseline_evaluation": baseline.id,
-        "baseline_data": baseline.dataset_path,
-        "baseline_fingerprint": baseline.dataset_fingerprint,
-        "new_data": result.dataset_path,
-        "new_fingerprint": result.dataset_fingerprint,
-        "test": {
-            "baseline_mean": test.baseline_mean,
-            "new_mean": test.new_mean,
-            "baseline_n": test.baseline_n,
-            "new_n": test.new_n,
-            "delta": test.delta,
-            "p_value": test.p_value,
-            "alpha": alpha,
-            "tolerance": tolerance,
-            "drifted": test.drifted,
-        },
-        "statement": test.statement,
-        "verdict": test.verdict,
-    }
+    return DriftReport(
+        model=target.label,
+        metric=metric,
+        baseline_evaluation=baseline.id,
+        baseline_data=baseline.dataset_path,
+        baseline_fingerprint=baseline.dataset_fingerprint,
+        new_data=result.dataset_path,
+        new_fingerprint=result.dataset_fingerprint,
+        test=DriftNumbers(
+            baseline_mean=test.baseline_mean,
+            new_mean=test.new_mean,
+            baseline_n=test.baseline_n,
+            new_n=test.new_n,
+            delta=test.delta,
+            p_value=test.p_value,
+            alpha=alpha,
+            tolerance=tolerance,
+            drifted=test.drifted,
+        ),
+        statement=test.statement,
+        verdict=test.verdict,
+    )

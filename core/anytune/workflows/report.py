@@ -157,7 +157,7 @@ def _loss_curve(client: Client, s: Subject) -> tuple[list[tuple[float, float]], 
     return train, evals
 
 
-def _examples(subjects: list[Subject]) -> tuple[list[dict[str, Any]], str | None]:
+def _examples(subjects: list[Subject]) -> tuple[list[ExampleRow], str | None]:
     from anytune.evaluation.runner import load_examples
 
     first = subjects[-1].evaluation
@@ -170,44 +170,63 @@ def _examples(subjects: list[Subject]) -> tuple[list[dict[str, Any]], str | None
     metric = next(iter(first.metrics))
     rows = []
     for i in range(min(MAX_EXAMPLES, len(references))):
-        row: dict[str, Any] = {
-            "prompt": prompts[i][-1]["content"] if prompts[i] else "",
-            "reference": references[i],
-            "answers": [],
-        }
+        row = ExampleRow(prompt=prompts[i][-1]["content"] if prompts[i] else "", reference=references[i])
         for s in subjects:
             preds = (s.evaluation.samples or {}).get("predictions") or []
             scores = s.evaluation.scores(metric) or []
-            row["answers"].append(
-                (preds[i] if i < len(preds) else "", scores[i] if i < len(scores) else None)
-            )
+            row.answers.append((preds[i] if i < len(preds) else "", scores[i] if i < len(scores) else None))
         rows.append(row)
     return rows, None
+
+
+@dataclass
+class ExampleRow:
+    """One held-out example in the per-example table: each subject's answer and its score."""
+
+    prompt: Any
+    reference: str
+    answers: list[tuple[str, float | None]] = field(default_factory=list)
+
+
+@dataclass
+class ReportContext:
+    """Everything the HTML and Markdown writers show, gathered once."""
+
+    subjects: list[Subject]
+    metrics: list[str]
+    examples: list[ExampleRow]
+    images: list[str]
+    warnings: list[str]
+    comparisons: list[dict[str, Any]]  # stored paired comparisons (evaluation.stats.Comparison, dumped)
+    data: str
+    fingerprint: str
+    n: int
 
 
 def _context(
     subjects: list[Subject],
     metrics: list[str],
-    examples: list[dict[str, Any]],
+    examples: list[ExampleRow],
     images: list[Path],
     warnings: list[str],
-) -> dict[str, Any]:
-    comparisons = []
+) -> ReportContext:
+    comparisons: list[dict[str, Any]] = []
     for s in subjects:
         for c in (s.evaluation.samples or {}).get("comparisons") or []:
             if c not in comparisons:
                 comparisons.append(c)
-    return {
-        "subjects": subjects,
-        "metrics": metrics,
-        "examples": examples,
-        "images": [p.name for p in images],
-        "warnings": warnings,
-        "comparisons": comparisons,
-        "data": subjects[-1].evaluation.dataset_path,
-        "fingerprint": subjects[-1].evaluation.dataset_fingerprint,
-        "n": subjects[-1].evaluation.n,
-    }
+    last = subjects[-1].evaluation
+    return ReportContext(
+        subjects=subjects,
+        metrics=metrics,
+        examples=examples,
+        images=[p.name for p in images],
+        warnings=warnings,
+        comparisons=comparisons,
+        data=last.dataset_path,
+        fingerprint=last.dataset_fingerprint,
+        n=last.n,
+    )
 
 
 def _score(s: Subject, metric: str) -> str:
@@ -259,34 +278,34 @@ def _mark(score: float | None) -> str:
     return "ok" if score == 1 else "bad" if score == 0 else ""
 
 
-def _html(c: dict[str, Any]) -> str:
+def _html(c: ReportContext) -> str:
     e = html.escape
-    subjects: list[Subject] = c["subjects"]
+    subjects: list[Subject] = c.subjects
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>anytune report: {e(', '.join(s.label for s in subjects))}</title><style>{_CSS}</style></head><body>",
         f"<h1>anytune report: {e(', '.join(s.label for s in subjects))}</h1>",
-        f"<p class='dim'>held-out data <code>{e(c['data'])}</code> ({c['n']} examples, {e(c['fingerprint'][:23])})</p>",
+        f"<p class='dim'>held-out data <code>{e(c.data)}</code> ({c.n} examples, {e(c.fingerprint[:23])})</p>",
     ]
-    parts += [f"<p class='warn'>note: {e(w)}</p>" for w in c["warnings"]]
+    parts += [f"<p class='warn'>note: {e(w)}</p>" for w in c.warnings]
     parts.append("<h2>Scores</h2><p class='dim'>value [95% bootstrap interval]</p><table><tr><th>metric</th>")
     parts += [f"<th>{e(s.label)}</th>" for s in subjects]
     parts.append("</tr>")
-    for m in c["metrics"]:
+    for m in c.metrics:
         parts.append(
             f"<tr><td>{e(m)}</td>"
             + "".join(f"<td class='num'>{e(_score(s, m))}</td>" for s in subjects)
             + "</tr>"
         )
     parts.append("</table>")
-    if c["comparisons"]:
+    if c.comparisons:
         parts.append(
             "<h2>Head to head</h2>"
             "<p class='dim'>paired bootstrap on the same examples; win rate = wins / (wins + losses)</p>"
         )
         heads = ("metric", "A", "B", "B - A", "95% interval", "wins / ties / losses", "win rate")
         parts.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>")
-        for cmp in c["comparisons"]:
+        for cmp in c.comparisons:
             wtl = "-" if cmp.get("wins") is None else f"{cmp['wins']} / {cmp['ties']} / {cmp['losses']}"
             rate = "-" if cmp.get("win_rate") is None else f"{cmp['win_rate']:.0%}"
             mark = " *" if cmp.get("significant") else ""
@@ -302,7 +321,7 @@ def _html(c: dict[str, Any]) -> str:
         "metrics.png": "Scores with 95% intervals",
         "cost_quality.png": "Cost and quality",
     }
-    for image in c["images"]:
+    for image in c.images:
         parts.append(
             f"<h2>{titles.get(image, image)}</h2><img src='{e(image)}' alt='{e(titles.get(image, image))}'>"
         )
@@ -311,22 +330,22 @@ def _html(c: dict[str, Any]) -> str:
         parts.append(f"<h3>{e(s.label)}</h3><table>")
         parts += [f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _lineage(s)]
         parts.append("</table>")
-    if c["examples"]:
-        metric = c["metrics"][0]
+    if c.examples:
+        metric = c.metrics[0]
         parts.append(
-            f"<h2>Examples</h2><p class='dim'>first {len(c['examples'])}; green/red: {e(metric)} 1/0</p>"
+            f"<h2>Examples</h2><p class='dim'>first {len(c.examples)}; green/red: {e(metric)} 1/0</p>"
         )
         parts.append(
             "<table><tr><th>#</th><th>prompt</th><th>reference</th>"
             + "".join(f"<th>{e(s.label)}</th>" for s in subjects)
             + "</tr>"
         )
-        for i, ex in enumerate(c["examples"], 1):
+        for i, ex in enumerate(c.examples, 1):
             cells = "".join(
-                f"<td class='{_mark(score)}'>{e(str(answer))}</td>" for answer, score in ex["answers"]
+                f"<td class='{_mark(score)}'>{e(str(answer))}</td>" for answer, score in ex.answers
             )
             parts.append(
-                f"<tr><td class='num'>{i}</td><td>{e(str(ex['prompt']))}</td><td>{e(str(ex['reference']))}</td>{cells}</tr>"
+                f"<tr><td class='num'>{i}</td><td>{e(str(ex.prompt))}</td><td>{e(str(ex.reference))}</td>{cells}</tr>"
             )
         parts.append("</table>")
     parts.append("<p class='dim'>written by anytune</p></body></html>")
@@ -337,17 +356,17 @@ def _md_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _markdown(c: dict[str, Any]) -> str:
-    subjects: list[Subject] = c["subjects"]
+def _markdown(c: ReportContext) -> str:
+    subjects: list[Subject] = c.subjects
     lines = [f"# anytune report: {', '.join(s.label for s in subjects)}", ""]
-    lines.append(f"Held-out data `{c['data']}` ({c['n']} examples, `{c['fingerprint'][:23]}`).")
-    lines += ["", *(f"> note: {w}" for w in c["warnings"])]
+    lines.append(f"Held-out data `{c.data}` ({c.n} examples, `{c.fingerprint[:23]}`).")
+    lines += ["", *(f"> note: {w}" for w in c.warnings)]
     lines += ["", "## Scores", "", "value [95% bootstrap interval]", ""]
     lines.append("| metric | " + " | ".join(_md_cell(s.label) for s in subjects) + " |")
     lines.append("|---|" + "---|" * len(subjects))
-    for m in c["metrics"]:
+    for m in c.metrics:
         lines.append(f"| {m} | " + " | ".join(_score(s, m) for s in subjects) + " |")
-    if c["comparisons"]:
+    if c.comparisons:
         lines += [
             "",
             "## Head to head",
@@ -355,20 +374,20 @@ def _markdown(c: dict[str, Any]) -> str:
             "| metric | A | B | B - A | 95% interval | win rate |",
             "|---|---|---|---|---|---|",
         ]
-        for cmp in c["comparisons"]:
+        for cmp in c.comparisons:
             rate = "-" if cmp.get("win_rate") is None else f"{cmp['win_rate']:.0%}"
             m = cmp["metric"]
             lines.append(
                 f"| {m} | {_md_cell(cmp['a'])} | {_md_cell(cmp['b'])} | {show(m, cmp['delta'], True)} | "
                 f"[{show(m, cmp['low'], True)}, {show(m, cmp['high'], True)}] | {rate} |"
             )
-    for image in c["images"]:
+    for image in c.images:
         lines += ["", f"![{image}]({image})"]
     lines += ["", "## Models"]
     for s in subjects:
         lines += ["", f"### {s.label}", ""]
         lines += [f"- {k}: {_md_cell(v)}" for k, v in _lineage(s)]
-    if c["examples"]:
+    if c.examples:
         lines += [
             "",
             "## Examples",
@@ -376,9 +395,9 @@ def _markdown(c: dict[str, Any]) -> str:
             "| # | prompt | reference | " + " | ".join(_md_cell(s.label) for s in subjects) + " |",
         ]
         lines.append("|---|---|---|" + "---|" * len(subjects))
-        for i, ex in enumerate(c["examples"], 1):
+        for i, ex in enumerate(c.examples, 1):
             answers = " | ".join(
-                _md_cell(a) + (" ✓" if sc == 1 else " ✗" if sc == 0 else "") for a, sc in ex["answers"]
+                _md_cell(a) + (" ✓" if sc == 1 else " ✗" if sc == 0 else "") for a, sc in ex.answers
             )
-            lines.append(f"| {i} | {_md_cell(ex['prompt'])} | {_md_cell(ex['reference'])} | {answers} |")
+            lines.append(f"| {i} | {_md_cell(ex.prompt)} | {_md_cell(ex.reference)} | {answers} |")
     return "\n".join(lines) + "\n"
