@@ -163,10 +163,11 @@ def test_submit_is_idempotent_per_job_id(tiny_model: Path, tmp_path: Path):
 
     train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(8))
     ref = DatasetRef(path=str(train), format="chat", rows=8, fingerprint="sha256:x")
-    request = SubmitRequest(
-        job_id="job-same", spec=_spec(tiny_model, train, max_steps=100_000), data=DataBundle(train=ref)
-    )
     backend = LocalBackend()
+    spec = _spec(tiny_model, train, max_steps=100_000)
+    request = SubmitRequest(
+        job_id="job-same", spec=spec, prepared=backend.prepare(spec, DataBundle(train=ref))
+    )
     first = backend.submit(request)
     again = LocalBackend().submit(request)  # a retry after a crash, from another process's backend
     try:

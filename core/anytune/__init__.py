@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from anytune import plugins as _plugins  # noqa: F401  (wires the plugins' prices into the catalog)
 from anytune.errors import AnytuneError
 from anytune.spec import JobSpec
 

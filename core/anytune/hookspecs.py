@@ -255,7 +255,6 @@ class Quote(BaseModel):
     assumptions: list[str] = Field(default_factory=list)
     price_source: str | None = None
     price_date: date | None = None
-    one_off: bool = Field(True, description="False for recurring costs (storage, hosting), shown apart")
     problems: list[str] = Field(
         default_factory=list, description="why the provider would refuse the job's data, file:line each"
     )
