@@ -111,6 +111,22 @@ def emulator_cli(provider: str, env: dict[str, str], port: int, speed: float = 4
         server.wait(timeout=10)
 
 
+@contextmanager
+def emulated(name: str, monkeypatch: pytest.MonkeyPatch, key: str, *, tick: float) -> Iterator[Any]:
+    """The plugin's emulator of provider `name` on 127.0.0.1 (found through `register_emulators`), with the
+    environment its SDK reads pointed at it, and a clock that moves `tick` seconds at each poll."""
+    from anytune.hookspecs import EmulatorOptions
+    from anytune.plugins import get_plugin_manager
+    from anytune.testing import EmulatorServer, ManualClock
+
+    info = get_plugin_manager().emulators()[name]
+    emulator = info.build(EmulatorOptions(api_key=key, clock=ManualClock(tick=tick), step_seconds=1.0))
+    with EmulatorServer(emulator.app) as server:
+        for variable, value in info.environment(server.url, key).items():
+            monkeypatch.setenv(variable, value)
+        yield emulator
+
+
 def chat_splits(folder: Path, seed: int, *, validation: bool = False) -> dict[str, str]:
     """A job's data: 30 training and 10 held-out reversal examples (the held-out ones double as validation)."""
     rows = reversal_rows(40, seed=seed)

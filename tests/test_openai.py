@@ -15,12 +15,11 @@ from anytune.errors import BackendError, CapabilityError, DataError
 from anytune.jobfile import spec_from_dict
 from anytune.jobs import JobStatus
 from anytune.spec import JobSpec
-from anytune.testing.clock import ManualClock
-from anytune.testing.server import EmulatorServer
 from anytune_openai.emulator import OpenAIEmulator
 from tests.conftest import (
     chat_splits,
     cli_env,
+    emulated,
     emulator_cli,
     preference_rows,
     reversal_rows,
@@ -35,10 +34,7 @@ KEY = "sk-emulator-test-0123456789abcdef"
 
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIEmulator]:
-    emu = OpenAIEmulator(api_key=KEY, clock=ManualClock(tick=3.0), step_seconds=1.0)
-    with EmulatorServer(emu.app) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with emulated("openai", monkeypatch, KEY, tick=3.0) as emu:
         monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
         yield emu
 

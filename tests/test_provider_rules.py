@@ -13,10 +13,9 @@ import pytest
 
 from anytune.cli import main
 from anytune.registry import Registry
-from anytune.testing import EmulatorServer, ManualClock
 from anytune_openai.emulator import OpenAIEmulator
 from anytune_together.emulator import TogetherEmulator
-from tests.conftest import job_yaml, reversal_rows, write_jsonl
+from tests.conftest import emulated, job_yaml, reversal_rows, write_jsonl
 
 OPENAI_KEY = "sk-emulator-rules-0123456789abcdef"
 TOGETHER_KEY = "tg-emulator-rules-0123456789abcdef"
@@ -24,21 +23,15 @@ TOGETHER_KEY = "tg-emulator-rules-0123456789abcdef"
 
 @pytest.fixture
 def openai_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIEmulator]:
-    emu = OpenAIEmulator(api_key=OPENAI_KEY, clock=ManualClock(tick=3.0), step_seconds=1.0)
-    with EmulatorServer(emu.app) as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
-        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-        monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
-        monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
+    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+    with emulated("openai", monkeypatch, OPENAI_KEY, tick=3.0) as emu:
         yield emu
 
 
 @pytest.fixture
 def together_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[TogetherEmulator]:
-    emu = TogetherEmulator(api_key=TOGETHER_KEY, clock=ManualClock(tick=2.0), step_seconds=1.0)
-    with EmulatorServer(emu.app) as server:
-        monkeypatch.setenv("TOGETHER_BASE_URL", server.url)
-        monkeypatch.setenv("TOGETHER_API_KEY", TOGETHER_KEY)
+    with emulated("together", monkeypatch, TOGETHER_KEY, tick=2.0) as emu:
         yield emu
 
 
@@ -59,26 +52,26 @@ def no_job_recorded() -> None:
     assert Registry().list_jobs(limit=None) == []
 
 
-def openai_job(tmp_path: Path, train: Path) -> Path:
+MODELS = {"openai": "gpt-4o-mini", "together": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"}
+
+
+def job_for(provider: str, tmp_path: Path, train: Path) -> Path:
     return job_yaml(
         tmp_path / "job.yaml",
         name="rules",
-        base_model="gpt-4o-mini",
-        provider="openai",
+        base_model=MODELS[provider],
+        provider=provider,
         data={"train": str(train)},
         hyperparameters={"epochs": 1},
     )
+
+
+def openai_job(tmp_path: Path, train: Path) -> Path:
+    return job_for("openai", tmp_path, train)
 
 
 def together_job(tmp_path: Path, train: Path) -> Path:
-    return job_yaml(
-        tmp_path / "job.yaml",
-        name="rules",
-        base_model="meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
-        provider="together",
-        data={"train": str(train)},
-        hyperparameters={"epochs": 1},
-    )
+    return job_for("together", tmp_path, train)
 
 
 @pytest.mark.parametrize("command", ["run", "quote"])

@@ -14,12 +14,11 @@ from anytune.errors import CapabilityError, DataError
 from anytune.jobfile import spec_from_dict
 from anytune.jobs import JobStatus
 from anytune.spec import JobSpec
-from anytune.testing.clock import ManualClock
-from anytune.testing.server import EmulatorServer
 from anytune_together.emulator import TogetherEmulator
 from tests.conftest import (
     chat_splits,
     cli_env,
+    emulated,
     emulator_cli,
     preference_rows,
     reversal_rows,
@@ -35,10 +34,7 @@ LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[TogetherEmulator]:
-    emu = TogetherEmulator(api_key=KEY, clock=ManualClock(tick=2.0), step_seconds=1.0)
-    with EmulatorServer(emu.app) as server:
-        monkeypatch.setenv("TOGETHER_BASE_URL", server.url)
-        monkeypatch.setenv("TOGETHER_API_KEY", KEY)
+    with emulated("together", monkeypatch, KEY, tick=2.0) as emu:
         yield emu
 
 
