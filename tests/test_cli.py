@@ -186,3 +186,29 @@ def test_usage_mistakes_are_usage_errors_not_internal_ones(tmp_path):
     assert unknown.returncode == 2 and "No such option: --bogus" in unknown.stderr
     bare = run_anytune(env=env)
     assert bare.returncode == 0 and "internal error" not in bare.stderr and "run" in bare.stdout
+
+
+def test_jobs_show_prints_a_loss_as_a_number_and_a_share_as_a_percentage(capsys, tmp_path):
+    from anytune.jobfile import spec_from_dict
+    from anytune.registry import Registry
+
+    registry = Registry()
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(4))
+    job = registry.create_job(
+        spec_from_dict({"base_model": "tiny", "provider": "local", "data": {"train": str(train)}})
+    )
+    registry.add_evaluation(
+        subject="fine-tuned",
+        provider="local",
+        model_id="tiny",
+        dataset_path=str(train),
+        dataset_fingerprint="sha256:x",
+        metrics={"eval_loss": 1.23, "exact_match": 0.5},
+        n=4,
+        job_id=job.id,
+    )
+    code, out, err = run_cli(capsys, "jobs", "show", job.id)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "eval_loss 1.230" in text and "exact_match 50.0%" in text
+    assert "123.0%" not in text

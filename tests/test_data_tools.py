@@ -234,3 +234,29 @@ def test_token_counter_errors_are_usage_errors(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match=r"tokenizer\.json"):
         get_token_counter(str(tmp_path / "empty"))
+
+
+def test_one_message_normaliser_keeps_tool_calls_in_single_and_multi_turn_chats(tmp_path):
+    from anytune.spec import JobSpec
+    from anytune_local.methods import rows_for
+
+    call = [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]
+    single = {
+        "messages": [
+            {"role": "user", "content": "look it up"},
+            {"role": "assistant", "content": "", "tool_calls": call},
+        ]
+    }
+    multi = {
+        "messages": [
+            {"role": "user", "content": "look it up"},
+            {"role": "assistant", "content": "", "tool_calls": call},
+            {"role": "tool", "tool_call_id": "c1", "content": "42"},
+            {"role": "assistant", "content": "It is 42."},
+        ]
+    }
+    path = write_jsonl(tmp_path / "tools.jsonl", [single, multi])
+    spec = JobSpec.model_validate({"base_model": "tiny", "provider": "local", "data": {"train": str(path)}})
+    one, two = rows_for(spec, str(path), DataFormat.CHAT, all_turns=True)
+    assert one["completion"][0]["tool_calls"] == call
+    assert two["messages"][1]["tool_calls"] == call and two["messages"][2]["tool_call_id"] == "c1"

@@ -263,3 +263,18 @@ def test_cli_emulate_together_and_run_the_example(tmp_path):
         cont = run_anytune("jobs", "continue", job_id, "--step", "25", env=env, timeout=180)
         assert cont.returncode == 0, cont.stdout + cont.stderr
         assert "continuing" in cont.stdout and "succeeded" in cont.stdout
+
+
+def test_a_zstd_archive_is_kept_where_the_hint_says(emulator, chat_data):
+    """Real Together downloads are often .tar.zst: anytune cannot unpack those yet, but the hint must name a
+    file that still exists (it used to point into a temporary folder deleted as the error was raised)."""
+    from anytune.errors import BackendError
+
+    zstd = b"\x28\xb5\x2f\xfd" + bytes(range(64))
+    emulator.archive = lambda job, kind: zstd  # what the real service sends for some models
+    client = Client()
+    job = client.submit(together_spec(chat_data, provider_options={"together": {"download": "adapter"}}))
+    with pytest.raises(BackendError, match=r"\.tar\.zst") as info:
+        client.follow(job.id, interval=0)
+    kept = Path(info.value.hint.split("kept at ", 1)[1].split(":", 1)[0])
+    assert kept.is_file() and kept.read_bytes() == zstd

@@ -708,6 +708,35 @@ class Client:
         job = self.registry.get_job(model.job_id) if model.job_id else None
         return EvalTarget(model.ref, model.provider, model.artifact, model.base_model, job, model)
 
+    def export(
+        self, ref: str, out_dir: Path, *, dtype: str = "float32", register: bool = True
+    ) -> tuple[ModelArtifact, ModelVersion | None]:
+        """Write a model (a job or NAME[@VERSION|@ALIAS]) as full weights that load without anytune, through
+        its backend's `export()`; register them as a new version of the same model, with its lineage."""
+        target = self.resolve_target(ref)
+        backend = self.backend(target.provider)
+        if not backend.capabilities().supports_export:
+            raise CapabilityError(
+                f"{target.label} lives on {target.provider}, which cannot write merged weights",
+                hint="hosted fine-tunes are called through their provider (anytune serve proxies any of them)",
+            )
+        artifact = backend.export(target.artifact, out_dir, dtype=dtype)
+        if not register or target.model is None:
+            return artifact, None
+        m = target.model
+        version = self.registry.register_model(
+            m.name,
+            artifact,
+            job_id=m.job_id,
+            dataset_fingerprint=m.dataset_fingerprint,
+            spec=m.spec,
+            metrics=m.metrics,
+            cost=m.cost,
+            base_model_retires=m.base_model_retires,
+            description=f"{m.ref} merged into {target.base_model} ({dtype})",
+        )
+        return artifact, version
+
     def resolve_judge(self, ref: str) -> tuple[Backend, ModelArtifact]:
         """A judge model: a registered model or job, or `provider:model` for a provider's own model."""
         provider, sep, model = ref.partition(":")

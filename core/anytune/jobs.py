@@ -42,18 +42,19 @@ class JobStatus(StrEnum):
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
-_ENDINGS = TERMINAL_STATUSES
 # Polling can miss intermediate states (a short job may be found already finished), so forward jumps are
 # allowed; moving back is not, except that a paused job resumes and a running one can be requeued after a
 # provider restarts it.
 _TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset(
-        {JobStatus.VALIDATING, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED} | _ENDINGS
+        {JobStatus.VALIDATING, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED} | TERMINAL_STATUSES
     ),
-    JobStatus.VALIDATING: frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED} | _ENDINGS),
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.PAUSED} | _ENDINGS),
-    JobStatus.RUNNING: frozenset({JobStatus.QUEUED, JobStatus.PAUSED} | _ENDINGS),
-    JobStatus.PAUSED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING} | _ENDINGS),
+    JobStatus.VALIDATING: frozenset(
+        {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED} | TERMINAL_STATUSES
+    ),
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.PAUSED} | TERMINAL_STATUSES),
+    JobStatus.RUNNING: frozenset({JobStatus.QUEUED, JobStatus.PAUSED} | TERMINAL_STATUSES),
+    JobStatus.PAUSED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING} | TERMINAL_STATUSES),
     JobStatus.SUCCEEDED: frozenset(),
     JobStatus.FAILED: frozenset(),
     JobStatus.CANCELLED: frozenset(),

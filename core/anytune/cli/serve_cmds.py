@@ -69,28 +69,10 @@ def export(
     from anytune.client import Client
 
     client = Client()
-    target = client.resolve_target(ref)
-    backend = client.backend(target.provider)
-    if not backend.capabilities().supports_export:
-        raise UsageError(
-            f"{target.label} lives on {target.provider}, which cannot write merged weights",
-            hint="hosted fine-tunes are called through their provider (anytune serve proxies any of them)",
-        )
-    with out.status(f"merging {escape(target.label)} into {escape(target.base_model)}..."):
-        artifact = backend.export(target.artifact, out_dir, dtype=dtype)
+    with out.status(f"merging {escape(ref)} into its base model..."):
+        artifact, version = client.export(ref, out_dir, dtype=dtype, register=register)
     out.print(f"[green]✓[/] merged weights in {escape(artifact.model_id)}")
-    if register and target.model is not None:
-        version = client.registry.register_model(
-            target.model.name,
-            artifact,
-            job_id=target.model.job_id,
-            dataset_fingerprint=target.model.dataset_fingerprint,
-            spec=target.model.spec,
-            metrics=target.model.metrics,
-            cost=target.model.cost,
-            base_model_retires=target.model.base_model_retires,
-            description=f"{target.model.ref} merged into {target.base_model} ({dtype})",
-        )
+    if version is not None:
         out.print(f"  registered as [bold]{escape(version.ref)}[/]")
     else:
         err.print("[dim]not registered[/]")
