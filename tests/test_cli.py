@@ -156,7 +156,7 @@ def test_run_refuses_what_the_backend_cannot_do(capsys, tmp_path: Path):
     code, _, err = run_cli(capsys, "run", str(job), "--provider", "together")
     assert code == 2 and "cannot train adapter 'prefix'" in err and "providers that can: local" in err
     code, _, err = run_cli(capsys, "run", str(job), "--provider", "nowhere")
-    assert code == 1 and "unknown backend 'nowhere'" in err
+    assert code == 2 and "unknown backend 'nowhere'" in err
 
 
 def test_unknown_job_and_model_are_usage_errors(capsys):

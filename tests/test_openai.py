@@ -204,7 +204,8 @@ def test_rate_limits_and_server_errors_are_survived(emulator, chat_data):
 def test_refusals_are_not_retried_and_keep_the_provider_message(emulator, chat_data):
     emulator.fine_tuning_enabled = False
     client = Client()
-    with pytest.raises(BackendError, match="OpenAI answered 403: Fine-tuning is not available") as info:
+    refused = r"OpenAI refused this for these credentials \(403\): Fine-tuning is not available"
+    with pytest.raises(BackendError, match=refused) as info:
         client.submit(openai_spec(chat_data))
     assert "winding down" in info.value.hint
     assert emulator.recorder.count("POST", "/v1/fine_tuning/jobs") == 1

@@ -99,7 +99,13 @@ def test_duplicate_backend_name_is_refused():
 
     pm = PluginManager()
     info = pm.register(Dup(), name="dup")
-    assert "already provided by plugin 'local'" in info.error
+    # neither the built-in nor the newcomer silently wins: both are told, and the name serves nobody
+    assert any("backend 'local' is also offered by local" in c for c in info.conflicts)
+    assert any(
+        "also offered by dup" in c for c in next(p for p in pm.plugins() if p.name == "local").conflicts
+    )
+    with pytest.raises(PluginError, match="offered by several plugins"):
+        pm.get_backend("local")
 
 
 def test_cli_lists_broken_plugins_and_keeps_working(tmp_path: Path):

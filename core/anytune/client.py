@@ -58,6 +58,9 @@ from anytune.registry.records import ModelVersion
 from anytune.settings import anytune_home
 from anytune.spec import EvalSpec, JobSpec
 
+OUTAGE_FIRST_PAUSE_S = 0.5  # while a provider cannot be reached, polls back off from this...
+OUTAGE_MAX_PAUSE_S = 60.0  # ...to this
+
 
 @dataclass(frozen=True)
 class EvalTarget:
@@ -153,6 +156,7 @@ class Client:
                 for p in problems
             ]
         warnings = [str(p) for p in raise_for_problems(problems, spec.provider)]
+        self._check_evaluation(spec)
         bundle, reports, data_warnings = self._prepare_data(spec, caps, record=not quote_only)
         warnings += data_warnings
         prepared = self._prepared(backend, spec, bundle)
@@ -187,6 +191,15 @@ class Client:
                 hint="raise budget_usd, use less data or fewer epochs, or choose another provider",
             )
         return Preflight(spec, backend, caps, prepared, quote, reports, warnings)
+
+    def _check_evaluation(self, spec: JobSpec) -> None:
+        """The evaluation runs after the paid training: every name in it (metrics, the judge) must be known
+        before anything is paid for."""
+        if spec.evaluation is None:
+            return
+        resolve_metrics(spec.evaluation.metrics, self.plugins.metrics())
+        if spec.evaluation.judge:
+            self.resolve_judge(spec.evaluation.judge)
 
     def _prepared(self, backend: Backend, spec: JobSpec, bundle: DataBundle) -> PreparedData:
         """backend.prepare(), with each problem's line mapped back to the user's own file (a split file's
@@ -647,11 +660,38 @@ class Client:
         """Poll until the job ends (or `timeout` seconds pass); `on_update` sees each new state and events.
 
         Polls are paced by the backend (a queued hosted job needs fewer polls than a running local one)
-        unless `interval` fixes the pause between polls."""
+        unless `interval` fixes the pause between polls. A provider that cannot be reached (after the SDK's
+        own retries) does not end the follow: the job is still running there. The outage is noted once as
+        a warning event, polls back off up to a minute, and its end is noted too. Errors that retrying cannot
+        mend (a refused key, an unknown job) still raise."""
         deadline = None if timeout is None else time.monotonic() + timeout
         last_seq = 0
+        failures = 0
         while True:
-            job = self.refresh(job_id)
+            try:
+                job = self.refresh(job_id)
+            except BackendError as exc:
+                if not exc.retryable:
+                    raise
+                failures += 1
+                job = self.registry.get_job(job_id)
+                if failures == 1:
+                    self._record(
+                        job.id,
+                        [
+                            Event(
+                                level="warning",
+                                message=f"{job.provider} unreachable, still following: {exc.message}",
+                            )
+                        ],
+                    )
+            else:
+                if failures:
+                    self._record(
+                        job.id,
+                        [Event(message=f"{job.provider} answers again (after {failures} failed poll(s))")],
+                    )
+                failures = 0
             events = self.registry.events(job.id, after=last_seq)
             if events:
                 last_seq = events[-1].seq
@@ -661,7 +701,10 @@ class Client:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 return job
-            time.sleep(interval if interval is not None else self._pace(job.id))
+            pause = interval if interval is not None else self._pace(job.id)
+            if failures:
+                pause = min(OUTAGE_MAX_PAUSE_S, max(pause, OUTAGE_FIRST_PAUSE_S) * 2 ** (failures - 1))
+            time.sleep(pause)
 
     def _pace(self, job_id: str) -> float:
         """Seconds to the next poll: `$ANYTUNE_POLL_INTERVAL` if set (rehearsals against an emulator), else

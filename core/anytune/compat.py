@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from anytune.data.formats import PREFERENCE_FORMATS, SUPERVISED_FORMATS, DataFormat
-from anytune.errors import CapabilityError
-from anytune.hookspecs import Capabilities, Problem
+from anytune.errors import CapabilityError, CredentialsError
+from anytune.hookspecs import CREDENTIALS, Capabilities, Problem
 from anytune.spec import JobSpec, Method
 
 # Which data formats each method can learn from (after anytune's own conversions).
@@ -82,8 +82,14 @@ def check_data_format(method: Method, fmt: DataFormat, caps: Capabilities, provi
 
 
 def raise_for_problems(problems: list[Problem], provider: str) -> list[Problem]:
-    """Raise a CapabilityError listing every error; return the warnings."""
+    """Raise a CapabilityError listing every error (a CredentialsError when only the key is wrong);
+    return the warnings."""
     errors = [p for p in problems if p.severity == "error"]
+    if errors and all(p.field == CREDENTIALS for p in errors):
+        raise CredentialsError(
+            f"{provider}: {'; '.join(p.message for p in errors)}",
+            hint="keys are read from the environment only (anytune never stores them); check the variable named",
+        )
     if errors:
         raise CapabilityError(
             f"the job cannot run on {provider!r} as written ({len(errors)} problem{'s' if len(errors) != 1 else ''})",

@@ -46,6 +46,10 @@ class CapabilityError(UsageError):
     """A backend cannot run the spec as written; raised before anything is uploaded or started."""
 
 
+class CredentialsError(UsageError):
+    """An API key is missing, or the provider refused it: nothing about the spec needs changing."""
+
+
 class BudgetExceededError(UsageError):
     """The quote for a job is above its `budget_usd`; nothing was uploaded."""
 
@@ -55,7 +59,13 @@ class NotFoundError(UsageError):
 
 
 class PluginError(AnytuneError):
-    """A backend is unknown, or its plugin failed to load."""
+    """A backend's plugin failed to load, or two plugins claim one name."""
+
+
+class UnknownBackendError(PluginError):
+    """The user named a provider no installed plugin offers: their input to fix (exit 2)."""
+
+    exit_code = 2
 
 
 class BackendError(AnytuneError):
@@ -72,10 +82,17 @@ class BackendError(AnytuneError):
         hint: str | None = None,
         retryable: bool = False,
         provider_message: str | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.retryable = retryable
         self.provider_message = provider_message
+        self.status = status
+
+    @property
+    def credentials(self) -> bool:
+        """The provider refused the key (401) or what the key may do (403)."""
+        return self.status in (401, 403)
 
 
 class InvalidTransitionError(AnytuneError):

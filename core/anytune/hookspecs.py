@@ -334,9 +334,14 @@ Messages = list[dict[str, Any]]
 
 
 class Backend(ABC):
-    """Base class of every backend. Subclasses set `name` and implement the abstract methods."""
+    """Base class of every backend. Subclasses set `name` and implement the abstract methods.
+
+    `secrets` names the environment variables whose values are secrets to this backend (its API key, an
+    integration's key): anytune masks them in everything it prints or stores, even when a job never
+    reads them."""
 
     name: ClassVar[str]
+    secrets: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def capabilities(self) -> Capabilities: ...

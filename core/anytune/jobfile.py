@@ -6,6 +6,7 @@ together and run from anywhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     if not sep or not key:
         raise SpecError(f"--set {override!r}: expected KEY=VALUE, e.g. hyperparameters.learning_rate=1e-4")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
+        value = yaml.load(value_text, Loader=Loader) if value_text.strip() else ""  # a SafeLoader
     except yaml.YAMLError:
         value = value_text
     parts = key.split(".")
@@ -79,33 +80,111 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
+# Bounds on what a YAML document may unfold into: a job file or a prices file is a few hundred nodes;
+# nine levels of nine aliases ("billion laughs") would be 387 million.
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+MAX_YAML_BYTES = 4 * 1024 * 1024
+
+
+class Loader(yaml.SafeLoader):
+    """YAML as people write it: `2e-5` is a number (PyYAML, following YAML 1.1, reads it as a string)."""
+
+
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """Parse a YAML mapping with the line of every key, refusing documents that unfold beyond a budget
+    (aliases of aliases), nest too deep, or repeat a key (both lines named): YAML keeps the last value of a
+    repeated key without a word, and an alias bomb of 600 bytes expands to gigabytes."""
+    if len(text) > MAX_YAML_BYTES:
+        raise SpecError(f"{source}: {len(text):,} bytes is too large for a job or prices file")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError(f"{where}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: nested too deep (more than {MAX_DEPTH} levels)") from None
     lines: dict[tuple[str, ...], int] = {}
-    if node is not None:
-        _index_lines(node, (), lines)
+    if node is None:
+        return None, lines
+    _check_tree(node, source)
+    _index_lines(node, (), lines)
+    try:
+        raw = Loader(text).get_single_data()
+    except yaml.YAMLError as exc:  # a value no Python type fits (e.g. a bad timestamp)
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise SpecError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     return raw, lines
 
 
+def _check_tree(root: yaml.Node, source: str) -> None:
+    """Count the nodes the document unfolds into (an alias counts as often as it is used) and its depth,
+    without unfolding it; refuse repeated keys."""
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+
+    def visit(node: yaml.Node, depth: int) -> tuple[int, int]:
+        if depth > MAX_DEPTH:
+            line = node.start_mark.line + 1
+            raise SpecError(f"{source}:{line}: nested too deep (more than {MAX_DEPTH} levels)")
+        key = id(node)
+        if key in sizes:
+            return sizes[key], depths[key]
+        size, deepest = 1, 0
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                name, line = str(key_node.value), key_node.start_mark.line + 1
+                if isinstance(key_node, yaml.ScalarNode) and name in seen and name != "<<":
+                    raise SpecError(
+                        f"{source}:{line}: key {name!r} repeats the one on line {seen[name]}",
+                        hint="YAML would keep only the last one; remove or merge the two",
+                    )
+                seen[name] = line
+                for child in (key_node, value_node):
+                    n, d = visit(child, depth + 1)
+                    size, deepest = size + n, max(deepest, d + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for child in node.value:
+                n, d = visit(child, depth + 1)
+                size, deepest = size + n, max(deepest, d + 1)
+        if size > MAX_NODES:
+            raise SpecError(
+                f"{source}:{node.start_mark.line + 1}: unfolds into more than {MAX_NODES:,} values "
+                "(aliases of aliases?)",
+                hint="a job or prices file needs no more than a few hundred; write the values out",
+            )
+        sizes[key], depths[key] = size, deepest
+        return size, deepest
+
+    visit(root, 0)
+
+
 def _index_lines(node: yaml.Node, prefix: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
-    """Map each key path in the YAML tree to its 1-based line, for error messages."""
+    """Map each key path in the YAML tree to its 1-based line, for error messages. An aliased node is
+    indexed where it is defined (its lines are there), not again at each use."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             path = (*prefix, str(key_node.value))
-            out[path] = key_node.start_mark.line + 1
-            _index_lines(value_node, path, out)
+            out.setdefault(path, key_node.start_mark.line + 1)
+            if len(out) < MAX_NODES:
+                _index_lines(value_node, path, out)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             path = (*prefix, str(i))
-            out[path] = item.start_mark.line + 1
-            _index_lines(item, path, out)
+            out.setdefault(path, item.start_mark.line + 1)
+            if len(out) < MAX_NODES:
+                _index_lines(item, path, out)
 
 
 # Discriminated unions add the tag to the error location (adapter.lora.r); users wrote adapter.r.

@@ -90,6 +90,7 @@ from anytune.remote import (
     create_once,
     http_failure,
     parse_retry_after,
+    upload_once,
 )
 from anytune.secrets import secret_from_env
 from anytune.settings import anytune_home, cache_dir, today
@@ -176,4 +177,5 @@ __all__ = [
     "token_f1",
     "token_priced",
     "unavailable",
+    "upload_once",
 ]

@@ -8,6 +8,7 @@ plugin gives that plugin's error, not "unknown backend".
 from __future__ import annotations
 
 import difflib
+import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ import pluggy
 
 from anytune import hookspecs
 from anytune.cost.catalog import use_plugin_prices
-from anytune.errors import PluginError
+from anytune.errors import PluginError, UnknownBackendError
+from anytune.evaluation.metrics import BUILTIN_METRICS
 from anytune.hookspecs import Backend, EmulatorInfo
+from anytune.secrets import COMMON_SECRETS, register_env_secrets
 
 ENTRY_POINT_GROUP = "anytune"
 
@@ -34,6 +37,7 @@ class PluginInfo:
     metrics: list[str] = field(default_factory=list)
     emulators: list[str] = field(default_factory=list)
     prices: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
     error: str | None = None
     error_detail: str | None = None
 
@@ -50,10 +54,12 @@ class PluginManager:
         self._pm.add_hookspecs(hookspecs.AnytuneSpec)
         self._infos: dict[str, PluginInfo] = {}
         self._backends: dict[str, Backend] = {}
-        self._backend_owner: dict[str, str] = {}
         self._metrics: dict[str, Callable[[str, str], float]] = {}
         self._emulators: dict[str, EmulatorInfo] = {}
         self._prices: dict[str, str] = {}
+        self._owners: dict[tuple[str, str], list[str]] = {}  # (kind, name) -> the plugins that claim it
+        self._things: dict[tuple[str, str, str], Any] = {}
+        register_env_secrets(COMMON_SECRETS)
         if load_entry_points:
             self.load_entry_points(group)
 
@@ -136,23 +142,44 @@ class PluginManager:
                     self._fail(info, f"{hook_name} raised {type(exc).__name__}: {exc}")
                     self._pm.unregister(plugin)
                     return
-        for name in found:
-            if name in self._backends:
-                self._fail(
-                    info, f"backend {name!r} is already provided by plugin {self._backend_owner[name]!r}"
-                )
-                self._pm.unregister(plugin)
-                return
         for name, backend in found.items():
-            self._backends[name] = backend
-            self._backend_owner[name] = info.name
-        self._metrics.update(metrics)
+            register_env_secrets(getattr(backend, "secrets", ()))
+            self._claim("backend", name, backend, info, self._backends)
+        for name, fn in metrics.items():
+            if name in BUILTIN_METRICS:
+                info.conflicts.append(f"metric {name!r} is a built-in metric's name; not registered")
+                continue
+            self._claim("metric", name, fn, info, self._metrics)
         self._emulators.update(emulators)
         self._prices.update(prices)
         info.backends = sorted(found)
         info.metrics = sorted(metrics)
         info.emulators = sorted(emulators)
         info.prices = sorted(prices)
+
+    def _claim(self, kind: str, name: str, thing: Any, info: PluginInfo, table: dict[str, Any]) -> None:
+        """Give `name` to `info`'s plugin, unless another plugin claims it too: then neither gets it (a plugin
+        must not silently shadow another's backend, which may read another provider's key), unless the user
+        chose one in $ANYTUNE_PREFER (`name=plugin,...`)."""
+        key = (kind, name)
+        owners = self._owners.setdefault(key, [])
+        owners.append(info.name)
+        chosen = preferences().get(name)
+        if len(owners) == 1:
+            table[name] = thing
+            self._things[(kind, name, info.name)] = thing
+            return
+        self._things[(kind, name, info.name)] = thing
+        if chosen in owners:
+            table[name] = self._things[(kind, name, chosen)]
+        else:
+            table.pop(name, None)
+        for owner in owners:
+            note = f"{kind} {name!r} is also offered by {', '.join(o for o in owners if o != owner)}"
+            note += f"; {chosen!r} chosen in ANYTUNE_PREFER" if chosen in owners else "; refused for both"
+            owner_info = self._infos.get(owner, info)
+            owner_info.conflicts = [c for c in owner_info.conflicts if not c.startswith(f"{kind} {name!r}")]
+            owner_info.conflicts.append(note)
 
     def _fail(self, info: PluginInfo, message: str) -> None:
         info.error = message
@@ -196,6 +223,12 @@ class PluginManager:
     def get_backend(self, name: str) -> Backend:
         if name in self._backends:
             return self._backends[name]
+        owners = self._owners.get(("backend", name), [])
+        if len(owners) > 1:
+            raise PluginError(
+                f"backend {name!r} is offered by several plugins ({', '.join(owners)}); none is used",
+                hint=f"choose one: ANYTUNE_PREFER={name}={owners[0]} (or uninstall the other)",
+            )
         broken = self._infos.get(name)
         if broken is not None and broken.error:
             raise PluginError(
@@ -205,10 +238,20 @@ class PluginManager:
         known = self.backend_names()
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise PluginError(
+        raise UnknownBackendError(
             f"unknown backend {name!r}; installed: {', '.join(known) or 'none'}",
             hint=hint + "install a plugin that provides it (`pip install anytune-<provider>`)",
         )
+
+
+def preferences() -> dict[str, str]:
+    """$ANYTUNE_PREFER: `name=plugin,...`, which plugin serves a backend or metric name several offer."""
+    out = {}
+    for part in os.environ.get("ANYTUNE_PREFER", "").split(","):
+        name, sep, plugin = part.partition("=")
+        if sep and name.strip() and plugin.strip():
+            out[name.strip()] = plugin.strip()
+    return out
 
 
 _default: PluginManager | None = None

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from anytune.errors import BackendError
+from anytune.locks import named_lock
 
 T = TypeVar("T")
 
@@ -100,6 +101,23 @@ def create_once(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def upload_once(
+    provider: str,
+    content: str,
+    find: Callable[[], T | None],
+    create: Callable[[], T],
+) -> T:
+    """The provider's object for this `content` (a hash): found, or created by exactly one of the anytune
+    processes that want it at the same moment (they wait on a lock named by provider and content, and each
+    looks again once it holds it)."""
+    found = find()
+    if found is not None:
+        return found
+    with named_lock(provider, content):
+        found = find()
+        return found if found is not None else create()
+
+
 def http_failure(
     provider: str,
     status: int,
@@ -112,11 +130,13 @@ def http_failure(
     """The Failure for an HTTP error answer: retryable by status (unless `never_retry`, e.g. OpenAI's
     insufficient_quota 429), waiting what the provider asked for, keeping its message."""
     retryable = is_retryable_status(status) and not never_retry
+    what = {401: "refused the credentials", 403: "refused this for these credentials"}.get(status, "answered")
     error = BackendError(
-        f"{provider} answered {status}: {message}",
+        f"{provider} {what} ({status}): {message}",
         hint=(hints or {}).get(status),
         retryable=retryable,
         provider_message=message,
+        status=status,
     )
     return Failure(retryable, error, parse_retry_after(headers))
 

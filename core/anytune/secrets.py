@@ -1,24 +1,53 @@
-"""API keys: read from the environment, never written anywhere.
+"""API keys: read from the environment, never written anywhere, never shown.
 
-Every key a backend reads through `secret_from_env` is remembered for this process, and `redact` blanks it
-out of any text. The registry passes event messages, event data and job errors through `redact` before
-writing them, so a provider error that echoes a key cannot leak it into the database or the CLI.
+Every key a backend reads through `secret_from_env`, and the value of every variable a plugin declares as
+secret (`Backend.secrets`, plus the common ones below) whether or not this job reads it, is remembered for
+this process. `redact` blanks them out of any text, and out of any run of 8 or more characters of one of
+them (a provider that echoes the start of a key, or a key cut in a log line). The registry passes event
+messages, event data and job errors through it before writing them; the CLI's consoles pass everything
+they print through it.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 from anytune.errors import UsageError
 
 _known: set[str] = set()
 MASK = "***"
+MIN_SECRET = 6
+MIN_PIECE = 8  # a run this long of a key is taken for the key
+# Variables that hold a secret whatever the plugin: read from the environment when plugins load.
+COMMON_SECRETS = (
+    "OPENAI_API_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "TOGETHER_API_KEY",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "WANDB_API_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "FIREWORKS_API_KEY",
+    "ANYTUNE_SERVE_API_KEY",
+    "ANYTUNE_TOKEN",
+)
 
 
 def register_secret(value: str) -> None:
-    if value and len(value) >= 6:
+    if value and len(value) >= MIN_SECRET:
         _known.add(value)
+
+
+def register_env_secrets(names: Iterable[str]) -> None:
+    """Remember the values of these environment variables (those that are set) as secrets."""
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            register_secret(value)
 
 
 def secret_from_env(*names: str, what: str) -> str:
@@ -34,17 +63,61 @@ def secret_from_env(*names: str, what: str) -> str:
     )
 
 
+def _redact_text(text: str) -> str:
+    for secret in sorted(_known, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+        if len(secret) < MIN_PIECE * 2:
+            continue
+        for start in range(len(secret) - MIN_PIECE + 1):
+            piece = secret[start : start + MIN_PIECE]
+            at = text.find(piece)
+            while at != -1:
+                end = at + MIN_PIECE  # grow the match as far as it follows the key
+                offset = start + MIN_PIECE
+                while end < len(text) and offset < len(secret) and text[end] == secret[offset]:
+                    end, offset = end + 1, offset + 1
+                text = text[:at] + MASK + text[end:]
+                at = text.find(piece, at + len(MASK))
+    return text
+
+
 def redact(value: Any) -> Any:
     """`value` (a string, or a JSON-like structure of them) with every known secret masked."""
     if not _known:
         return value
     if isinstance(value, str):
-        for secret in _known:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
+        return _redact_text(value)
     if isinstance(value, dict):
         return {k: redact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
+
+
+class RedactingStream:
+    """sys.stdout or sys.stderr (looked up at each write, so captures and redirections apply) with every
+    known secret masked: what the CLI prints goes through it."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def _stream(self) -> TextIO:
+        return getattr(sys, self._name)
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

@@ -69,10 +69,12 @@ class SFTMethod(_Strict):
 
 class DPOMethod(_Strict):
     type: Literal["dpo"] = "dpo"
-    beta: float | None = Field(None, gt=0, le=2, description="KL penalty strength; backend default if unset.")
+    beta: float | None = Field(
+        None, strict=True, gt=0, le=2, description="KL penalty strength; backend default if unset."
+    )
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust", "simpo", "apo_zero", "apo_down"] | None = None
-    rpo_alpha: float | None = Field(None, ge=0)
-    simpo_gamma: float | None = Field(None, ge=0)
+    rpo_alpha: float | None = Field(None, strict=True, ge=0)
+    simpo_gamma: float | None = Field(None, strict=True, ge=0)
 
 
 class RewardMethod(_Strict):
@@ -93,7 +95,7 @@ class GRPOMethod(_Strict):
     reward_functions: list[str] = Field(
         default_factory=list, description="Dotted paths or entry-point names of reward callables."
     )
-    num_generations: int | None = Field(None, ge=2)
+    num_generations: int | None = Field(None, strict=True, ge=2)
 
 
 MethodSpec = Annotated[
@@ -139,9 +141,9 @@ class FullAdapter(_Strict):
 
 class LoraAdapter(_Strict):
     type: Literal["lora"] = "lora"
-    r: int = Field(16, ge=1, le=4096)
-    alpha: float | None = Field(None, gt=0, description="Scaling numerator; defaults to 2*r.")
-    dropout: float = Field(0.05, ge=0, lt=1)
+    r: int = Field(16, strict=True, ge=1, le=4096)
+    alpha: float | None = Field(None, strict=True, gt=0, description="Scaling numerator; defaults to 2*r.")
+    dropout: float = Field(0.05, strict=True, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
     modules_to_save: list[str] = Field(default_factory=list)
     use_rslora: bool = False
@@ -166,20 +168,20 @@ class QLoraAdapter(LoraAdapter):
 
 class PrefixAdapter(_Strict):
     type: Literal["prefix"] = "prefix"
-    num_virtual_tokens: int = Field(20, ge=1)
+    num_virtual_tokens: int = Field(20, strict=True, ge=1)
     projection: bool = False
 
 
 class PromptAdapter(_Strict):
     type: Literal["prompt"] = "prompt"
-    num_virtual_tokens: int = Field(20, ge=1)
+    num_virtual_tokens: int = Field(20, strict=True, ge=1)
     init_text: str | None = None
 
 
 class PTuningAdapter(_Strict):
     type: Literal["p_tuning"] = "p_tuning"
-    num_virtual_tokens: int = Field(20, ge=1)
-    encoder_hidden_size: int = Field(128, ge=1)
+    num_virtual_tokens: int = Field(20, strict=True, ge=1)
+    encoder_hidden_size: int = Field(128, strict=True, ge=1)
 
 
 class IA3Adapter(_Strict):
@@ -190,14 +192,14 @@ class IA3Adapter(_Strict):
 
 class LlamaAdapter(_Strict):
     type: Literal["llama_adapter"] = "llama_adapter"
-    adapter_len: int = Field(10, ge=1)
-    adapter_layers: int = Field(8, ge=1)
+    adapter_len: int = Field(10, strict=True, ge=1)
+    adapter_layers: int = Field(8, strict=True, ge=1)
 
 
 class BottleneckAdapter(_Strict):
     type: Literal["bottleneck"] = "bottleneck"
     style: Literal["houlsby", "pfeiffer"] = "pfeiffer"
-    reduction_factor: int = Field(16, ge=1)
+    reduction_factor: int = Field(16, strict=True, ge=1)
     non_linearity: Literal["relu", "gelu", "swish"] = "relu"
 
 
@@ -222,36 +224,40 @@ AdapterSpec = Annotated[
 class FreezeSpec(_Strict):
     """Which weights full fine-tuning leaves alone."""
 
-    first_n_layers: int | None = Field(None, ge=0, description="Freeze the first N transformer blocks.")
+    first_n_layers: int | None = Field(
+        None, strict=True, ge=0, description="Freeze the first N transformer blocks."
+    )
     patterns: list[str] = Field(default_factory=list, description="Regexes on parameter names to freeze.")
     embeddings: bool = Field(False, description="Freeze the input embeddings (and tied output head).")
 
 
 class EarlyStopping(_Strict):
-    patience: int = Field(3, ge=1, description="Evaluations without improvement before stopping.")
+    patience: int = Field(
+        3, strict=True, ge=1, description="Evaluations without improvement before stopping."
+    )
     metric: str = "eval_loss"
     mode: Literal["min", "max"] = "min"
-    min_delta: float = Field(0.0, ge=0)
+    min_delta: float = Field(0.0, strict=True, ge=0)
 
 
 class Hyperparameters(_Strict):
     """Training knobs. None means "the backend's default"; backends say which ones they honour."""
 
-    epochs: float | None = Field(None, gt=0, le=1000)
-    max_steps: int | None = Field(None, ge=1)
-    learning_rate: float | None = Field(None, gt=0, lt=1)
-    batch_size: int | None = Field(None, ge=1, le=4096)
-    gradient_accumulation_steps: int | None = Field(None, ge=1, le=4096)
+    epochs: float | None = Field(None, strict=True, gt=0, le=1000)
+    max_steps: int | None = Field(None, strict=True, ge=1)
+    learning_rate: float | None = Field(None, strict=True, gt=0, lt=1)
+    batch_size: int | None = Field(None, strict=True, ge=1, le=4096)
+    gradient_accumulation_steps: int | None = Field(None, strict=True, ge=1, le=4096)
     lr_scheduler: (
         Literal["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial"]
         | None
     ) = None
-    warmup_ratio: float | None = Field(None, ge=0, lt=1)
-    warmup_steps: int | None = Field(None, ge=0)
-    weight_decay: float | None = Field(None, ge=0)
-    max_grad_norm: float | None = Field(None, gt=0)
-    max_seq_length: int | None = Field(None, ge=8, le=1_048_576)
-    seed: int | None = Field(None, ge=0, le=2_147_483_647)
+    warmup_ratio: float | None = Field(None, strict=True, ge=0, lt=1)
+    warmup_steps: int | None = Field(None, strict=True, ge=0)
+    weight_decay: float | None = Field(None, strict=True, ge=0)
+    max_grad_norm: float | None = Field(None, strict=True, gt=0)
+    max_seq_length: int | None = Field(None, strict=True, ge=8, le=1_048_576)
+    seed: int | None = Field(None, strict=True, ge=0, le=2_147_483_647)
     freeze: FreezeSpec | None = None
     early_stopping: EarlyStopping | None = None
 
@@ -275,7 +281,11 @@ class DataSpec(_Strict):
     test: str | None = None
     format: DataFormat | Literal["auto"] = "auto"
     validation_split: float | None = Field(
-        None, gt=0, le=0.5, description="Carve a validation split out of train (no leakage by prompt)."
+        None,
+        strict=True,
+        gt=0,
+        le=0.5,
+        description="Carve a validation split out of train (no leakage by prompt).",
     )
 
     @field_validator("format", mode="before")
@@ -289,6 +299,16 @@ class DataSpec(_Strict):
             except ValueError:
                 known = ", ".join(f.value for f in DataFormat)
                 raise ValueError(f"unknown data format {value!r}; use auto or one of {known}") from None
+        return value
+
+    @field_validator("train", "validation", "test")
+    @classmethod
+    def _local_file(cls, value: str | None) -> str | None:
+        if value and "://" in value:
+            raise ValueError(
+                f"{value[:200]!r} is a URL; anytune reads local files: download it first "
+                "(e.g. curl -o train.jsonl URL) and name the file"
+            )
         return value
 
     @model_validator(mode="after")
@@ -327,14 +347,17 @@ class EvalSpec(BaseModel):
     data: str | None = Field(None, description="Evaluation file; defaults to the job's data.test.")
     metrics: list[str] = Field(default_factory=lambda: ["exact_match"], min_length=1)
     compare_base: bool = Field(True, description="Also score the base model, for an A/B.")
-    max_new_tokens: int = Field(64, ge=1, le=4096)
-    limit: int | None = Field(None, ge=1, description="Score only the first N examples.")
-    batch_size: int = Field(16, ge=1, le=512)
+    max_new_tokens: int = Field(64, strict=True, ge=1, le=4096)
+    limit: int | None = Field(None, strict=True, ge=1, description="Score only the first N examples.")
+    batch_size: int = Field(16, strict=True, ge=1, le=512)
     judge: str | None = Field(
         None,
         description="A model that judges each pair of answers (a model reference, a job id, or provider:model "
         "for a provider's base model, e.g. openai:gpt-4o-mini); adds a `judge` head-to-head.",
     )
+
+
+MAX_OPTIONS_BYTES = 64 * 1024
 
 
 class JobSpec(_Strict):
@@ -347,7 +370,9 @@ class JobSpec(_Strict):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     data: DataSpec
     evaluation: EvalSpec | None = None
-    budget_usd: float | None = Field(None, gt=0, description="Refuse the job if its quote is above this.")
+    budget_usd: float | None = Field(
+        None, strict=True, gt=0, description="Refuse the job if its quote is above this."
+    )
     suffix: str | None = Field(None, description="Appended to the provider's model name (1-64 chars).")
     tags: list[str] = Field(default_factory=list)
     provider: str = Field("local", min_length=1)
@@ -357,6 +382,18 @@ class JobSpec(_Strict):
     strict: bool = Field(
         False, description="Refuse (instead of warn about) hyperparameters the backend ignores."
     )
+
+    @field_validator("provider_options")
+    @classmethod
+    def _options_size(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Options pass through to providers as they are: a few keys, not megabytes (an alias bomb that
+        stayed under the YAML budget would otherwise be sent, and stored with every job)."""
+        import json
+
+        size = len(json.dumps(value, default=str))
+        if size > MAX_OPTIONS_BYTES:
+            raise ValueError(f"{size:,} bytes of provider options; at most {MAX_OPTIONS_BYTES:,}")
+        return value
 
     @field_validator("method", mode="before")
     @classmethod

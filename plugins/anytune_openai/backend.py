@@ -37,6 +37,7 @@ from anytune.plugin import (
     token_cost,
     token_priced,
     unavailable,
+    upload_once,
 )
 from anytune_openai.catalog import OpenAIModel, load_catalog
 from anytune_openai.errors import classify, sdk_call, sdk_iter, sdk_list
@@ -64,6 +65,7 @@ def _method_name(spec: JobSpec) -> str:
 
 class OpenAIBackend(Backend):
     name: ClassVar[str] = "openai"
+    secrets: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY", "WANDB_API_KEY")
 
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         self.policy = policy or RetryPolicy()
@@ -162,8 +164,35 @@ class OpenAIBackend(Backend):
                     f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTIONS))}",
                 )
             )
+        multiplier = options.get("learning_rate_multiplier")
+        if (
+            multiplier is not None
+            and multiplier != "auto"
+            and (
+                isinstance(multiplier, bool)
+                or not isinstance(multiplier, int | float)
+                or not 0 < multiplier <= 100
+            )
+        ):
+            problems.append(
+                Problem(
+                    "error",
+                    "provider_options.openai.learning_rate_multiplier",
+                    f"{multiplier!r}: OpenAI takes a number above 0 (or auto)",
+                )
+            )
         metadata = options.get("metadata") or {}
-        if len(metadata) > 15:
+        if not isinstance(metadata, dict) or any(
+            not isinstance(v, str) or len(str(k)) > 64 or len(v) > 512 for k, v in metadata.items()
+        ):
+            problems.append(
+                Problem(
+                    "error",
+                    "provider_options.openai.metadata",
+                    "pairs of text: keys up to 64 characters, values up to 512 (OpenAI's limits)",
+                )
+            )
+        elif len(metadata) > 15:
             problems.append(
                 Problem(
                     "error",
@@ -209,10 +238,6 @@ class OpenAIBackend(Backend):
                     return str(f.id)
             return None
 
-        existing = find()
-        if existing is not None:
-            return existing
-
         def create() -> str:
             with open(prepared.path, "rb") as fh:
                 made = client.with_options(max_retries=0).files.create(
@@ -220,7 +245,9 @@ class OpenAIBackend(Backend):
                 )
             return str(made.id)
 
-        return create_once(create, find, classify, self.policy)
+        return upload_once(
+            self.name, prepared.sha256, find, lambda: create_once(create, find, classify, self.policy)
+        )
 
     def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
         client = self._client()

@@ -9,8 +9,9 @@ _HINTS = {
     403: "fine-tuning may not be available to this organization any more: OpenAI is winding down self-serve "
     "fine-tuning (see docs/providers/openai.md)",
     404: "check the model, file or job id",
-    429: "rate limited, or out of quota (code insufficient_quota: add credit; retrying will not help)",
+    429: "rate limited: anytune retried with back-off",
 }
+_NO_QUOTA = "out of quota (insufficient_quota): add credit; retrying will not help"
 
 
 def classify(exc: BaseException) -> Failure:
@@ -19,13 +20,14 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         message = str(body.get("message") or exc.message)
+        no_quota = body.get("code") == "insufficient_quota"  # the only 429 that retrying cannot mend
         return http_failure(
             "OpenAI",
             exc.status_code,
             message,
             dict(exc.response.headers),
-            hints=_HINTS,
-            never_retry=body.get("code") == "insufficient_quota",
+            hints={**_HINTS, 429: _NO_QUOTA} if no_quota else _HINTS,
+            never_retry=no_quota,
         )
     if isinstance(exc, openai.APIConnectionError | openai.APITimeoutError):
         return connection_failure("OpenAI", exc, "check the network, or OPENAI_BASE_URL")

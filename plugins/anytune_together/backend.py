@@ -100,6 +100,7 @@ def suffix_for(spec: JobSpec, job_id: str) -> str:
 
 class TogetherBackend(Backend):
     name: ClassVar[str] = "together"
+    secrets: ClassVar[tuple[str, ...]] = ("TOGETHER_API_KEY", "WANDB_API_KEY")
 
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         self.policy = policy or RetryPolicy()
@@ -201,6 +202,8 @@ class TogetherBackend(Backend):
         try:
             limits = sdk_call(self._client().fine_tuning.model_limits, model_name=model)
         except BackendError as exc:
+            if exc.credentials:
+                return [Problem("error", CREDENTIALS, f"{exc.message} (check TOGETHER_API_KEY)")]
             if exc.retryable:
                 return [
                     Problem("warning", "base_model", f"could not check Together's limits now ({exc.message})")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from anytune.formatting import duration, metric, money, share
+from anytune.secrets import RedactingStream
 
 __all__ = [
     "duration",
@@ -24,8 +25,9 @@ __all__ = [
     "when",
 ]
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Everything printed passes through the redaction filter: a provider error that echoes a key stays masked.
+out = Console(file=RedactingStream("stdout"), highlight=False, soft_wrap=True)  # type: ignore[arg-type]
+err = Console(file=RedactingStream("stderr"), highlight=False, soft_wrap=True)  # type: ignore[arg-type]
 
 
 def print_error(exc: Any) -> None:
@@ -38,8 +40,13 @@ def print_error(exc: Any) -> None:
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable output: plain JSON on stdout, nothing else."""
-    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    """Machine-readable output: plain JSON on stdout, nothing else (secrets masked)."""
+    print_plain(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def print_plain(text: str, end: str = "\n") -> None:
+    """Text for scripts (JSON, CSV) on stdout, as it is but for masked secrets."""
+    RedactingStream("stdout").write(text + end)
 
 
 def when(value: datetime | None) -> str:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anytune.cli.console import err, out
+from anytune.cli.console import err, out, print_plain
 
 
 def quote(
@@ -51,9 +51,9 @@ def quote(
         table.plot(plot)
     refusals = table.refusals()
     if as_json:
-        print(table.to_json())
+        print_plain(table.to_json())
     elif as_csv:
-        print(table.to_csv(), end="")
+        print_plain(table.to_csv(), end="")
     else:
         _print_table(table, details, plot)
     if refusals:

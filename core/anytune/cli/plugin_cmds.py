@@ -33,7 +33,13 @@ def list_plugins(
         )
     for i in infos:
         package = f"{i.distribution} {i.version}" if i.distribution else "-"
-        status = "[green]loaded[/]" if i.ok else "[red]error[/] (below)"
+        status = (
+            "[red]error[/] (below)"
+            if not i.ok
+            else "[yellow]conflict[/] (below)"
+            if i.conflicts
+            else "[green]loaded[/]"
+        )
         offers = [f"backend {b}" for b in i.backends] + [f"emulator {e}" for e in i.emulators]
         offers += [f"metric {m}" for m in i.metrics] + (["prices"] if i.prices else [])
         t.add_row(escape(i.name), escape(i.module), escape(package), escape(", ".join(offers) or "-"), status)
@@ -41,6 +47,10 @@ def list_plugins(
     for i in infos:
         if not i.ok:
             out.print(f"[red]{escape(i.name)}:[/] {escape(i.error or '')}")
+        for conflict in i.conflicts:
+            out.print(f"[yellow]{escape(i.name)}:[/] {escape(conflict)}")
+    if any(i.conflicts for i in infos):
+        out.print("[dim]ANYTUNE_PREFER=name=plugin chooses which plugin serves a name several offer[/]")
     if verbose:
         for i in infos:
             if not i.ok and i.error_detail:

@@ -20,11 +20,20 @@ def serve(
     ),
     name: str | None = typer.Option(None, "--name", help="The model name clients ask for (default: REF)."),
     warm: bool = typer.Option(True, "--warm/--no-warm", help="Load the model before taking requests."),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Serve on a non-loopback address without --api-key (anyone may call it)."
+    ),
 ) -> None:
     """Serve a model behind an OpenAI-compatible /v1/chat/completions endpoint.
 
     Point any OpenAI client at it: OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused").
     """
+    if not api_key and not is_loopback(host) and not insecure:
+        raise UsageError(
+            f"serving on {host} without --api-key would let anyone who reaches this machine call the model "
+            "(with your provider key behind it, for a hosted model)",
+            hint="set --api-key (or ANYTUNE_SERVE_API_KEY), bind to 127.0.0.1, or pass --insecure on purpose",
+        )
     try:
         import uvicorn
     except ImportError:
@@ -54,6 +63,17 @@ def serve(
         + ("  (Bearer key required)" if api_key else "")
     )
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 def export(

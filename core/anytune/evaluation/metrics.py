@@ -185,6 +185,8 @@ BUILTIN: dict[str, Metric] = {
 CORPUS: dict[str, CorpusMetric] = {"macro_f1": macro_f1}
 # Computed from the backend's `target_loss()`: mean per-token NLL of the reference answer, and exp of it.
 LOSS = ("eval_loss", "perplexity")
+# Names no plugin may take: a plugin metric called exact_match would silently change every score.
+BUILTIN_METRICS = frozenset({*BUILTIN, *CORPUS, *LOSS, "judge"})
 
 
 def is_fraction(name: str) -> bool:

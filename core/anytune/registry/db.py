@@ -3,12 +3,15 @@ $ANYTUNE_DATABASE_URL (PostgreSQL included), brought to the newest schema on ope
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from anytune.errors import RegistryError
+from anytune.locks import file_lock
 
 # The newest migration in migrations/versions. A test checks it against Alembic's own idea of head, so
 # that opening an up-to-date database never has to import Alembic.
@@ -51,13 +54,19 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def open_engine(url: str) -> Engine:
-    """An engine on `url` whose schema is at HEAD_REVISION, migrating if it is older."""
+    """An engine on `url` whose schema is at HEAD_REVISION, migrating if it is older.
+
+    Several processes may open a fresh registry at once (`anytune run --detach` started in a loop): the
+    migration runs under a lock (a file lock beside a SQLite database, an advisory lock on PostgreSQL) and
+    each process looks at the revision again once it holds it, so exactly one of them migrates."""
     try:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = make_engine(url)
         if current_revision(engine) != HEAD_REVISION:
-            upgrade(engine)
+            with _migration_lock(engine, url):
+                if current_revision(engine) != HEAD_REVISION:
+                    upgrade(engine)
         return engine
     except SQLAlchemyError as exc:
         reason = getattr(exc, "orig", None) or exc
@@ -65,6 +74,26 @@ def open_engine(url: str) -> Engine:
             f"cannot open the registry at {_redact(url)}: {type(exc).__name__}: {reason}",
             hint="check ANYTUNE_DATABASE_URL, or unset it to use SQLite under $ANYTUNE_HOME",
         ) from None
+
+
+@contextmanager
+def _migration_lock(engine: Engine, url: str) -> Iterator[None]:
+    if url.startswith("sqlite:///"):
+        with file_lock(Path(url.removeprefix("sqlite:///")).expanduser().with_suffix(".migrate.lock")):
+            yield
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+        return
+    yield  # other databases: the migration's own transaction is all there is
+
+
+_LOCK_KEY = 0x616E7974756E65  # "anytune"
 
 
 def _redact(url: str) -> str:

@@ -353,14 +353,16 @@ def _html(c: ReportContext) -> str:
 
 
 def _md_cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """Text from models, data and users, made inert in Markdown: Markdown renderers pass raw HTML through,
+    so `<script>` in training data must arrive as text, and a `|` or a newline must not break the table."""
+    return html.escape(str(text), quote=False).replace("`", "'").replace("|", "\\|").replace("\n", " ")
 
 
 def _markdown(c: ReportContext) -> str:
     subjects: list[Subject] = c.subjects
-    lines = [f"# anytune report: {', '.join(s.label for s in subjects)}", ""]
-    lines.append(f"Held-out data `{c.data}` ({c.n} examples, `{c.fingerprint[:23]}`).")
-    lines += ["", *(f"> note: {w}" for w in c.warnings)]
+    lines = [f"# anytune report: {_md_cell(', '.join(s.label for s in subjects))}", ""]
+    lines.append(f"Held-out data `{_md_cell(c.data)}` ({c.n} examples, `{_md_cell(c.fingerprint[:23])}`).")
+    lines += ["", *(f"> note: {_md_cell(w)}" for w in c.warnings)]
     lines += ["", "## Scores", "", "value [95% bootstrap interval]", ""]
     lines.append("| metric | " + " | ".join(_md_cell(s.label) for s in subjects) + " |")
     lines.append("|---|" + "---|" * len(subjects))
@@ -385,7 +387,7 @@ def _markdown(c: ReportContext) -> str:
         lines += ["", f"![{image}]({image})"]
     lines += ["", "## Models"]
     for s in subjects:
-        lines += ["", f"### {s.label}", ""]
+        lines += ["", f"### {_md_cell(s.label)}", ""]
         lines += [f"- {k}: {_md_cell(v)}" for k, v in _lineage(s)]
     if c.examples:
         lines += [
