@@ -6,12 +6,20 @@ from __future__ import annotations
 import json
 import os
 import random
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+try:  # hypothesis keeps caches (and examples) in .hypothesis/; tests write nothing into the working tree
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(tempfile.mkdtemp(prefix="anytune-hypothesis-"))
+except ImportError:
+    pass
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never wait on DNS for the hub: tests are offline by rule
 os.environ.pop("ANYTUNE_DATABASE_URL", None)

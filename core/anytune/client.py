@@ -446,7 +446,12 @@ class Client:
                 ],
             )
         self.registry.update_job(job.id, **updates)
-        return self.refresh(job.id)
+        try:
+            return self.refresh(job.id)
+        except BackendError as exc:
+            if not exc.retryable:
+                raise
+            return self.registry.get_job(job.id)  # submitted; the follow will ride out the outage
 
     def continue_job(
         self, job_id: str, *, step: int | None = None, overrides: list[str] | None = None

@@ -30,8 +30,12 @@ def load_job_file(path: str | Path, overrides: Iterable[str] = (), provider: str
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read the job file: {exc}") from None
     raw, lines = parse_yaml(text, str(path))
+    if raw is None:
+        raise SpecError(
+            f"{path}:1: the job file is empty", hint="a job needs at least base_model and data.train"
+        )
     if not isinstance(raw, dict):
-        raise SpecError(f"{path}: a job file must be a YAML mapping (key: value), not {type(raw).__name__}")
+        raise SpecError(f"{path}:1: a job file must be a YAML mapping (key: value), not {type(raw).__name__}")
     for override in overrides:
         apply_override(raw, override)
     if provider:
@@ -82,7 +86,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
 
 # Bounds on what a YAML document may unfold into: a job file or a prices file is a few hundred nodes;
 # nine levels of nine aliases ("billion laughs") would be 387 million.
-MAX_NODES = 100_000
+MAX_NODES = 10_000
 MAX_DEPTH = 64
 MAX_YAML_BYTES = 4 * 1024 * 1024
 
@@ -105,6 +109,7 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]
     if len(text) > MAX_YAML_BYTES:
         raise SpecError(f"{source}: {len(text):,} bytes is too large for a job or prices file")
     try:
+        _check_depth(text, source)
         node = yaml.compose(text, Loader=Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -125,6 +130,21 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         raise SpecError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     return raw, lines
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Refuse deep nesting from the event stream (the parser is not recursive; the composer is, and
+    would fail with a RecursionError and no line)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=Loader):
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SpecError(
+                    f"{source}:{event.start_mark.line + 1}: nested too deep (more than {MAX_DEPTH} levels)"
+                )
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
 
 
 def _check_tree(root: yaml.Node, source: str) -> None:

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from anytune.errors import UsageError
 
 _known: set[str] = set()
+_names: set[str] = set()  # variables whose value is a secret whenever it is set
 MASK = "***"
 MIN_SECRET = 6
 MIN_PIECE = 8  # a run this long of a key is taken for the key
@@ -43,10 +44,15 @@ def register_secret(value: str) -> None:
 
 
 def register_env_secrets(names: Iterable[str]) -> None:
-    """Remember the values of these environment variables (those that are set) as secrets."""
-    for name in names:
+    """These environment variables hold secrets: their values, now and if set later, are masked."""
+    _names.update(names)
+    _read_env()
+
+
+def _read_env() -> None:
+    for name in _names:
         value = os.environ.get(name)
-        if value:
+        if value and value not in _known:
             register_secret(value)
 
 
@@ -84,6 +90,7 @@ def _redact_text(text: str) -> str:
 
 def redact(value: Any) -> Any:
     """`value` (a string, or a JSON-like structure of them) with every known secret masked."""
+    _read_env()
     if not _known:
         return value
     if isinstance(value, str):

@@ -275,22 +275,30 @@ class Registry:
         tokens: int | None = None,
         stats: dict[str, Any] | None = None,
     ) -> DatasetRecord:
-        with self.session() as s, s.begin():
-            row = s.get(DatasetRow, fingerprint)
-            if row is None:
-                row = DatasetRow(
-                    fingerprint=fingerprint,
-                    format=format,
-                    rows=rows,
-                    tokens=tokens,
-                    path=path,
-                    stats=stats,
-                    created_at=utcnow(),
-                )
-                s.add(row)
-            else:
-                row.path = path
-        return DatasetRecord.model_validate(row, from_attributes=True)
+        """Record a data file by its content (once; a later sighting only updates its path). Two processes
+        recording the same content at once both succeed: the second finds the first's row."""
+        for attempt in range(3):
+            try:
+                with self.session() as s, s.begin():
+                    row = s.get(DatasetRow, fingerprint)
+                    if row is None:
+                        row = DatasetRow(
+                            fingerprint=fingerprint,
+                            format=format,
+                            rows=rows,
+                            tokens=tokens,
+                            path=path,
+                            stats=stats,
+                            created_at=utcnow(),
+                        )
+                        s.add(row)
+                    else:
+                        row.path = path
+                return DatasetRecord.model_validate(row, from_attributes=True)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def get_dataset(self, fingerprint: str) -> DatasetRecord:
         with self.session() as s:

@@ -1,0 +1,301 @@
+"""Hostile input, concurrent processes, secrets on the console, outages mid-run: each case reproduced as
+it broke on main before, and held."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anytune.cli import main
+from anytune.client import Client
+from anytune.errors import PluginError, SpecError
+from anytune.jobfile import load_job_file
+from anytune.plugins import PluginManager
+from anytune.registry import Registry
+from tests.conftest import cli_env, emulated, job_yaml, reversal_rows, run_anytune, write_jsonl
+
+KEY = "sk-hostile-0123456789abcdefghijklmnop"
+WANDB = "wandb-secret-9876543210zyxwvutsrq"
+
+BOMB = "\n".join(
+    [f"a: &a [{','.join(['lol'] * 9)}]"]
+    + [f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]
+)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    captured = capsys.readouterr()
+    return int(done.value.code or 0), captured.out + captured.err
+
+
+@pytest.fixture
+def openai_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
+    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+    with emulated("openai", monkeypatch, KEY, tick=3.0) as emu:
+        yield emu
+
+
+def openai_job(tmp_path: Path, **extra: object) -> Path:
+    rows = reversal_rows(40, seed=9)
+    data = {
+        "train": str(write_jsonl(tmp_path / "train.jsonl", rows[:30])),
+        "test": str(write_jsonl(tmp_path / "test.jsonl", rows[30:])),
+    }
+    fields = {
+        "name": "hostile",
+        "base_model": "gpt-4o-mini",
+        "provider": "openai",
+        "data": data,
+        "hyperparameters": {"epochs": 1},
+        "evaluation": {"metrics": ["token_f1"]},
+        **extra,
+    }
+    return job_yaml(tmp_path / "job.yaml", **fields)
+
+
+# ------------------------------------------------------------------------------------------- 1. YAML
+
+
+def test_an_alias_bomb_is_refused_at_once_in_bounded_memory(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(BOMB)
+    probe = (
+        "import resource, sys, time\n"
+        "from anytune.errors import SpecError\n"
+        "from anytune.jobfile import load_job_file\n"
+        "t = time.perf_counter()\n"
+        "try:\n"
+        f"    load_job_file({str(bomb)!r})\n"
+        "except SpecError as exc:\n"
+        "    print(exc.message)\n"
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    message, numbers = done.stdout.strip().splitlines()
+    seconds, peak_mb = float(numbers.split()[0]), int(numbers.split()[1])
+    assert "unfolds into more than 100,000 values" in message
+    assert seconds < 1.0 and peak_mb < 300, (seconds, peak_mb)  # it grew to 3.9 GB before
+
+
+def test_an_alias_bomb_in_a_prices_file_is_refused_too(tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(BOMB)
+    done = run_anytune("prices", env=cli_env(tmp_path, ANYTUNE_PRICES=str(prices)), timeout=60)
+    assert done.returncode == 2 and "unfolds into more than" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_aliases_under_provider_options_cannot_send_megabytes(tmp_path):
+    # small enough for the YAML budget, large once unfolded: refused by the options' own size limit
+    text = "base_model: tiny\ndata: {train: t.jsonl}\nx: &x [" + ",".join(['"' + "y" * 60 + '"'] * 40) + "]\n"
+    text += (
+        "provider_options:\n  openai:\n    metadata: {" + ", ".join(f"k{i}: *x" for i in range(40)) + "}\n"
+    )
+    job = tmp_path / "job.yaml"
+    job.write_text(text.replace("x: &x", "tags: &x"))
+    with pytest.raises(SpecError) as info:
+        load_job_file(job)
+    assert any("bytes of provider options" in d for d in info.value.details)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: a\nname: b\nbase_model: tiny\n", "2: key 'name' repeats the one on line 1"),
+        ("a: " + "[" * 3000 + "]" * 3000 + "\n", "nested too deep"),
+        ("base_model: tiny\ndata: {train: t.jsonl}\nhyperparameters: {epochs: true}\n", "epochs"),
+        (
+            "base_model: tiny\ndata: {train: 'http://example.com/t.jsonl'}\n",
+            "is a URL; anytune reads local files",
+        ),
+    ],
+)
+def test_what_yaml_would_accept_silently_is_refused_with_its_line(tmp_path, text, expected):
+    job = tmp_path / "job.yaml"
+    job.write_text(text)
+    with pytest.raises(SpecError) as info:
+        load_job_file(job)
+    assert expected in " ".join([info.value.message, *info.value.details])
+
+
+def test_a_negative_learning_rate_multiplier_never_reaches_openai(openai_emu, tmp_path, capsys):
+    job = openai_job(tmp_path, provider_options={"openai": {"learning_rate_multiplier": -1}})
+    code, output = cli(capsys, "run", str(job))
+    assert code == 2 and "learning_rate_multiplier" in output
+    assert openai_emu.recorder.exchanges == []
+
+
+def test_an_unknown_provider_is_a_usage_error(tmp_path, capsys):
+    job = job_yaml(tmp_path / "job.yaml", base_model="tiny", data={"train": "t.jsonl"})
+    code, output = cli(capsys, "run", str(job), "--provider", "nowhere")
+    assert code == 2 and "unknown backend 'nowhere'" in output
+
+
+# ---------------------------------------------------------------------------------------- 2. secrets
+
+
+def test_a_provider_error_that_echoes_keys_is_masked_on_the_console(
+    openai_emu, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("WANDB_API_KEY", WANDB)  # an OpenAI job never reads it; it is a secret all the same
+    openai_emu.faults.add(
+        method="POST",
+        path="/v1/fine_tuning/jobs",
+        status=400,
+        message=f"Invalid request: key {KEY} (wandb {WANDB[:14]}, and {KEY[:12]})",
+    )
+    code, output = cli(capsys, "run", str(openai_job(tmp_path)))
+    assert code == 1 and "Invalid request: key ***" in output
+    for secret in (KEY, KEY[:12], WANDB[:14]):
+        assert secret not in output
+    stored = json.dumps([j.model_dump(mode="json") for j in Registry().list_jobs(limit=None)])
+    assert KEY[:12] not in stored and WANDB[:14] not in stored
+
+
+# ------------------------------------------------------------------------------------ 3, 4. concurrency
+
+
+def test_eight_processes_first_touching_a_home_all_succeed(tmp_path):
+    env = cli_env(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "anytune", "jobs", "list"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [code for code, _ in results] == [0] * 8, results
+
+
+def test_six_concurrent_submits_of_one_dataset_make_one_upload_and_six_jobs(openai_emu, tmp_path):
+    job = openai_job(tmp_path)
+    spec = load_job_file(job)
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def submit(i: int) -> None:
+        try:
+            start.wait()
+            Client().submit(spec.model_copy(update={"name": f"hostile-{i}"}))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert openai_emu.recorder.count("POST", "/v1/files") == 1
+    assert len(openai_emu.jobs) == 6
+
+
+# ------------------------------------------------------------------------------------------ 5. outages
+
+
+def test_a_burst_of_503s_mid_poll_ends_in_succeeded_with_the_evaluation(openai_emu, tmp_path, capsys):
+    openai_emu.faults.add(method="GET", path=r"/v1/fine_tuning/jobs/[^/]+", status=503, times=8)
+    code, output = cli(capsys, "run", str(openai_job(tmp_path)))
+    assert code == 0, output
+    assert "unreachable, still following" in output and "answers again" in output
+    assert "token_f1" in output  # the evaluation ran and printed
+    [job] = Registry().list_jobs(limit=None)
+    assert job.status.value == "succeeded"
+
+
+# --------------------------------------------------------------------------- 6-10. names, serve, errors
+
+
+def test_an_unknown_metric_is_refused_before_any_request(openai_emu, tmp_path, capsys):
+    job = openai_job(tmp_path, evaluation={"metrics": ["token_f1", "no_such_metric"]})
+    code, output = cli(capsys, "run", str(job))
+    assert code == 2 and "unknown metric(s): no_such_metric" in output
+    assert openai_emu.recorder.exchanges == []
+    assert Registry().list_jobs(limit=None) == []
+
+
+def test_serve_on_a_public_address_needs_a_key_or_insecure(capsys):
+    code, output = cli(capsys, "serve", "anything@1", "--host", "0.0.0.0")
+    assert code == 2 and "without --api-key" in output and "--insecure" in output
+
+
+def test_a_plugin_cannot_shadow_a_built_in_backend_or_metric(monkeypatch):
+    from anytune.plugin import hookimpl
+    from anytune_openai.backend import OpenAIBackend
+
+    class Shadow(OpenAIBackend):
+        """Reads OPENAI_API_KEY like the real one; must never be picked by accident."""
+
+    class ShadowPlugin:
+        @hookimpl
+        def register_backends(self, register):  # type: ignore[no-untyped-def]
+            register(Shadow())
+
+        @hookimpl
+        def register_metrics(self, register):  # type: ignore[no-untyped-def]
+            register("exact_match", lambda p, r: 1.0)
+
+    pm = PluginManager()
+    info = pm.register(ShadowPlugin(), name="shadow")
+    with pytest.raises(PluginError, match="offered by several plugins"):
+        pm.get_backend("openai")
+    assert "exact_match" not in pm.metrics()
+    assert any("built-in metric" in c for c in info.conflicts)
+    monkeypatch.setenv("ANYTUNE_PREFER", "openai=openai")
+    chosen = PluginManager()
+    chosen.register(ShadowPlugin(), name="shadow")
+    assert type(chosen.get_backend("openai")) is OpenAIBackend
+
+
+def test_report_markdown_escapes_what_the_data_says(tmp_path):
+    from anytune.workflows.report import _md_cell
+
+    payload = "<script>alert('x')</script> | `code`"
+    cell = _md_cell(payload)
+    assert "<script>" not in cell and "&lt;script&gt;" in cell and "\\|" in cell and "`" not in cell
+
+
+def test_a_wrong_together_key_is_a_credentials_error_not_a_spec_one(tmp_path, capsys, monkeypatch):
+    with emulated("together", monkeypatch, "tg-the-right-key-0123456789", tick=2.0) as emu:
+        monkeypatch.setenv("TOGETHER_API_KEY", "tg-a-wrong-key-9876543210")
+        job = job_yaml(
+            tmp_path / "job.yaml",
+            base_model="meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+            provider="together",
+            data={"train": str(write_jsonl(tmp_path / "train.jsonl", reversal_rows(6)))},
+        )
+        code, output = cli(capsys, "run", str(job))
+    assert code == 2 and "refused the credentials (401)" in output
+    assert "change the spec" not in output and "TOGETHER_API_KEY" in output
+    assert emu.recorder.count("POST", "/v1/files") == 0
+
+
+def test_a_rate_limit_hint_names_only_what_the_provider_sent():
+    import httpx
+    import openai
+
+    from anytune_openai.errors import classify
+
+    def answer(body: dict) -> openai.RateLimitError:
+        response = httpx.Response(
+            429, json=body, headers={"retry-after": "600"}, request=httpx.Request("POST", "http://x")
+        )
+        return openai.RateLimitError("rate limited", response=response, body=body.get("error"))
+
+    plain = classify(answer({"error": {"message": "slow down", "code": "rate_limit_exceeded"}}))
+    assert plain.retryable and "insufficient_quota" not in (plain.error.hint or "")
+    quota = classify(answer({"error": {"message": "no credit", "code": "insufficient_quota"}}))
+    assert not quota.retryable and "insufficient_quota" in (quota.error.hint or "")
