@@ -156,3 +156,33 @@ def preference_rows(n: int = 12) -> list[dict[str, str]]:
         }
         for i in range(n)
     ]
+
+
+def anytune_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """`anytune ARGS` in this process (so an in-process emulator's request log sees it): exit code and
+    everything printed."""
+    from anytune.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    captured = capsys.readouterr()
+    return int(done.value.code or 0), captured.out + captured.err
+
+
+OPENAI_TEST_KEY = "sk-emulator-rules-0123456789abcdefghij"
+TOGETHER_TEST_KEY = "tg-emulator-rules-0123456789abcdefghij"
+
+
+@pytest.fixture
+def openai_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The OpenAI plugin's emulator, as of 2026-11-28 (before the fine-tuning cutoff), polled without pause."""
+    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
+    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+    with emulated("openai", monkeypatch, OPENAI_TEST_KEY, tick=3.0) as emu:
+        yield emu
+
+
+@pytest.fixture
+def together_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    with emulated("together", monkeypatch, TOGETHER_TEST_KEY, tick=2.0) as emu:
+        yield emu

@@ -6,41 +6,16 @@ from __future__ import annotations
 import builtins
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from anytune.cli import main
 from anytune.registry import Registry
-from anytune_openai.emulator import OpenAIEmulator
-from anytune_together.emulator import TogetherEmulator
-from tests.conftest import emulated, job_yaml, reversal_rows, write_jsonl
-
-OPENAI_KEY = "sk-emulator-rules-0123456789abcdef"
-TOGETHER_KEY = "tg-emulator-rules-0123456789abcdef"
-
-
-@pytest.fixture
-def openai_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIEmulator]:
-    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
-    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
-    with emulated("openai", monkeypatch, OPENAI_KEY, tick=3.0) as emu:
-        yield emu
-
-
-@pytest.fixture
-def together_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[TogetherEmulator]:
-    with emulated("together", monkeypatch, TOGETHER_KEY, tick=2.0) as emu:
-        yield emu
+from tests.conftest import anytune_in_process, job_yaml, reversal_rows, write_jsonl
 
 
 def cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """`anytune ARGS` in this process (so the emulator's request log sees it): exit code, all output."""
-    with pytest.raises(SystemExit) as done:
-        main(list(args))
-    captured = capsys.readouterr()
-    return int(done.value.code or 0), captured.out + captured.err
+    return anytune_in_process(capsys, *args)
 
 
 def assert_refused(code: int, output: str, where: str) -> None:
