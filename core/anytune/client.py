@@ -402,6 +402,7 @@ class Client:
             currency=pre.quote.currency,
             billable_tokens=pre.quote.billable_tokens,
             source=pre.quote.price_source,
+            recurring=pre.quote.recurring,
         )
         job = self.registry.create_job(
             spec,
@@ -478,23 +479,47 @@ class Client:
     def _derived_job(
         self,
         parent: Job,
-        option: str,
-        value: str,
+        option: str | None = None,
+        value: str | None = None,
         *,
         name: str | None = None,
+        provider: str | None = None,
         overrides: Sequence[str] = (),
     ) -> Job:
-        """Submit a new job with `parent`'s spec, `provider_options.<provider>.<option> = value`, and the
-        overrides; the parent stays as it is."""
+        """Submit a new job with `parent`'s spec, `provider_options.<provider>.<option> = value`, another
+        provider if given, and the overrides; the parent stays as it is."""
         from anytune.jobfile import apply_override, spec_from_dict
 
         raw = parent.spec.model_dump(mode="json", exclude_none=True)
-        raw.setdefault("provider_options", {}).setdefault(parent.provider, {})[option] = value
+        if option is not None:
+            raw.setdefault("provider_options", {}).setdefault(parent.provider, {})[option] = value
+        if provider is not None:
+            raw["provider"] = provider
         if name:
             raw["name"] = name
         for override in overrides:
             apply_override(raw, override)
-        return self.submit(spec_from_dict(raw, source=f"{option} of {parent.id}"))
+        return self.submit(spec_from_dict(raw, source=f"{option or 'migration'} of {parent.id}"))
+
+    def migrate(self, job_id: str, to: str, *, overrides: Sequence[str] = ()) -> Job:
+        """The same job (data, method, hyperparameters, evaluation) on another provider, as a new job: for
+        moving off a provider that closes (OpenAI takes no new fine-tuning jobs after 2027-01-06; Azure
+        OpenAI goes on). The new job's model registers as a new version of the same model name, and each
+        job's events name the other."""
+        parent = self.refresh(job_id)
+        if parent.status.active:
+            raise UsageError(
+                f"job {parent.id} is {parent.status.value}; migrate a finished or failed job",
+                hint=f"`anytune jobs cancel {parent.id}` first, or wait for it to end",
+            )
+        if to == parent.provider:
+            raise UsageError(
+                f"job {parent.id} already runs on {to}", hint="`anytune jobs resume` or `continue`"
+            )
+        job = self._derived_job(parent, provider=to, overrides=overrides)
+        self._record(job.id, [Event(message=f"migrated from {parent.id} on {parent.provider}")])
+        self._record(parent.id, [Event(message=f"migrated to {job.id} on {to}")])
+        return job
 
     def pause(self, job_id: str) -> Job:
         job = self.refresh(job_id)
@@ -814,10 +839,8 @@ class Client:
             )
         subjects: dict[str, tuple[Backend, ModelArtifact]] = {}
         if spec.compare_base:
-            subjects["base"] = (
-                self.backend(first.provider),
-                ModelArtifact.base(first.provider, first.base_model),
-            )
+            backend = self.backend(first.provider)
+            subjects["base"] = (backend, backend.base_artifact(first.artifact))
         single_job = len(resolved) == 1 and first.label.startswith("job-")
         for t in resolved:
             subjects["fine-tuned" if single_job else t.label] = (self.backend(t.provider), t.artifact)

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anytune.data.formats import DataFormat
 from anytune.errors import CapabilityError
-from anytune.jobs import Event, JobStatus, ModelArtifact
+from anytune.jobs import Event, JobStatus, ModelArtifact, RecurringCost
 from anytune.spec import AdapterType, JobSpec, Method
 
 hookspec = pluggy.HookspecMarker("anytune")
@@ -73,6 +73,7 @@ __all__ = [
     "Problem",
     "ProviderRef",
     "Quote",
+    "RecurringCost",
     "Snapshot",
     "SubmitRequest",
     "hookimpl",
@@ -258,6 +259,9 @@ class Quote(BaseModel):
     problems: list[str] = Field(
         default_factory=list, description="why the provider would refuse the job's data, file:line each"
     )
+    recurring: list[RecurringCost] = Field(
+        default_factory=list, description="costs after training (hosting per hour, storage per month), apart"
+    )
 
     @property
     def label(self) -> str:
@@ -387,6 +391,11 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
         """One completion per chat prompt, for evaluation. `model.kind == "base"` means the base model."""
+
+    def base_artifact(self, model: ModelArtifact) -> ModelArtifact:
+        """How to call the base model of the fine-tune `model` (the A side of an A/B). The default names the
+        base model; a service that serves models only through deployments says which one."""
+        return ModelArtifact.base(self.name, model.base_model)
 
     def resume_point(self, ref: ProviderRef) -> str | None:
         """Optional (with `supports_resume`): the checkpoint a failed or cancelled job can restart from, as a

@@ -125,6 +125,23 @@ class ModelArtifact(BaseModel):
         return cls(provider=provider, model_id=base_model, kind="base", base_model=base_model)
 
 
+class RecurringCost(BaseModel):
+    """A cost that keeps running after training (hosting a deployment, storing a model), shown apart from
+    the one-off training price: per hour or per month, with its source and the date it was seen."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    what: str
+    price: float
+    unit: Literal["hour", "month"]
+    currency: str = "USD"
+    source: str | None = None
+    seen: date | None = None
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.price:,.2f} {self.currency} per {self.unit}"
+
+
 class Cost(BaseModel):
     """Quoted and actual cost of a job, with where the prices came from."""
 
@@ -139,6 +156,10 @@ class Cost(BaseModel):
     trained_tokens: int | None = None
     source: str | None = None
     notes: list[str] = Field(default_factory=list)
+    recurring: list[RecurringCost] = Field(
+        default_factory=list,
+        description="what the result costs to keep (hosting, storage), apart from training",
+    )
 
     @property
     def difference(self) -> float | None:

@@ -36,7 +36,14 @@ from anytune.cost.billing import (
     family_of,
 )
 from anytune.cost.catalog import PriceCatalog, load_catalog
-from anytune.cost.quotes import hour_priced, params_from_name, token_cost, token_priced, unavailable
+from anytune.cost.quotes import (
+    hour_priced,
+    params_from_name,
+    recurring_cost,
+    token_cost,
+    token_priced,
+    unavailable,
+)
 from anytune.cost.throughput import detect_hardware, hardware_for_gpu, record_measurement
 from anytune.data.convert import ConversionError, convert_record
 from anytune.data.formats import DataFormat
@@ -77,6 +84,7 @@ from anytune.hookspecs import (
     Problem,
     ProviderRef,
     Quote,
+    RecurringCost,
     Snapshot,
     SubmitRequest,
     hookimpl,
@@ -134,6 +142,7 @@ __all__ = [
     "ProviderRef",
     "Quote",
     "RecordValidator",
+    "RecurringCost",
     "RetryPolicy",
     "SdkErrors",
     "Snapshot",
@@ -171,6 +180,7 @@ __all__ = [
     "parse_retry_after",
     "prompt_and_target",
     "record_measurement",
+    "recurring_cost",
     "secret_from_env",
     "today",
     "token_cost",

@@ -2,7 +2,7 @@
 
 Every key a backend reads through `secret_from_env`, and the value of every variable a plugin declares as
 secret (`Backend.secrets`, plus the common ones below) whether or not this job reads it, is remembered for
-this process. `redact` blanks them out of any text, and out of any run of 8 or more characters of one of
+this process. `redact` blanks them out of any text, and out of any run of 12 or more characters of one of
 them (a provider that echoes the start of a key, or a key cut in a log line). The registry passes event
 messages, event data and job errors through it before writing them; the CLI's consoles pass everything
 they print through it.
@@ -21,7 +21,7 @@ _known: set[str] = set()
 _names: set[str] = set()  # variables whose value is a secret whenever it is set
 MASK = "***"
 MIN_SECRET = 6
-MIN_PIECE = 8  # a run this long of a key is taken for the key
+MIN_PIECE = 12  # a run this long of a key is taken for the key (shorter ones match ordinary words)
 # Variables that hold a secret whatever the plugin: read from the environment when plugins load.
 COMMON_SECRETS = (
     "OPENAI_API_KEY",

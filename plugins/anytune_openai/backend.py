@@ -39,7 +39,7 @@ from anytune.plugin import (
     unavailable,
     upload_once,
 )
-from anytune_openai.catalog import OpenAIModel, load_catalog
+from anytune_openai.catalog import Catalog, OpenAIModel, load_catalog
 from anytune_openai.errors import classify, sdk_call, sdk_iter, sdk_list
 from anytune_openai.prepare import prepare
 
@@ -64,7 +64,14 @@ def _method_name(spec: JobSpec) -> str:
 
 
 class OpenAIBackend(Backend):
+    """OpenAI's fine-tuning API. Azure OpenAI's backend (azure.py) is this class with another client,
+    catalog, status map and create arguments: the conversion, limits, upload, poll and events are shared."""
+
     name: ClassVar[str] = "openai"
+    label: ClassVar[str] = "OpenAI"
+    statuses: ClassVar[dict[str, JobStatus]] = STATUS
+    pacing: ClassVar[dict[str, float]] = POLL_AFTER
+    options_known: ClassVar[frozenset[str]] = OPTIONS
     secrets: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY", "WANDB_API_KEY")
 
     def __init__(self, policy: RetryPolicy | None = None) -> None:
@@ -91,11 +98,14 @@ class OpenAIBackend(Backend):
             )
         return self._clients[cache_key]
 
+    def catalog(self) -> Catalog:
+        return load_catalog()
+
     def _model(self, spec: JobSpec) -> OpenAIModel:
         name = spec.model_for(self.name)
-        model = load_catalog().resolve(name)
+        model = self.catalog().resolve(name)
         if model is None:
-            raise UsageError(f"OpenAI cannot fine-tune {name!r}")
+            raise UsageError(f"{self.label} cannot fine-tune {name!r}")
         return model
 
     # --------------------------------------------------------------------------------------- contract
@@ -114,7 +124,7 @@ class OpenAIBackend(Backend):
                 }
             ),
             hyperparameters=frozenset({"epochs", "batch_size", "seed"}),
-            base_models=load_catalog().names(),
+            base_models=self.catalog().names(),
             limits=Limits(min_examples=10),
             supports_cancel=True,
             supports_pause=True,
@@ -126,7 +136,7 @@ class OpenAIBackend(Backend):
 
     def check_spec(self, spec: JobSpec) -> list[Problem]:
         problems: list[Problem] = []
-        catalog = load_catalog()
+        catalog = self.catalog()
         model = catalog.resolve(spec.model_for(self.name))
         if model is not None:
             problems += catalog.availability(model, today())
@@ -138,30 +148,32 @@ class OpenAIBackend(Backend):
         hp = spec.hyperparameters
         if hp.epochs is not None and (hp.epochs != int(hp.epochs) or not 1 <= hp.epochs <= 50):
             problems.append(
-                Problem("error", "hyperparameters.epochs", "OpenAI takes a whole number from 1 to 50")
+                Problem("error", "hyperparameters.epochs", f"{self.label} takes a whole number from 1 to 50")
             )
         if hp.batch_size is not None and hp.batch_size > 256:
-            problems.append(Problem("error", "hyperparameters.batch_size", "OpenAI takes at most 256"))
+            problems.append(Problem("error", "hyperparameters.batch_size", f"{self.label} takes at most 256"))
         if hp.learning_rate is not None:
             problems.append(
                 Problem(
                     "warning",
                     "hyperparameters.learning_rate",
-                    "OpenAI takes a multiplier instead: provider_options.openai.learning_rate_multiplier",
+                    f"{self.label} takes a multiplier instead: provider_options.{self.name}.learning_rate_multiplier",
                 )
             )
         if "adapter" in spec.model_fields_set:
             problems.append(
-                Problem("warning", "adapter", "OpenAI decides how it trains; adapter settings are not used")
+                Problem(
+                    "warning", "adapter", f"{self.label} decides how it trains; adapter settings are not used"
+                )
             )
         options = spec.options_for(self.name)
-        unknown = sorted(set(options) - OPTIONS)
+        unknown = sorted(set(options) - self.options_known)
         if unknown:
             problems.append(
                 Problem(
                     "error",
-                    "provider_options.openai",
-                    f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTIONS))}",
+                    f"provider_options.{self.name}",
+                    f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(self.options_known))}",
                 )
             )
         multiplier = options.get("learning_rate_multiplier")
@@ -177,8 +189,8 @@ class OpenAIBackend(Backend):
             problems.append(
                 Problem(
                     "error",
-                    "provider_options.openai.learning_rate_multiplier",
-                    f"{multiplier!r}: OpenAI takes a number above 0 (or auto)",
+                    f"provider_options.{self.name}.learning_rate_multiplier",
+                    f"{multiplier!r}: {self.label} takes a number above 0 (or auto)",
                 )
             )
         metadata = options.get("metadata") or {}
@@ -188,7 +200,7 @@ class OpenAIBackend(Backend):
             problems.append(
                 Problem(
                     "error",
-                    "provider_options.openai.metadata",
+                    f"provider_options.{self.name}.metadata",
                     "pairs of text: keys up to 64 characters, values up to 512 (OpenAI's limits)",
                 )
             )
@@ -196,38 +208,52 @@ class OpenAIBackend(Backend):
             problems.append(
                 Problem(
                     "error",
-                    "provider_options.openai.metadata",
+                    f"provider_options.{self.name}.metadata",
                     "at most 15 pairs (anytune adds one to find the job again)",
                 )
             )
-        if not os.environ.get("OPENAI_API_KEY"):
-            problems.append(Problem("error", CREDENTIALS, "no OpenAI API key: set OPENAI_API_KEY"))
+        problems += self._credential_problems(spec)
         return problems
 
+    def _credential_problems(self, spec: JobSpec) -> list[Problem]:
+        if not os.environ.get("OPENAI_API_KEY"):
+            return [Problem("error", CREDENTIALS, "no OpenAI API key: set OPENAI_API_KEY")]
+        return []
+
     def prepare(self, spec: JobSpec, data: DataBundle) -> PreparedData:
-        model = load_catalog().resolve(spec.model_for(self.name))
+        model = self.catalog().resolve(spec.model_for(self.name))
         if model is None:  # check_spec has refused it already; nothing to prepare for
             return PreparedData(provider=self.name, data=data)
         return prepare(self.name, spec, data, model)
 
     def quote(self, spec: JobSpec, prepared: PreparedData) -> Quote:
-        model = load_catalog().resolve(spec.model_for(self.name))
+        model = self.catalog().resolve(spec.model_for(self.name))
         if model is None or "train" not in prepared.tokens:
-            return unavailable(self.name, f"{spec.model_for(self.name)} is not an OpenAI fine-tunable model")
+            return unavailable(
+                self.name, f"{spec.model_for(self.name)} is not a {self.label} fine-tunable model"
+            )
         epochs = int(spec.hyperparameters.epochs or DEFAULT_EPOCHS)
         count = prepared.tokens["train"]
         assumptions = []
         if spec.hyperparameters.epochs is None:
-            assumptions.append(f"epochs left to OpenAI ('auto'); quoted as {DEFAULT_EPOCHS}")
+            assumptions.append(f"epochs left to {self.label} ('auto'); quoted as {DEFAULT_EPOCHS}")
+        tier = self._price_tier(spec)
         return token_priced(
             self.name,
             spec,
             model=model.id,
             count=count,
             multiplier=epochs,
-            rule=f"billed tokens = {count.tokens:,} tokens in the training file x {epochs} epoch(s)",
+            rule=f"billed tokens = {count.tokens:,} tokens in the training file x {epochs} epoch(s)"
+            + (f", {tier} tier" if tier else ""),
             assumptions=assumptions,
+            tier=tier,
         )
+
+    def _price_tier(self, spec: JobSpec) -> str | None:
+        """The service tier the job is priced at, where the service has tiers (Azure); kept in the job's
+        reference as `price_tier` so that the actual cost uses the same price."""
+        return None
 
     def _upload(self, client: Any, prepared: PreparedFile) -> str:
         """The file id for this content: an earlier upload of the same content, or a new one."""
@@ -250,12 +276,20 @@ class OpenAIBackend(Backend):
         )
 
     def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
-        client = self._client()
-        page = sdk_call(client.fine_tuning.jobs.list, metadata={JOB_TAG: request.job_id}, limit=10)
-        for job in page.data:
-            if (job.metadata or {}).get(JOB_TAG) == request.job_id:
-                return ProviderRef(provider=self.name, id=job.id, data={"model": job.model})
-        return None
+        job = self._find_job(self._client(), request.job_id)
+        if job is None:
+            return None
+        return ProviderRef(
+            provider=self.name, id=job.id, data={"model": job.model, **self._ref_data(request.spec)}
+        )
+
+    def _create_extras(self, spec: JobSpec) -> dict[str, Any]:
+        """Arguments this service adds to the job's create call (Azure: the training tier)."""
+        return {}
+
+    def _ref_data(self, spec: JobSpec) -> dict[str, Any]:
+        """What this service must remember about the job beyond its id (Azure: the deployments)."""
+        return {}
 
     def submit(self, request: SubmitRequest) -> ProviderRef:
         spec = request.spec
@@ -292,6 +326,7 @@ class OpenAIBackend(Backend):
             body["seed"] = hp.seed
         if options.get("integrations"):
             body["integrations"] = options["integrations"]
+        body.update(self._create_extras(spec))
         creator = client.with_options(max_retries=0)
         job = create_once(
             lambda: creator.fine_tuning.jobs.create(**body),
@@ -302,7 +337,12 @@ class OpenAIBackend(Backend):
         return ProviderRef(
             provider=self.name,
             id=job.id,
-            data={"model": model.id, "training_file": training_file, "validation_file": validation_file},
+            data={
+                "model": model.id,
+                "training_file": training_file,
+                "validation_file": validation_file,
+                **self._ref_data(spec),
+            },
         )
 
     def _find_job(self, client: Any, job_id: str) -> Any | None:
@@ -335,7 +375,7 @@ class OpenAIBackend(Backend):
             else:
                 level = {"warn": "warning", "error": "error"}.get(ev.level, "info")
                 events.append(Event(kind=EventKind.LOG, level=level, message=ev.message, data=data))
-        status = STATUS.get(job.status, JobStatus.RUNNING)
+        status = self.statuses.get(job.status, JobStatus.RUNNING)
         progress = step / total if step and total else None
         if status is JobStatus.SUCCEEDED:
             progress = 1.0
@@ -355,8 +395,10 @@ class OpenAIBackend(Backend):
             step=step,
             total_steps=total,
             trained_tokens=trained,
-            cost=token_cost(self.name, trained, model=job.model, method=method),
-            poll_after=POLL_AFTER.get(job.status),
+            cost=token_cost(
+                self.name, trained, model=job.model, method=method, tier=ref.data.get("price_tier")
+            ),
+            poll_after=self.pacing.get(job.status),
         )
 
     def cancel(self, ref: ProviderRef) -> None:
@@ -372,12 +414,12 @@ class OpenAIBackend(Backend):
         client = self._client()
         job = sdk_call(client.fine_tuning.jobs.retrieve, ref.id)
         if not job.fine_tuned_model:
-            raise BackendError(f"OpenAI job {ref.id} has no fine-tuned model (status {job.status})")
+            raise BackendError(f"{self.label} job {ref.id} has no fine-tuned model (status {job.status})")
         checkpoints = [
             {"step": c.step_number, "model": c.fine_tuned_model_checkpoint, "metrics": c.metrics.model_dump()}
             for c in sdk_list(client.fine_tuning.jobs.checkpoints.list, ref.id, limit=100)
         ]
-        model = load_catalog().resolve(job.model)
+        model = self.catalog().resolve(job.model)
         retires = model.retires() if model else None
         return ModelArtifact(
             provider=self.name,
@@ -395,12 +437,16 @@ class OpenAIBackend(Backend):
             base_model_retires=retires,
         )
 
+    def _served_model(self, model: ModelArtifact) -> str:
+        """The `model` argument of a chat completion that calls `model`."""
+        if model.kind == "base":
+            resolved = self.catalog().resolve(model.base_model)
+            return resolved.id if resolved else model.base_model
+        return model.model_id
+
     def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
         client = self._client()
-        name = model.model_id
-        if model.kind == "base":
-            resolved = load_catalog().resolve(model.base_model)
-            name = resolved.id if resolved else model.base_model
+        name = self._served_model(model)
         outputs = []
         for messages in prompts:
             answer = sdk_call(

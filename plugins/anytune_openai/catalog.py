@@ -1,7 +1,8 @@
-"""The fine-tunable models, as data (models.yaml): aliases, methods, limits and tokenizer encodings.
+"""The fine-tunable models, as data: aliases, methods, limits and tokenizer encodings (models.yaml for
+OpenAI, azure_models.yaml for Azure OpenAI, which also names the training tiers each model offers).
 
-Prices and availability windows (retirement dates, the end of new jobs) live in anytune's pricing catalog
-(`anytune.cost`), beside every other provider's, where users can override them.
+Prices and availability windows (retirement dates, the end of new jobs) live in the plugin's prices.yaml,
+merged into anytune's pricing catalog, where users can override them.
 """
 
 from __future__ import annotations
@@ -26,15 +27,23 @@ class OpenAIModel:
     methods: tuple[str, ...]
     max_example_tokens: int
     encoding: str
+    provider: str = "openai"
+    tiers: tuple[str, ...] = ()  # Azure: standard, globalstandard, developer
 
     def retires(self, prices: PriceCatalog | None = None) -> date | None:
-        entry = (prices or load_prices()).price("openai", model=self.id)
-        return entry.retires if entry else None
+        """The model's retirement date, from the first catalog entry for it that has one (the user's
+        override files come first), whatever tier or method the entry prices."""
+        for entry in (prices or load_prices()).entries_for(self.provider):
+            if entry.model == self.id and entry.retires:
+                return entry.retires
+        return None
 
 
 @dataclass(frozen=True)
 class Catalog:
     models: dict[str, OpenAIModel]
+    provider: str = "openai"
+    label: str = "OpenAI"
 
     def resolve(self, name: str) -> OpenAIModel | None:
         if name in self.models:
@@ -52,7 +61,7 @@ class Catalog:
         prices = load_prices()
         problems: list[Problem] = []
         retires = model.retires(prices)
-        source = prices.retires_source("openai")
+        source = prices.retires_source(self.provider)
         if retires is not None:
             days = (retires - today).days
             if days <= 0:
@@ -68,7 +77,7 @@ class Catalog:
                         f"in {days} days (source: {source})",
                     )
                 )
-        info = prices.providers.get("openai")
+        info = prices.providers.get(self.provider)
         end = info.new_jobs_end if info else None
         if end is not None:
             end_source = " ".join(info.new_jobs_end_source.split()) if info else ""
@@ -78,7 +87,7 @@ class Catalog:
                     Problem(
                         "error",
                         "provider",
-                        f"OpenAI accepts no new fine-tuning jobs since {end} (source: {end_source})",
+                        f"{self.label} accepts no new fine-tuning jobs since {end} (source: {end_source})",
                     )
                 )
             elif days <= WARN_DAYS:
@@ -86,15 +95,16 @@ class Catalog:
                     Problem(
                         "warning",
                         "provider",
-                        f"OpenAI accepts no new fine-tuning jobs after {end}, in {days} days (source: {end_source})",
+                        f"{self.label} accepts no new fine-tuning jobs after {end}, in {days} days "
+                        f"(source: {end_source})",
                     )
                 )
         return problems
 
 
 @cache
-def load_catalog() -> Catalog:
-    raw = yaml.safe_load(resources.files("anytune_openai").joinpath("models.yaml").read_text())
+def load_catalog(file: str = "models.yaml", provider: str = "openai", label: str = "OpenAI") -> Catalog:
+    raw = yaml.safe_load(resources.files("anytune_openai").joinpath(file).read_text())
     models = {
         mid: OpenAIModel(
             id=mid,
@@ -102,7 +112,9 @@ def load_catalog() -> Catalog:
             methods=tuple(m.get("methods", [])),
             max_example_tokens=int(m["max_example_tokens"]),
             encoding=m.get("encoding", "o200k_base"),
+            provider=provider,
+            tiers=tuple(m.get("tiers", [])),
         )
         for mid, m in raw["models"].items()
     }
-    return Catalog(models=models)
+    return Catalog(models=models, provider=provider, label=label)

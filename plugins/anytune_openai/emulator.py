@@ -146,6 +146,8 @@ def _tokens(text: str) -> int:
 class OpenAIEmulator(EmulatorBase):
     """State and routes of the emulated API. `app` is the ASGI application."""
 
+    api_prefix = "/v1"  # where auth, faults and the recorder apply
+
     def __init__(
         self,
         *,
@@ -155,15 +157,28 @@ class OpenAIEmulator(EmulatorBase):
         fine_tuning_enabled: bool = True,
         blocked_words: tuple[str, ...] = ("EMULATOR-UNSAFE",),
     ) -> None:
-        from starlette.routing import Route
-
         self.step_seconds = step_seconds
         self.fine_tuning_enabled = fine_tuning_enabled
         self.blocked_words = blocked_words  # stands in for OpenAI's server-side moderation of training data
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, EmulatedJob] = {}
         self._event_seq = 0
-        routes = [
+        super().__init__(
+            api_key=api_key,
+            clock=clock,
+            routes=self._routes(),
+            api_prefix=self.api_prefix,
+            extra_headers=lambda: {
+                "openai-version": "2020-10-01",
+                "openai-organization": ORG,
+                "openai-processing-ms": "7",
+            },
+        )
+
+    def _routes(self) -> list[Any]:
+        from starlette.routing import Route
+
+        return [
             Route("/v1/files", self._files, methods=["GET", "POST"]),
             Route("/v1/files/{file_id}", self._file, methods=["GET", "DELETE"]),
             Route("/v1/files/{file_id}/content", self._file_content, methods=["GET"]),
@@ -175,16 +190,6 @@ class OpenAIEmulator(EmulatorBase):
             Route("/v1/chat/completions", self._chat, methods=["POST"]),
             Route("/_emulator/state", self._state, methods=["GET"]),
         ]
-        super().__init__(
-            api_key=api_key,
-            clock=clock,
-            routes=routes,
-            extra_headers=lambda: {
-                "openai-version": "2020-10-01",
-                "openai-organization": ORG,
-                "openai-processing-ms": "7",
-            },
-        )
 
     # -------------------------------------------------------------------------------------- helpers
 

@@ -373,6 +373,8 @@ def show(
         if c.trained_tokens is not None:
             parts.append(f"{c.trained_tokens:,} trained tokens")
         t.add_row("cost", ", ".join(parts))
+        for r in c.recurring:
+            t.add_row("then", f"{escape(r.what)}: {money(r.price, r.currency)} per {r.unit}")
     if job.artifact:
         t.add_row("artifact", f"{job.artifact.kind}: {escape(job.artifact.model_id)}")
     for m in models:
@@ -449,6 +451,29 @@ def continue_(
     client = _client()
     job = client.continue_job(job_id, step=step, overrides=overrides)
     out.print(f"submitted [bold]{job.id}[/] to {escape(job.provider)}, continuing {job_id}")
+    if follow:
+        job = _follow(client, job)
+        if job.status.value != "succeeded":
+            raise typer.Exit(1)
+
+
+@app.command("migrate")
+def migrate(
+    job_id: str = typer.Argument(..., help="A finished or failed job (id or unique prefix)."),
+    to: str = typer.Option(..., "--to", help="The provider to run it on, e.g. azure-openai."),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        "-s",
+        help="Change the new job, e.g. --set provider_options.azure-openai.training_type=developer",
+    ),
+    follow: bool = typer.Option(True, "--follow/--detach", help="Follow the new job."),
+) -> None:
+    """Send a job to another provider with its data and evaluation settings, as a new job linked to it
+    (e.g. OpenAI to Azure OpenAI, where OpenAI-model fine-tuning goes on after 2027-01-06)."""
+    client = _client()
+    job = client.migrate(job_id, to, overrides=overrides)
+    out.print(f"submitted [bold]{job.id}[/] to {escape(job.provider)}, migrated from {job_id}")
     if follow:
         job = _follow(client, job)
         if job.status.value != "succeeded":

@@ -93,6 +93,10 @@ class PriceEntry(BaseModel):
     params_b: tuple[float, float] | None = Field(None, description="size tier: (above, up to) billions")
     hardware: str | None = None
     flavor: str | None = Field(None, description="the provider's own name for the hardware")
+    tier: str | None = Field(
+        None,
+        description="the service tier it applies to (Azure: standard, globalstandard, developer; hosting)",
+    )
     method: list[str] = Field(default_factory=lambda: [ANY])
     adapter: list[str] = Field(default_factory=lambda: [ANY])
     unit: Unit
@@ -111,8 +115,11 @@ class PriceEntry(BaseModel):
         model: str | None,
         params_b: float | None,
         hardware: str | None,
+        tier: str | None = None,
     ) -> bool:
         if self.model is not None and self.model != model:
+            return False
+        if self.tier is not None and self.tier != tier:
             return False
         if self.params_b is not None:
             low, high = self.params_b
@@ -128,7 +135,9 @@ class PriceEntry(BaseModel):
 
     @property
     def specificity(self) -> int:
-        return (4 if self.model else 0) + (2 if self.params_b else 0) + (1 if self.hardware else 0)
+        return (
+            (4 if self.model else 0) + (2 if self.params_b else 0) + (1 if self.hardware or self.tier else 0)
+        )
 
 
 def _adapter_family(adapter: str) -> str:
@@ -179,12 +188,13 @@ class PriceCatalog:
         model: str | None = None,
         params_b: float | None = None,
         hardware: str | None = None,
+        tier: str | None = None,
     ) -> PriceEntry | None:
         """The entry that prices this work: the first file that has one, and in it the most specific."""
         found = [
             e
             for e in self.entries
-            if e.provider == provider and e.matches(method, adapter, model, params_b, hardware)
+            if e.provider == provider and e.matches(method, adapter, model, params_b, hardware, tier)
         ]
         if not found:
             return None

@@ -10,6 +10,7 @@ from anytune.cost.billing import TokenCount
 from anytune.cost.catalog import PriceCatalog, PriceEntry, load_catalog
 from anytune.cost.throughput import Throughput, fits, measured_tokens_per_s, modelled_tokens_per_s
 from anytune.hookspecs import Quote
+from anytune.jobs import RecurringCost
 from anytune.settings import today
 from anytune.spec import JobSpec
 
@@ -92,12 +93,14 @@ def token_priced(
     params_b: float | None = None,
     catalog: PriceCatalog | None = None,
     assumptions: list[str] | None = None,
+    tier: str | None = None,
 ) -> Quote:
-    """A quote priced per 1M billable tokens: `count.tokens x multiplier` (epochs, evaluations) tokens."""
+    """A quote priced per 1M billable tokens: `count.tokens x multiplier` (epochs, evaluations) tokens, at
+    the price of the service `tier` where the provider prices by tier."""
     catalog = catalog or load_catalog()
     adapter = spec.adapter.type
     entry = catalog.price(
-        provider, method=spec.method_type.value, adapter=adapter, model=model, params_b=params_b
+        provider, method=spec.method_type.value, adapter=adapter, model=model, params_b=params_b, tier=tier
     )
     tokens = math.ceil(count.tokens * multiplier)
     notes = [rule, *(assumptions or []), *count.notes]
@@ -210,6 +213,25 @@ def hour_priced(
     return _priced(quote, entry, catalog, round(billed_hours * entry.price, 4))
 
 
+def recurring_cost(
+    provider: str, what: str, *, model: str, tier: str, unit: str = "hour"
+) -> RecurringCost | None:
+    """A cost that runs after training (hosting a deployment per hour...), from the catalog entry of `tier`."""
+    catalog = load_catalog()
+    entry = catalog.price(provider, model=model, tier=tier)
+    if entry is None or entry.unit != unit:
+        return None
+    source, seen = catalog.source_of(entry)
+    return RecurringCost(
+        what=what,
+        price=entry.price,
+        unit=unit,
+        currency=entry.currency,
+        source=source,
+        seen=seen,  # type: ignore[arg-type]
+    )
+
+
 def token_cost(
     provider: str,
     tokens: int | None,
@@ -219,13 +241,14 @@ def token_cost(
     adapter: str | None = None,
     params_b: float | None = None,
     catalog: PriceCatalog | None = None,
+    tier: str | None = None,
 ) -> float | None:
     """What `tokens` trained tokens cost at the catalog price: the actual cost of a finished job, computed
     the same way as its quote so that the two can be compared."""
     if tokens is None:
         return None
     entry = (catalog or load_catalog()).price(
-        provider, method=method, adapter=adapter, model=model, params_b=params_b
+        provider, method=method, adapter=adapter, model=model, params_b=params_b, tier=tier
     )
     if entry is None or entry.unit != "1m_tokens":
         return None

@@ -67,6 +67,7 @@ class QuoteTable:
                     "price_date": q.price_date.isoformat() if q.price_date else None,
                     "assumptions": q.assumptions,
                     "problems": q.problems,
+                    "recurring": [r.model_dump(mode="json") for r in q.recurring],
                 }
             )
         return out
@@ -117,6 +118,8 @@ class QuoteTable:
             caption_justify="left",
         )
         columns = ["provider", "model", "tokens", "price", "ETA"]
+        if any(q.recurring for q in self.quotes):
+            columns.append("then")
         if not one_date:
             columns.append("price seen")
         if any(notes.values()):
@@ -146,6 +149,10 @@ class QuoteTable:
                 elif q is self.cheapest():
                     price = f"[bold green]{price}[/]"
                 row = [escape(q.label), model, tokens, price, duration(q.eta_seconds)]
+            if "then" in columns:  # what the result costs to keep, apart from the one-off training price
+                row.append(
+                    " ".join(f"+{money(r.price, r.currency)}/{_PER[r.unit]}" for r in q.recurring) or "-"
+                )
             if not one_date:
                 row.append(q.price_date.isoformat() if q.price_date else "-")
             if "note" in columns:
@@ -169,6 +176,9 @@ class QuoteTable:
         from anytune.cost.plot import plot_quotes
 
         return plot_quotes(self.quotes, Path(path), title=self.spec.name, budget=self.budget)
+
+
+_PER = {"hour": "h", "month": "mo"}
 
 
 def _order(q: Quote) -> tuple[int, float, str]:

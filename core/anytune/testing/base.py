@@ -35,6 +35,7 @@ class EmulatorBase:
         clock: Clock | None,
         routes: list[Any],
         extra_headers: Callable[[], dict[str, str]] = dict,
+        api_prefix: str = "/v1",
     ) -> None:
         from starlette.applications import Starlette
 
@@ -50,6 +51,7 @@ class EmulatorBase:
             error_body=lambda status, message, code: error_body(status, message, code),
             authorize=self._authorized,
             extra_headers=extra_headers,
+            api_prefix=api_prefix,
         )
 
     def _authorized(self, headers: dict[str, str]) -> bool:

@@ -1,0 +1,189 @@
+"""The Azure OpenAI backend (`azure-openai`): OpenAI-model fine-tuning on Azure AI Foundry, where it goes on
+after OpenAI's own self-serve fine-tuning closes (2027-01-06).
+
+It is the OpenAI backend with Azure's client (`openai.AzureOpenAI`: endpoint, API version, `api-key` or a
+Microsoft Entra token, read from the SDK's own variables), Azure's catalog (model versions, training tiers,
+prices per tier, hosting per hour), Azure's statuses (`pending`) and the `trainingType` every create must
+carry. Data conversion, OpenAI's limits, uploads, polls and events are the OpenAI backend's, not copied.
+
+A fine-tuned model answers only through a deployment, billed per hour while it exists: evaluation calls the
+deployment named in `provider_options.azure-openai.deployment` (or `$AZURE_OPENAI_DEPLOYMENT`), else one
+named after the model; the base model likewise (`base_deployment`, `$AZURE_OPENAI_BASE_DEPLOYMENT`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+from anytune.plugin import (
+    CREDENTIALS,
+    CapabilityError,
+    JobSpec,
+    JobStatus,
+    Messages,
+    ModelArtifact,
+    PreparedData,
+    Problem,
+    ProviderRef,
+    Quote,
+    UsageError,
+    recurring_cost,
+    secret_from_env,
+)
+from anytune_openai.backend import OPTIONS, POLL_AFTER, STATUS, OpenAIBackend
+from anytune_openai.catalog import Catalog, load_catalog
+
+TIERS = ("standard", "globalstandard", "developer")
+DEFAULT_TIER = "standard"  # regional: the data stays in the resource's region
+DEFAULT_API_VERSION = "2025-04-01-preview"
+AZURE_OPTIONS = OPTIONS | {"training_type", "deployment", "base_deployment"}
+
+
+class AzureOpenAIBackend(OpenAIBackend):
+    name: ClassVar[str] = "azure-openai"
+    label: ClassVar[str] = "Azure OpenAI"
+    statuses: ClassVar[dict[str, JobStatus]] = {
+        **STATUS,
+        "pending": JobStatus.QUEUED,
+        "notRunning": JobStatus.QUEUED,
+    }
+    pacing: ClassVar[dict[str, float]] = {**POLL_AFTER, "pending": 5.0, "notRunning": 5.0}
+    options_known: ClassVar[frozenset[str]] = AZURE_OPTIONS
+    secrets: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN", "WANDB_API_KEY")
+
+    def catalog(self) -> Catalog:
+        return load_catalog("azure_models.yaml", self.name, self.label)
+
+    def _client(self) -> Any:
+        """`AzureOpenAI` configured as the SDK documents: AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION (default
+        here: a version with fine-tuning events, checkpoints and DPO), and AZURE_OPENAI_API_KEY or a
+        Microsoft Entra token in AZURE_OPENAI_AD_TOKEN. Kept in memory only."""
+        endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
+        if not endpoint:
+            raise UsageError(
+                "no Azure OpenAI endpoint: set AZURE_OPENAI_ENDPOINT (https://<resource>.openai.azure.com)"
+            )
+        version = os.environ.get("OPENAI_API_VERSION") or DEFAULT_API_VERSION
+        token = os.environ.get("AZURE_OPENAI_AD_TOKEN")
+        key = None if token else secret_from_env("AZURE_OPENAI_API_KEY", what="Azure OpenAI API key")
+        cache_key = (endpoint, version, key or token)
+        if cache_key not in self._clients:
+            try:
+                from openai import AzureOpenAI
+            except ImportError:
+                raise UsageError(
+                    "the Azure OpenAI backend needs the `openai` package",
+                    hint="pip install 'anytune[openai]'",
+                ) from None
+            self._clients[cache_key] = AzureOpenAI(
+                azure_endpoint=endpoint,
+                api_version=version,
+                api_key=key,
+                azure_ad_token=token,
+                max_retries=self.policy.attempts - 1,
+                timeout=60.0,
+            )
+        return self._clients[cache_key]
+
+    def _credential_problems(self, spec: JobSpec) -> list[Problem]:
+        missing = []
+        if not os.environ.get("AZURE_OPENAI_ENDPOINT"):
+            missing.append("AZURE_OPENAI_ENDPOINT")
+        if not (os.environ.get("AZURE_OPENAI_API_KEY") or os.environ.get("AZURE_OPENAI_AD_TOKEN")):
+            missing.append("AZURE_OPENAI_API_KEY (or AZURE_OPENAI_AD_TOKEN)")
+        if missing:
+            return [Problem("error", CREDENTIALS, f"Azure OpenAI needs {' and '.join(missing)}")]
+        return []
+
+    def _tier(self, spec: JobSpec) -> str:
+        return str(spec.options_for(self.name).get("training_type") or DEFAULT_TIER).lower()
+
+    def check_spec(self, spec: JobSpec) -> list[Problem]:
+        problems = super().check_spec(spec)
+        tier = self._tier(spec)
+        field = f"provider_options.{self.name}.training_type"
+        model = self.catalog().resolve(spec.model_for(self.name))
+        if tier not in TIERS:
+            problems.append(Problem("error", field, f"{tier!r}: use one of {', '.join(TIERS)}"))
+        elif model is not None and model.tiers and tier not in model.tiers:
+            problems.append(
+                Problem(
+                    "error", field, f"{model.id} trains on the tiers {', '.join(model.tiers)}, not {tier}"
+                )
+            )
+        if spec.evaluation is not None and not self._deployment(spec.options_for(self.name), "deployment"):
+            problems.append(
+                Problem(
+                    "warning",
+                    "evaluation",
+                    "Azure serves a fine-tune only through a deployment: deploy the model when the job ends "
+                    f"(named as the model, or set provider_options.{self.name}.deployment); "
+                    "evaluation calls it, and it is billed per hour while it exists",
+                )
+            )
+        return problems
+
+    def _price_tier(self, spec: JobSpec) -> str | None:
+        return self._tier(spec)
+
+    def quote(self, spec: JobSpec, prepared: PreparedData) -> Quote:
+        """OpenAI's quote at the price of the training tier, with the hourly hosting of a deployment apart."""
+        quote = super().quote(spec, prepared)
+        model = self.catalog().resolve(spec.model_for(self.name))
+        if model is None or not quote.available:
+            return quote
+        hosting = recurring_cost(
+            self.name, "hosting a deployment of the fine-tune", model=model.id, tier="hosting"
+        )
+        return quote.model_copy(update={"recurring": [hosting] if hosting else []})
+
+    def _create_extras(self, spec: JobSpec) -> dict[str, Any]:
+        # Azure refuses a create without it, with a misleading "model does not support fine-tuning"
+        return {"extra_body": {"trainingType": self._tier(spec)}}
+
+    def _ref_data(self, spec: JobSpec) -> dict[str, Any]:
+        options = spec.options_for(self.name)
+        data = {"price_tier": self._tier(spec)}
+        for key in ("deployment", "base_deployment"):
+            if options.get(key):
+                data[key] = str(options[key])
+        return data
+
+    def result(self, ref: ProviderRef) -> ModelArtifact:
+        artifact = super().result(ref)
+        served = {k: ref.data[k] for k in ("deployment", "base_deployment", "price_tier") if k in ref.data}
+        return artifact.model_copy(update={"metadata": {**artifact.metadata, **served}})
+
+    def base_artifact(self, model: ModelArtifact) -> ModelArtifact:
+        base = super().base_artifact(model)
+        deployment = model.metadata.get("base_deployment")
+        return base.model_copy(update={"metadata": {"deployment": deployment}}) if deployment else base
+
+    @staticmethod
+    def _deployment(values: dict[str, Any], key: str) -> str | None:
+        env = {"deployment": "AZURE_OPENAI_DEPLOYMENT", "base_deployment": "AZURE_OPENAI_BASE_DEPLOYMENT"}[
+            key
+        ]
+        return values.get(key) or os.environ.get(env) or None
+
+    def _served_model(self, model: ModelArtifact) -> str:
+        """The deployment that serves `model`: named in the job's options or the environment, else the
+        model's own name (a common way to name deployments)."""
+        key = "base_deployment" if model.kind == "base" else "deployment"
+        named = model.metadata.get("deployment") if model.kind == "base" else model.metadata.get(key)
+        return named or self._deployment({}, key) or super()._served_model(model)
+
+    def generate(self, model: ModelArtifact, prompts: list[Messages], params: Any) -> list[str]:
+        from anytune.plugin import BackendError
+
+        try:
+            return super().generate(model, prompts, params)
+        except BackendError as exc:
+            if exc.status != 404:
+                raise
+            raise CapabilityError(
+                f"no Azure deployment {self._served_model(model)!r} serves {model.model_id}: {exc.provider_message}",
+                hint="deploy the model in Azure AI Foundry, then name the deployment: AZURE_OPENAI_DEPLOYMENT "
+                "(fine-tune) / AZURE_OPENAI_BASE_DEPLOYMENT (base), or provider_options.azure-openai.deployment",
+            ) from exc

@@ -1,0 +1,236 @@
+"""The Azure OpenAI backend, driving the real `openai` SDK's `AzureOpenAI` client against the Azure emulator
+(served by the OpenAI plugin) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anytune.client import Client
+from anytune.errors import CapabilityError
+from anytune.jobfile import spec_from_dict
+from anytune.jobs import JobStatus
+from anytune.registry import Registry
+from anytune.spec import JobSpec
+from anytune_openai.azure_emulator import AzureOpenAIEmulator
+from tests.conftest import (
+    anytune_in_process,
+    chat_splits,
+    cli_env,
+    emulated,
+    emulator_cli,
+    preference_rows,
+    run_anytune,
+    write_jsonl,
+)
+
+KEY = "az-emulator-test-0123456789abcdef"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+BASE = "gpt-4o-mini-2024-07-18"
+
+
+@pytest.fixture
+def azure(monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureOpenAIEmulator]:
+    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
+    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+    with emulated("azure-openai", monkeypatch, KEY, tick=3.0) as emu:
+        yield emu
+
+
+def azure_spec(data: dict[str, str], **extra: object) -> JobSpec:
+    return spec_from_dict(
+        {
+            "name": "az-test",
+            "base_model": "gpt-4o-mini",
+            "provider": "azure-openai",
+            "data": data,
+            "hyperparameters": {"epochs": 2},
+            "evaluation": {"metrics": ["token_f1"]},
+            **extra,
+        }
+    )
+
+
+def creates(emu: AzureOpenAIEmulator) -> list[dict]:
+    return [
+        json.loads(e.request_body)
+        for e in emu.recorder.exchanges
+        if e.method == "POST" and e.path == "/openai/fine_tuning/jobs"
+    ]
+
+
+def test_sft_on_azure_to_succeeded_registered_and_evaluated_through_deployments(azure, tmp_path):
+    azure.deployments.update({"my-base": BASE, "my-tune": "pending"})
+    spec = azure_spec(
+        chat_splits(tmp_path, seed=41),
+        provider_options={
+            "azure-openai": {
+                "training_type": "globalstandard",
+                "deployment": "my-tune",
+                "base_deployment": "my-base",
+            }
+        },
+    )
+    client = Client()
+    job = client.submit(spec)
+    seen = {job.provider_status}
+    while not job.status.terminal:
+        job = client.refresh(job.id)
+        seen.add(job.provider_status)
+        if job.status is JobStatus.SUCCEEDED:
+            azure.deployments["my-tune"] = job.artifact.model_id  # deployed once trained, as on Azure
+    assert job.status is JobStatus.SUCCEEDED and "pending" in seen  # Azure's word for queued
+    assert job.artifact.model_id == f"{BASE}.ft-{job.provider_job_id[-12:]}"
+    # what went over the wire: Azure's paths, api-version, api-key, and the training type it requires
+    exchanges = azure.recorder.exchanges
+    assert all("api-version=" in e.query for e in exchanges)
+    assert all(e.request_headers.get("api-key") == KEY for e in exchanges)
+    [body] = creates(azure)
+    assert body["trainingType"] == "globalstandard" and body["model"] == BASE
+    # priced at the tier, with the hourly hosting apart
+    assert job.cost.actual == pytest.approx(job.cost.trained_tokens * 2.40 / 1e6)
+    assert [r.unit for r in job.cost.recurring] == ["hour"] and job.cost.recurring[0].price == 1.70
+    [model] = client.registry.models_for_job(job.id)
+    result = client.evaluate(job.id)
+    scores = {s.subject: s.metrics["token_f1"] for s in result.subjects}
+    assert scores["fine-tuned"] > scores["base"]
+    chats = [e.path for e in exchanges if e.path.endswith("/chat/completions")]
+    assert "/openai/deployments/my-base/chat/completions" in chats
+    assert "/openai/deployments/my-tune/chat/completions" in chats
+    assert model.ref == "az-test@1"
+
+
+def test_dpo_on_azure(azure, tmp_path):
+    train = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(12))
+    job = Client().submit(
+        azure_spec({"train": str(train)}, method={"type": "dpo", "beta": 0.2}, evaluation=None)
+    )
+    job = Client().follow(job.id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED
+    [body] = creates(azure)
+    assert body["method"]["type"] == "dpo" and body["method"]["dpo"]["hyperparameters"]["beta"] == 0.2
+    assert body["trainingType"] == "standard"  # the default: data stays in the resource's region
+
+
+def test_the_emulator_answers_a_create_without_training_type_as_azure_does(azure, tmp_path):
+    """Other layers forgot the field and got a misleading answer; anytune always sends it (above)."""
+    import openai
+
+    client = openai.AzureOpenAI(
+        azure_endpoint=str(azure_endpoint(azure)), api_key=KEY, api_version="2025-04-01-preview"
+    )
+    upload = client.files.create(
+        file=("t.jsonl", (Path(chat_splits(tmp_path, seed=2)["train"])).read_bytes()), purpose="fine-tune"
+    )
+    with pytest.raises(openai.BadRequestError, match="does not support fine-tuning"):
+        client.fine_tuning.jobs.create(model=BASE, training_file=upload.id)
+
+
+def azure_endpoint(emu: AzureOpenAIEmulator) -> str:
+    import os
+
+    return os.environ["AZURE_OPENAI_ENDPOINT"]
+
+
+def test_a_retired_azure_model_is_refused_with_its_date_and_source(azure, tmp_path, monkeypatch):
+    prices = tmp_path / "retired.yaml"
+    prices.write_text(
+        "prices:\n"
+        f"  - {{provider: azure-openai, model: {BASE}, tier: standard, unit: 1m_tokens, price: 3.0,"
+        " retires: 2026-11-01}\n"
+        "sources:\n  azure-openai: {source: our contract, seen: 2026-11-20,"
+        " retires_source: 'Azure model retirements page, 2026-10'}\n"
+    )
+    monkeypatch.setenv("ANYTUNE_PRICES", str(prices))
+    with pytest.raises(CapabilityError) as info:
+        Client().submit(azure_spec(chat_splits(tmp_path, seed=5)))
+    text = " ".join(info.value.details)
+    assert "was retired on 2026-11-01" in text and "Azure model retirements page" in text
+    assert azure.recorder.exchanges == []
+
+
+def test_a_dropped_create_makes_one_azure_job(azure, tmp_path):
+    azure.faults.add(method="POST", path="/openai/fine_tuning/jobs", drop=True)
+    job = Client().submit(azure_spec(chat_splits(tmp_path, seed=6), evaluation=None))
+    assert len(azure.jobs) == 1 and job.provider_job_id == next(iter(azure.jobs))
+    assert len(creates(azure)) == 1
+
+
+def test_the_azure_key_is_never_stored(azure, tmp_path):
+    job = Client().follow(Client().submit(azure_spec(chat_splits(tmp_path, seed=7), evaluation=None)).id)
+    assert job.status is JobStatus.SUCCEEDED
+    home = Path(__import__("os").environ["ANYTUNE_HOME"])
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_missing_azure_settings_are_credentials_problems(tmp_path, monkeypatch, capsys):
+    for name in ("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    train = chat_splits(tmp_path, 1)["train"]
+    job = tmp_path / "job.yaml"
+    job.write_text(f"base_model: gpt-4o-mini\nprovider: azure-openai\ndata: {{train: {train}}}\n")
+    code, output = anytune_in_process(capsys, "run", str(job))
+    assert code == 2 and "AZURE_OPENAI_ENDPOINT" in output and "AZURE_OPENAI_API_KEY" in output
+    assert Registry().list_jobs(limit=None) == []
+
+
+def test_openai_sft_example_runs_on_azure_and_quotes_show_hosting_apart(tmp_path):
+    from anytune.testing import free_port
+
+    port = free_port()
+    env = cli_env(
+        tmp_path,
+        AZURE_OPENAI_ENDPOINT=f"http://127.0.0.1:{port}",
+        AZURE_OPENAI_API_KEY="az-emulator-cli-key",
+        OPENAI_API_VERSION="2025-04-01-preview",
+        OPENAI_API_KEY="sk-unused-for-quotes",
+        ANYTUNE_TODAY="2026-11-28",
+    )
+    quote = run_anytune(
+        "quote", str(EXAMPLES / "openai-sft.yaml"), "--providers", "openai,azure-openai", "--json", env=env
+    )
+    assert quote.returncode == 0, quote.stderr
+    rows = {r["provider"]: r for r in json.loads(quote.stdout)["quotes"]}
+    assert rows["openai"]["recurring"] == []
+    [hosting] = rows["azure-openai"]["recurring"]
+    assert hosting["unit"] == "hour" and hosting["price"] > 0 and rows["azure-openai"]["price"] > 0
+    with emulator_cli("azure-openai", env, port, speed=20):
+        run = run_anytune(
+            "run", str(EXAMPLES / "openai-sft.yaml"), "--provider", "azure-openai", env=env, timeout=180
+        )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "succeeded" in run.stdout and "token_f1" in run.stdout
+
+
+def test_an_openai_job_migrates_to_azure_with_its_data_and_lineage(azure, tmp_path, monkeypatch, capsys):
+    with emulated("openai", monkeypatch, "sk-openai-for-migration-0123456789", tick=3.0) as openai_emu:
+        client = Client()
+        spec = azure_spec(chat_splits(tmp_path, seed=8), provider="openai", evaluation=None)
+        first = client.follow(client.submit(spec).id, interval=0)
+        assert first.status is JobStatus.SUCCEEDED and len(openai_emu.jobs) == 1
+    code, output = anytune_in_process(
+        capsys,
+        "jobs",
+        "migrate",
+        first.id,
+        "--to",
+        "azure-openai",
+        "--set",
+        "provider_options.azure-openai.training_type=globalstandard",
+    )
+    assert code == 0, output
+    [moved] = [j for j in Registry().list_jobs(limit=None) if j.provider == "azure-openai"]
+    assert moved.status is JobStatus.SUCCEEDED and moved.spec.data == first.spec.data
+    assert creates(azure)[0]["trainingType"] == "globalstandard"
+    assert [m.ref for m in Registry().models_for_job(moved.id)] == [
+        "az-test@2"
+    ]  # the same model, a new version
+    assert any(f"migrated from {first.id}" in e.message for e in Registry().events(moved.id))
+    assert any(f"migrated to {moved.id}" in e.message for e in Registry().events(first.id))
+    code, shown = anytune_in_process(capsys, "jobs", "show", moved.id)
+    assert "hosting a deployment of the fine-tune: 1.70 USD per hour" in " ".join(shown.split())
