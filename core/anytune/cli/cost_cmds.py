@@ -98,6 +98,9 @@ def prices(
     """Every price in the catalog, with its source and the date it was seen; override files included."""
     from anytune.cost.catalog import load_catalog
 
+    from anytune.plugins import get_plugin_manager
+
+    get_plugin_manager()  # the plugins' catalogs (and their errors) before the table is drawn
     catalog = load_catalog(extra)
     entries = [e for e in catalog.entries if provider is None or e.provider == provider]
     if not entries:
@@ -110,6 +113,8 @@ def prices(
         )
         if e.hardware and e.flavor:
             applies += f" ({e.flavor})"
+        if e.tier:
+            applies += f" [{e.tier}]"
         kind = "/".join(x for x in (",".join(e.method), ",".join(e.adapter)) if x != "*")
         unit = "per 1M tokens" if e.unit == "1m_tokens" else "per hour"
         source, seen = catalog.source_of(e)
