@@ -97,7 +97,6 @@ def prices(
 ) -> None:
     """Every price in the catalog, with its source and the date it was seen; override files included."""
     from anytune.cost.catalog import load_catalog
-
     from anytune.plugins import get_plugin_manager
 
     get_plugin_manager()  # the plugins' catalogs (and their errors) before the table is drawn
