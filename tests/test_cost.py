@@ -293,11 +293,14 @@ def test_all_providers_in_one_table_sorted_by_price_with_reasons(tmp_path: Path)
     train = write_jsonl(tmp_path / "train.jsonl", chat_rows(30))
     small = {
         "openai": {"base_model": "gpt-4o-mini"},
+        "azure-openai": {"base_model": "gpt-4o-mini"},
         "local": {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
     }
     table = quote(spec(train, provider_options=small), "all")
     rows = by_label(table)
-    assert {"openai", "together", "local (cpu)"} < set(rows) and any(r.startswith("hf-jobs (") for r in rows)
+    assert {"openai", "azure-openai", "together", "local (cpu)"} < set(rows)
+    assert any(r.startswith("hf-jobs (") for r in rows)
+    assert [r.unit for r in rows["azure-openai"].recurring] == ["hour"]  # hosting, apart from training
     priced = [q.price for q in table.quotes]
     assert None not in priced and priced == sorted(priced)  # type: ignore[type-var]
     assert table.cheapest() is table.quotes[0]

@@ -258,11 +258,32 @@ def test_a_plugin_cannot_shadow_a_built_in_backend_or_metric(monkeypatch):
 
 
 def test_report_markdown_escapes_what_the_data_says(tmp_path):
-    from anytune.workflows.report import _md_cell
+    """Training data and answers with markup: report.md (Markdown renderers pass raw HTML through) shows them
+    as text, as report.html does."""
+    from anytune.workflows.report import write_report
+    from tests.test_client import make_client, spec
 
-    payload = "<script>alert('x')</script> | `code`"
-    cell = _md_cell(payload)
-    assert "<script>" not in cell and "&lt;script&gt;" in cell and "\\|" in cell and "`" not in cell
+    client, _ = make_client()
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"Reverse: <script>alert({i})</script> a b"},
+                {"role": "assistant", "content": "Reversed: b a"},
+            ]
+        }
+        for i in range(6)
+    ]
+    data = {
+        "train": str(write_jsonl(tmp_path / "train.jsonl", rows)),
+        "test": str(write_jsonl(tmp_path / "test.jsonl", rows[:3])),
+    }
+    job = client.follow(client.submit(spec(data, name="hostile")).id, interval=0)
+    client.evaluate(job.id)
+    written = write_report(client, [job.id], tmp_path / "report")
+    markdown = written.markdown.read_text()
+    assert "alert(" in markdown  # the examples are there...
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown  # ...as text
+    assert "<script>" not in written.html.read_text()
 
 
 def test_a_wrong_together_key_is_a_credentials_error_not_a_spec_one(tmp_path, capsys, monkeypatch):

@@ -75,7 +75,7 @@ def test_broken_plugins_are_reported_and_the_rest_works(tmp_path: Path, monkeypa
     assert infos["echo"].backends == ["echo"] and infos["echo"].metrics == ["length_match"]
     assert "a_module_that_does_not_exist" in infos["broken"].error
     assert "misconfigured: set FOO_API_KEY" in infos["raising"].error
-    assert pm.backend_names() == ["echo", "local", "openai", "together"]
+    assert pm.backend_names() == ["azure-openai", "echo", "local", "openai", "together"]
     assert "length_match" in pm.metrics()
     with pytest.raises(PluginError, match="failed to load") as info:
         pm.get_backend("broken")
