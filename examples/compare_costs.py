@@ -35,6 +35,7 @@ def main() -> None:
         args.job,
         overrides=[
             "provider_options.openai.base_model=gpt-4o-mini",
+            "provider_options.azure-openai.base_model=gpt-4o-mini",
             "provider_options.together.base_model=Qwen/Qwen2.5-7B-Instruct",
             *([f"hyperparameters.epochs={args.epochs}"] if args.epochs else []),
         ],

@@ -100,43 +100,40 @@ class QuoteTable:
         return buf.getvalue()
 
     def rich_table(self) -> Any:
-        """The comparison as a rich Table that fits an 80-column terminal: cheapest in bold green,
-        over-budget in red, reasons in red; a column only where some row has something to say, the price
-        date in the caption when every price was seen the same day, models by their short name."""
+        """The comparison for a terminal, fitting 80 columns: a table (cheapest in bold green, over budget in
+        red, the price date in the caption when every price was seen the same day, models by their short
+        name), then one line per provider that says more: why it cannot run the job, what the result costs
+        to keep (hosting per hour, apart from the one-off price), what a missing price rests on."""
+        from collections import Counter
+
+        from rich.console import Group
         from rich.markup import escape
         from rich.table import Table
+        from rich.text import Text
 
-        dates = {q.price_date for q in self.quotes if q.available and q.price_date}
-        one_date = len(dates) == 1
-        notes = {id(q): self._note(q) for q in self.quotes}
-        budget = f", budget {self.budget:,.2f} USD" if self.budget is not None else ""
-        caption = f"prices seen {next(iter(dates))}" if one_date else None
-        t = Table(
-            title=f"quote for {escape(self.spec.name)}{budget}",
-            title_justify="left",
-            caption=caption,
-            caption_justify="left",
+        dates = Counter(q.price_date for q in self.quotes if q.available and q.price_date)
+        usual = dates.most_common(1)[0][0] if dates else None
+        others = sorted(
+            {f"{q.provider} {q.price_date}" for q in self.quotes if q.price_date not in (None, usual)}
         )
+        budget = f", budget {self.budget:,.2f} USD" if self.budget is not None else ""
+        t = Table(title=f"quote for {escape(self.spec.name)}{budget}", title_justify="left")
         columns = ["provider", "model", "tokens", "price", "ETA"]
-        if any(q.recurring for q in self.quotes):
-            columns.append("then")
-        if not one_date:
-            columns.append("price seen")
-        if any(notes.values()):
-            columns.append("note")
         for col in columns:
             t.add_column(
                 col,
                 justify="right" if col in ("tokens", "price", "ETA") else "left",
-                no_wrap=col != "note",
+                no_wrap=True,
                 max_width=20 if col == "model" else None,
                 min_width={"tokens": 7, "price": 10, "ETA": 6}.get(col),
-                overflow="ellipsis" if col == "model" else "fold",
+                overflow="ellipsis",
             )
+        seen = f"prices seen {usual}" + (f" ({', '.join(others)})" if others else "") if usual else ""
+        lines: list[str] = [f"[dim]{escape(seen)}[/]"] if seen else []
         for q in self.quotes:
             model = escape((q.model or "-").rsplit("/", 1)[-1])
             if not q.available:
-                row = [escape(q.label), model, "-", "-", "-"]
+                row = [escape(q.label), model, "-", "[red]refused[/]", "-"]
             else:
                 tokens = (
                     "-"
@@ -149,22 +146,21 @@ class QuoteTable:
                 elif q is self.cheapest():
                     price = f"[bold green]{price}[/]"
                 row = [escape(q.label), model, tokens, price, duration(q.eta_seconds)]
-            if "then" in columns:  # what the result costs to keep, apart from the one-off training price
-                row.append(
-                    " ".join(f"+{money(r.price, r.currency)}/{_PER[r.unit]}" for r in q.recurring) or "-"
-                )
-            if not one_date:
-                row.append(q.price_date.isoformat() if q.price_date else "-")
-            if "note" in columns:
-                row.append(notes[id(q)])
             t.add_row(*row)
-        return t
+            note = self._note(q)
+            if note:
+                lines.append(f"[bold]{escape(q.label)}[/]: {note}")
+            for r in q.recurring:  # what the result costs to keep, apart from the one-off training price
+                lines.append(
+                    f"[bold]{escape(q.label)}[/]: then {money(r.price, r.currency)} per {r.unit} ({escape(r.what)})"
+                )
+        return Group(t, *(Text.from_markup(line) for line in lines))
 
     def _note(self, q: Quote) -> str:
         from rich.markup import escape
 
         if not q.available:
-            return f"[red]{escape(q.reason or '')}[/]"
+            return f"[red]{escape(q.reason or 'not available')}[/]"
         if self.over_budget(q):
             return "[red]over budget[/]"
         if q.price is None:
@@ -176,9 +172,6 @@ class QuoteTable:
         from anytune.cost.plot import plot_quotes
 
         return plot_quotes(self.quotes, Path(path), title=self.spec.name, budget=self.budget)
-
-
-_PER = {"hour": "h", "month": "mo"}
 
 
 def _order(q: Quote) -> tuple[int, float, str]:
