@@ -186,3 +186,15 @@ def openai_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def together_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with emulated("together", monkeypatch, TOGETHER_TEST_KEY, tick=2.0) as emu:
         yield emu
+
+
+AZURE_TEST_KEY = "az-emulator-test-0123456789abcdef"
+
+
+@pytest.fixture
+def azure_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The OpenAI plugin's Azure OpenAI emulator, dated like `openai_emu`."""
+    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
+    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+    with emulated("azure-openai", monkeypatch, AZURE_TEST_KEY, tick=3.0) as emu:
+        yield emu

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from anytune.registry import Registry
 from anytune.spec import JobSpec
 from anytune_openai.azure_emulator import AzureOpenAIEmulator
 from tests.conftest import (
+    AZURE_TEST_KEY,
     anytune_in_process,
     chat_splits,
     cli_env,
@@ -27,17 +27,14 @@ from tests.conftest import (
     write_jsonl,
 )
 
-KEY = "az-emulator-test-0123456789abcdef"
+KEY = AZURE_TEST_KEY
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 BASE = "gpt-4o-mini-2024-07-18"
 
 
 @pytest.fixture
-def azure(monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureOpenAIEmulator]:
-    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
-    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
-    with emulated("azure-openai", monkeypatch, KEY, tick=3.0) as emu:
-        yield emu
+def azure(azure_emu: AzureOpenAIEmulator) -> AzureOpenAIEmulator:
+    return azure_emu
 
 
 def azure_spec(data: dict[str, str], **extra: object) -> JobSpec:
