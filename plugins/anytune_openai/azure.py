@@ -18,7 +18,9 @@ from typing import Any, ClassVar
 
 from anytune.plugin import (
     CREDENTIALS,
+    BackendError,
     CapabilityError,
+    GenerationParams,
     JobSpec,
     JobStatus,
     Messages,
@@ -171,12 +173,12 @@ class AzureOpenAIBackend(OpenAIBackend):
         """The deployment that serves `model`: named in the job's options or the environment, else the
         model's own name (a common way to name deployments)."""
         key = "base_deployment" if model.kind == "base" else "deployment"
-        named = model.metadata.get("deployment") if model.kind == "base" else model.metadata.get(key)
+        named = model.metadata.get(
+            "deployment"
+        )  # a base artifact carries its base's deployment under this key
         return named or self._deployment({}, key) or super()._served_model(model)
 
-    def generate(self, model: ModelArtifact, prompts: list[Messages], params: Any) -> list[str]:
-        from anytune.plugin import BackendError
-
+    def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
         try:
             return super().generate(model, prompts, params)
         except BackendError as exc:
