@@ -34,6 +34,9 @@ BASE = "gpt-4o-mini-2024-07-18"
 
 @pytest.fixture
 def azure(azure_emu: AzureOpenAIEmulator) -> AzureOpenAIEmulator:
+    """As Azure is: nothing deployed but what a test deploys (`anytune emulate` deploys everything)."""
+    azure_emu.auto_deploy = False
+    azure_emu.deployments.clear()
     return azure_emu
 
 
@@ -231,3 +234,52 @@ def test_an_openai_job_migrates_to_azure_with_its_data_and_lineage(azure, tmp_pa
     assert any(f"migrated to {moved.id}" in e.message for e in Registry().events(first.id))
     code, shown = anytune_in_process(capsys, "jobs", "show", moved.id)
     assert "hosting a deployment of the fine-tune: 1.70 USD per hour" in " ".join(shown.split())
+
+
+def test_a_deployment_made_for_evaluation_is_deleted_and_its_hosting_added_to_the_cost(
+    azure, tmp_path, monkeypatch
+):
+    import os
+
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "sub-0001")
+    monkeypatch.setenv("AZURE_RESOURCE_GROUP", "rg-tuning")
+    monkeypatch.setenv("AZURE_OPENAI_RESOURCE", "my-aoai")
+    monkeypatch.setenv("AZURE_MANAGEMENT_TOKEN", KEY)  # the emulator takes its key as the Bearer token
+    monkeypatch.setenv("AZURE_MANAGEMENT_ENDPOINT", os.environ["AZURE_OPENAI_ENDPOINT"])
+    azure.deployments["my-base"] = BASE
+    spec = azure_spec(
+        chat_splits(tmp_path, seed=9),
+        provider_options={"azure-openai": {"create_deployment": True, "base_deployment": "my-base"}},
+    )
+    result = Client().run(spec)
+    assert result.job.status is JobStatus.SUCCEEDED and result.evaluation is not None
+    scores = {s.subject: s.metrics["token_f1"] for s in result.evaluation.subjects}
+    assert scores["fine-tuned"] > scores["base"]
+    managed = [e for e in azure.recorder.exchanges if e.path.startswith("/subscriptions/sub-0001/")]
+    methods = [e.method for e in managed]
+    assert methods[0] == "PUT" and methods[-1] == "DELETE" and "GET" in methods
+    assert (
+        "/providers/Microsoft.CognitiveServices/accounts/my-aoai/deployments/anytune-eval-" in managed[0].path
+    )
+    assert azure.deployments == {"my-base": BASE}  # the evaluation's deployment is gone
+    job = Registry().get_job(result.job.id)
+    assert any(n.startswith("serving for evaluation") for n in job.cost.notes)
+    assert (
+        job.cost.actual > job.cost.trained_tokens * 3.00 / 1e6
+    )  # training at the standard tier, plus hosting
+
+
+def test_creating_a_deployment_needs_the_management_settings(azure, tmp_path, monkeypatch):
+    for name in (
+        "AZURE_SUBSCRIPTION_ID",
+        "AZURE_RESOURCE_GROUP",
+        "AZURE_OPENAI_RESOURCE",
+        "AZURE_MANAGEMENT_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    spec = azure_spec(
+        chat_splits(tmp_path, seed=10), provider_options={"azure-openai": {"create_deployment": True}}
+    )
+    with pytest.raises(CapabilityError, match="AZURE_SUBSCRIPTION_ID"):
+        Client().submit(spec)
+    assert azure.recorder.exchanges == []

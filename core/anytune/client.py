@@ -810,6 +810,24 @@ class Client:
         )
         return artifact, version
 
+    def _add_serving_costs(self, targets: list[EvalTarget]) -> None:
+        """What serving each job's model for this evaluation cost (a deployment billed per hour), added to
+        the job's actual cost and noted in its log."""
+        for t in targets:
+            if t.job is None:
+                continue
+            cost = self.backend(t.provider).serving_cost(t.artifact)
+            if not cost:
+                continue
+            job = self.registry.get_job(t.job.id)
+            before = job.cost or Cost()
+            note = f"serving for evaluation: {cost:.4f} {before.currency}"
+            updated = before.model_copy(
+                update={"actual": (before.actual or 0.0) + cost, "notes": [*before.notes, note]}
+            )
+            self.registry.update_job(job.id, cost=updated)
+            self._record(job.id, [Event(message=f"{note} (added to the actual cost)")])
+
     def resolve_judge(self, ref: str) -> tuple[Backend, ModelArtifact]:
         """A judge model: a registered model or job, or `provider:model` for a provider's own model."""
         provider, sep, model = ref.partition(":")
@@ -847,6 +865,7 @@ class Client:
         metrics = resolve_metrics(spec.metrics, self.plugins.metrics())
         judge = self.resolve_judge(spec.judge) if spec.judge else None
         result = evaluate(subjects, data, spec, metrics, on_progress, judge=judge)
+        self._add_serving_costs(resolved)
         labels = {("fine-tuned" if single_job else t.label): t for t in resolved}
         for subject in result.subjects:
             t = labels.get(subject.subject)

@@ -397,6 +397,12 @@ class Backend(ABC):
         base model; a service that serves models only through deployments says which one."""
         return ModelArtifact.base(self.name, model.base_model)
 
+    def serving_cost(self, model: ModelArtifact) -> float | None:
+        """Optional: what serving `model` for evaluation has cost so far in this process (a deployment created
+        for it and billed by the hour), in the quote's currency. The core adds it to the job's actual cost
+        after an evaluation; None when serving costs nothing beyond the provider's per-token inference."""
+        return None
+
     def resume_point(self, ref: ProviderRef) -> str | None:
         """Optional (with `supports_resume`): the checkpoint a failed or cancelled job can restart from, as a
         value for `provider_options.<provider>.resume_from`; None if it saved none."""

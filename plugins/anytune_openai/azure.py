@@ -13,7 +13,11 @@ named after the model; the base model likewise (`base_deployment`, `$AZURE_OPENA
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from anytune.plugin import (
@@ -30,6 +34,7 @@ from anytune.plugin import (
     ProviderRef,
     Quote,
     UsageError,
+    http_failure,
     recurring_cost,
     secret_from_env,
 )
@@ -39,7 +44,10 @@ from anytune_openai.catalog import Catalog, load_catalog
 TIERS = ("standard", "globalstandard", "developer")
 DEFAULT_TIER = "standard"  # regional: the data stays in the resource's region
 DEFAULT_API_VERSION = "2025-04-01-preview"
-AZURE_OPTIONS = OPTIONS | {"training_type", "deployment", "base_deployment"}
+AZURE_OPTIONS = OPTIONS | {"training_type", "deployment", "base_deployment", "create_deployment"}
+MANAGEMENT_API_VERSION = "2024-10-01"
+MANAGEMENT_VARIABLES = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_OPENAI_RESOURCE")
+DEPLOY_TIMEOUT_S = 30 * 60
 
 
 class AzureOpenAIBackend(OpenAIBackend):
@@ -52,7 +60,16 @@ class AzureOpenAIBackend(OpenAIBackend):
     }
     pacing: ClassVar[dict[str, float]] = {**POLL_AFTER, "pending": 5.0, "notRunning": 5.0}
     options_known: ClassVar[frozenset[str]] = AZURE_OPTIONS
-    secrets: ClassVar[tuple[str, ...]] = ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_AD_TOKEN", "WANDB_API_KEY")
+    secrets: ClassVar[tuple[str, ...]] = (
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_AD_TOKEN",
+        "AZURE_MANAGEMENT_TOKEN",
+        "WANDB_API_KEY",
+    )
+
+    def __init__(self, policy: Any = None) -> None:
+        super().__init__(policy)
+        self._serving: dict[str, float] = {}  # fine-tuned model -> hosting cost of deployments made for it
 
     def catalog(self) -> Catalog:
         return load_catalog("azure_models.yaml", self.name, self.label)
@@ -114,7 +131,18 @@ class AzureOpenAIBackend(OpenAIBackend):
                     "error", field, f"{model.id} trains on the tiers {', '.join(model.tiers)}, not {tier}"
                 )
             )
-        if spec.evaluation is not None and not self._deployment(spec.options_for(self.name), "deployment"):
+        options = spec.options_for(self.name)
+        if options.get("create_deployment"):
+            missing = [v for v in (*MANAGEMENT_VARIABLES, "AZURE_MANAGEMENT_TOKEN") if not os.environ.get(v)]
+            if missing:
+                problems.append(
+                    Problem(
+                        "error",
+                        f"provider_options.{self.name}.create_deployment",
+                        f"creating a deployment for evaluation needs {', '.join(missing)} (the management API)",
+                    )
+                )
+        elif spec.evaluation is not None and not self._deployment(options, "deployment"):
             problems.append(
                 Problem(
                     "warning",
@@ -150,11 +178,17 @@ class AzureOpenAIBackend(OpenAIBackend):
         for key in ("deployment", "base_deployment"):
             if options.get(key):
                 data[key] = str(options[key])
+        if options.get("create_deployment"):
+            data["create_deployment"] = True
         return data
 
     def result(self, ref: ProviderRef) -> ModelArtifact:
         artifact = super().result(ref)
-        served = {k: ref.data[k] for k in ("deployment", "base_deployment", "price_tier") if k in ref.data}
+        served = {
+            k: ref.data[k]
+            for k in ("deployment", "base_deployment", "price_tier", "create_deployment")
+            if k in ref.data
+        }
         return artifact.model_copy(update={"metadata": {**artifact.metadata, **served}})
 
     def base_artifact(self, model: ModelArtifact) -> ModelArtifact:
@@ -179,6 +213,81 @@ class AzureOpenAIBackend(OpenAIBackend):
         return named or self._deployment({}, key) or super()._served_model(model)
 
     def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
+        named = model.metadata.get("deployment") or self._deployment({}, "deployment")
+        if model.kind != "base" and model.metadata.get("create_deployment") and not named:
+            with self._temporary_deployment(model) as name:
+                served = model.model_copy(update={"metadata": {**model.metadata, "deployment": name}})
+                return self._generate(served, prompts, params)
+        return self._generate(model, prompts, params)
+
+    def serving_cost(self, model: ModelArtifact) -> float | None:
+        return self._serving.get(model.model_id)
+
+    @contextmanager
+    def _temporary_deployment(self, model: ModelArtifact) -> Iterator[str]:
+        """A deployment of `model` made through the management API for as long as the block runs (the job
+        allowed it with `create_deployment`), deleted afterwards; its hosting time at the catalog's hourly
+        price is remembered for `serving_cost`."""
+        import httpx
+
+        base, headers = self._management()
+        name = "anytune-eval-" + hashlib.sha1(model.model_id.encode()).hexdigest()[:10]
+        url = f"{base}/{name}"
+        params = {"api-version": MANAGEMENT_API_VERSION}
+        body = {
+            "sku": {"name": "standard", "capacity": 1},
+            "properties": {"model": {"format": "OpenAI", "name": model.model_id, "version": "1"}},
+        }
+        with httpx.Client(timeout=60.0, headers=headers) as http:
+            _management_call(http.put(url, params=params, json=body))
+            started = time.monotonic()
+            try:
+                self._wait_provisioned(http, url, params)
+                yield name
+            finally:
+                _management_call(http.delete(url, params=params))
+                hours = (time.monotonic() - started) / 3600
+                hosting = recurring_cost(self.name, "hosting", model=model.base_model, tier="hosting")
+                if hosting is not None:
+                    self._serving[model.model_id] = (
+                        self._serving.get(model.model_id, 0.0) + hours * hosting.price
+                    )
+
+    @staticmethod
+    def _wait_provisioned(http: Any, url: str, params: dict[str, str]) -> None:
+        deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+        pause = float(os.environ.get("ANYTUNE_POLL_INTERVAL") or 10.0)
+        while True:
+            state = (
+                _management_call(http.get(url, params=params)).get("properties", {}).get("provisioningState")
+            )
+            if state == "Succeeded":
+                return
+            if state in ("Failed", "Canceled"):
+                raise BackendError(
+                    f"Azure could not create the evaluation deployment ({state}): {url.rsplit('/', 1)[-1]}"
+                )
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"the evaluation deployment was not ready after {DEPLOY_TIMEOUT_S // 60} minutes"
+                )
+            time.sleep(pause)
+
+    def _management(self) -> tuple[str, dict[str, str]]:
+        """The management API's deployments of this Azure OpenAI resource, and the Bearer token for it."""
+        missing = [v for v in MANAGEMENT_VARIABLES if not os.environ.get(v)]
+        if missing:
+            raise UsageError(f"creating a deployment needs {', '.join(missing)}")
+        sub, group, account = (os.environ[v] for v in MANAGEMENT_VARIABLES)
+        token = secret_from_env("AZURE_MANAGEMENT_TOKEN", what="Azure Resource Manager token")
+        endpoint = (os.environ.get("AZURE_MANAGEMENT_ENDPOINT") or "https://management.azure.com").rstrip("/")
+        base = (
+            f"{endpoint}/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.CognitiveServices"
+            f"/accounts/{account}/deployments"
+        )
+        return base, {"Authorization": f"Bearer {token}"}
+
+    def _generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
         try:
             return super().generate(model, prompts, params)
         except BackendError as exc:
@@ -189,3 +298,17 @@ class AzureOpenAIBackend(OpenAIBackend):
                 hint="deploy the model in Azure AI Foundry, then name the deployment: AZURE_OPENAI_DEPLOYMENT "
                 "(fine-tune) / AZURE_OPENAI_BASE_DEPLOYMENT (base), or provider_options.azure-openai.deployment",
             ) from exc
+
+
+def _management_call(response: Any) -> dict[str, Any]:
+    """A management API answer as JSON, or its error with Azure's own words."""
+    if response.status_code >= 400:
+        try:
+            error = response.json().get("error", {})
+        except ValueError:
+            error = {}
+        message = error.get("message") or response.text[:200]
+        raise http_failure(
+            "Azure management API", response.status_code, message, dict(response.headers)
+        ).error
+    return response.json() if response.content else {}

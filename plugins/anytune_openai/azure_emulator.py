@@ -30,8 +30,14 @@ TRAINING_TYPES = {
 AZURE_STATUS = {"validating_files": "pending", "queued": "pending"}
 
 
+ARM_DEPLOYMENT = (
+    "/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.CognitiveServices/accounts/{account}"
+    "/deployments/{name}"
+)
+
+
 class AzureOpenAIEmulator(OpenAIEmulator):
-    api_prefix = "/openai"
+    api_prefix = ("/openai", "/subscriptions")  # the data plane, and the management plane's deployments
 
     def __init__(
         self,
@@ -42,6 +48,7 @@ class AzureOpenAIEmulator(OpenAIEmulator):
         auto_deploy: bool = False,
     ) -> None:
         self.deployments: dict[str, str] = {}  # deployment name -> model
+        self.provisioning: dict[str, str] = {}  # created through the management API, not yet serving
         self.auto_deploy = auto_deploy
         self.training_types: dict[str, str] = {}  # job id -> tier
         super().__init__(api_key=api_key, clock=clock, step_seconds=step_seconds)
@@ -73,8 +80,51 @@ class AzureOpenAIEmulator(OpenAIEmulator):
                 self._versioned(self._deployment_chat),
                 methods=["POST"],
             ),
+            Route(ARM_DEPLOYMENT, self._versioned(self._arm_deployment), methods=["PUT", "GET", "DELETE"]),
             Route("/_emulator/state", self._state, methods=["GET"]),
         ]
+
+    async def _arm_deployment(self, request: Any) -> Any:
+        """The management plane's deployments (what `az cognitiveservices account deployment create` calls):
+        created `Creating`, `Succeeded` at the next look, then serving; deleted on DELETE."""
+        p = request.path_params
+        name = p["name"]
+        resource = ARM_DEPLOYMENT.format(sub=p["sub"], group=p["group"], account=p["account"], name=name)
+        body = await request.json() if request.method == "PUT" else {}
+
+        def view(model: str, state: str) -> dict[str, Any]:
+            return {
+                "id": resource,
+                "name": name,
+                "type": "Microsoft.CognitiveServices/accounts/deployments",
+                "sku": body.get("sku") or {"name": "standard", "capacity": 1},
+                "properties": {
+                    "model": {"format": "OpenAI", "name": model, "version": "1"},
+                    "provisioningState": state,
+                },
+            }
+
+        def run() -> Any:
+            if request.method == "PUT":
+                model = ((body.get("properties") or {}).get("model") or {}).get("name")
+                known = {j.fine_tuned_model for j in self.jobs.values()} | set(FINE_TUNABLE)
+                if model not in known:
+                    raise ApiError(
+                        400, f"The model '{model}' is not supported.", code="InvalidResourceProperties"
+                    )
+                self.provisioning[name] = model
+                return self._json(201, view(model, "Creating"))
+            if request.method == "DELETE":
+                self.deployments.pop(name, None)
+                self.provisioning.pop(name, None)
+                return self._json(200, {})
+            if name in self.provisioning:  # provisioned by the next look
+                self.deployments[name] = self.provisioning.pop(name)
+            if name not in self.deployments:
+                raise ApiError(404, f"The deployment {name} was not found.", code="DeploymentNotFound")
+            return self._json(200, view(self.deployments[name], "Succeeded"))
+
+        return self._handle(run)
 
     def _versioned(self, handler: Any) -> Any:
         async def run(request: Any) -> Any:

@@ -146,7 +146,7 @@ def _tokens(text: str) -> int:
 class OpenAIEmulator(EmulatorBase):
     """State and routes of the emulated API. `app` is the ASGI application."""
 
-    api_prefix = "/v1"  # where auth, faults and the recorder apply
+    api_prefix: str | tuple[str, ...] = "/v1"  # where auth, faults and the recorder apply
 
     def __init__(
         self,

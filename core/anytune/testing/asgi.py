@@ -79,7 +79,7 @@ class EmulatorMiddleware:
         recorder: Recorder,
         error_body: ErrorBody,
         authorize: Callable[[dict[str, str]], bool],
-        api_prefix: str = "/v1",
+        api_prefix: str | tuple[str, ...] = "/v1",
         extra_headers: Callable[[], dict[str, str]] = dict,
     ) -> None:
         self.app = app

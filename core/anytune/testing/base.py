@@ -35,7 +35,7 @@ class EmulatorBase:
         clock: Clock | None,
         routes: list[Any],
         extra_headers: Callable[[], dict[str, str]] = dict,
-        api_prefix: str = "/v1",
+        api_prefix: str | tuple[str, ...] = "/v1",
     ) -> None:
         from starlette.applications import Starlette
 
