@@ -283,3 +283,30 @@ def test_creating_a_deployment_needs_the_management_settings(azure, tmp_path, mo
     with pytest.raises(CapabilityError, match="AZURE_SUBSCRIPTION_ID"):
         Client().submit(spec)
     assert azure.recorder.exchanges == []
+
+
+def test_a_file_over_the_upload_limit_goes_through_blob_storage(azure, tmp_path, monkeypatch):
+    import os
+
+    from anytune.plugins import get_plugin_manager
+
+    monkeypatch.setenv(
+        "AZURE_OPENAI_BLOB_CONTAINER_URL",
+        os.environ["AZURE_OPENAI_ENDPOINT"] + "/_blob/training?sv=1&sig=abc123",
+    )
+    backend = get_plugin_manager().get_backend("azure-openai")
+    monkeypatch.setattr(backend, "upload_limit", 1024)  # the 30-example file stands in for a 600 MB one
+    client = Client()
+    first = client.follow(client.submit(azure_spec(chat_splits(tmp_path, seed=11), evaluation=None)).id)
+    assert first.status is JobStatus.SUCCEEDED
+    [blob] = azure.blobs  # put once...
+    assert blob.startswith("training/anytune-")
+    imports = [e for e in azure.recorder.exchanges if e.path == "/openai/files/import"]
+    assert len(imports) == 1 and json.loads(imports[0].request_body)["content_url"].endswith("sig=abc123")
+    direct = [e for e in azure.recorder.exchanges if e.method == "POST" and e.path == "/openai/files"]
+    assert direct == []  # ...imported, not uploaded through the API
+    second = client.submit(azure_spec(chat_splits(tmp_path, seed=11), evaluation=None, suffix="again"))
+    assert second.provider_job_id != first.provider_job_id
+    assert (
+        len([e for e in azure.recorder.exchanges if e.path == "/openai/files/import"]) == 1
+    )  # found, not again

@@ -30,16 +30,20 @@ from anytune.plugin import (
     Messages,
     ModelArtifact,
     PreparedData,
+    PreparedFile,
     Problem,
     ProviderRef,
     Quote,
     UsageError,
+    create_once,
     http_failure,
     recurring_cost,
     secret_from_env,
+    upload_once,
 )
 from anytune_openai.backend import OPTIONS, POLL_AFTER, STATUS, OpenAIBackend
 from anytune_openai.catalog import Catalog, load_catalog
+from anytune_openai.errors import classify, sdk_call, sdk_iter
 
 TIERS = ("standard", "globalstandard", "developer")
 DEFAULT_TIER = "standard"  # regional: the data stays in the resource's region
@@ -48,6 +52,7 @@ AZURE_OPTIONS = OPTIONS | {"training_type", "deployment", "base_deployment", "cr
 MANAGEMENT_API_VERSION = "2024-10-01"
 MANAGEMENT_VARIABLES = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_OPENAI_RESOURCE")
 DEPLOY_TIMEOUT_S = 30 * 60
+BLOB_CONTAINER = "AZURE_OPENAI_BLOB_CONTAINER_URL"
 
 
 class AzureOpenAIBackend(OpenAIBackend):
@@ -64,12 +69,47 @@ class AzureOpenAIBackend(OpenAIBackend):
         "AZURE_OPENAI_API_KEY",
         "AZURE_OPENAI_AD_TOKEN",
         "AZURE_MANAGEMENT_TOKEN",
+        BLOB_CONTAINER,  # its SAS token is a secret
         "WANDB_API_KEY",
     )
+
+    upload_limit: int = 512 * 1024 * 1024  # bigger files go through Blob Storage and Azure's file import
 
     def __init__(self, policy: Any = None) -> None:
         super().__init__(policy)
         self._serving: dict[str, float] = {}  # fine-tuned model -> hosting cost of deployments made for it
+
+    def _max_upload_bytes(self) -> int | None:
+        return None if os.environ.get(BLOB_CONTAINER) else self.upload_limit
+
+    def _upload(self, client: Any, prepared: PreparedFile) -> str:
+        """Files up to the upload limit as for OpenAI; bigger ones are put in the Blob Storage container named
+        by $AZURE_OPENAI_BLOB_CONTAINER_URL (a URL with a SAS token that may write) and imported from there,
+        Azure's route for large training files. Found again by name either way: never uploaded twice."""
+        if prepared.size <= self.upload_limit:
+            return super()._upload(client, prepared)
+        container = secret_from_env(BLOB_CONTAINER, what="Blob Storage container URL with a SAS token")
+
+        def find() -> str | None:
+            for f in sdk_iter(client.files.list, purpose="fine-tune"):
+                if f.filename == prepared.name and getattr(f, "status", "processed") != "error":
+                    return str(f.id)
+            return None
+
+        def create() -> str:
+            blob_url = _blob_url(container, prepared.name)
+            _put_blob(blob_url, prepared.path)
+            made = sdk_call(
+                client.with_options(max_retries=0).post,
+                "/files/import",
+                body={"purpose": "fine-tune", "filename": prepared.name, "content_url": blob_url},
+                cast_to=dict,
+            )
+            return str(made["id"])
+
+        return upload_once(
+            self.name, prepared.sha256, find, lambda: create_once(create, find, classify, self.policy)
+        )
 
     def catalog(self) -> Catalog:
         return load_catalog("azure_models.yaml", self.name, self.label)
@@ -312,3 +352,19 @@ def _management_call(response: Any) -> dict[str, Any]:
             "Azure management API", response.status_code, message, dict(response.headers)
         ).error
     return response.json() if response.content else {}
+
+
+def _blob_url(container: str, name: str) -> str:
+    """`name` inside a container URL that carries its SAS token as the query."""
+    base, _, sas = container.partition("?")
+    return f"{base.rstrip('/')}/{name}" + (f"?{sas}" if sas else "")
+
+
+def _put_blob(url: str, path: str) -> None:
+    """Blob Storage's Put Blob (one block blob, streamed; up to 5,000 MiB per Azure's limit)."""
+    import httpx
+
+    with open(path, "rb") as fh:
+        response = httpx.put(url, content=fh, headers={"x-ms-blob-type": "BlockBlob"}, timeout=600.0)
+    if response.status_code >= 300:
+        raise http_failure("Azure Blob Storage", response.status_code, response.text[:200]).error

@@ -16,6 +16,7 @@ other unified layers see it (LiteLLM PRs 22625, 24687):
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from anytune.testing import ApiError, Clock, nearest_answer
@@ -38,6 +39,7 @@ ARM_DEPLOYMENT = (
 
 class AzureOpenAIEmulator(OpenAIEmulator):
     api_prefix = ("/openai", "/subscriptions")  # the data plane, and the management plane's deployments
+    # /_blob/ (Blob Storage) is outside: a SAS in the URL authorises it, not the api-key
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class AzureOpenAIEmulator(OpenAIEmulator):
     ) -> None:
         self.deployments: dict[str, str] = {}  # deployment name -> model
         self.provisioning: dict[str, str] = {}  # created through the management API, not yet serving
+        self.blobs: dict[str, bytes] = {}  # "container/name" -> content: a stand-in for Blob Storage
         self.auto_deploy = auto_deploy
         self.training_types: dict[str, str] = {}  # job id -> tier
         super().__init__(api_key=api_key, clock=clock, step_seconds=step_seconds)
@@ -81,6 +84,8 @@ class AzureOpenAIEmulator(OpenAIEmulator):
                 methods=["POST"],
             ),
             Route(ARM_DEPLOYMENT, self._versioned(self._arm_deployment), methods=["PUT", "GET", "DELETE"]),
+            Route("/openai/files/import", self._versioned(self._import), methods=["POST"]),
+            Route("/_blob/{container}/{name}", self._blob, methods=["PUT"]),
             Route("/_emulator/state", self._state, methods=["GET"]),
         ]
 
@@ -125,6 +130,48 @@ class AzureOpenAIEmulator(OpenAIEmulator):
             return self._json(200, view(self.deployments[name], "Succeeded"))
 
         return self._handle(run)
+
+    async def _blob(self, request: Any) -> Any:
+        """Blob Storage's Put Blob, as far as anytune uses it: a block blob, authorised by a SAS in the URL."""
+        if request.headers.get("x-ms-blob-type") != "BlockBlob" or "sig=" not in str(request.url.query):
+            return self._json(
+                403, {"error": {"code": "AuthenticationFailed", "message": "SAS or blob type missing"}}
+            )
+        data = await request.body()
+        key = f"{request.path_params['container']}/{request.path_params['name']}"
+
+        def store() -> Any:
+            self.blobs[key] = data
+            return self._json(201, {})
+
+        return self._handle(store)
+
+    async def _import(self, request: Any) -> Any:
+        """Azure's import of a training file from Blob Storage (its route for files over the upload limit)."""
+
+        def run(body: dict[str, Any]) -> Any:
+            from urllib.parse import urlparse
+
+            from anytune_openai.emulator import StoredFile
+
+            url = str(body.get("content_url") or "")
+            key = urlparse(url).path.removeprefix("/_blob/")
+            if key not in self.blobs or "sig=" not in urlparse(url).query:
+                raise ApiError(
+                    400, f"The content at {url.split('?')[0]} cannot be read.", param="content_url"
+                )
+            filename = str(body.get("filename") or key.rsplit("/", 1)[-1])
+            f = StoredFile(
+                f"file-{secrets.token_hex(12)}",
+                filename,
+                str(body.get("purpose")),
+                self.blobs[key],
+                self._now(),
+            )
+            self.files[f.id] = f
+            return self._json(200, f.obj())
+
+        return await self._with_body(request, run)
 
     def _versioned(self, handler: Any) -> Any:
         async def run(request: Any) -> Any:

@@ -41,7 +41,7 @@ from anytune.plugin import (
 )
 from anytune_openai.catalog import Catalog, OpenAIModel, load_catalog
 from anytune_openai.errors import classify, sdk_call, sdk_iter, sdk_list
-from anytune_openai.prepare import prepare
+from anytune_openai.prepare import MAX_FILE_BYTES, prepare
 
 STATUS: dict[str, JobStatus] = {
     "validating_files": JobStatus.VALIDATING,
@@ -224,7 +224,11 @@ class OpenAIBackend(Backend):
         model = self.catalog().resolve(spec.model_for(self.name))
         if model is None:  # check_spec has refused it already; nothing to prepare for
             return PreparedData(provider=self.name, data=data)
-        return prepare(self.name, spec, data, model)
+        return prepare(self.name, spec, data, model, self._max_upload_bytes())
+
+    def _max_upload_bytes(self) -> int | None:
+        """The largest training file this service takes (OpenAI: 512 MB)."""
+        return MAX_FILE_BYTES
 
     def quote(self, spec: JobSpec, prepared: PreparedData) -> Quote:
         model = self.catalog().resolve(spec.model_for(self.name))

@@ -55,15 +55,20 @@ def billing_counter(model: OpenAIModel) -> TokenCounter:
         return ApproxCounter()
 
 
-def prepare(provider: str, spec: JobSpec, data: DataBundle, model: OpenAIModel) -> PreparedData:
-    """Every split OpenAI trains on, as an OpenAI file, with its billed tokens and OpenAI's refusals."""
+def prepare(
+    provider: str, spec: JobSpec, data: DataBundle, model: OpenAIModel, max_bytes: int | None = MAX_FILE_BYTES
+) -> PreparedData:
+    """Every split OpenAI trains on, as an OpenAI file, with its billed tokens and OpenAI's refusals.
+    `max_bytes`: the largest file the service takes (None: no limit, e.g. Azure importing from Blob Storage)."""
     prepared = PreparedData(provider=provider, data=data)
     counter = billing_counter(model)
     for split in ("train", "validation"):
         ref = getattr(data, split)
         if ref is None:
             continue
-        prepared_file, tokens, problems = _prepare_split(ref, split, spec.method_type, model, counter)
+        prepared_file, tokens, problems = _prepare_split(
+            ref, split, spec.method_type, model, counter, max_bytes
+        )
         prepared.problems.extend(problems)
         if prepared_file is not None:
             prepared.files[split] = prepared_file
@@ -72,7 +77,12 @@ def prepare(provider: str, spec: JobSpec, data: DataBundle, model: OpenAIModel) 
 
 
 def _prepare_split(
-    ref: DatasetRef, split: str, method: Method, model: OpenAIModel, counter: TokenCounter
+    ref: DatasetRef,
+    split: str,
+    method: Method,
+    model: OpenAIModel,
+    counter: TokenCounter,
+    max_bytes: int | None,
 ) -> tuple[PreparedFile | None, BillableTokens, list[Problem]]:
     about = "" if counter.exact else "about "
     field = f"data.{split}"
@@ -112,12 +122,12 @@ def _prepare_split(
             if len(pending) >= _BATCH:
                 flush(writer)
         flush(writer)
-        if writer.size > MAX_FILE_BYTES:
+        if max_bytes is not None and writer.size > max_bytes:
             problems.append(
                 Problem(
                     "error",
                     field,
-                    "the converted file is over OpenAI's 512 MB limit for one file",
+                    f"the converted file ({writer.size:,} bytes) is over the {max_bytes:,}-byte limit for one file",
                     file=ref.path,
                 )
             )
