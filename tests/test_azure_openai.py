@@ -84,6 +84,7 @@ def test_sft_on_azure_to_succeeded_registered_and_evaluated_through_deployments(
             azure.deployments["my-tune"] = job.artifact.model_id  # deployed once trained, as on Azure
     assert job.status is JobStatus.SUCCEEDED and "pending" in seen  # Azure's word for queued
     assert job.artifact.model_id == f"{BASE}.ft-{job.provider_job_id[-12:]}"
+    assert str(job.artifact.base_model_retires) == "2027-10-01"  # deployments retire after training does
     # what went over the wire: Azure's paths, api-version, api-key, and the training type it requires
     exchanges = azure.recorder.exchanges
     assert all("api-version=" in e.query for e in exchanges)
@@ -105,9 +106,10 @@ def test_sft_on_azure_to_succeeded_registered_and_evaluated_through_deployments(
 
 def test_dpo_on_azure(azure, tmp_path):
     train = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(12))
-    job = Client().submit(
-        azure_spec({"train": str(train)}, method={"type": "dpo", "beta": 0.2}, evaluation=None)
+    spec = azure_spec(
+        {"train": str(train)}, base_model="gpt-4.1-mini", method={"type": "dpo", "beta": 0.2}, evaluation=None
     )
+    job = Client().submit(spec)
     job = Client().follow(job.id, interval=0)
     assert job.status is JobStatus.SUCCEEDED
     [body] = creates(azure)
@@ -148,8 +150,32 @@ def test_a_retired_azure_model_is_refused_with_its_date_and_source(azure, tmp_pa
     with pytest.raises(CapabilityError) as info:
         Client().submit(azure_spec(chat_splits(tmp_path, seed=5)))
     text = " ".join(info.value.details)
-    assert "was retired on 2026-11-01" in text and "Azure model retirements page" in text
+    assert "was retired for fine-tuning on 2026-11-01" in text and "Azure model retirements page" in text
     assert azure.recorder.exchanges == []
+
+
+def test_azure_retirement_dates_ship_in_the_catalog_with_their_source(azure, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANYTUNE_TODAY", "2027-05-02")
+    with pytest.raises(CapabilityError) as info:
+        Client().submit(azure_spec(chat_splits(tmp_path, seed=12)))
+    text = " ".join(info.value.details)
+    assert "retired for fine-tuning on 2027-04-01; its fine-tunes serve until 2027-10-01" in text
+    assert "MicrosoftDocs/azure-ai-docs" in text
+    monkeypatch.setenv("ANYTUNE_TODAY", "2027-03-01")  # within 60 days: a warning, and the job goes ahead
+    pre = Client().preflight(azure_spec(chat_splits(tmp_path, seed=12)))
+    assert any("takes no new fine-tuning jobs from 2027-04-01, in 31 days" in w for w in pre.warnings)
+
+
+def test_dpo_and_regions_as_azure_offers_them(azure, tmp_path):
+    data = chat_splits(tmp_path, seed=13)
+    pairs = {"train": str(write_jsonl(tmp_path / "pairs.jsonl", preference_rows(12)))}
+    with pytest.raises(CapabilityError, match="can be tuned with: sft"):  # DPO on 4o and 4.1, not on 4o-mini
+        Client().submit(azure_spec(pairs, method={"type": "dpo"}, evaluation=None))
+    regional = {"azure-openai": {"region": "westeurope"}}
+    with pytest.raises(CapabilityError, match="standard training of gpt-4o-mini-2024-07-18 is offered in"):
+        Client().submit(azure_spec(data, provider_options=regional))
+    regional["azure-openai"]["training_type"] = "globalstandard"  # West Europe trains on the global tier
+    assert Client().preflight(azure_spec(data, provider_options=regional)).quote.price > 0
 
 
 def test_a_dropped_create_makes_one_azure_job(azure, tmp_path):

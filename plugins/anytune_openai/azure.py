@@ -48,7 +48,7 @@ from anytune_openai.errors import classify, sdk_call, sdk_iter
 TIERS = ("standard", "globalstandard", "developer")
 DEFAULT_TIER = "standard"  # regional: the data stays in the resource's region
 DEFAULT_API_VERSION = "2025-04-01-preview"
-AZURE_OPTIONS = OPTIONS | {"training_type", "deployment", "base_deployment", "create_deployment"}
+AZURE_OPTIONS = OPTIONS | {"training_type", "deployment", "base_deployment", "create_deployment", "region"}
 MANAGEMENT_API_VERSION = "2024-10-01"
 MANAGEMENT_VARIABLES = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_OPENAI_RESOURCE")
 DEPLOY_TIMEOUT_S = 30 * 60
@@ -172,6 +172,7 @@ class AzureOpenAIBackend(OpenAIBackend):
                 )
             )
         options = spec.options_for(self.name)
+        problems += self._region_problems(model, tier, str(options.get("region") or ""))
         if options.get("create_deployment"):
             missing = [v for v in (*MANAGEMENT_VARIABLES, "AZURE_MANAGEMENT_TOKEN") if not os.environ.get(v)]
             if missing:
@@ -193,6 +194,24 @@ class AzureOpenAIBackend(OpenAIBackend):
                 )
             )
         return problems
+
+    def _region_problems(self, model: Any, tier: str, region: str) -> list[Problem]:
+        """Where the resource is (`provider_options.azure-openai.region`, optional), against where Azure
+        trains the model on the tier: standard training only in the model's regions, global in many."""
+        region = region.lower().replace(" ", "")
+        if not region or model is None or tier not in TIERS:
+            return []
+        offered = model.regions if tier == "standard" else self.catalog().global_training_regions
+        if not offered or region in offered:
+            return []
+        also = "; globalstandard trains from any of the global regions" if tier == "standard" else ""
+        return [
+            Problem(
+                "error",
+                f"provider_options.{self.name}.region",
+                f"{tier} training of {model.id} is offered in {', '.join(offered)}, not {region}{also}",
+            )
+        ]
 
     def _price_tier(self, spec: JobSpec) -> str | None:
         return self._tier(spec)

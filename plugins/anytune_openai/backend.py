@@ -424,7 +424,7 @@ class OpenAIBackend(Backend):
             for c in sdk_list(client.fine_tuning.jobs.checkpoints.list, ref.id, limit=100)
         ]
         model = self.catalog().resolve(job.model)
-        retires = model.retires() if model else None
+        retires = model.serves_until() if model else None  # the fine-tune stops working then
         return ModelArtifact(
             provider=self.name,
             model_id=job.fine_tuned_model,

@@ -29,14 +29,23 @@ class OpenAIModel:
     encoding: str
     provider: str = "openai"
     tiers: tuple[str, ...] = ()  # Azure: standard, globalstandard, developer
+    regions: tuple[str, ...] = ()  # Azure: the regions that offer standard (regional) training
 
     def retires(self, prices: PriceCatalog | None = None) -> date | None:
-        """The model's retirement date, from the first catalog entry for it that has one (the user's
-        override files come first), whatever tier or method the entry prices."""
+        """The day the model takes no new fine-tuning jobs, from the first catalog entry for it that says
+        (the user's override files come first), whatever tier or method the entry prices."""
         for entry in (prices or load_prices()).entries_for(self.provider):
             if entry.model == self.id and entry.retires:
                 return entry.retires
         return None
+
+    def serves_until(self, prices: PriceCatalog | None = None) -> date | None:
+        """The day fine-tunes of the model stop serving: `serves_until` where the provider retires serving
+        later than training (Azure), else the retirement date."""
+        for entry in (prices or load_prices()).entries_for(self.provider):
+            if entry.model == self.id and entry.serves_until:
+                return entry.serves_until
+        return self.retires(prices)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,7 @@ class Catalog:
     models: dict[str, OpenAIModel]
     provider: str = "openai"
     label: str = "OpenAI"
+    global_training_regions: tuple[str, ...] = ()
 
     def resolve(self, name: str) -> OpenAIModel | None:
         if name in self.models:
@@ -61,20 +71,30 @@ class Catalog:
         prices = load_prices()
         problems: list[Problem] = []
         retires = model.retires(prices)
+        serves = model.serves_until(prices)
         source = prices.retires_source(self.provider)
         if retires is not None:
             days = (retires - today).days
+            later = f"; its fine-tunes serve until {serves}" if serves and serves != retires else ""
             if days <= 0:
                 problems.append(
-                    Problem("error", "base_model", f"{model.id} was retired on {retires} (source: {source})")
+                    Problem(
+                        "error",
+                        "base_model",
+                        f"{model.id} was retired for fine-tuning on {retires}{later} (source: {source})",
+                    )
                 )
             elif days <= WARN_DAYS:
+                what = (
+                    "takes no new fine-tuning jobs from"
+                    if later
+                    else "and every fine-tune on it stop serving on"
+                )
                 problems.append(
                     Problem(
                         "warning",
                         "base_model",
-                        f"{model.id} and every fine-tune on it stop serving on {retires}, "
-                        f"in {days} days (source: {source})",
+                        f"{model.id} {what} {retires}, in {days} days{later} (source: {source})",
                     )
                 )
         info = prices.providers.get(self.provider)
@@ -114,7 +134,9 @@ def load_catalog(file: str = "models.yaml", provider: str = "openai", label: str
             encoding=m.get("encoding", "o200k_base"),
             provider=provider,
             tiers=tuple(m.get("tiers", [])),
+            regions=tuple(m.get("regions", [])),
         )
         for mid, m in raw["models"].items()
     }
-    return Catalog(models=models, provider=provider, label=label)
+    regions = tuple(raw.get("global_training_regions", []))
+    return Catalog(models=models, provider=provider, label=label, global_training_regions=regions)

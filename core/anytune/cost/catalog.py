@@ -105,6 +105,9 @@ class PriceEntry(BaseModel):
     source: str | None = None
     seen: date | None = None
     retires: date | None = None
+    serves_until: date | None = Field(
+        None, description="when fine-tunes stop serving, where that is later than `retires` (Azure)"
+    )
     notes: str = ""
     origin: str = Field("built-in", description="the catalog file this entry came from")
 
