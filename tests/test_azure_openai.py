@@ -336,3 +336,44 @@ def test_a_file_over_the_upload_limit_goes_through_blob_storage(azure, tmp_path,
     assert (
         len([e for e in azure.recorder.exchanges if e.path == "/openai/files/import"]) == 1
     )  # found, not again
+
+
+def test_a_microsoft_entra_token_provider_authenticates_every_call(azure, tmp_path, monkeypatch):
+    """AZURE_OPENAI_AUTH=entra: tokens come from azure-identity's provider, fresh for each request (here a
+    stand-in for the package, whose DefaultAzureCredential needs a real tenant)."""
+    import sys
+    import types
+
+    asked: list[str] = []
+    identity = types.ModuleType("azure.identity")
+    identity.DefaultAzureCredential = lambda: "credential"  # type: ignore[attr-defined]
+
+    def provider(credential: str, scope: str):  # type: ignore[no-untyped-def]
+        def token() -> str:
+            asked.append(scope)
+            return KEY  # the emulator takes its key as the Bearer token
+
+        return token
+
+    identity.get_bearer_token_provider = provider  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "azure", types.ModuleType("azure"))
+    monkeypatch.setitem(sys.modules, "azure.identity", identity)
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY")
+    monkeypatch.setenv("AZURE_OPENAI_AUTH", "entra")
+    job = Client().follow(Client().submit(azure_spec(chat_splits(tmp_path, seed=14), evaluation=None)).id)
+    assert job.status is JobStatus.SUCCEEDED
+    assert asked and set(asked) == {"https://cognitiveservices.azure.com/.default"}
+    assert all(e.request_headers.get("authorization") == f"Bearer {KEY}" for e in azure.recorder.exchanges)
+
+
+def test_entra_without_azure_identity_says_what_to_install(azure, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "azure.identity", None)  # not installed
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY")
+    monkeypatch.setenv("AZURE_OPENAI_AUTH", "entra")
+    from anytune.errors import CredentialsError
+
+    with pytest.raises(CredentialsError, match="pip install azure-identity"):
+        Client().submit(azure_spec(chat_splits(tmp_path, seed=15), evaluation=None))
+    assert Registry().list_jobs(limit=None) == [] and azure.recorder.exchanges == []

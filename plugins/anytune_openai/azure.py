@@ -14,7 +14,9 @@ named after the model; the base model likewise (`base_deployment`, `$AZURE_OPENA
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,17 +118,17 @@ class AzureOpenAIBackend(OpenAIBackend):
 
     def _client(self) -> Any:
         """`AzureOpenAI` configured as the SDK documents: AZURE_OPENAI_ENDPOINT, OPENAI_API_VERSION (default
-        here: a version with fine-tuning events, checkpoints and DPO), and AZURE_OPENAI_API_KEY or a
-        Microsoft Entra token in AZURE_OPENAI_AD_TOKEN. Kept in memory only."""
+        here: a version with fine-tuning events, checkpoints and DPO), and one credential: AZURE_OPENAI_API_KEY,
+        a Microsoft Entra token in AZURE_OPENAI_AD_TOKEN, or (AZURE_OPENAI_AUTH=entra) a token provider from
+        `azure-identity` that refreshes tokens for as long as a job is followed. Kept in memory only."""
         endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
         if not endpoint:
             raise UsageError(
                 "no Azure OpenAI endpoint: set AZURE_OPENAI_ENDPOINT (https://<resource>.openai.azure.com)"
             )
         version = os.environ.get("OPENAI_API_VERSION") or DEFAULT_API_VERSION
-        token = os.environ.get("AZURE_OPENAI_AD_TOKEN")
-        key = None if token else secret_from_env("AZURE_OPENAI_API_KEY", what="Azure OpenAI API key")
-        cache_key = (endpoint, version, key or token)
+        credential = self._credential()
+        cache_key = (endpoint, version, *credential.items())
         if cache_key not in self._clients:
             try:
                 from openai import AzureOpenAI
@@ -138,19 +140,33 @@ class AzureOpenAIBackend(OpenAIBackend):
             self._clients[cache_key] = AzureOpenAI(
                 azure_endpoint=endpoint,
                 api_version=version,
-                api_key=key,
-                azure_ad_token=token,
                 max_retries=self.policy.attempts - 1,
                 timeout=60.0,
+                **credential,
             )
         return self._clients[cache_key]
+
+    @staticmethod
+    def _credential() -> dict[str, Any]:
+        """The SDK argument that authenticates: an Entra token provider, a static Entra token, or the key."""
+        if (os.environ.get("AZURE_OPENAI_AUTH") or "").lower() == "entra":
+            return {"azure_ad_token_provider": entra_token_provider()}
+        token = os.environ.get("AZURE_OPENAI_AD_TOKEN")
+        if token:
+            return {"azure_ad_token": token}
+        return {"api_key": secret_from_env("AZURE_OPENAI_API_KEY", what="Azure OpenAI API key")}
 
     def _credential_problems(self, spec: JobSpec) -> list[Problem]:
         missing = []
         if not os.environ.get("AZURE_OPENAI_ENDPOINT"):
             missing.append("AZURE_OPENAI_ENDPOINT")
-        if not (os.environ.get("AZURE_OPENAI_API_KEY") or os.environ.get("AZURE_OPENAI_AD_TOKEN")):
-            missing.append("AZURE_OPENAI_API_KEY (or AZURE_OPENAI_AD_TOKEN)")
+        entra = (os.environ.get("AZURE_OPENAI_AUTH") or "").lower() == "entra"
+        if not (entra or os.environ.get("AZURE_OPENAI_API_KEY") or os.environ.get("AZURE_OPENAI_AD_TOKEN")):
+            missing.append("AZURE_OPENAI_API_KEY (or AZURE_OPENAI_AD_TOKEN, or AZURE_OPENAI_AUTH=entra)")
+        if entra and not _importable("azure.identity"):
+            missing.append(
+                "the azure-identity package for AZURE_OPENAI_AUTH=entra (pip install azure-identity)"
+            )
         if missing:
             return [Problem("error", CREDENTIALS, f"Azure OpenAI needs {' and '.join(missing)}")]
         return []
@@ -387,3 +403,28 @@ def _put_blob(url: str, path: str) -> None:
         response = httpx.put(url, content=fh, headers={"x-ms-blob-type": "BlockBlob"}, timeout=600.0)
     if response.status_code >= 300:
         raise http_failure("Azure Blob Storage", response.status_code, response.text[:200]).error
+
+
+ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def entra_token_provider() -> Any:
+    """A callable that returns a fresh Microsoft Entra token for Azure OpenAI (DefaultAzureCredential: the
+    environment, a managed identity, the Azure CLI's login...)."""
+    try:
+        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+    except ImportError:
+        raise UsageError(
+            "AZURE_OPENAI_AUTH=entra needs the azure-identity package",
+            hint="pip install azure-identity (or set AZURE_OPENAI_API_KEY or AZURE_OPENAI_AD_TOKEN instead)",
+        ) from None
+    return get_bearer_token_provider(DefaultAzureCredential(), ENTRA_SCOPE)
+
+
+def _importable(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
