@@ -377,3 +377,19 @@ def test_entra_without_azure_identity_says_what_to_install(azure, tmp_path, monk
     with pytest.raises(CredentialsError, match="pip install azure-identity"):
         Client().submit(azure_spec(chat_splits(tmp_path, seed=15), evaluation=None))
     assert Registry().list_jobs(limit=None) == [] and azure.recorder.exchanges == []
+
+
+def test_the_endpoint_and_api_version_can_come_from_provider_options(azure, tmp_path, monkeypatch):
+    import os
+
+    endpoint = os.environ["AZURE_OPENAI_ENDPOINT"]
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    options = {"azure-openai": {"endpoint": endpoint, "api_version": "2024-10-21"}}
+    client = Client()
+    job = client.follow(
+        client.submit(azure_spec(chat_splits(tmp_path, seed=16), provider_options=options)).id
+    )
+    assert job.status is JobStatus.SUCCEEDED  # every poll went where the job was created
+    assert {e.query.split("api-version=")[1].split("&")[0] for e in azure.recorder.exchanges} == {
+        "2024-10-21"
+    }

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from anytune.plugin import (
@@ -36,6 +37,8 @@ from anytune.plugin import (
     Problem,
     ProviderRef,
     Quote,
+    Snapshot,
+    SubmitRequest,
     UsageError,
     create_once,
     http_failure,
@@ -50,7 +53,17 @@ from anytune_openai.errors import classify, sdk_call, sdk_iter
 TIERS = ("standard", "globalstandard", "developer")
 DEFAULT_TIER = "standard"  # regional: the data stays in the resource's region
 DEFAULT_API_VERSION = "2025-04-01-preview"
-AZURE_OPTIONS = OPTIONS | {"training_type", "deployment", "base_deployment", "create_deployment", "region"}
+AZURE_OPTIONS = OPTIONS | {
+    "training_type",
+    "deployment",
+    "base_deployment",
+    "create_deployment",
+    "region",
+    "endpoint",
+    "api_version",
+}
+SERVICE_KEYS = ("endpoint", "api_version")  # where the job lives: kept with it, used by every later call
+_service: ContextVar[dict[str, str] | None] = ContextVar("anytune_azure_service", default=None)
 MANAGEMENT_API_VERSION = "2024-10-01"
 MANAGEMENT_VARIABLES = ("AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP", "AZURE_OPENAI_RESOURCE")
 DEPLOY_TIMEOUT_S = 30 * 60
@@ -121,12 +134,14 @@ class AzureOpenAIBackend(OpenAIBackend):
         here: a version with fine-tuning events, checkpoints and DPO), and one credential: AZURE_OPENAI_API_KEY,
         a Microsoft Entra token in AZURE_OPENAI_AD_TOKEN, or (AZURE_OPENAI_AUTH=entra) a token provider from
         `azure-identity` that refreshes tokens for as long as a job is followed. Kept in memory only."""
-        endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
+        service = _service.get() or {}
+        endpoint = service.get("endpoint") or os.environ.get("AZURE_OPENAI_ENDPOINT")
         if not endpoint:
             raise UsageError(
                 "no Azure OpenAI endpoint: set AZURE_OPENAI_ENDPOINT (https://<resource>.openai.azure.com)"
+                " or provider_options.azure-openai.endpoint"
             )
-        version = os.environ.get("OPENAI_API_VERSION") or DEFAULT_API_VERSION
+        version = service.get("api_version") or os.environ.get("OPENAI_API_VERSION") or DEFAULT_API_VERSION
         credential = self._credential()
         cache_key = (endpoint, version, *credential.items())
         if cache_key not in self._clients:
@@ -156,9 +171,43 @@ class AzureOpenAIBackend(OpenAIBackend):
             return {"azure_ad_token": token}
         return {"api_key": secret_from_env("AZURE_OPENAI_API_KEY", what="Azure OpenAI API key")}
 
+    @contextmanager
+    def _at(self, values: dict[str, Any]) -> Iterator[None]:
+        """Calls in this block go to the endpoint and API version a job was created with (its options),
+        else to the environment's."""
+        token = _service.set({k: str(values[k]) for k in SERVICE_KEYS if values.get(k)})
+        try:
+            yield
+        finally:
+            _service.reset(token)
+
+    def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
+        with self._at(request.spec.options_for(self.name)):
+            return super().find_existing(request)
+
+    def submit(self, request: SubmitRequest) -> ProviderRef:
+        with self._at(request.spec.options_for(self.name)):
+            return super().submit(request)
+
+    def poll(self, ref: ProviderRef, cursor: str | None = None) -> Snapshot:
+        with self._at(ref.data):
+            return super().poll(ref, cursor)
+
+    def cancel(self, ref: ProviderRef) -> None:
+        with self._at(ref.data):
+            super().cancel(ref)
+
+    def pause(self, ref: ProviderRef) -> None:
+        with self._at(ref.data):
+            super().pause(ref)
+
+    def resume(self, ref: ProviderRef) -> None:
+        with self._at(ref.data):
+            super().resume(ref)
+
     def _credential_problems(self, spec: JobSpec) -> list[Problem]:
         missing = []
-        if not os.environ.get("AZURE_OPENAI_ENDPOINT"):
+        if not (os.environ.get("AZURE_OPENAI_ENDPOINT") or spec.options_for(self.name).get("endpoint")):
             missing.append("AZURE_OPENAI_ENDPOINT")
         entra = (os.environ.get("AZURE_OPENAI_AUTH") or "").lower() == "entra"
         if not (entra or os.environ.get("AZURE_OPENAI_API_KEY") or os.environ.get("AZURE_OPENAI_AD_TOKEN")):
@@ -255,21 +304,22 @@ class AzureOpenAIBackend(OpenAIBackend):
                 data[key] = str(options[key])
         if options.get("create_deployment"):
             data["create_deployment"] = True
+        data.update({k: str(options[k]) for k in SERVICE_KEYS if options.get(k)})
         return data
 
     def result(self, ref: ProviderRef) -> ModelArtifact:
-        artifact = super().result(ref)
-        served = {
-            k: ref.data[k]
-            for k in ("deployment", "base_deployment", "price_tier", "create_deployment")
-            if k in ref.data
-        }
+        with self._at(ref.data):
+            artifact = super().result(ref)
+        keys = ("deployment", "base_deployment", "price_tier", "create_deployment", *SERVICE_KEYS)
+        served = {k: ref.data[k] for k in keys if k in ref.data}
         return artifact.model_copy(update={"metadata": {**artifact.metadata, **served}})
 
     def base_artifact(self, model: ModelArtifact) -> ModelArtifact:
         base = super().base_artifact(model)
-        deployment = model.metadata.get("base_deployment")
-        return base.model_copy(update={"metadata": {"deployment": deployment}}) if deployment else base
+        metadata = {k: model.metadata[k] for k in SERVICE_KEYS if model.metadata.get(k)}
+        if model.metadata.get("base_deployment"):
+            metadata["deployment"] = model.metadata["base_deployment"]
+        return base.model_copy(update={"metadata": metadata}) if metadata else base
 
     @staticmethod
     def _deployment(values: dict[str, Any], key: str) -> str | None:
@@ -364,7 +414,8 @@ class AzureOpenAIBackend(OpenAIBackend):
 
     def _generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
         try:
-            return super().generate(model, prompts, params)
+            with self._at(model.metadata):
+                return super().generate(model, prompts, params)
         except BackendError as exc:
             if exc.status != 404:
                 raise
