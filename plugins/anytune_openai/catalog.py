@@ -81,7 +81,8 @@ class Catalog:
                     Problem(
                         "error",
                         "base_model",
-                        f"{model.id} was retired for fine-tuning on {retires}{later} (source: {source})",
+                        f"{model.id} was retired {'for fine-tuning ' if later else ''}on {retires}{later} "
+                        f"(source: {source})",
                     )
                 )
             elif days <= WARN_DAYS:
