@@ -48,7 +48,7 @@ from anytune.plugin import (
 )
 from anytune_openai.backend import OPTIONS, POLL_AFTER, STATUS, OpenAIBackend
 from anytune_openai.catalog import Catalog, load_catalog
-from anytune_openai.errors import classify, sdk_call, sdk_iter
+from anytune_openai.errors import classify, sdk_call
 
 TIERS = ("standard", "globalstandard", "developer")
 DEFAULT_TIER = "standard"  # regional: the data stays in the resource's region
@@ -106,10 +106,7 @@ class AzureOpenAIBackend(OpenAIBackend):
         container = secret_from_env(BLOB_CONTAINER, what="Blob Storage container URL with a SAS token")
 
         def find() -> str | None:
-            for f in sdk_iter(client.files.list, purpose="fine-tune"):
-                if f.filename == prepared.name and getattr(f, "status", "processed") != "error":
-                    return str(f.id)
-            return None
+            return self._find_file(client, prepared.name)
 
         def create() -> str:
             blob_url = _blob_url(container, prepared.name)

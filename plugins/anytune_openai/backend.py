@@ -259,14 +259,20 @@ class OpenAIBackend(Backend):
         reference as `price_tier` so that the actual cost uses the same price."""
         return None
 
+    @staticmethod
+    def _find_file(client: Any, name: str) -> str | None:
+        """An earlier upload of this content (files are named by their content), unless the service
+        refused it."""
+        for f in sdk_iter(client.files.list, purpose="fine-tune"):
+            if f.filename == name and getattr(f, "status", "processed") != "error":
+                return str(f.id)
+        return None
+
     def _upload(self, client: Any, prepared: PreparedFile) -> str:
         """The file id for this content: an earlier upload of the same content, or a new one."""
 
         def find() -> str | None:
-            for f in sdk_iter(client.files.list, purpose="fine-tune"):
-                if f.filename == prepared.name and getattr(f, "status", "processed") != "error":
-                    return str(f.id)
-            return None
+            return self._find_file(client, prepared.name)
 
         def create() -> str:
             with open(prepared.path, "rb") as fh:
