@@ -290,9 +290,16 @@ def test_a_deployment_made_for_evaluation_is_deleted_and_its_hosting_added_to_th
     assert azure.deployments == {"my-base": BASE}  # the evaluation's deployment is gone
     job = Registry().get_job(result.job.id)
     assert any(n.startswith("serving for evaluation") for n in job.cost.notes)
-    assert (
-        job.cost.actual > job.cost.trained_tokens * 3.00 / 1e6
-    )  # training at the standard tier, plus hosting
+    assert job.cost.actual > job.cost.trained_tokens * 3.00 / 1e6  # the standard tier's training, and hosting
+    # a second evaluation in the same process adds its own deployment's hosting, not the first one's again
+    from anytune.plugins import get_plugin_manager
+
+    backend = get_plugin_manager().get_backend("azure-openai")
+    assert backend.serving_cost(result.job.artifact) is None  # the first one was counted, once
+    backend._serving[result.job.artifact.model_id] = 0.5  # what a second deployment cost
+    client = Client()
+    client._add_serving_costs([client.resolve_target(result.job.id)])
+    assert Registry().get_job(result.job.id).cost.actual == pytest.approx(job.cost.actual + 0.5)
 
 
 def test_creating_a_deployment_needs_the_management_settings(azure, tmp_path, monkeypatch):

@@ -398,9 +398,10 @@ class Backend(ABC):
         return ModelArtifact.base(self.name, model.base_model)
 
     def serving_cost(self, model: ModelArtifact) -> float | None:
-        """Optional: what serving `model` for evaluation has cost so far in this process (a deployment created
-        for it and billed by the hour), in the quote's currency. The core adds it to the job's actual cost
-        after an evaluation; None when serving costs nothing beyond the provider's per-token inference."""
+        """Optional: what serving `model` for evaluation has cost since the last call (a deployment created
+        for it and billed by the hour), in the quote's currency. The core asks after each evaluation and adds
+        the answer to the job's actual cost once; None when serving costs nothing beyond per-token inference.
+        """
         return None
 
     def resume_point(self, ref: ProviderRef) -> str | None:

@@ -343,7 +343,7 @@ class AzureOpenAIBackend(OpenAIBackend):
         return self._generate(model, prompts, params)
 
     def serving_cost(self, model: ModelArtifact) -> float | None:
-        return self._serving.get(model.model_id)
+        return self._serving.pop(model.model_id, None)  # each deployment's hosting is counted once
 
     @contextmanager
     def _temporary_deployment(self, model: ModelArtifact) -> Iterator[str]:
