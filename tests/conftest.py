@@ -169,6 +169,14 @@ def anytune_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[
     return int(done.value.code or 0), captured.out + captured.err
 
 
+def _dated_emulator(name: str, monkeypatch: pytest.MonkeyPatch, key: str) -> Iterator[Any]:
+    """An OpenAI-family emulator as of 2026-11-28 (before OpenAI's cutoff), polled without pause."""
+    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
+    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+    with emulated(name, monkeypatch, key, tick=3.0) as emu:
+        yield emu
+
+
 OPENAI_TEST_KEY = "sk-emulator-rules-0123456789abcdefghij"
 TOGETHER_TEST_KEY = "tg-emulator-rules-0123456789abcdefghij"
 
@@ -176,10 +184,7 @@ TOGETHER_TEST_KEY = "tg-emulator-rules-0123456789abcdefghij"
 @pytest.fixture
 def openai_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The OpenAI plugin's emulator, as of 2026-11-28 (before the fine-tuning cutoff), polled without pause."""
-    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
-    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
-    with emulated("openai", monkeypatch, OPENAI_TEST_KEY, tick=3.0) as emu:
-        yield emu
+    yield from _dated_emulator("openai", monkeypatch, OPENAI_TEST_KEY)
 
 
 @pytest.fixture
@@ -194,7 +199,4 @@ AZURE_TEST_KEY = "az-emulator-test-0123456789abcdef"
 @pytest.fixture
 def azure_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The OpenAI plugin's Azure OpenAI emulator, dated like `openai_emu`."""
-    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
-    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
-    with emulated("azure-openai", monkeypatch, AZURE_TEST_KEY, tick=3.0) as emu:
-        yield emu
+    yield from _dated_emulator("azure-openai", monkeypatch, AZURE_TEST_KEY)

@@ -99,6 +99,16 @@ class Preflight:
         return self.prepared.data
 
 
+def _unchanged(path: str, *extra: Any) -> tuple[Any, ...] | None:
+    """A key for work on `path` that holds while the file is unchanged (its size and modification time);
+    None if the file cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, *extra)
+
+
 def data_refusal(provider: str, errors: Sequence[Problem]) -> DataError:
     """The error for data a provider would refuse: every problem with its file and line (up to 200)."""
     details = [str(p) for p in errors[:200]]
@@ -243,11 +253,9 @@ class Client:
     def _validate(self, path: str, fmt: DataFormat | None, max_seq_length: int | None) -> ValidationReport:
         """validate_file, remembered for this client while the file is unchanged (a quote across providers
         validates each file once)."""
-        try:
-            st = os.stat(path)
-        except OSError:  # validate_file says what is wrong with the path, in its words
+        key = _unchanged(path, fmt, max_seq_length)
+        if key is None:  # validate_file says what is wrong with the path, in its words
             return validate_file(path, format=fmt, max_seq_length=max_seq_length)
-        key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, fmt, max_seq_length)
         report = self._validated.get(key)
         if report is None:
             report = self._validated[key] = validate_file(path, format=fmt, max_seq_length=max_seq_length)
@@ -257,17 +265,8 @@ class Client:
         self, path: str, fmt: DataFormat | None, max_seq_length: int | None, share: float, seed: int
     ) -> SplitPlan:
         """plan_split, remembered like `_validate` (a quote across providers reads the file once)."""
-        st = os.stat(path) if os.path.exists(path) else None
-        key = (
-            str(Path(path).resolve()),
-            st and st.st_size,
-            st and st.st_mtime_ns,
-            fmt,
-            max_seq_length,
-            share,
-            seed,
-        )
-        plan = self._plans.get(key)
+        key = _unchanged(path, fmt, max_seq_length, share, seed)
+        plan = self._plans.get(key) if key is not None else None
         if plan is None:
             plan = plan_split(
                 path,
@@ -276,7 +275,8 @@ class Client:
                 format=fmt,
                 max_seq_length=max_seq_length,
             )
-            self._plans[key] = plan
+            if key is not None:
+                self._plans[key] = plan
         return plan
 
     def _prepare_data(

@@ -123,12 +123,15 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]
         return None, lines
     _check_tree(node, source)
     _index_lines(node, (), lines)
+    loader = Loader("")  # the tree is checked and composed already: construct it, without a third parse
     try:
-        raw = Loader(text).get_single_data()
+        raw = loader.construct_document(node)
     except yaml.YAMLError as exc:  # a value no Python type fits (e.g. a bad timestamp)
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         raise SpecError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    finally:
+        loader.dispose()
     return raw, lines
 
 

@@ -57,8 +57,7 @@ class PluginManager:
         self._metrics: dict[str, Callable[[str, str], float]] = {}
         self._emulators: dict[str, EmulatorInfo] = {}
         self._prices: dict[str, str] = {}
-        self._owners: dict[tuple[str, str], list[str]] = {}  # (kind, name) -> the plugins that claim it
-        self._things: dict[tuple[str, str, str], Any] = {}
+        self._claims: dict[tuple[str, str], dict[str, Any]] = {}  # (kind, name) -> {plugin: what it offers}
         register_env_secrets(COMMON_SECRETS)
         if load_entry_points:
             self.load_entry_points(group)
@@ -161,19 +160,17 @@ class PluginManager:
         """Give `name` to `info`'s plugin, unless another plugin claims it too: then neither gets it (a plugin
         must not silently shadow another's backend, which may read another provider's key), unless the user
         chose one in $ANYTUNE_PREFER (`name=plugin,...`)."""
-        key = (kind, name)
-        owners = self._owners.setdefault(key, [])
-        owners.append(info.name)
-        chosen = preferences().get(name)
-        if len(owners) == 1:
+        claims = self._claims.setdefault((kind, name), {})
+        claims[info.name] = thing
+        if len(claims) == 1:
             table[name] = thing
-            self._things[(kind, name, info.name)] = thing
             return
-        self._things[(kind, name, info.name)] = thing
-        if chosen in owners:
-            table[name] = self._things[(kind, name, chosen)]
+        chosen = preferences().get(name)
+        if chosen in claims:
+            table[name] = claims[chosen]
         else:
             table.pop(name, None)
+        owners = list(claims)
         for owner in owners:
             note = f"{kind} {name!r} is also offered by {', '.join(o for o in owners if o != owner)}"
             note += f"; {chosen!r} chosen in ANYTUNE_PREFER" if chosen in owners else "; refused for both"
@@ -223,7 +220,7 @@ class PluginManager:
     def get_backend(self, name: str) -> Backend:
         if name in self._backends:
             return self._backends[name]
-        owners = self._owners.get(("backend", name), [])
+        owners = list(self._claims.get(("backend", name), {}))
         if len(owners) > 1:
             raise PluginError(
                 f"backend {name!r} is offered by several plugins ({', '.join(owners)}); none is used",

@@ -91,14 +91,16 @@ def _redact_text(text: str) -> str:
 def redact(value: Any) -> Any:
     """`value` (a string, or a JSON-like structure of them) with every known secret masked."""
     _read_env()
-    if not _known:
-        return value
+    return _redact_value(value) if _known else value
+
+
+def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return _redact_text(value)
     if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
+        return {k: _redact_value(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v) for v in value]
+        return [_redact_value(v) for v in value]
     return value
 
 

@@ -130,6 +130,7 @@ class QuoteTable:
             )
         seen = f"prices seen {usual}" + (f" ({', '.join(others)})" if others else "") if usual else ""
         lines: list[str] = [f"[dim]{escape(seen)}[/]"] if seen else []
+        cheapest = self.cheapest()
         for q in self.quotes:
             model = escape((q.model or "-").rsplit("/", 1)[-1])
             if not q.available:
@@ -143,7 +144,7 @@ class QuoteTable:
                 price = money(q.price, q.currency)
                 if self.over_budget(q):
                     price = f"[red]{price}[/]"
-                elif q is self.cheapest():
+                elif q is cheapest:
                     price = f"[bold green]{price}[/]"
                 row = [escape(q.label), model, tokens, price, duration(q.eta_seconds)]
             t.add_row(*row)
