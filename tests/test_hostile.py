@@ -114,6 +114,10 @@ def test_aliases_under_provider_options_cannot_send_megabytes(tmp_path):
             "base_model: tiny\ndata: {train: 'http://example.com/t.jsonl'}\n",
             "is a URL; anytune reads local files",
         ),
+        (
+            "base_model: tiny\ndata: {train: t.jsonl}\nname: 2026-13-45\n",
+            "3: not valid YAML: month must be in",
+        ),
     ],
 )
 def test_what_yaml_would_accept_silently_is_refused_with_its_line(tmp_path, text, expected):

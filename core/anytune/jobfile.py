@@ -126,13 +126,42 @@ def parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]
     loader = Loader("")  # the tree is checked and composed already: construct it, without a third parse
     try:
         raw = loader.construct_document(node)
-    except yaml.YAMLError as exc:  # a value no Python type fits (e.g. a bad timestamp)
+    except yaml.YAMLError as exc:  # a value no Python type fits
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         raise SpecError(f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    except (ValueError, OverflowError) as exc:  # a date that does not exist (2026-13-45), a huge number
+        line = _failing_scalar_line(node)
+        where = f"{source}:{line}" if line else source
+        raise SpecError(f"{where}: not valid YAML: {exc}") from None
     finally:
         loader.dispose()
     return raw, lines
+
+
+def _failing_scalar_line(root: yaml.Node) -> int | None:
+    """The line of the first scalar no Python value can be made of (constructing values is where PyYAML
+    raises plain ValueErrors, without a position)."""
+    loader = Loader("")
+    try:
+        stack, seen = [root], set()
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node, yaml.ScalarNode):
+                try:
+                    loader.construct_object(node)
+                except (ValueError, OverflowError, yaml.YAMLError):
+                    return node.start_mark.line + 1
+            elif isinstance(node, yaml.MappingNode):
+                stack.extend(child for pair in reversed(node.value) for child in reversed(pair))
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(reversed(node.value))
+        return None
+    finally:
+        loader.dispose()
 
 
 def _check_depth(text: str, source: str) -> None:
