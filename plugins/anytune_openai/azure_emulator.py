@@ -17,8 +17,10 @@ other unified layers see it (LiteLLM PRs 22625, 24687):
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
+from anytune.plugin import JobStatus
 from anytune.testing import ApiError, Clock, nearest_answer
 from anytune_openai.emulator import FINE_TUNABLE, EmulatedJob, OpenAIEmulator
 
@@ -39,6 +41,16 @@ ARM_DEPLOYMENT = (
 
 class AzureOpenAIEmulator(OpenAIEmulator):
     api_prefix = ("/openai", "/subscriptions")  # the data plane, and the management plane's deployments
+    statuses: ClassVar[Mapping[str, JobStatus]] = {  # Azure's job statuses (its REST reference)
+        "pending": JobStatus.QUEUED,
+        "notRunning": JobStatus.QUEUED,
+        "running": JobStatus.RUNNING,
+        "paused": JobStatus.PAUSED,
+        "succeeded": JobStatus.SUCCEEDED,
+        "failed": JobStatus.FAILED,
+        "cancelled": JobStatus.CANCELLED,
+    }
+    create_route: ClassVar[tuple[str, str] | None] = ("POST", "/openai/fine_tuning/jobs")
     # /_blob/ (Blob Storage) is outside: a SAS in the URL authorises it, not the api-key
 
     def __init__(

@@ -26,10 +26,11 @@ import json
 import math
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
-from anytune.plugin import DataFormat, check_record, content_text
+from anytune.plugin import DataFormat, JobStatus, check_record, content_text
 from anytune.testing import ApiError, Clock, EmulatorBase, base_answer, nearest_answer
 
 ORG = "org-anytune-emulator"
@@ -147,6 +148,17 @@ class OpenAIEmulator(EmulatorBase):
     """State and routes of the emulated API. `app` is the ASGI application."""
 
     api_prefix: str | tuple[str, ...] = "/v1"  # where auth, faults and the recorder apply
+    # every status OpenAI's fine-tuning jobs show (its API reference), and what each means
+    statuses: ClassVar[Mapping[str, JobStatus]] = {
+        "validating_files": JobStatus.VALIDATING,
+        "queued": JobStatus.QUEUED,
+        "running": JobStatus.RUNNING,
+        "paused": JobStatus.PAUSED,
+        "succeeded": JobStatus.SUCCEEDED,
+        "failed": JobStatus.FAILED,
+        "cancelled": JobStatus.CANCELLED,
+    }
+    create_route: ClassVar[tuple[str, str] | None] = ("POST", "/v1/fine_tuning/jobs")
 
     def __init__(
         self,
@@ -399,10 +411,19 @@ class OpenAIEmulator(EmulatorBase):
             )
         return records, None
 
+    def job_ids(self) -> list[str]:
+        with self._lock:
+            return list(self.jobs)
+
+    def hold(self, job_id: str, status: str) -> None:
+        with self._lock:
+            self.jobs[job_id].status = status
+            self.held.add(job_id)
+
     def _advance(self, job: EmulatedJob) -> None:
         """Bring a job up to the clock: phases, steps, events, checkpoints, the result."""
         now = self.clock.now()
-        if job.status in ("succeeded", "failed", "cancelled"):
+        if job.status in ("succeeded", "failed", "cancelled") or job.id in self.held:
             return
         if job.status != "paused":
             job.elapsed += max(0.0, now - job.last_tick)

@@ -24,11 +24,12 @@ import math
 import secrets
 import tarfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from anytune.plugin import content_text
+from anytune.plugin import JobStatus, content_text
 from anytune.testing import ApiError, Clock, EmulatorBase, base_answer, nearest_answer
 
 # model -> (parameters in billions, supports full training)
@@ -221,6 +222,23 @@ class Job:
 
 
 class TogetherEmulator(EmulatorBase):
+    # every status Together's fine-tuning jobs show (its API reference), and what each means
+    statuses: ClassVar[Mapping[str, JobStatus]] = {
+        "pending": JobStatus.QUEUED,
+        "queued": JobStatus.QUEUED,
+        "running": JobStatus.RUNNING,
+        "compressing": JobStatus.RUNNING,
+        "uploading": JobStatus.RUNNING,
+        "cancel_requested": JobStatus.RUNNING,
+        "cancelled": JobStatus.CANCELLED,
+        "error": JobStatus.FAILED,
+        "user_error": JobStatus.FAILED,
+        "completed": JobStatus.SUCCEEDED,
+    }
+    create_route: ClassVar[tuple[str, str] | None] = ("POST", "/v1/fine-tunes")
+    methods: ClassVar[frozenset[str] | None] = frozenset({"sft", "dpo", "cpt"})  # sft, dpo; cpt = raw text
+    adapters: ClassVar[frozenset[str] | None] = frozenset({"lora", "full"})
+
     def __init__(
         self, *, api_key: str | None = None, clock: Clock | None = None, step_seconds: float = 1.0
     ) -> None:
@@ -572,9 +590,18 @@ class TogetherEmulator(EmulatorBase):
         job.events.append(event)
         job.updated_at = self.clock.now()
 
+    def job_ids(self) -> list[str]:
+        with self._lock:
+            return list(self.jobs)
+
+    def hold(self, job_id: str, status: str) -> None:
+        with self._lock:
+            self.jobs[job_id].status = status
+            self.held.add(job_id)
+
     def _advance(self, job: Job) -> None:
         now = self.clock.now()
-        if job.status in ("completed", "cancelled", "error", "user_error"):
+        if job.status in ("completed", "cancelled", "error", "user_error") or job.id in self.held:
             return
         job.elapsed += max(0.0, now - job.last_tick)
         job.last_tick = now

@@ -1,6 +1,8 @@
-"""`anytune plugins list`."""
+"""`anytune plugins list` and `anytune plugins new`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 from rich.markup import escape
@@ -55,3 +57,31 @@ def list_plugins(
         for i in infos:
             if not i.ok and i.error_detail:
                 out.print(f"[bold]{escape(i.name)}[/]\n{escape(i.error_detail)}")
+
+
+@app.command("new")
+def new(
+    name: str = typer.Argument(
+        ..., help="The backend's name (lowercase, e.g. acme); the package is anytune-NAME."
+    ),
+    directory: Path | None = typer.Option(
+        None, "--dir", help="Where to write the package (default: ./anytune-NAME)."
+    ),
+    label: str | None = typer.Option(None, "--label", help="The provider's name as people write it."),
+) -> None:
+    """Start a backend plugin: a package with the entry point, a backend whose every method says what to
+    write, an emulator, prices and the conformance suite."""
+    from anytune.scaffold import new_plugin
+
+    made = new_plugin(name, directory, label)
+    out.print(f"wrote {escape(str(made.folder))}:")
+    for path in made.files:
+        out.print(f"  {escape(str(path.relative_to(made.folder)))}")
+    out.print(
+        escape(
+            "next:\n"
+            f"  cd {made.folder} && pip install -e '.[test]'\n"
+            f"  anytune plugins list      # shows {name}\n"
+            "  pytest                    # the conformance suite: each failure names what to write next"
+        )
+    )

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from anytune.testing.faults import Faults
@@ -27,6 +28,7 @@ class Exchange:
     response_headers: dict[str, str]
     response_body: bytes
     dropped: bool = False
+    at: float = field(default_factory=time.monotonic)  # when the answer was complete
 
     @property
     def request_content_type(self) -> str:

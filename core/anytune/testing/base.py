@@ -4,9 +4,10 @@ common `{"error": {...}}` shape, and turning an `ApiError` raised by a handler i
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
+from anytune.jobs import JobStatus
 from anytune.testing.asgi import EmulatorMiddleware, Recorder
 from anytune.testing.clock import Clock, RealClock
 from anytune.testing.faults import Faults
@@ -28,6 +29,33 @@ class ApiError(Exception):
 
 
 class EmulatorBase:
+    """What the conformance suite (`anytune.testing.conformance`) asks of an emulator, besides its routes:
+
+    - `statuses`: every status the provider's jobs can show, each with the neutral status it means, written
+      from the provider's documentation (not from the backend's map: the suite compares the two);
+    - `methods` / `adapters`: what the provider offers (its documentation's words: sft, dpo, cpt; lora,
+      full...), or None where it does not say; a backend that declares more is caught accepting what the
+      provider would not run;
+    - `create_route`: (method, path regex) of the request that creates a paid job, for fault injection;
+    - `job_ids()`: the provider jobs created so far; `hold(job_id, status)`: put a job in a status and keep
+      it there (the emulator's `_advance` must skip the jobs in `self.held`).
+    """
+
+    statuses: ClassVar[Mapping[str, JobStatus]] = {}
+    create_route: ClassVar[tuple[str, str] | None] = None
+    methods: ClassVar[frozenset[str] | None] = None
+    adapters: ClassVar[frozenset[str] | None] = None
+
+    def job_ids(self) -> list[str]:
+        raise NotImplementedError(
+            f"{type(self).__name__}.job_ids(): return the ids of the jobs created so far"
+        )
+
+    def hold(self, job_id: str, status: str) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__}.hold(): set the job's status and add its id to self.held"
+        )
+
     def __init__(
         self,
         *,
@@ -44,6 +72,7 @@ class EmulatorBase:
         self.faults = Faults()
         self.recorder = Recorder()
         self._lock = threading.RLock()
+        self.held: set[str] = set()  # jobs `hold()` keeps in the status it set
         self.app = EmulatorMiddleware(
             Starlette(routes=routes),
             faults=self.faults,

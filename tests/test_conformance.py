@@ -1,0 +1,52 @@
+"""anytune's own backends pass the conformance suite that plugin authors run (anytune.testing.conformance):
+the remote ones against their emulators, the local one on the parts that apply to it."""
+
+from __future__ import annotations
+
+from anytune.testing.conformance import BackendConformance
+
+TWO_USER_TURNS = {
+    "messages": [
+        {"role": "user", "content": "a"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "c"},
+    ]
+}
+OVER_LONG = {  # over gpt-4o-mini's 65,536 tokens per example
+    "messages": [{"role": "user", "content": "word " * 70_000}, {"role": "assistant", "content": "ok"}]
+}
+
+
+class TestOpenAI(BackendConformance):
+    provider = "openai"
+    emulator = "openai"
+    base_model = "gpt-4o-mini"
+    bad_rows = (OVER_LONG,)
+    environment = {"ANYTUNE_TODAY": "2026-11-28"}  # before OpenAI's last day for new jobs
+
+
+class TestAzureOpenAI(BackendConformance):
+    provider = "azure-openai"
+    emulator = "azure-openai"
+    base_model = "gpt-4o-mini"
+    models = {"dpo": "gpt-4.1-mini"}  # gpt-4o-mini takes only SFT on Azure
+    bad_rows = (OVER_LONG,)
+    environment = {"ANYTUNE_TODAY": "2026-11-28"}
+
+
+class TestTogether(BackendConformance):
+    provider = "together"
+    emulator = "together"
+    base_model = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+    hyperparameters = {"epochs": 1, "batch_size": 8}
+    bad_rows = (TWO_USER_TURNS,)
+
+
+class TestLocal(BackendConformance):
+    """No provider API, no key: what applies is the capability refusals, data refusals, the quote, the job
+    row, cancel and the event cursor (every method and adapter is trained in test_local_*)."""
+
+    provider = "local"
+    base_model_fixture = "tiny_model"
+    hyperparameters = {"epochs": 1, "batch_size": 4}
+    skip = {"capabilities-declared": "each method and adapter is trained in test_local_methods/adapters"}
