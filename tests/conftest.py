@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from anytune.testing.running import emulated
+
 try:  # hypothesis keeps caches (and examples) in .hypothesis/; tests write nothing into the working tree
     from hypothesis.configuration import set_hypothesis_home_dir
 
@@ -119,22 +121,6 @@ def emulator_cli(provider: str, env: dict[str, str], port: int, speed: float = 4
         server.wait(timeout=10)
 
 
-@contextmanager
-def emulated(name: str, monkeypatch: pytest.MonkeyPatch, key: str, *, tick: float) -> Iterator[Any]:
-    """The plugin's emulator of provider `name` on 127.0.0.1 (found through `register_emulators`), with the
-    environment its SDK reads pointed at it, and a clock that moves `tick` seconds at each poll."""
-    from anytune.hookspecs import EmulatorOptions
-    from anytune.plugins import get_plugin_manager
-    from anytune.testing import EmulatorServer, ManualClock
-
-    info = get_plugin_manager().emulators()[name]
-    emulator = info.build(EmulatorOptions(api_key=key, clock=ManualClock(tick=tick), step_seconds=1.0))
-    with EmulatorServer(emulator.app) as server:
-        for variable, value in info.environment(server.url, key).items():
-            monkeypatch.setenv(variable, value)
-        yield emulator
-
-
 def chat_splits(folder: Path, seed: int, *, validation: bool = False) -> dict[str, str]:
     """A job's data: 30 training and 10 held-out reversal examples (the held-out ones double as validation)."""
     rows = reversal_rows(40, seed=seed)
@@ -173,7 +159,7 @@ def _dated_emulator(name: str, monkeypatch: pytest.MonkeyPatch, key: str) -> Ite
     """An OpenAI-family emulator as of 2026-11-28 (before OpenAI's cutoff), polled without pause."""
     monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
     monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
-    with emulated(name, monkeypatch, key, tick=3.0) as emu:
+    with emulated(name, api_key=key, tick=3.0) as emu:
         yield emu
 
 
@@ -189,7 +175,7 @@ def openai_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 @pytest.fixture
 def together_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    with emulated("together", monkeypatch, TOGETHER_TEST_KEY, tick=2.0) as emu:
+    with emulated("together", api_key=TOGETHER_TEST_KEY, tick=2.0) as emu:
         yield emu
 
 

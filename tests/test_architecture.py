@@ -148,6 +148,28 @@ def test_a_plugin_imports_only_the_public_plugin_surface(package):
     assert offenders == []
 
 
+def test_the_third_party_plugin_and_the_scaffold_use_only_the_public_surface(tmp_path):
+    """examples/anytune-fireworks (package and tests) and what `anytune plugins new` writes are held to what
+    a plugin outside anytune may import: its own modules, `anytune.plugin` and `anytune.testing`."""
+    from anytune.scaffold import new_plugin
+
+    fireworks = ROOT / "examples" / "anytune-fireworks"
+    written = new_plugin("acme", tmp_path / "acme").folder
+    paths = [*fireworks.rglob("*.py"), *written.rglob("*.py")]
+    import anytune
+
+    top = {f"anytune.{name}" for name in anytune.__all__}  # what a user's script imports (tests may)
+    offenders = [
+        f"{path} imports {target}"
+        for path in paths
+        for target in imports(path)
+        if target.split(".")[0] in ("anytune", *PLUGIN_PACKAGES)
+        and not target.startswith(PUBLIC)
+        and not ("tests" in path.parts and target in top)
+    ]
+    assert len(paths) > 10 and offenders == []
+
+
 def test_engines_know_nothing_of_the_client_or_what_drives_it():
     edges = graph()
     offenders = [

@@ -234,7 +234,7 @@ def test_openai_sft_example_runs_on_azure_and_quotes_show_hosting_apart(tmp_path
 
 
 def test_an_openai_job_migrates_to_azure_with_its_data_and_lineage(azure, tmp_path, monkeypatch, capsys):
-    with emulated("openai", monkeypatch, "sk-openai-for-migration-0123456789", tick=3.0) as openai_emu:
+    with emulated("openai", api_key="sk-openai-for-migration-0123456789", tick=3.0) as openai_emu:
         client = Client()
         spec = azure_spec(chat_splits(tmp_path, seed=8), provider="openai", evaluation=None)
         first = client.follow(client.submit(spec).id, interval=0)

@@ -291,7 +291,7 @@ def test_report_markdown_escapes_what_the_data_says(tmp_path):
 
 
 def test_a_wrong_together_key_is_a_credentials_error_not_a_spec_one(tmp_path, capsys, monkeypatch):
-    with emulated("together", monkeypatch, "tg-the-right-key-0123456789", tick=2.0) as emu:
+    with emulated("together", api_key="tg-the-right-key-0123456789", tick=2.0) as emu:
         monkeypatch.setenv("TOGETHER_API_KEY", "tg-a-wrong-key-9876543210")
         job = job_yaml(
             tmp_path / "job.yaml",

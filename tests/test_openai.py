@@ -34,7 +34,7 @@ KEY = "sk-emulator-test-0123456789abcdef"
 
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIEmulator]:
-    with emulated("openai", monkeypatch, KEY, tick=3.0) as emu:
+    with emulated("openai", api_key=KEY, tick=3.0) as emu:
         monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
         yield emu
 

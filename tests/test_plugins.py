@@ -75,7 +75,9 @@ def test_broken_plugins_are_reported_and_the_rest_works(tmp_path: Path, monkeypa
     assert infos["echo"].backends == ["echo"] and infos["echo"].metrics == ["length_match"]
     assert "a_module_that_does_not_exist" in infos["broken"].error
     assert "misconfigured: set FOO_API_KEY" in infos["raising"].error
-    assert pm.backend_names() == ["azure-openai", "echo", "local", "openai", "together"]
+    names = pm.backend_names()
+    assert {"azure-openai", "echo", "local", "openai", "together"} <= set(names) and names == sorted(names)
+    assert "broken" not in names and "raising" not in names  # the third-party fireworks plugin may be there
     assert "length_match" in pm.metrics()
     with pytest.raises(PluginError, match="failed to load") as info:
         pm.get_backend("broken")

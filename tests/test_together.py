@@ -34,7 +34,7 @@ LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
 
 @pytest.fixture
 def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[TogetherEmulator]:
-    with emulated("together", monkeypatch, KEY, tick=2.0) as emu:
+    with emulated("together", api_key=KEY, tick=2.0) as emu:
         yield emu
 
 

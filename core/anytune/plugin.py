@@ -14,8 +14,9 @@ What is here, by the stage of a job it serves:
   provider files), message helpers (`content_text`, `as_messages`, `normalize_messages`...)
 - billing and prices: token counters and rules, `token_priced` / `hour_priced` / `token_cost` / `unavailable`
   quotes from the catalog, `load_catalog` for a price lookup
-- remote providers: `RetryPolicy`, `create_once`, `SdkErrors` (one error translation for an SDK),
-  `http_failure`, `connection_failure`, `secret_from_env`
+- remote providers: `RetryPolicy`, `create_once`, `retry_call` (reads through a client that does not
+  retry), `SdkErrors` (one error translation for an SDK),
+  `http_failure`, `connection_failure`, `error_message`, `secret_from_env`
 - errors: `AnytuneError` and its kinds
 - places and time: `anytune_home`, `cache_dir`, `today`
 """
@@ -96,8 +97,10 @@ from anytune.remote import (
     SdkErrors,
     connection_failure,
     create_once,
+    error_message,
     http_failure,
     parse_retry_after,
+    retry_call,
     upload_once,
 )
 from anytune.secrets import secret_from_env
@@ -165,6 +168,7 @@ __all__ = [
     "counter_for_family",
     "create_once",
     "detect_hardware",
+    "error_message",
     "example_texts",
     "family_of",
     "full_text",
@@ -181,6 +185,7 @@ __all__ = [
     "prompt_and_target",
     "record_measurement",
     "recurring_cost",
+    "retry_call",
     "secret_from_env",
     "today",
     "token_cost",

@@ -70,6 +70,37 @@ class Failure:
     delay: float | None = None
 
 
+def _with_retries(
+    call: Callable[[], T],
+    classify: Callable[[BaseException], Failure],
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+    *,
+    between: Callable[[], T | None] | None = None,
+    on_retry: Callable[[int, Failure, float], None] | None = None,
+) -> T:
+    """`call()`, tried again after each retryable failure (the provider's Retry-After, else the policy's
+    backoff) up to `policy.attempts`; `between()`, asked before each new attempt, may end the loop with what
+    an earlier attempt already made."""
+    for attempt in range(policy.attempts):
+        try:
+            return call()
+        except Exception as exc:
+            failure = classify(exc)
+            last = attempt == policy.attempts - 1
+            if not failure.retryable or last or (failure.delay or 0) > policy.max_retry_after:
+                raise failure.error from exc
+            delay = failure.delay if failure.delay is not None else policy.backoff(attempt)
+            if on_retry is not None:
+                on_retry(attempt + 1, failure, delay)
+            sleep(delay)
+            if between is not None:
+                existing = between()
+                if existing is not None:
+                    return existing
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def create_once(
     create: Callable[[], T],
     find: Callable[[], T | None],
@@ -82,23 +113,32 @@ def create_once(
 
     `create` must not retry by itself; `find` returns the object if an earlier attempt made it.
     """
-    policy = policy or RetryPolicy()
-    for attempt in range(policy.attempts):
-        try:
-            return create()
-        except Exception as exc:
-            failure = classify(exc)
-            last = attempt == policy.attempts - 1
-            if not failure.retryable or last or (failure.delay or 0) > policy.max_retry_after:
-                raise failure.error from exc
-            delay = failure.delay if failure.delay is not None else policy.backoff(attempt)
-            if on_retry is not None:
-                on_retry(attempt + 1, failure, delay)
-            sleep(delay)
-            existing = find()
-            if existing is not None:
-                return existing
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _with_retries(create, classify, policy or RetryPolicy(), sleep, between=find, on_retry=on_retry)
+
+
+def retry_call(
+    call: Callable[[], T],
+    classify: Callable[[BaseException], Failure],
+    policy: RetryPolicy | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """A read (or any idempotent request) through a client that does not retry by itself (plain httpx):
+    retryable failures are tried again after the provider's Retry-After or the policy's backoff, up to
+    `policy.attempts`; the rest, and the last, raise the classified `BackendError`. Never use it to create
+    something that costs money: that is `create_once`."""
+    return _with_retries(call, classify, policy or RetryPolicy(), sleep)
+
+
+def error_message(body: Any, fallback: str) -> str:
+    """The provider's own words in an error body: `{"error": {"message": ...}}` (OpenAI's shape, which most
+    providers copy) or `{"message": ...}` (Google's gRPC gateway shape, Together's plain errors)."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if body.get("message"):
+            return str(body["message"])
+    return fallback
 
 
 def upload_once(

@@ -411,15 +411,6 @@ class OpenAIEmulator(EmulatorBase):
             )
         return records, None
 
-    def job_ids(self) -> list[str]:
-        with self._lock:
-            return list(self.jobs)
-
-    def hold(self, job_id: str, status: str) -> None:
-        with self._lock:
-            self.jobs[job_id].status = status
-            self.held.add(job_id)
-
     def _advance(self, job: EmulatedJob) -> None:
         """Bring a job up to the clock: phases, steps, events, checkpoints, the result."""
         now = self.clock.now()

@@ -590,15 +590,6 @@ class TogetherEmulator(EmulatorBase):
         job.events.append(event)
         job.updated_at = self.clock.now()
 
-    def job_ids(self) -> list[str]:
-        with self._lock:
-            return list(self.jobs)
-
-    def hold(self, job_id: str, status: str) -> None:
-        with self._lock:
-            self.jobs[job_id].status = status
-            self.held.add(job_id)
-
     def _advance(self, job: Job) -> None:
         now = self.clock.now()
         if job.status in ("completed", "cancelled", "error", "user_error") or job.id in self.held:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from anytune.plugin import BackendError, Failure, SdkErrors, connection_failure, http_failure
+from anytune.plugin import BackendError, Failure, SdkErrors, connection_failure, error_message, http_failure
 
 _HINTS = {
     401: "check TOGETHER_API_KEY (and TOGETHER_BASE_URL, without /v1, for the emulator)",
@@ -14,21 +12,11 @@ _HINTS = {
 }
 
 
-def _message(body: Any, fallback: str) -> str:
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if body.get("message"):
-            return str(body["message"])
-    return fallback
-
-
 def classify(exc: BaseException) -> Failure:
     import together
 
     if isinstance(exc, together.APIStatusError):
-        message = _message(exc.body, exc.message)
+        message = error_message(exc.body, exc.message)
         return http_failure("Together", exc.status_code, message, dict(exc.response.headers), hints=_HINTS)
     if isinstance(exc, together.APIConnectionError | together.APITimeoutError):
         return connection_failure("Together", exc, "check the network, or TOGETHER_BASE_URL")

@@ -7,7 +7,9 @@ without spending money. Each provider's emulator lives in its plugin (offered th
 - clocks: `RealClock` (optionally sped up) for people, `ManualClock` stepped by each poll so tests never sleep;
 - `Faults`: 429 with Retry-After, 5xx, slow answers, a connection dropped after the server did the work;
 - `EmulatorServer`: runs an app on 127.0.0.1 in a thread (tests) or in the foreground (the CLI);
-- `nearest_answer` / `base_answer`: deterministic chat completions that tell a fine-tune from its base.
+- `nearest_answer` / `base_answer`: deterministic chat completions that tell a fine-tune from its base;
+- `emulated(name, api_key=..., tick=...)`: a plugin's registered emulator, served, with the environment its
+  backend reads pointed at it (tests); `anytune.testing.conformance`: the promises every backend keeps.
 
 Needs the `emulators` extra (starlette, uvicorn, python-multipart) once an emulator is built.
 """
@@ -19,6 +21,7 @@ from anytune.testing.asgi import Exchange, Recorder
 from anytune.testing.base import ApiError, EmulatorBase, error_body
 from anytune.testing.clock import Clock, ManualClock, RealClock
 from anytune.testing.faults import Fault, Faults
+from anytune.testing.running import emulated, environment
 from anytune.testing.server import EmulatorServer, free_port
 
 __all__ = [
@@ -33,6 +36,8 @@ __all__ = [
     "RealClock",
     "Recorder",
     "base_answer",
+    "emulated",
+    "environment",
     "error_body",
     "free_port",
     "nearest_answer",

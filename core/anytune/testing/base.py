@@ -47,14 +47,25 @@ class EmulatorBase:
     adapters: ClassVar[frozenset[str] | None] = None
 
     def job_ids(self) -> list[str]:
-        raise NotImplementedError(
-            f"{type(self).__name__}.job_ids(): return the ids of the jobs created so far"
-        )
+        """The default reads `self.jobs` (id -> job), the convention of anytune's emulators."""
+        jobs = getattr(self, "jobs", None)
+        if not isinstance(jobs, dict):
+            raise NotImplementedError(
+                f"{type(self).__name__}.job_ids(): return the ids of the jobs created so far"
+            )
+        with self._lock:
+            return list(jobs)
 
     def hold(self, job_id: str, status: str) -> None:
-        raise NotImplementedError(
-            f"{type(self).__name__}.hold(): set the job's status and add its id to self.held"
-        )
+        """The default sets `self.jobs[job_id].status`; `_advance` must then skip the ids in `self.held`."""
+        jobs = getattr(self, "jobs", None)
+        if not isinstance(jobs, dict) or not hasattr(jobs.get(job_id), "status"):
+            raise NotImplementedError(
+                f"{type(self).__name__}.hold(): set the job's status and add its id to self.held"
+            )
+        with self._lock:
+            jobs[job_id].status = status
+            self.held.add(job_id)
 
     def __init__(
         self,

@@ -35,9 +35,10 @@ from typing import Any, ClassVar
 import pytest
 
 from anytune.errors import AnytuneError, BackendError, CapabilityError, DataError, SpecError
-from anytune.hookspecs import Backend, EmulatorOptions, ProviderRef
+from anytune.hookspecs import Backend, ProviderRef
 from anytune.jobs import Event, Job, JobStatus
 from anytune.spec import AdapterType, JobSpec, Method
+from anytune.testing.running import emulated, environment
 
 PROMISES: dict[str, str] = {
     "capabilities-declared": "every method and adapter capabilities() declares runs to succeeded",
@@ -118,20 +119,6 @@ def _write_jsonl(path: Path, rows: Sequence[Any]) -> str:
     return str(path)
 
 
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def not_written(exc: BaseException) -> tuple[str, str] | None:
     """('Class.method()', its message) for a NotImplementedError in `exc`'s chain (a method a plugin has not
     filled in yet)."""
@@ -174,7 +161,6 @@ class Conformance:
     tick: float = 5.0  # seconds the emulator's clock moves at each request
     max_seconds: float = 120.0  # a job on the emulator that has not ended by then is a failure
     emu: Any = None
-    _server: Any = None
 
     @contextmanager
     def running(self) -> Iterator[Conformance]:
@@ -183,28 +169,22 @@ class Conformance:
         home = self.workdir / "anytune-home"
         env = {"ANYTUNE_HOME": str(home), "ANYTUNE_POLL_INTERVAL": "0"}
         if self.emulator is None:
-            with _environment(env):
+            with environment(env):
                 yield self
             return
-        emulators = get_plugin_manager().emulators()
-        if self.emulator not in emulators:
+        if self.emulator not in get_plugin_manager().emulators():
             raise PromiseBroken(
                 "capabilities-declared",
-                f"no emulator named {self.emulator!r} is registered (found: {', '.join(emulators) or 'none'})",
+                f"no emulator named {self.emulator!r} is registered",
                 "register it in your plugin: @hookimpl def register_emulators(register): "
                 "register(EmulatorInfo(name=..., build=..., environment=...))",
             )
-        from anytune.testing import EmulatorServer, ManualClock
-
-        info = emulators[self.emulator]
-        self.emu = info.build(
-            EmulatorOptions(api_key=self.api_key, clock=ManualClock(tick=self.tick), step_seconds=1.0)
-        )
-        with EmulatorServer(self.emu.app) as server:
-            self._server = server
-            with _environment({**env, **info.environment(server.url, self.api_key)}):
+        with environment(env), emulated(self.emulator, api_key=self.api_key, tick=self.tick) as emu:
+            self.emu = emu
+            try:
                 yield self
-        self.emu = self._server = None
+            finally:
+                self.emu = None
 
     # --------------------------------------------------------------------------------------- helpers
 
@@ -710,7 +690,7 @@ class BackendConformance:
             bad_rows=list(self.bad_rows),
             models=dict(self.models),
         )
-        with _environment(self.environment), suite.running():
+        with environment(self.environment), suite.running():
             yield suite
 
     def _promise(self, suite: Conformance, promise: str) -> None:
