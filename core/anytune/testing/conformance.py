@@ -87,10 +87,10 @@ def chat_rows(n: int, seed: int = 0) -> list[dict[str, Any]]:
     ]
 
 
-def preference_rows(n: int) -> list[dict[str, str]]:
+def preference_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
     return [
         {
-            "prompt": f"Say something kind about {i}",
+            "prompt": f"Say something kind about {i + 1000 * seed}",
             "chosen": f"{i} is wonderful.",
             "rejected": f"{i} is bad.",
         }
@@ -98,13 +98,14 @@ def preference_rows(n: int) -> list[dict[str, str]]:
     ]
 
 
-def text_rows(n: int) -> list[dict[str, str]]:
+def text_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
     return [
-        {"text": f"Document {i}: the letters of word{i} reversed are {str(i)[::-1]}drow."} for i in range(n)
+        {"text": f"Document {i}.{seed}: the letters of word{i} reversed are {str(i)[::-1]}drow."}
+        for i in range(n)
     ]
 
 
-ROWS: dict[Method, Callable[[int], list[Any]]] = {
+ROWS: dict[Method, Callable[..., list[Any]]] = {
     Method.SFT: chat_rows,
     Method.DPO: preference_rows,
     Method.CPT: text_rows,
@@ -161,6 +162,7 @@ class Conformance:
     tick: float = 5.0  # seconds the emulator's clock moves at each request
     max_seconds: float = 120.0  # a job on the emulator that has not ended by then is a failure
     emu: Any = None
+    _files: int = 0
 
     @contextmanager
     def running(self) -> Iterator[Conformance]:
@@ -199,8 +201,12 @@ class Conformance:
         return get_plugin_manager().get_backend(self.provider)
 
     def data(self, method: Method, name: str | None = None, rows: Sequence[Any] | None = None) -> str:
-        rows = rows if rows is not None else ROWS.get(method, chat_rows)(30)
-        return _write_jsonl(self.workdir / "data" / f"{name or method.value}.jsonl", rows)
+        """A data file for `method`; each call without `rows` gets its own content, so that every job of a
+        check uploads its own file (a provider's handling of a repeated upload is not what is checked)."""
+        self._files += 1
+        if rows is None:
+            rows = ROWS.get(method, chat_rows)(30, seed=self._files)
+        return _write_jsonl(self.workdir / "data" / f"{name or method.value}-{self._files}.jsonl", rows)
 
     def spec(
         self,
