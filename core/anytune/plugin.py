@@ -10,8 +10,9 @@ imports from elsewhere in `anytune` (except `anytune.testing`, for emulators) is
 What is here, by the stage of a job it serves:
 - contract: the hooks, `Backend`, `Capabilities`, `Limits`, `Problem`, `PreparedData`, `Quote`, `Snapshot`...
 - spec and records: `JobSpec`, `Method`, `AdapterType`, `DataFormat`, `Event`, `JobStatus`, `ModelArtifact`
-- data: `RecordValidator` (stream a validated file), `convert_record`, `PreparedWriter` (content-addressed
-  provider files), message helpers (`content_text`, `as_messages`, `normalize_messages`...)
+- data: `RecordValidator` (stream a validated file), `convert_record`, `PreparedWriter` and
+  `prepare_splits` (content-addressed provider files, split by split), message helpers (`content_text`,
+  `as_messages`, `normalize_messages`...)
 - billing and prices: token counters and rules, `token_priced` / `hour_priced` / `token_cost` / `unavailable`
   quotes from the catalog, `load_catalog` for a price lookup
 - remote providers: `RetryPolicy`, `create_once`, `retry_call` (reads through a client that does not
@@ -48,7 +49,7 @@ from anytune.cost.quotes import (
 from anytune.cost.throughput import detect_hardware, hardware_for_gpu, record_measurement
 from anytune.data.convert import ConversionError, convert_record
 from anytune.data.formats import DataFormat
-from anytune.data.prepared import PreparedWriter
+from anytune.data.prepared import PreparedWriter, prepare_splits
 from anytune.data.records import (
     as_messages,
     content_text,
@@ -182,6 +183,7 @@ __all__ = [
     "normalize_messages",
     "params_from_name",
     "parse_retry_after",
+    "prepare_splits",
     "prompt_and_target",
     "record_measurement",
     "recurring_cost",

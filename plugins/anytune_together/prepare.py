@@ -15,7 +15,6 @@ import itertools
 from typing import Any
 
 from anytune.plugin import (
-    BillableTokens,
     ConversionError,
     DataBundle,
     DataFormat,
@@ -34,6 +33,7 @@ from anytune.plugin import (
     counter_for_family,
     instruction_prompt,
     normalize_messages,
+    prepare_splits,
 )
 
 _BATCH = 4096  # texts per tokenizer call
@@ -88,25 +88,15 @@ def to_together(record: dict[str, Any], fmt: DataFormat) -> tuple[str, dict[str,
 def prepare(provider: str, spec: JobSpec, data: DataBundle, family: str | None) -> PreparedData:
     """Every split Together trains on, as a Together file, with the tokens it processes per pass and the
     lines Together would refuse."""
-    prepared = PreparedData(provider=provider, data=data)
     counter, render, template = counter_for_family(family)
     bos = "<|begin_of_text|>" if family == "llama3" else ""
-    for split in ("train", "validation"):
-        ref = getattr(data, split)
-        if ref is None:
-            continue
-        prepared_file, tokens, examples, problems = _prepare_split(ref, split, render, bos, counter)
-        prepared.problems.extend(problems)
-        if prepared_file is not None:
-            prepared.files[split] = prepared_file
-        prepared.tokens[split] = BillableTokens(
-            tokens=tokens,
-            examples=examples,
-            counter=counter.name,
-            exact=counter.exact,
-            notes=[f"conversations rendered with the {template} chat template"],
-        )
-    return prepared
+    return prepare_splits(
+        provider,
+        data,
+        lambda ref, split: _prepare_split(ref, split, render, bos, counter),
+        counter=counter,
+        notes=[f"conversations rendered with the {template} chat template"],
+    )
 
 
 def _billed_texts(kind: str, out: dict[str, Any], render: Any, bos: str) -> list[str]:

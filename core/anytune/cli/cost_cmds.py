@@ -115,7 +115,7 @@ def prices(
         if e.tier:
             applies += f" [{e.tier}]"
         kind = "/".join(x for x in (",".join(e.method), ",".join(e.adapter)) if x != "*")
-        unit = "per 1M tokens" if e.unit == "1m_tokens" else "per hour"
+        unit = {"1m_tokens": "per 1M tokens", "hour": "per hour", "month": "per month"}[e.unit]
         source, seen = catalog.source_of(e)
         rows.append(
             [

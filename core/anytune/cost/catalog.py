@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from anytune.errors import SpecError
 from anytune.settings import anytune_home
 
-Unit = Literal["1m_tokens", "hour"]
+Unit = Literal["1m_tokens", "hour", "month"]  # month: a recurring cost (model storage)
 ANY = "*"
 
 

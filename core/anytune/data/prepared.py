@@ -11,11 +11,12 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from anytune.hookspecs import PreparedFile
+from anytune.hookspecs import BillableTokens, DataBundle, DatasetRef, PreparedData, PreparedFile, Problem
 
 
 class PreparedWriter:
@@ -64,3 +65,32 @@ class PreparedWriter:
     ) -> None:
         if self._tmp.exists():
             self.abort()
+
+
+SplitResult = tuple[PreparedFile | None, int, int, list[Problem]]  # file, billable tokens, examples, problems
+
+
+def prepare_splits(
+    provider: str,
+    data: DataBundle,
+    prepare_split: Callable[[DatasetRef, str], SplitResult],
+    *,
+    counter: Any,
+    notes: list[str],
+) -> PreparedData:
+    """The `PreparedData` of the training and validation splits, each made by `prepare_split(ref, split)`
+    (a provider's conversion and rules for one file) and counted with `counter` (a token counter: its name and
+    whether it is exact go with the counts)."""
+    prepared = PreparedData(provider=provider, data=data)
+    for split in ("train", "validation"):
+        ref = getattr(data, split)
+        if ref is None:
+            continue
+        written, tokens, examples, problems = prepare_split(ref, split)
+        prepared.problems.extend(problems)
+        if written is not None:
+            prepared.files[split] = written
+        prepared.tokens[split] = BillableTokens(
+            tokens=tokens, examples=examples, counter=counter.name, exact=counter.exact, notes=list(notes)
+        )
+    return prepared

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from anytune.plugin import (
-    BillableTokens,
     ConversionError,
     DataBundle,
     DataFormat,
@@ -29,6 +28,7 @@ from anytune.plugin import (
     counter_for_family,
     instruction_prompt,
     normalize_messages,
+    prepare_splits,
 )
 
 MAX_EXAMPLES = 3_000_000
@@ -79,25 +79,14 @@ def to_fireworks(record: dict[str, Any], fmt: DataFormat) -> tuple[str, dict[str
 
 def prepare(provider: str, spec: JobSpec, data: DataBundle, family: str | None, context: int) -> PreparedData:
     """Every split as a Fireworks dataset file, with its billable tokens and the lines Fireworks would refuse."""
-    prepared = PreparedData(provider=provider, data=data)
     counter, render, template = counter_for_family(family)
-    for split in ("train", "validation"):
-        ref = getattr(data, split)
-        if ref is None:
-            continue
-        result = _prepare_split(ref, split, render, counter, context)
-        prepared_file, tokens, examples, problems = result
-        prepared.problems.extend(problems)
-        if prepared_file is not None:
-            prepared.files[split] = prepared_file
-        prepared.tokens[split] = BillableTokens(
-            tokens=tokens,
-            examples=examples,
-            counter=counter.name,
-            exact=counter.exact,
-            notes=[f"examples rendered with the {template} chat template"],
-        )
-    return prepared
+    return prepare_splits(
+        provider,
+        data,
+        lambda ref, split: _prepare_split(ref, split, render, counter, context),
+        counter=counter,
+        notes=[f"examples rendered with the {template} chat template"],
+    )
 
 
 def _texts(kind: str, out: dict[str, Any], render: Any) -> list[str]:
