@@ -98,10 +98,9 @@ def test_the_same_client_request_token_makes_one_job(emu, tmp_path):
         "outputDataConfig": remote.output_data_config,
         "hyperParameters": remote.hyper_parameters,
     }
-    bedrock_front = __import__("boto3").client(
-        "bedrock",
-        region_name="us-east-1",
-    )
+    import boto3
+
+    bedrock_front = boto3.client("bedrock", region_name="us-east-1")  # through the front, as the backend
     again = bedrock_front.create_model_customization_job(
         **args, clientRequestToken=remote.client_request_token
     )

@@ -24,6 +24,9 @@ HEAVY = {
     "datasets",
     "accelerate",
     "boto3",
+    "botocore",
+    "moto",
+    "httpx",
 }
 
 

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 from typing import Any, ClassVar
 
 from anytune.plugin import (
@@ -525,11 +526,10 @@ class BedrockBackend(Backend):
         region = str(
             model.metadata.get("region") or (load_catalog().model(model.base_model) or _NO_MODEL).region
         )
-        model_id = (
-            model.base_model
-            if model.kind == "base"
-            else str(model.metadata.get("invoke_model_id") or model.model_id)
-        )
+        if model.kind == "base":  # a base model is invoked without its context-window suffix (:128k)
+            model_id = re.sub(r":\d+k$", "", model.base_model)
+        else:
+            model_id = str(model.metadata.get("invoke_model_id") or model.model_id)
         client = self._client("bedrock-runtime", region)
         answers = []
         for messages in prompts:
