@@ -4,8 +4,9 @@ every GPU type, as a table and a plot. Nothing is uploaded or started, and no AP
     python examples/compare_costs.py [JOB.yaml] [--plot cost.png]
 
 By default it prices the quick start's job (examples/quickstart.yaml) with the model each provider would
-train: SmolLM2-135M locally and on rented GPUs, gpt-4o-mini on OpenAI, Qwen2.5-7B on Together. After the
-quick start has run once, the local rows use the speed measured on this machine instead of the model.
+train: SmolLM2-135M locally and on rented GPUs, gpt-4o-mini on OpenAI, Qwen2.5-7B on Together, Llama 3.1 8B
+on Bedrock (whose Nova models take no learning rate as high as the quick start's). After the quick start has
+run once, the local rows use the speed measured on this machine instead of the model.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
             "provider_options.openai.base_model=gpt-4o-mini",
             "provider_options.azure-openai.base_model=gpt-4o-mini",
             "provider_options.together.base_model=Qwen/Qwen2.5-7B-Instruct",
+            "provider_options.bedrock.base_model=meta.llama3-1-8b-instruct-v1:0:128k",
             *([f"hyperparameters.epochs={args.epochs}"] if args.epochs else []),
         ],
     )

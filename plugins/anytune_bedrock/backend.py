@@ -165,7 +165,7 @@ class BedrockBackend(Backend):
             data_formats=frozenset(
                 {DataFormat.CHAT, DataFormat.INSTRUCTION, DataFormat.COMPLETION, DataFormat.TEXT}
             ),
-            hyperparameters=frozenset({"epochs", "learning_rate", "batch_size", "warmup_steps"}),
+            hyperparameters=frozenset({"epochs", "learning_rate", "warmup_steps"}),  # Bedrock sets the batch
             base_models=None,  # checked against models.yaml in check_spec, with the list of what can
             limits=Limits(min_examples=1),
             supports_cancel=True,
