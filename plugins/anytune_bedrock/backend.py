@@ -131,8 +131,9 @@ class BedrockBackend(Backend):
                 raise UsageError(
                     "the Bedrock backend needs boto3", hint="pip install 'anytune[bedrock]'"
                 ) from None
+            # total_max_attempts counts the first try (botocore's max_attempts counts only retries)
             attempts = 1 if create else self.policy.attempts
-            config = Config(retries={"mode": "standard", "max_attempts": attempts}, connect_timeout=10)
+            config = Config(retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=10)
             self._clients[key] = boto3.client(service, region_name=region, config=config)
         return self._clients[key]
 
