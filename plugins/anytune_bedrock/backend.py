@@ -311,8 +311,9 @@ class BedrockBackend(Backend):
             if int(head.get("ContentLength", -1)) == prepared.size:
                 return f"s3://{bucket}/{key}"
         except Exception as exc:
-            if classify(exc).error.status not in (404, 403):
-                raise classify(exc).error from exc
+            error = classify(exc).error
+            if error.status not in (404, 403):
+                raise error from exc
         aws_call(s3.upload_file, prepared.path, bucket, key)
         return f"s3://{bucket}/{key}"
 
@@ -525,7 +526,7 @@ class BedrockBackend(Backend):
 
     def generate(self, model: ModelArtifact, prompts: list[Messages], params: GenerationParams) -> list[str]:
         region = str(
-            model.metadata.get("region") or (load_catalog().model(model.base_model) or _NO_MODEL).region
+            model.metadata.get("region") or self._region(None, load_catalog().model(model.base_model))
         )
         if model.kind == "base":  # a base model is invoked without its context-window suffix (:128k)
             model_id = re.sub(r":\d+k$", "", model.base_model)
@@ -555,10 +556,3 @@ class BedrockBackend(Backend):
             content = response["output"]["message"]["content"]
             answers.append("".join(c.get("text", "") for c in content).strip())
         return answers
-
-
-class _NoModel:
-    region = "us-east-1"
-
-
-_NO_MODEL = _NoModel()

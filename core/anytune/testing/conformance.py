@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 import traceback
 from collections import Counter
@@ -38,6 +37,7 @@ from anytune.errors import AnytuneError, BackendError, CapabilityError, DataErro
 from anytune.hookspecs import Backend, ProviderRef
 from anytune.jobs import Event, Job, JobStatus
 from anytune.spec import AdapterType, JobSpec, Method
+from anytune.testing.faults import Fault
 from anytune.testing.running import emulated, environment
 
 PROMISES: dict[str, str] = {
@@ -169,24 +169,23 @@ class Conformance:
         from anytune.plugins import get_plugin_manager
 
         home = self.workdir / "anytune-home"
-        env = {"ANYTUNE_HOME": str(home), "ANYTUNE_POLL_INTERVAL": "0"}
-        if self.emulator is None:
-            with environment(env):
+        with environment({"ANYTUNE_HOME": str(home), "ANYTUNE_POLL_INTERVAL": "0"}):
+            if self.emulator is None:
                 yield self
-            return
-        if self.emulator not in get_plugin_manager().emulators():
-            raise PromiseBroken(
-                "capabilities-declared",
-                f"no emulator named {self.emulator!r} is registered",
-                "register it in your plugin: @hookimpl def register_emulators(register): "
-                "register(EmulatorInfo(name=..., build=..., environment=...))",
-            )
-        with environment(env), emulated(self.emulator, api_key=self.api_key, tick=self.tick) as emu:
-            self.emu = emu
-            try:
-                yield self
-            finally:
-                self.emu = None
+                return
+            if self.emulator not in get_plugin_manager().emulators():
+                raise PromiseBroken(
+                    "capabilities-declared",
+                    f"no emulator named {self.emulator!r} is registered",
+                    "register it in your plugin: @hookimpl def register_emulators(register): "
+                    "register(EmulatorInfo(name=..., build=..., environment=...))",
+                )
+            with emulated(self.emulator, api_key=self.api_key, tick=self.tick) as emu:
+                self.emu = emu
+                try:
+                    yield self
+                finally:
+                    self.emu = None
 
     # --------------------------------------------------------------------------------------- helpers
 
@@ -245,11 +244,8 @@ class Conformance:
 
     def creates(self, after: int = 0) -> list[Any]:
         method, path = self.emu.create_route
-        return [
-            e
-            for e in self.requests()[after:]
-            if e.method == method.upper() and re.fullmatch(path, e.path) is not None
-        ]
+        route = Fault(method=method, path=path)  # the faults' own request matching
+        return [e for e in self.requests()[after:] if route.matches(e.method, e.path)]
 
     def _need_emulator(self, promise: str) -> None:
         if self.emu is None:
@@ -426,12 +422,10 @@ class Conformance:
                 "your plugin's prices.yaml (register_prices), each with its source and date",
             )
 
-    def _submitted(self, client: Any, **spec: Any) -> tuple[Job, ProviderRef]:
+    def _submitted(self, promise: str, client: Any, **spec: Any) -> tuple[Job, ProviderRef]:
         job = client.submit(self.spec(method=self.default_method(), **spec))
         if job.provider_ref is None:
-            raise PromiseBroken(
-                "row-before-submit", f"submit() gave no ProviderRef: {job.error}", "return a ProviderRef"
-            )
+            raise PromiseBroken(promise, f"submit() gave no ProviderRef: {job.error}", "return a ProviderRef")
         return job, ProviderRef.model_validate(job.provider_ref)
 
     def check_status_map(self) -> None:
@@ -444,7 +438,7 @@ class Conformance:
                 "set `statuses = {'provider status': JobStatus...}` on it, from the provider's documentation",
             )
         client = self.client()
-        _, ref = self._submitted(client)
+        _, ref = self._submitted("status-map", client)
         backend, failures = self.backend(), []
         for raw, neutral in statuses.items():
             self.emu.hold(ref.id, raw)
@@ -621,7 +615,7 @@ class Conformance:
         if not self.backend().capabilities().supports_cancel:
             raise NotApplicable(f"{self.provider} declares supports_cancel=False")
         client = self.client()
-        job, _ = self._submitted(client, hyperparameters={**self.hyperparameters, "epochs": 3})
+        job, _ = self._submitted("cancel", client, hyperparameters={**self.hyperparameters, "epochs": 3})
         client.cancel(job.id)
         job = self.follow(client, job)
         if not job.status.terminal:
@@ -633,7 +627,7 @@ class Conformance:
 
     def check_poll_cursor(self) -> None:
         client, backend = self.client(), self.backend()
-        _, ref = self._submitted(client)
+        _, ref = self._submitted("poll-cursor", client)
 
         def key(e: Event) -> str:
             return json.dumps([e.kind, e.level, e.message, e.data], sort_keys=True, default=str)

@@ -5,7 +5,7 @@ OpenAI-compatible inference answers OpenAI's (`{"error": {"message": ...}}`). Bo
 
 from __future__ import annotations
 
-from anytune.plugin import BackendError, Failure, SdkErrors, connection_failure, error_message, http_failure
+from anytune.plugin import BackendError, Failure, connection_failure, error_message, http_failure
 
 _HINTS = {
     401: "check FIREWORKS_API_KEY (and FIREWORKS_BASE_URL for the emulator)",
@@ -29,12 +29,3 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, httpx.TransportError):
         return connection_failure("Fireworks", exc, "check the network, or FIREWORKS_BASE_URL")
     return Failure(False, BackendError(f"Fireworks client error: {type(exc).__name__}: {exc}"))
-
-
-def _http_errors() -> tuple[type[BaseException], ...]:
-    import httpx
-
-    return (httpx.HTTPError,)
-
-
-errors = SdkErrors(classify, _http_errors)
