@@ -231,20 +231,17 @@ class BedrockBackend(Backend):
                 CREDENTIALS,
                 "no role for Bedrock to assume: set ANYTUNE_BEDROCK_ROLE_ARN or provider_options.bedrock.role_arn",
             )
-        if not self._has_credentials():
+        try:
+            import boto3
+        except ImportError:
+            error(CREDENTIALS, "the Bedrock backend needs boto3: pip install 'anytune[bedrock]'")
+            return problems
+        if boto3.session.Session().get_credentials() is None:
             error(
                 CREDENTIALS,
                 "no AWS credentials: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
             )
         return problems
-
-    @staticmethod
-    def _has_credentials() -> bool:
-        try:
-            import boto3
-        except ImportError:
-            return False
-        return boto3.session.Session().get_credentials() is not None
 
     def _hyper_value(self, spec: JobSpec, hp: Any) -> float | None:
         options = spec.options_for(self.name)
@@ -419,7 +416,8 @@ class BedrockBackend(Backend):
         if status != seen_status:
             events.append(Event(kind=EventKind.STATUS, message=f"Bedrock: {status}", data={"status": status}))
         metrics: dict[str, float] = {}
-        for row in self._metric_rows(job, region):
+        ended = STATUS.get(status, JobStatus.RUNNING).terminal  # Bedrock writes the metrics file at the end
+        for row in self._metric_rows(job, region) if ended else []:
             step = int(row["step"])
             if step <= last_step:
                 continue
