@@ -269,20 +269,20 @@ def test_hardware_too_small_is_refused_with_the_memory_it_needs(tmp_path: Path):
     train = write_jsonl(tmp_path / "train.jsonl", chat_rows(20))
     table = quote(
         spec(train, base_model="meta-llama/Llama-3.1-70B-Instruct"),
-        ["local", "hf-jobs"],
+        ["local", "hf"],
         hardware="t4,a100x8",
     )
     rows = by_label(table)
-    assert not rows["local (t4)"].available and "need about" in (rows["local (t4)"].reason or "")
-    assert rows["hf-jobs (a100x8)"].available and rows["hf-jobs (a100x8)"].price
+    assert not rows["local (t4)"].available and "GB per GPU" in (rows["local (t4)"].reason or "")
+    assert rows["hf (a100x8)"].available and rows["hf (a100x8)"].price
     assert "no hourly local price for a100x8" in " ".join(rows["local (a100x8)"].assumptions)
 
 
 def test_rental_service_quotes_the_cheapest_machine_that_fits(tmp_path: Path):
     train = write_jsonl(tmp_path / "train.jsonl", chat_rows(20))
     job = spec(train)
-    every = [q for q in quote(job, ["hf-jobs"], hardware="all").quotes if q.available and q.price is not None]
-    [best] = quote(job, ["hf-jobs"]).quotes
+    every = [q for q in quote(job, ["hf"], hardware="all").quotes if q.available and q.price is not None]
+    [best] = quote(job, ["hf"]).quotes
     assert best.price == min(q.price for q in every) and best.hardware is not None
 
 
@@ -300,7 +300,7 @@ def test_all_providers_in_one_table_sorted_by_price_with_reasons(tmp_path: Path)
     table = quote(spec(train, provider_options=small), "all")
     rows = by_label(table)
     assert {"openai", "azure-openai", "together", "local (cpu)"} < set(rows)
-    assert any(r.startswith("hf-jobs (") for r in rows)
+    assert any(r.startswith("hf (") for r in rows)
     assert [r.unit for r in rows["azure-openai"].recurring] == ["hour"]  # hosting, apart from training
     priced = [q.price for q in table.quotes]
     assert None not in priced and priced == sorted(priced)  # type: ignore[type-var]
@@ -311,7 +311,7 @@ def test_all_providers_in_one_table_sorted_by_price_with_reasons(tmp_path: Path)
     prefix = by_label(quote(spec(train, adapter="prefix"), ["together", "openai"]))
     assert not prefix["together"].available
     assert prefix["together"].reason == (
-        "adapter: together cannot train adapter 'prefix'; it can train: full, lora; providers that can: local"
+        "adapter: together cannot train adapter 'prefix'; it can train: full, lora; providers that can: hf, local"
     )
 
 
@@ -351,7 +351,7 @@ def test_quote_cli_table_json_csv_and_plot(tmp_path: Path):
     )
     env = cli_env(tmp_path, ANYTUNE_TODAY="2026-11-28")
     shown = run_anytune("quote", str(jf), "--providers", "all", env=env, check=True)
-    for word in ("openai", "together", "hf-jobs", "2026-11-28", "over budget"):
+    for word in ("openai", "together", "hf", "2026-11-28", "over budget"):
         assert word in shown.stdout, shown.stdout
     data = json.loads(run_anytune("quote", str(jf), "--json", env=env, check=True).stdout)
     quotes = {(q["provider"], q["hardware"]): q for q in data["quotes"]}

@@ -13,7 +13,8 @@ What is here, by the stage of a job it serves:
 - data: `RecordValidator` (stream a validated file), `convert_record`, `PreparedWriter` and
   `prepare_splits` (content-addressed provider files, split by split), message helpers (`content_text`,
   `as_messages`, `normalize_messages`...)
-- billing and prices: token counters and rules, `token_priced` / `hour_priced` / `token_cost` / `unavailable`
+- billing and prices: token counters and rules, `training_memory` (what training needs per GPU),
+  `token_priced` / `hour_priced` / `token_cost` / `unavailable`
   quotes from the catalog, `load_catalog` for a price lookup
 - remote providers: `RetryPolicy`, `create_once`, `retry_call` (reads through a client that does not
   retry), `SdkErrors` (one error translation for an SDK),
@@ -38,6 +39,7 @@ from anytune.cost.billing import (
     family_of,
 )
 from anytune.cost.catalog import PriceCatalog, load_catalog
+from anytune.cost.memory import MemoryEstimate, training_memory
 from anytune.cost.quotes import (
     hour_priced,
     params_from_name,
@@ -134,6 +136,7 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "Limits",
+    "MemoryEstimate",
     "Messages",
     "Method",
     "ModelArtifact",
@@ -193,6 +196,7 @@ __all__ = [
     "token_cost",
     "token_f1",
     "token_priced",
+    "training_memory",
     "unavailable",
     "upload_once",
 ]

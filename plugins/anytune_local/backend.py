@@ -172,7 +172,7 @@ class LocalBackend(Backend):
 
     def quote(self, spec: JobSpec, prepared: PreparedData) -> Quote:
         """Hours on the hardware named in `provider_options.local.hardware` (this machine's by default;
-        `hf-jobs:a100` prices the same run on rented hardware), from measured runs or the throughput model,
+        `hf:a100` prices the same run on rented hardware), from measured runs or the throughput model,
         at the catalog's hourly price."""
         from anytune.plugin import hour_priced
         from anytune_local.quoting import count_tokens, epochs_of_data

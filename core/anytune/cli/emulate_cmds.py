@@ -39,7 +39,7 @@ def emulate(
             hint=f"installed plugins offer: {', '.join(offered) or 'none'}",
         )
     try:
-        from anytune.testing import EmulatorServer, RealClock
+        from anytune.testing import EmulatorServer, RealClock, close_emulator
 
         emulator = info.build(
             EmulatorOptions(api_key=api_key, clock=RealClock(speed), step_seconds=step_seconds)
@@ -56,4 +56,7 @@ def emulate(
     out.print("  export " + " ".join(f"{k}={v}" for k, v in env.items()))
     if info.example:
         out.print(f"  anytune run {info.example} --provider {provider}")
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        close_emulator(emulator)

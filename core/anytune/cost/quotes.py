@@ -164,7 +164,8 @@ def hour_priced(
             f"set provider_options.{provider}.params_b"
         )
     else:
-        problem = fits(hw, params_b, adapter)
+        hp = spec.hyperparameters
+        problem = fits(hw, params_b, adapter, batch=hp.batch_size, seq_len=hp.max_seq_length)
     if problem and strict:
         return unavailable(provider, problem, model=model, hardware=hardware)
     if problem or hw is None or params_b is None:

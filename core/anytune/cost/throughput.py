@@ -22,24 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from anytune.cost.catalog import Hardware
+from anytune.cost.memory import family as adapter_family
+from anytune.cost.memory import training_memory
 from anytune.settings import anytune_home
 
 GPU_MFU = 0.35
 MULTI_GPU_EFFICIENCY = 0.9  # each GPU beyond the first adds this share of one GPU
 QLORA_SLOWDOWN = 0.7
 FLOPS_PER_TOKEN = {"full": 6.0, "peft": 4.0}
-
-# training memory per parameter, in bytes: full = bf16 weights + grads + fp32 master and two Adam moments;
-# adapters = the frozen bf16 (or 4-bit) base; plus 20% and 2 GB for activations and the CUDA context.
-BYTES_PER_PARAM = {"full": 16.0, "peft": 2.0, "qlora": 0.55}
-MEMORY_HEADROOM = 1.2
-MEMORY_FIXED_GB = 2.0
-
-
-def adapter_family(adapter: str) -> str:
-    if adapter == "full":
-        return "full"
-    return "qlora" if adapter == "qlora" else "peft"
 
 
 @dataclass(frozen=True)
@@ -65,24 +55,22 @@ def modelled_tokens_per_s(hw: Hardware, params_b: float, adapter: str) -> Throug
     return Throughput(rate, f"throughput model: {basis}, {flops_per_token / (params_b * 1e9):g}N FLOPs/token")
 
 
-def memory_needed_gb(params_b: float, adapter: str) -> float:
-    return params_b * BYTES_PER_PARAM[adapter_family(adapter)] * MEMORY_HEADROOM + MEMORY_FIXED_GB
-
-
-def fits(hw: Hardware, params_b: float, adapter: str) -> str | None:
-    """Why the model does not fit on `hw` for this kind of training; None if it does."""
-    need = memory_needed_gb(params_b, adapter)
+def fits(
+    hw: Hardware, params_b: float, adapter: str, *, batch: int | None = None, seq_len: int | None = None
+) -> str | None:
+    """Why the model does not fit on `hw` for this kind of training (the memory model's figures); None if
+    it does. Several GPUs of one machine shard the model (FSDP / ZeRO-3)."""
     if hw.kind == "cpu":  # trains in fp32: the frozen base takes twice its bf16 size
-        if adapter_family(adapter) == "peft":
-            need = memory_needed_gb(params_b * 2, adapter)
+        size = params_b * 2 if adapter_family(adapter) == "peft" else params_b
+        need = training_memory(size, adapter, batch=batch, seq_len=seq_len)
         have = hw.memory_gb or _machine_memory_gb()
+        where = f"{hw.describe()} has {have:.0f} GB"
     else:
-        have = (hw.memory_gb or 0.0) * hw.gpus  # sharded (FSDP / ZeRO) across the GPUs of one machine
-    if have and need > have:
-        return (
-            f"{params_b:g}B parameters with {adapter} need about {need:.0f} GB; "
-            f"{hw.describe()} has {have:.0f} GB"
-        )
+        need = training_memory(params_b, adapter, batch=batch, seq_len=seq_len, gpus=hw.gpus)
+        have = hw.memory_gb or 0.0
+        where = f"{hw.describe()} has {have:.0f} GB per GPU"
+    if have and need.per_gpu_gb > have:
+        return f"{need.describe()}; {where}"
     return None
 
 

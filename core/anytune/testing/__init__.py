@@ -21,7 +21,7 @@ from anytune.testing.asgi import Exchange, Recorder
 from anytune.testing.base import ApiError, EmulatorBase, error_body
 from anytune.testing.clock import Clock, ManualClock, RealClock
 from anytune.testing.faults import Fault, Faults
-from anytune.testing.running import emulated, environment
+from anytune.testing.running import close_emulator, emulated, environment
 from anytune.testing.server import EmulatorServer, free_port
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "RealClock",
     "Recorder",
     "base_answer",
+    "close_emulator",
     "emulated",
     "environment",
     "error_body",

@@ -41,5 +41,16 @@ def emulated(name: str, *, api_key: str, tick: float = 0.0, step_seconds: float 
     emulator = info.build(
         EmulatorOptions(api_key=api_key, clock=ManualClock(tick=tick), step_seconds=step_seconds)
     )
-    with EmulatorServer(emulator.app) as server, environment(info.environment(server.url, api_key)):
-        yield emulator
+    try:
+        with EmulatorServer(emulator.app) as server, environment(info.environment(server.url, api_key)):
+            yield emulator
+    finally:
+        close_emulator(emulator)
+
+
+def close_emulator(emulator: Any) -> None:
+    """Let an emulator that runs work of its own (Hugging Face's runs jobs as processes) stop it: its
+    `close()`, if it has one."""
+    close = getattr(emulator, "close", None)
+    if callable(close):
+        close()

@@ -52,8 +52,9 @@ def targets(
 ) -> list[Target]:
     """What to quote. Token-priced providers get one row; hour-priced ones one row per hardware: the
     machine's own for `local` by default, the cheapest that fits for a rental service, or every one
-    (`hardware="all"`) or the ones named. Rental services without a backend of their own (HF Jobs) are
-    quoted through the local backend: the same training, on their machines, at their prices."""
+    (`hardware="all"`) or the ones named. A rental service with a backend (Hugging Face) chooses its machine
+    in its own quote; one that has only catalog prices is quoted through the local backend: the same
+    training, on its machines, at its prices."""
     catalog = load_catalog()
     installed = list(installed)
     wanted = _names(providers) or ["all"]
@@ -100,8 +101,8 @@ def quote(
         quoter = _Quoter(client, spec)
         quotes = []
         for target in targets(client.plugins.backend_names(), providers, hardware):
-            if target.backend is not None and target.hardware is None and target.provider != LOCAL:
-                quotes.append(quoter.cheapest(target))
+            if target.backend not in (None, target.provider) and target.hardware is None:
+                quotes.append(quoter.cheapest(target))  # a quote-only rental service, through local
             else:
                 quotes.append(quoter.one(target))
     return QuoteTable(spec, quotes, time.perf_counter() - started, sorted(quoter.warnings))
