@@ -16,9 +16,10 @@ import pytest
 from anytune.client import Client
 from anytune.jobfile import spec_from_dict
 from anytune.jobs import EventKind, JobStatus
+from anytune.plugin import PreparedData, SubmitRequest
 from anytune.testing import emulated
-from anytune_hf.backend import LABEL, job_label
-from tests.conftest import chat_splits
+from anytune_hf.backend import LABEL, HFBackend, job_label
+from tests.conftest import anytune_in_process, chat_splits, cli_env, reversal_rows, run_anytune, write_jsonl
 
 TOKEN = "hf_emulator_0123456789abcdefghijklmn"
 
@@ -87,3 +88,176 @@ def test_jobs_mode_lora_runs_streams_loss_pushes_registers_and_is_evaluated(hub,
     data_repo = hub.repos[("dataset", "alice/anytune-data")]
     _, staged = data_repo.files()
     assert any(name.startswith("data/") for name in staged) and f"jobs/{job.id}/request.json" in staged
+
+
+def wait_for(condition: Any, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_timeout_fails_with_the_reason_and_resume_starts_from_the_pushed_checkpoint(
+    hub, tmp_path, tiny_model
+):
+    client = Client()
+    data = chat_splits(tmp_path, seed=4)
+    long_run = {
+        "epochs": 50,
+        "learning_rate": 3e-3,
+        "batch_size": 8,
+    }  # 200 steps: still running when it times out
+    job = client.submit(
+        spec(data, tiny_model, hyperparameters=long_run, hf={"timeout": "10m", "checkpoint_steps": 20})
+    )
+    [remote] = hub.jobs.values()
+    assert remote.spec["timeoutSeconds"] == 600
+    repo = job.provider_ref["data"]["output_repo"]
+
+    def checkpoint_pushed() -> bool:
+        client.refresh(job.id)  # polls: the emulated job starts on the first one
+        stored = hub.repos.get(("model", repo))
+        return stored is not None and any("checkpoints/" in f for f in stored.files()[1])
+
+    wait_for(checkpoint_pushed)
+    hub.clock.advance(601)  # ten minutes and a second on the emulator's clock: past the job's timeout
+    failed = client.refresh(job.id)
+    assert failed.status is JobStatus.FAILED and failed.provider_status == "ERROR"
+    assert "timeout" in (failed.error or "").lower() and "600" in (failed.error or "")
+    resumed = client.resume(job.id)
+    point = resumed.spec.provider_options["hf"]["resume_from"]
+    assert point.startswith(f"hf://{repo}/checkpoints/checkpoint-")
+    done = client.follow(resumed.id, interval=0)
+    assert done.status is JobStatus.SUCCEEDED, [line for _, line in hub.jobs[done.provider_job_id].logs][-4:]
+    messages = [e.message for e in client.registry.events(resumed.id)]
+    assert any(m == f"resuming from {point}" for m in messages)
+
+
+@pytest.mark.slow
+def test_cancel_stops_the_running_job(hub, tmp_path, tiny_model):
+    client = Client()
+    job = client.submit(spec(chat_splits(tmp_path, seed=5), tiny_model, hyperparameters={"epochs": 50}))
+    wait_for(lambda: client.refresh(job.id).status is JobStatus.RUNNING)
+    cancelled = client.cancel(job.id)
+    assert cancelled.status is JobStatus.CANCELLED
+    [remote] = hub.jobs.values()
+    assert remote.stage == "CANCELED" and remote.process is not None and remote.process.poll() is not None
+
+
+def test_a_create_whose_answer_is_lost_makes_one_job(hub, tmp_path, tiny_model):
+    hub.faults.add(method="POST", path=r"/api/jobs/alice", drop=True)
+    client = Client()
+    job = client.submit(spec(chat_splits(tmp_path, seed=6), tiny_model))
+    assert len(hub.jobs) == 1 and job.provider_job_id in hub.jobs
+    creates = [e for e in hub.recorder.exchanges if e.method == "POST" and e.path == "/api/jobs/alice"]
+    assert len(creates) == 1 and creates[0].dropped  # no second create: the label found the first job
+    # and a crash between the create and the record: the job is found again, not created twice
+    prepared = PreparedData.model_validate(job.data)  # the job row stores the prepared data
+    again = HFBackend().find_existing(SubmitRequest(job_id=job.id, spec=job.spec, prepared=prepared))
+    assert again is not None and again.id == job.provider_job_id
+    client.cancel(job.id)
+
+
+@pytest.mark.slow
+def test_autotrain_mode_project_runs_to_completed(hub, tmp_path, tiny_model):
+    client = Client()
+    data = chat_splits(tmp_path, seed=7)
+    job_spec = spec(data, tiny_model, hf={"mode": "autotrain", "flavor": "a10g-large"})
+    job = client.follow(client.submit(job_spec).id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED, [line for j in hub.jobs.values() for _, line in j.logs][-5:]
+    assert job.provider_status == "PAUSED"  # AutoTrain pauses the Space once the model is pushed
+    project = job.provider_job_id
+    assert project.startswith("alice/autotrain-anytune-")
+    [create] = [e for e in hub.recorder.exchanges if e.path == "/api/create_project"]
+    body = json.loads(create.request_body)
+    assert body["task"] == "llm:sft" and body["hardware"] == "spaces-a10g-large"
+    assert body["column_mapping"] == {"text_column": "messages"} and body["params"]["lora_r"] == 8
+    assert body["hub_dataset"] == f"{body['username']}/{body['project_name']}-data"
+    first = json.loads(hub.repos[("dataset", body["hub_dataset"])].files()[1]["train.jsonl"].splitlines()[0])
+    assert set(first) == {"messages"}
+    assert job.artifact is not None and job.artifact.metadata["repo"] == f"alice/{body['project_name']}"
+    assert Path(job.artifact.path, "adapter_config.json").exists()
+
+
+def quote_rows(capsys: Any, tmp_path: Path, model: str, **extra: Any) -> tuple[int, str]:
+    import yaml
+
+    words = " ".join(f"word{i}" for i in range(150))  # 2,000 support answers of some length
+    rows = [
+        {"messages": [{"role": "user", "content": f"Q{i}?"}, {"role": "assistant", "content": words}]}
+        for i in range(2000)
+    ]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    raw = {
+        "name": "sizes",
+        "base_model": model,
+        "provider": "hf",
+        "data": {"train": str(train)},
+        "hyperparameters": {"epochs": 1, "batch_size": 4, "max_seq_length": 2048},
+        **extra,
+    }
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(raw))
+    return anytune_in_process(capsys, "quote", str(job), "--providers", "hf", "--details", "--json")
+
+
+def test_quote_chooses_a_flavor_by_the_memory_model_and_says_why(tmp_path, capsys):
+    code, out = quote_rows(capsys, tmp_path, "meta-llama/Llama-2-7b-hf", adapter={"type": "qlora"})
+    assert code == 0, out
+    [row] = json.loads(out)["quotes"]
+    assert row["available"] and row["hardware"] in ("t4", "l4", "a10g")  # 4-bit 7B fits 16-24 GB
+    memory = next(a for a in row["assumptions"] if a.startswith("memory:"))
+    assert "7B qlora" in memory and "weights 3.9" in memory and "GB per GPU" in memory
+    assert any("cheapest of" in a and "too small: t4-medium;" in a for a in row["assumptions"])
+
+    code, out = quote_rows(capsys, tmp_path, "meta-llama/Llama-3.1-8B-Instruct", adapter={"type": "full"})
+    [row] = json.loads(out)["quotes"]
+    assert row["available"] and row["hardware"] not in ("h200", "a100", "t4")  # 8B full needs > 141 GB
+    memory = next(a for a in row["assumptions"] if a.startswith("memory:"))
+    assert "8B full" in memory and "sharded" in memory
+    too_small = next(a for a in row["assumptions"] if "too small" in a)
+    assert "h200" in too_small and "a100-large" in too_small
+
+
+def test_a_70b_full_fine_tune_on_single_gpu_flavors_is_refused_with_the_figures(tmp_path, capsys):
+    code, out = quote_rows(
+        capsys,
+        tmp_path,
+        "meta-llama/Llama-3.1-70B-Instruct",
+        adapter={"type": "full"},
+        provider_options={"hf": {"max_gpus": 1}},
+    )
+    assert code != 0 or out
+    [row] = json.loads(out[out.index("{") :])["quotes"]
+    assert not row["available"]
+    reason = row["reason"]
+    assert "max_gpus: 1" in reason and "70B full" in reason and "weights 140.0" in reason
+    assert "H200 has 141 GB per GPU" in reason
+
+
+@pytest.mark.slow
+def test_anywhere_example_runs_with_only_the_provider_flag(tmp_path, tiny_model):
+    from anytune.testing import free_port
+    from tests.conftest import emulator_cli
+
+    port = free_port()
+    env = cli_env(tmp_path, HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_TOKEN=TOKEN, HF_HUB_OFFLINE="0")
+    example = Path(__file__).resolve().parents[1] / "examples" / "anywhere.yaml"
+    # the job file unchanged; the tiny model stands in for SmolLM2 to keep the suite fast (the same for both)
+    small = [
+        "--set",
+        f"base_model={tiny_model}",
+        "--set",
+        "data.train=" + str(write_jsonl(tmp_path / "train.jsonl", reversal_rows(40, seed=9))),
+    ]
+    with emulator_cli("hf", {**env, "HF_TOKEN": TOKEN}, port, speed=1):
+        run = run_anytune("run", str(example), "--provider", "hf", *small, env=env, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "succeeded in" in run.stdout and "held-out evaluation" in run.stdout
+    assert "model registered as reverse-letters-anywhere@1: alice/" in run.stdout
+    local = run_anytune("run", str(example), "--provider", "local", *small, env=env, timeout=600)
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert "model registered as reverse-letters-anywhere@2" in local.stdout

@@ -217,11 +217,11 @@ def project_name(spec: JobSpec, job_id: str) -> str:
 
 
 def _runtime(backend: Any, space: str) -> Any | None:
-    from anytune_hf.errors import classify, errors
+    from anytune_hf.errors import classify
 
     api = backend.api()
     try:
-        return retry_call(lambda: errors.call(api.get_space_runtime, space), classify, backend.policy)
+        return retry_call(lambda: api.get_space_runtime(space), classify, backend.policy)
     except BackendError as exc:
         if exc.status in (401, 404):
             return None
@@ -320,10 +320,10 @@ def submit(backend: Any, request: SubmitRequest) -> ProviderRef:
 
 
 def _model_exists(backend: Any, repo: str) -> bool:
-    from anytune_hf.errors import classify, errors
+    from anytune_hf.errors import classify
 
     api = backend.api()
-    return bool(retry_call(lambda: errors.call(api.repo_exists, repo), classify, backend.policy))
+    return bool(retry_call(lambda: api.repo_exists(repo), classify, backend.policy))
 
 
 def poll(backend: Any, ref: ProviderRef, cursor: str | None) -> Snapshot:
@@ -359,12 +359,12 @@ def cancel(backend: Any, ref: ProviderRef) -> None:
 
 
 def result(backend: Any, ref: ProviderRef) -> ModelArtifact:
-    from anytune_hf.errors import classify, errors
+    from anytune_hf.errors import classify
     from anytune_hf.runner import RESULT_FILE
 
     api = backend.api()
     repo = str(ref.data["model_repo"])
-    info = retry_call(lambda: errors.call(api.repo_info, repo), classify, backend.policy)
+    info = retry_call(lambda: api.repo_info(repo), classify, backend.policy)
     folder = backend.download(repo, info.sha)
     stored = json.loads((folder / RESULT_FILE).read_text()) if (folder / RESULT_FILE).exists() else {}
     adapter = (folder / "adapter_config.json").exists()

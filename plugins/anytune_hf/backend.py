@@ -150,9 +150,7 @@ class HFBackend(Backend):
         key = (endpoint(), self.token())
         if key not in self._whoami:
             api = self.api()
-            self._whoami[key] = str(
-                retry_call(lambda: errors.call(api.whoami), classify, self.policy)["name"]
-            )
+            self._whoami[key] = str(retry_call(lambda: api.whoami(), classify, self.policy)["name"])
         return self._whoami[key]
 
     def _mode(self, spec: JobSpec) -> str:
@@ -288,7 +286,7 @@ class HFBackend(Backend):
 
     def _find_job(self, api: Any, namespace: str, job_id: str) -> Any | None:
         listing = retry_call(
-            lambda: errors.list(api.list_jobs, namespace=namespace, labels={LABEL: job_label(job_id)}),
+            lambda: list(api.list_jobs(namespace=namespace, labels={LABEL: job_label(job_id)})),
             classify,
             self.policy,
         )
@@ -321,7 +319,7 @@ class HFBackend(Backend):
         from huggingface_hub import CommitOperationAdd
 
         retry_call(
-            lambda: errors.call(api.create_repo, repo, repo_type="dataset", private=True, exist_ok=True),
+            lambda: api.create_repo(repo, repo_type="dataset", private=True, exist_ok=True),
             classify,
             self.policy,
         )
@@ -329,7 +327,7 @@ class HFBackend(Backend):
         for path, content in files.items():
             if isinstance(content, str) and path.startswith("data/"):
                 exists = retry_call(
-                    lambda p=path: errors.call(api.file_exists, repo, p, repo_type="dataset"),
+                    lambda p=path: api.file_exists(repo, p, repo_type="dataset"),
                     classify,
                     self.policy,
                 )
@@ -404,7 +402,7 @@ class HFBackend(Backend):
             namespace=namespace,
         )
         job = create_once(
-            lambda: errors.call(api.run_job, **kwargs),
+            lambda: api.run_job(**kwargs),
             lambda: self._find_job(api, namespace, request.job_id),
             classify,
             self.policy,
@@ -415,14 +413,12 @@ class HFBackend(Backend):
 
     def _inspect(self, api: Any, ref: ProviderRef) -> Any:
         namespace = ref.data.get("namespace")
-        return retry_call(
-            lambda: errors.call(api.inspect_job, job_id=ref.id, namespace=namespace), classify, self.policy
-        )
+        return retry_call(lambda: api.inspect_job(job_id=ref.id, namespace=namespace), classify, self.policy)
 
     def _logs(self, api: Any, ref: ProviderRef) -> list[str]:
         namespace = ref.data.get("namespace")
         return retry_call(
-            lambda: errors.list(api.fetch_job_logs, job_id=ref.id, namespace=namespace), classify, self.policy
+            lambda: list(api.fetch_job_logs(job_id=ref.id, namespace=namespace)), classify, self.policy
         )
 
     def poll(self, ref: ProviderRef, cursor: str | None = None) -> Snapshot:
@@ -461,7 +457,9 @@ class HFBackend(Backend):
             status = JobStatus.FAILED
             error = f"the job ended without pushing a model: {state.get('error') or _tail(lines)}"
         elif status is JobStatus.FAILED:
-            error = job.status.message or state.get("error") or _tail(lines) or "Hugging Face reports ERROR"
+            said = job.status.message or state.get("error") or "Hugging Face reports ERROR"
+            tail = _tail(lines)
+            error = f"{said}: {tail}" if tail and tail not in said else said
         step, total = state.get("step"), state.get("total_steps")
         progress = min(1.0, step / total) if step is not None and total else None
         if status is JobStatus.SUCCEEDED:
@@ -496,7 +494,7 @@ class HFBackend(Backend):
             return
         api = self.api()
         retry_call(
-            lambda: errors.call(api.cancel_job, job_id=ref.id, namespace=ref.data.get("namespace")),
+            lambda: api.cancel_job(job_id=ref.id, namespace=ref.data.get("namespace")),
             classify,
             self.policy,
         )
@@ -509,8 +507,7 @@ class HFBackend(Backend):
         target = anytune_home() / "hf" / "models" / repo.replace("/", "--") / (revision or "main")
         if not (target / ".complete").exists():
             retry_call(
-                lambda: errors.call(
-                    api.snapshot_download,
+                lambda: api.snapshot_download(
                     repo,
                     revision=revision,
                     local_dir=target,
@@ -527,7 +524,7 @@ class HFBackend(Backend):
             return autotrain.result(self, ref)
         api = self.api()
         repo = str(ref.data.get("output_repo") or "")
-        info = retry_call(lambda: errors.call(api.repo_info, repo), classify, self.policy)
+        info = retry_call(lambda: api.repo_info(repo), classify, self.policy)
         folder = self.download(repo, info.sha)
         result = json.loads((folder / RESULT_FILE).read_text())
         kind = result.get("kind", "adapter")

@@ -62,6 +62,15 @@ def memory_note(spec: JobSpec, params_b: float, flavor: Flavor) -> str:
     return f"memory: {estimate.describe()}; {flavor.name} has {have}"
 
 
+CPU_MAX_PARAMS_B = 1.0
+
+
+def cpu_trains(spec: JobSpec, params_b: float | None) -> bool:
+    """Whether a CPU flavor is worth offering: small models only (the CPU rate is measured on a 135M model
+    and a larger one is impractically slow there), and not QLoRA (bitsandbytes' 4-bit kernels are CUDA's)."""
+    return params_b is not None and params_b <= CPU_MAX_PARAMS_B and spec.adapter.type != "qlora"
+
+
 def choose(
     spec: JobSpec,
     model: str,
@@ -71,7 +80,11 @@ def choose(
 ) -> Quote:
     """The quote on the flavor that costs least for this job among those it fits, with why; or a refusal
     that gives the memory figures of the largest machine it was allowed."""
-    allowed = [f for f in flavors() if max_gpus is None or f.gpus <= max_gpus]
+    allowed = [
+        f
+        for f in flavors()
+        if (max_gpus is None or f.gpus <= max_gpus) and (f.gpus or cpu_trains(spec, params_b))
+    ]
     quotes = [(f, price_on(f)) for f in allowed]
     fitting = sorted(
         ((f, q) for f, q in quotes if q.available and q.price is not None), key=lambda fq: fq[1].price or 0.0

@@ -159,6 +159,13 @@ class HubEmulator(EmulatorBase):
 
     # ------------------------------------------------------------------------------------- plumbing
 
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        """A handler run off the event loop: stopping a job waits for its process, and the other requests
+        (the job's own uploads among them) must be answered meanwhile."""
+        import anyio
+
+        return await anyio.to_thread.run_sync(lambda: self._handle(fn, *args))
+
     def _handle(self, fn: Any, *args: Any) -> Any:
         with self._lock:
             try:
@@ -213,7 +220,7 @@ class HubEmulator(EmulatorBase):
                 },
             )
 
-        return self._handle(answer)
+        return await self._call(answer)
 
     async def validate_yaml(self, request: Any) -> Any:
         return self._json(200, {"errors": [], "warnings": []})
@@ -232,7 +239,7 @@ class HubEmulator(EmulatorBase):
             self.repos[(kind, repo_id)] = Repo(kind, repo_id, private=bool(private))
             return self._json(200, {"url": url, "name": repo_id, "id": uuid.uuid4().hex[:24]})
 
-        return self._handle(create)
+        return await self._call(create)
 
     async def repo_info(self, request: Any) -> Any:
         p = request.path_params
@@ -256,7 +263,7 @@ class HubEmulator(EmulatorBase):
                 },
             )
 
-        return self._handle(info)
+        return await self._call(info)
 
     async def repo_tree(self, request: Any) -> Any:
         p = request.path_params
@@ -273,7 +280,7 @@ class HubEmulator(EmulatorBase):
             ]
             return self._json(200, entries)
 
-        return self._handle(tree)
+        return await self._call(tree)
 
     async def preupload(self, request: Any) -> Any:
         body = await self._raw_json(request)
@@ -288,7 +295,7 @@ class HubEmulator(EmulatorBase):
             ]
             return self._json(200, {"files": files})
 
-        return self._handle(modes)
+        return await self._call(modes)
 
     async def commit(self, request: Any) -> Any:
         raw = await request.body()
@@ -324,7 +331,7 @@ class HubEmulator(EmulatorBase):
             url = f"{str(request.base_url).rstrip('/')}/{PREFIX[repo.kind]}{repo.repo_id}/commit/{sha}"
             return self._json(200, {"commitUrl": url, "commitOid": sha, "pullRequestUrl": None})
 
-        return self._handle(commit)
+        return await self._call(commit)
 
     async def resolve(self, request: Any) -> Any:
         from starlette.responses import Response
@@ -354,7 +361,7 @@ class HubEmulator(EmulatorBase):
             body = b"" if request.method == "HEAD" else data
             return Response(body, headers=headers, media_type="application/octet-stream")
 
-        return self._handle(resolve)
+        return await self._call(resolve)
 
     # ----------------------------------------------------------------------------------------- Jobs
 
@@ -391,7 +398,7 @@ class HubEmulator(EmulatorBase):
                 )
             return self._json(200, out)
 
-        return self._handle(listing)
+        return await self._call(listing)
 
     def _job_json(self, job: Job, base: str) -> dict[str, Any]:
         spec = job.spec
@@ -446,7 +453,7 @@ class HubEmulator(EmulatorBase):
                 ]
                 return self._json(200, out)
 
-            return self._handle(listing)
+            return await self._call(listing)
         body = await self._raw_json(request)
 
         def create() -> Any:
@@ -461,7 +468,7 @@ class HubEmulator(EmulatorBase):
             self.jobs[job.id] = job
             return self._json(200, self._job_json(job, base))
 
-        return self._handle(create)
+        return await self._call(create)
 
     async def get_job(self, request: Any) -> Any:
         base = str(request.base_url).rstrip("/")
@@ -473,7 +480,7 @@ class HubEmulator(EmulatorBase):
             self._advance(job)
             return self._json(200, self._job_json(job, base))
 
-        return self._handle(get)
+        return await self._call(get)
 
     async def cancel_job(self, request: Any) -> Any:
         def cancel() -> Any:
@@ -483,7 +490,7 @@ class HubEmulator(EmulatorBase):
                 self._stop(job, "CANCELED", None)
             return self._json(200, {})
 
-        return self._handle(cancel)
+        return await self._call(cancel)
 
     async def job_logs(self, request: Any) -> Any:
         from starlette.responses import Response
@@ -498,9 +505,11 @@ class HubEmulator(EmulatorBase):
             if tail is not None:
                 lines = lines[-int(tail) :]
             body = "".join(f"data: {json.dumps({'timestamp': ts, 'data': line})}\n\n" for ts, line in lines)
-            return Response(body, media_type="text/event-stream")  # uvicorn adds the Date the client reads
+            # the client ends its replay at the first line logged after this Date (+1 s): it must be now
+            date = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+            return Response(body, media_type="text/event-stream", headers={"Date": date})
 
-        return self._handle(logs)
+        return await self._call(logs)
 
     async def job_metrics(self, request: Any) -> Any:
         from starlette.responses import Response
@@ -522,7 +531,7 @@ class HubEmulator(EmulatorBase):
             }
             return Response(f"event: metric\ndata: {json.dumps(sample)}\n\n", media_type="text/event-stream")
 
-        return self._handle(metrics)
+        return await self._call(metrics)
 
     # ------------------------------------------------------------------------------- running a job
 
@@ -633,7 +642,7 @@ class HubEmulator(EmulatorBase):
             self.jobs[job.id] = job
             return self._json(200, {"message": "Project created", "job_id": space, "success": True})
 
-        return self._handle(create)
+        return await self._call(create)
 
     def _space_job(self, space: str) -> Job:
         job = next((j for j in self.jobs.values() if j.space == space), None)
@@ -667,7 +676,7 @@ class HubEmulator(EmulatorBase):
                 },
             )
 
-        return self._handle(runtime)
+        return await self._call(runtime)
 
     async def autotrain_logs(self, request: Any) -> Any:
         body = await self._raw_json(request)
@@ -678,7 +687,7 @@ class HubEmulator(EmulatorBase):
             text = "\n".join(f"{ts}: {line}" for ts, line in job.logs)
             return self._json(200, {"logs": text, "success": True, "message": "Logs fetched successfully"})
 
-        return self._handle(logs)
+        return await self._call(logs)
 
     async def stop_training(self, request: Any) -> Any:
         body = await self._raw_json(request)
@@ -690,4 +699,4 @@ class HubEmulator(EmulatorBase):
                 self._stop(job, "CANCELED", "paused by stop_training")
             return self._json(200, {"message": "Training stopped", "success": True})
 
-        return self._handle(stop)
+        return await self._call(stop)

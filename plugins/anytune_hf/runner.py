@@ -94,7 +94,7 @@ class Runner:
         for ref in request["prepared"]["data"].values():
             if ref:
                 ref["path"] = self.fetch(self.data_repo, ref["path"])
-        local = request["spec"]["provider_options"].setdefault("local", {})
+        local = request["spec"].setdefault("provider_options", {}).setdefault("local", {})
         resume = local.get("resume_from")
         if isinstance(resume, str) and resume.startswith("hf://"):
             repo, path = split_repo_path(resume)
@@ -110,12 +110,15 @@ class Runner:
         for checkpoint in sorted(folder.glob("checkpoint-*")):
             if checkpoint.name in self.pushed or not (checkpoint / "trainer_state.json").exists():
                 continue
-            self.api.upload_folder(
-                repo_id=self.output_repo,
-                folder_path=str(checkpoint),
-                path_in_repo=f"{CHECKPOINTS}/{checkpoint.name}",
-                commit_message=f"anytune {self.job_id}: {checkpoint.name}",
-            )
+            try:
+                self.api.upload_folder(
+                    repo_id=self.output_repo,
+                    folder_path=str(checkpoint),
+                    path_in_repo=f"{CHECKPOINTS}/{checkpoint.name}",
+                    commit_message=f"anytune {self.job_id}: {checkpoint.name}",
+                )
+            except FileNotFoundError:  # the trainer removed it meanwhile (it keeps the last two): skip it
+                continue
             self.pushed.add(checkpoint.name)
             step = int(checkpoint.name.rsplit("-", 1)[1])
             uri = f"hf://{self.output_repo}/{CHECKPOINTS}/{checkpoint.name}"
@@ -131,7 +134,7 @@ class Runner:
         operations = [
             CommitOperationAdd(path_in_repo=str(p.relative_to(adapter)), path_or_fileobj=str(p))
             for p in sorted(adapter.rglob("*"))
-            if p.is_file()
+            if p.is_file() and p.name != "README.md"  # peft's placeholder card: anytune writes its own
         ]
         if result.get("merged_path"):
             merged = Path(result["merged_path"])

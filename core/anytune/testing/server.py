@@ -21,8 +21,17 @@ class EmulatorServer:
         import uvicorn
 
         self.host, self.port = host, port or free_port()
+        # No Date header from uvicorn: it is refreshed once per tick of a loop that a busy machine delays by
+        # seconds, and a client may read it (the hub client ends a log replay at the Date); an emulator that
+        # needs one sends its own, fresh.
         config = uvicorn.Config(
-            app, host=host, port=self.port, log_level="warning", lifespan="off", timeout_keep_alive=5
+            app,
+            host=host,
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            timeout_keep_alive=5,
+            date_header=False,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
