@@ -157,7 +157,7 @@ def test_run_refuses_what_the_backend_cannot_do(capsys, tmp_path: Path):
     assert code == 2
     assert "cannot run method 'ppo'" in err
     code, _, err = run_cli(capsys, "run", str(job), "--provider", "together")
-    assert code == 2 and "cannot train adapter 'prefix'" in err and "providers that can: local" in err
+    assert code == 2 and "cannot train adapter 'prefix'" in err and "providers that can: hf, local" in err
     code, _, err = run_cli(capsys, "run", str(job), "--provider", "nowhere")
     assert code == 2 and "unknown backend 'nowhere'" in err
 

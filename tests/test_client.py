@@ -49,7 +49,7 @@ def test_everything_a_backend_cannot_do_is_refused_at_once_and_nothing_is_record
     with pytest.raises(CapabilityError) as info:
         client.submit(on_scripted)
     assert "scripted cannot train adapter 'qlora'" in str(info.value)
-    assert "providers that can: local" in str(info.value)  # the built-in local backend is installed too
+    assert "providers that can: hf, local" in str(info.value)  # the built-in local backend is installed too
     assert client.registry.list_jobs() == []
 
 

@@ -3,6 +3,8 @@ the remote ones against their emulators, the local one on the parts that apply t
 
 from __future__ import annotations
 
+import pytest
+
 from anytune.testing.conformance import BackendConformance
 
 TWO_USER_TURNS = {
@@ -68,3 +70,25 @@ class TestBedrock(BackendConformance):
             ]
         },
     )
+
+
+class TestHF(BackendConformance):
+    """Against the Hugging Face emulator, whose jobs run the runner (and so the local worker) on this machine."""
+
+    provider = "hf"
+    emulator = "hf"
+    base_model_fixture = "tiny_model"
+    options = {"flavor": "cpu-upgrade"}
+    hyperparameters = {"epochs": 1, "batch_size": 4}
+    skip = {
+        "capabilities-declared": "the trainer is the local worker: each method and adapter is trained in test_local_*",
+        "status-map": "COMPLETED means only that the container exited 0: the backend calls a job succeeded once its "
+        "model is pushed (test_hf.py follows each stage through real runs)",
+    }
+
+    @pytest.fixture(autouse=True)
+    def _hub_online(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The suite sets HF_HUB_OFFLINE=1, which huggingface_hub reads at import: online for these checks."""
+        from huggingface_hub import constants
+
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)

@@ -188,7 +188,7 @@ def test_an_adapter_together_does_not_offer_is_refused_naming_who_can(emulator, 
     with pytest.raises(CapabilityError) as info:
         Client().submit(together_spec(chat_data, adapter={"type": "prefix", "num_virtual_tokens": 8}))
     assert "together cannot train adapter 'prefix'" in str(info.value)
-    assert "providers that can: local" in str(info.value)
+    assert "providers that can: hf, local" in str(info.value)
     assert emulator.recorder.count("POST", "/v1/files") == 0 and not emulator.jobs
 
 

@@ -453,6 +453,8 @@ class HFBackend(Backend):
             events.append(event)
         status = STAGES.get(stage, JobStatus.RUNNING)
         error = None
+        if status is JobStatus.SUCCEEDED and result is None and self._pushed(api, ref):
+            result = {}  # the log replay missed the line, but the model and its result file are in the repo
         if status is JobStatus.SUCCEEDED and result is None:
             status = JobStatus.FAILED
             error = f"the job ended without pushing a model: {state.get('error') or _tail(lines)}"
@@ -477,6 +479,12 @@ class HFBackend(Backend):
             trained_tokens=(result or {}).get("result", {}).get("trained_tokens"),
             cost=self._cost(job, ref),
             poll_after=POLL_AFTER.get(stage),
+        )
+
+    def _pushed(self, api: Any, ref: ProviderRef) -> bool:
+        repo = ref.data.get("output_repo")
+        return bool(repo) and bool(
+            retry_call(lambda: api.file_exists(repo, RESULT_FILE), classify, self.policy)
         )
 
     def _cost(self, job: Any, ref: ProviderRef) -> float | None:

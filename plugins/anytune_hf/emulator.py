@@ -157,6 +157,11 @@ class HubEmulator(EmulatorBase):
         super().__init__(api_key=api_key, clock=clock, routes=routes, api_prefix="/api")
         self.app.error_body = lambda status, message, code: {"error": message}
 
+    def hold(self, job_id: str, status: str) -> None:
+        with self._lock:
+            self.jobs[job_id].stage = status
+            self.held.add(job_id)
+
     # ------------------------------------------------------------------------------------- plumbing
 
     async def _call(self, fn: Any, *args: Any) -> Any:
