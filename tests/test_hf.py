@@ -149,9 +149,11 @@ def test_cancel_stops_the_running_job(hub, tmp_path, tiny_model):
 
 def test_a_create_whose_answer_is_lost_makes_one_job(hub, tmp_path, tiny_model):
     hub.faults.add(method="POST", path=r"/api/jobs/alice", drop=True)
+    hub.prices["cpu-upgrade"] = 0.06  # Hugging Face's list moved since the catalog was written
     client = Client()
     job = client.submit(spec(chat_splits(tmp_path, seed=6), tiny_model))
     assert len(hub.jobs) == 1 and job.provider_job_id in hub.jobs
+    assert job.provider_ref["data"]["price_per_hour"] == 0.06  # the job is costed at the price listed now
     creates = [e for e in hub.recorder.exchanges if e.method == "POST" and e.path == "/api/jobs/alice"]
     assert len(creates) == 1 and creates[0].dropped  # no second create: the label found the first job
     # and a crash between the create and the record: the job is found again, not created twice

@@ -407,7 +407,30 @@ class HFBackend(Backend):
             classify,
             self.policy,
         )
-        return self._ref(job, namespace, {"output_repo": output_repo, "flavor": flavor.name})
+        price = self._live_price(api, flavor)
+        return self._ref(
+            job,
+            namespace,
+            {
+                "output_repo": output_repo,
+                "flavor": flavor.name,
+                "price_per_hour": price if price is not None else flavor.price,
+                "price_source": "GET /api/jobs/hardware" if price is not None else "catalog",
+            },
+        )
+
+    def _live_price(self, api: Any, flavor: Flavor) -> float | None:
+        """The flavor's price per hour as Hugging Face lists it now (the catalog may be behind); None when the
+        list cannot be read, which does not stop the job."""
+        try:
+            hardware = retry_call(lambda: api.list_jobs_hardware(), classify, self.policy)
+        except BackendError:
+            return None
+        for item in hardware:
+            if item.name == flavor.name and item.unit_cost_usd is not None:
+                per_unit = float(item.unit_cost_usd)
+                return round(per_unit * 60 if str(item.unit_label).lower() == "minute" else per_unit, 6)
+        return None
 
     # ------------------------------------------------------------------------------------------ follow
 
@@ -488,13 +511,15 @@ class HFBackend(Backend):
         )
 
     def _cost(self, job: Any, ref: ProviderRef) -> float | None:
-        """Minutes started or running, each billed whole, at the flavor's catalog price."""
+        """Minutes started or running, each billed whole, at the flavor's price when the job was sent (Hugging
+        Face's list then, else the catalog's)."""
         flavor = flavor_named(str(ref.data.get("flavor") or job.flavor or ""))
-        if flavor is None or job.started_at is None:
+        price = ref.data.get("price_per_hour") or (flavor.price if flavor is not None else None)
+        if price is None or job.started_at is None:
             return None
         end = job.finished_at or datetime.now(UTC)
         minutes = max(1, math.ceil((end - job.started_at).total_seconds() / 60))
-        return round(minutes * flavor.price / 60, 6)
+        return round(minutes * float(price) / 60, 6)
 
     def cancel(self, ref: ProviderRef) -> None:
         if ref.data.get("mode") == "autotrain":

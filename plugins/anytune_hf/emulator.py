@@ -127,6 +127,7 @@ class HubEmulator(EmulatorBase):
         self.step_seconds = step_seconds
         self.repos: dict[tuple[str, str], Repo] = {}
         self.jobs: dict[str, Job] = {}
+        self.prices: dict[str, float] = {}  # flavor -> price per hour, where it differs from the catalog
         self.root = Path(tempfile.mkdtemp(prefix="anytune-hf-emulator-"))
         r = Route
         routes = [
@@ -396,8 +397,10 @@ class HubEmulator(EmulatorBase):
                         "cpu": f"{hw.cores or 8} vCPU",
                         "ram": f"{hw.memory_gb or 32:g} GB",
                         "accelerator": accelerator,
-                        "unitCostMicroUSD": round(entry.price / 60 * 1e6),
-                        "unitCostUSD": entry.price / 60,
+                        "unitCostMicroUSD": round(
+                            self.prices.get(entry.flavor or name, entry.price) / 60 * 1e6
+                        ),
+                        "unitCostUSD": self.prices.get(entry.flavor or name, entry.price) / 60,
                         "unitLabel": "minute",
                     }
                 )
