@@ -359,32 +359,11 @@ def cancel(backend: Any, ref: ProviderRef) -> None:
 
 
 def result(backend: Any, ref: ProviderRef) -> ModelArtifact:
-    from anytune_hf.errors import classify
-    from anytune_hf.runner import RESULT_FILE
-
-    api = backend.api()
-    repo = str(ref.data["model_repo"])
-    info = retry_call(lambda: api.repo_info(repo), classify, backend.policy)
-    folder = backend.download(repo, info.sha)
-    stored = json.loads((folder / RESULT_FILE).read_text()) if (folder / RESULT_FILE).exists() else {}
-    adapter = (folder / "adapter_config.json").exists()
-    return ModelArtifact(
-        provider="hf",
-        model_id=f"{repo}@{info.sha}",
-        kind="adapter" if adapter else "merged",
-        base_model=str(stored.get("base_model") or ref.data.get("base_model")),
-        adapter_type=str(ref.data.get("adapter_type") or ("lora" if adapter else "full")),
-        path=str(folder),
-        merged_path=None if adapter else str(folder),
-        files=sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")),
-        metrics=stored.get("metrics", {}),
-        metadata={
-            "repo": repo,
-            "revision": info.sha,
-            "space": ref.id,
-            "mode": "autotrain",
-            "base_model_path": stored.get("base_model_path"),
-        },
+    return backend.model_from_repo(  # type: ignore[no-any-return]
+        str(ref.data["model_repo"]),
+        {"space": ref.id, "mode": "autotrain"},
+        base_model=ref.data.get("base_model"),
+        adapter_type=ref.data.get("adapter_type"),
     )
 
 

@@ -180,7 +180,7 @@ class HFBackend(Backend):
                     "the flavor is the cheapest whose memory fits (provider_options.hf.flavor to choose one)",
                     "the adapter is pushed to a private model repo; `anytune jobs resume` restarts from the "
                     "last checkpoint pushed there",
-                    "provider_options.hf.mode: autotrain sends sft/dpo/orpo/reward jobs to an AutoTrain server "
+                    "provider_options.hf.mode: autotrain sends sft/dpo/reward jobs to an AutoTrain server "
                     "(AutoTrain has had no release since January 2025)",
                 ],
             }
@@ -555,32 +555,41 @@ class HFBackend(Backend):
     def result(self, ref: ProviderRef) -> ModelArtifact:
         if ref.data.get("mode") == "autotrain":
             return autotrain.result(self, ref)
+        return self.model_from_repo(str(ref.data.get("output_repo") or ""), {"job": ref.id})
+
+    def model_from_repo(
+        self,
+        repo: str,
+        metadata: dict[str, Any],
+        *,
+        base_model: str | None = None,
+        adapter_type: str | None = None,
+    ) -> ModelArtifact:
+        """The model in `repo` at its current revision, downloaded: what `anytune_result.json` says of it (the
+        runner writes it), else what its files show (an adapter has adapter_config.json) and the defaults."""
         api = self.api()
-        repo = str(ref.data.get("output_repo") or "")
         info = retry_call(lambda: api.repo_info(repo), classify, self.policy)
         folder = self.download(repo, info.sha)
-        result = json.loads((folder / RESULT_FILE).read_text())
-        kind = result.get("kind", "adapter")
-        merged = folder / "merged" if result.get("merged_path") else None
+        stored = json.loads((folder / RESULT_FILE).read_text()) if (folder / RESULT_FILE).exists() else {}
+        adapter = (folder / "adapter_config.json").exists()
+        kind = stored.get("kind") or ("adapter" if adapter else "merged")
+        merged = folder / "merged" if stored.get("merged_path") else (None if adapter else folder)
         return ModelArtifact(
             provider=self.name,
             model_id=f"{repo}@{info.sha}",
             kind=kind,
-            base_model=result["base_model"],
-            adapter_type=result.get("adapter_type"),
+            base_model=str(stored.get("base_model") or base_model),
+            adapter_type=stored.get("adapter_type") or adapter_type or ("lora" if adapter else "full"),
             path=str(folder),
             merged_path=str(merged) if merged else None,
             files=sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")),
-            metrics=result.get("metrics", {}),
+            metrics=stored.get("metrics", {}),
             metadata={
                 "repo": repo,
                 "revision": info.sha,
-                "job": ref.id,
                 "url": f"{(endpoint() or 'https://huggingface.co').rstrip('/')}/{repo}",
-                "base_model_path": result.get("base_model_path"),
-                "method": result.get("method"),
-                "steps": result.get("steps"),
-                "trainable_parameters": result.get("trainable_parameters"),
+                **metadata,
+                **{k: stored.get(k) for k in ("base_model_path", "method", "steps", "trainable_parameters")},
             },
         )
 
