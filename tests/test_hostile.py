@@ -321,3 +321,86 @@ def test_a_rate_limit_hint_names_only_what_the_provider_sent():
     assert plain.retryable and "insufficient_quota" not in (plain.error.hint or "")
     quota = classify(answer({"error": {"message": "no credit", "code": "insufficient_quota"}}))
     assert not quota.retryable and "insufficient_quota" in (quota.error.hint or "")
+
+
+# ----------------------------------------------------------------------------------- hostile data files
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/proc/self/mem", "fifo"])
+def test_only_regular_files_are_read(tmp_path, capsys, special):
+    import os
+
+    path = special
+    if special == "fifo":
+        path = str(tmp_path / "data.jsonl")
+        os.mkfifo(path)  # reading it would block forever
+    code, out = cli(capsys, "validate", path)
+    assert code == 2 and f"{path}: not a regular file" in out and "internal error" not in out
+
+
+def test_records_no_parser_takes_are_line_numbered_errors(tmp_path, capsys):
+    good = json.dumps(reversal_rows(1)[0])
+    lines = [
+        good,
+        "[" * 100_000 + "]" * 100_000,  # nested past Python's recursion limit
+        '{"messages": [{"role": "user", "content": ' + "9" * 5000 + "}]}",  # an integer of 5,000 digits
+        '{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "x"}]}',
+        '{"messages": [{"role": "' + "r" * 5_000_000 + '", "content": "hi"}]}',  # a 5 MB role
+        good,
+    ]
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, out = cli(capsys, "validate", str(path), "--json")
+    assert code == 1 and "internal error" not in out  # errors in the file: exit 1, as for any bad line
+    report = json.loads(out[out.index("{") :])
+    by_line = {i["line"]: i["message"] for i in report["issues"] if i["severity"] == "error"}
+    assert set(by_line) == {2, 3, 4, 5}
+    assert "nested too deeply" in by_line[2] and "not a number" in by_line[3] and "surrogate" in by_line[4]
+    assert len(by_line[5]) < 400 and "characters in all" in by_line[5]  # not the 5 MB value echoed
+    assert report["valid"] == 2
+
+
+def test_a_line_longer_than_the_limit_is_one_error_read_in_bounded_memory(tmp_path, monkeypatch):
+    from anytune.data import readers
+    from anytune.data.validate import validate_file
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)
+    good = json.dumps(reversal_rows(1)[0])
+    path = tmp_path / "long.jsonl"
+    path.write_text(good + "\n" + '{"text": "' + "x" * 50_000 + '"}\n' + good + "\n")
+    report = validate_file(path)
+    [issue] = [i for i in report.issues if i["severity"] == "error"]
+    assert issue["line"] == 2 and "longer than" in issue["message"] and report.valid == 2
+
+
+def test_csv_that_is_not_utf8_and_parquet_with_typed_columns(tmp_path, capsys):
+    csv_path = tmp_path / "bad.csv"
+    csv_path.write_bytes(b"prompt,completion\nhello,world\n\xff\xfe bad,bytes\nfine,row\n")
+    code, out = cli(capsys, "validate", str(csv_path), "--json")
+    report = json.loads(out[out.index("{") :])
+    assert code == 1 and "internal error" not in out
+    assert [(i["line"], i["message"]) for i in report["issues"]] == [(3, "not valid UTF-8")]
+    assert report["valid"] == 2
+
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "prompt": ["a", "b"],
+            "completion": ["c", "d"],
+            "when": [datetime.datetime(2026, 1, 1, 12), datetime.datetime(2026, 1, 2, 12)],
+            "day": [datetime.date(2026, 1, 1), datetime.date(2026, 1, 2)],
+            "blob": [b"text", b"\xff\xfe"],
+        }
+    )
+    pq.write_table(table, tmp_path / "typed.parquet")
+    code, out = cli(capsys, "validate", str(tmp_path / "typed.parquet"), "--json")
+    assert code == 1 and "internal error" not in out
+    report = json.loads(out[out.index("{") :])
+    assert [(i["line"], i["message"]) for i in report["issues"] if i["severity"] == "error"] == [
+        (2, "a binary value that is not UTF-8 text")
+    ]
+    assert report["valid"] == 1

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import datetime
+import decimal
 import json
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +56,21 @@ def position_word(path: str | Path) -> str:
     return "row" if file_kind(path) == "parquet" else "line"
 
 
+MAX_LINE_BYTES = 32 * 2**20  # one record; a provider's longest example is a fraction of this
+MAX_DEPTH_MESSAGE = "nested too deeply (JSON arrays and objects inside each other beyond Python's limit)"
+
+
 def read_records(path: str | Path) -> Iterator[RawRecord]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a data file")
+    if not stat.S_ISREG(path.stat().st_mode) or str(path.resolve()).startswith("/proc/"):
+        raise DataError(
+            f"{path}: not a regular file (a device, pipe or process file)",
+            hint="anytune reads data only from regular files: copy the data to one first",
+        )
     kind = file_kind(path)
     if kind == "csv":
         return _read_csv(path)
@@ -67,10 +79,62 @@ def read_records(path: str | Path) -> Iterator[RawRecord]:
     return _read_jsonl(path)
 
 
+def _lines(fh: Any) -> Iterator[tuple[bytes, bool]]:
+    """(line, too long) for each line, each read in bounded memory: a line over MAX_LINE_BYTES is skipped to
+    its end and reported, instead of being read whole."""
+    while True:
+        raw = fh.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while True:
+                rest = fh.readline(2**20)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield b"", True
+            continue
+        yield raw, False
+
+
+def _parse_json(text: str) -> tuple[Any, str | None]:
+    """The value of one JSON text, or why it is not one anytune takes (never an exception)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc.msg} (column {exc.colno})"
+    except RecursionError:
+        return None, MAX_DEPTH_MESSAGE
+    except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+        return None, f"not a number anytune reads: {str(exc)[:120]}"
+    if "\\u" in text and _has_surrogate(value):
+        return None, "holds a lone UTF-16 surrogate escape (such as \\ud800), which is not text"
+    return value, None
+
+
+def _has_surrogate(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _read_jsonl(path: Path) -> Iterator[RawRecord]:
     pending_blanks: list[int] = []
     with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
+        for number, (raw, too_long) in enumerate(_lines(fh), start=1):
+            if too_long:
+                yield RawRecord(number, error=f"longer than {MAX_LINE_BYTES // 2**20} MB: not read")
+                continue
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             stripped = raw.strip()
@@ -85,19 +149,17 @@ def _read_jsonl(path: Path) -> Iterator[RawRecord]:
             except UnicodeDecodeError as exc:
                 yield RawRecord(number, error=f"not valid UTF-8 at byte {exc.start}", nbytes=len(raw))
                 continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield RawRecord(
-                    number, error=f"not valid JSON: {exc.msg} (column {exc.colno})", nbytes=len(raw)
-                )
+            value, error = _parse_json(text)
+            if error is not None:
+                yield RawRecord(number, error=error, nbytes=len(raw))
                 continue
             yield RawRecord(number, value=value, nbytes=len(raw))
 
 
 def _read_csv(path: Path) -> Iterator[RawRecord]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+    # bytes that are not UTF-8 come through as surrogates, and the row that holds them is refused by line
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         try:
             header = next(reader)
@@ -123,6 +185,9 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
             if len(row) != len(header):
                 yield RawRecord(line, error=f"has {len(row)} cells, the header has {len(header)}")
                 continue
+            if _has_surrogate(row):
+                yield RawRecord(line, error="not valid UTF-8")
+                continue
             record: dict[str, Any] = {}
             for key, cell in zip(header, row, strict=True):
                 record[key] = _csv_cell(key, cell)
@@ -131,10 +196,8 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
 
 def _csv_cell(key: str, cell: str) -> Any:
     if key in _JSON_COLUMNS and cell[:1] in ("[", "{"):
-        try:
-            return json.loads(cell)
-        except json.JSONDecodeError:
-            return cell
+        value, error = _parse_json(cell)
+        return cell if error is not None else value
     return cell
 
 
@@ -153,7 +216,31 @@ def _read_parquet(path: Path) -> Iterator[RawRecord]:
     for batch in pf.iter_batches(batch_size=1024):
         for row in batch.to_pylist():
             number += 1
-            yield RawRecord(number, value=_drop_struct_nulls(row))
+            try:
+                yield RawRecord(number, value=_json_values(_drop_struct_nulls(row)))
+            except ValueError as exc:
+                yield RawRecord(number, error=str(exc))
+
+
+def _json_values(value: Any) -> Any:
+    """Parquet's typed values as the JSON a data file would hold: dates and times as ISO text, decimals as
+    numbers, binary as UTF-8 text (ValueError, with the reason, for bytes that are not text)."""
+    if isinstance(value, dict):
+        return {k: _json_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_values(v) for v in value]
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("a binary value that is not UTF-8 text") from None
+    return value
 
 
 def _drop_struct_nulls(value: Any, depth: int = 0) -> Any:

@@ -30,6 +30,7 @@ _MESSAGE_KEYS = frozenset(
     {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call", "refusal"}
 )
 _DETECT_WINDOW = 64  # records read ahead to decide a file's format
+MAX_MESSAGE = 300  # characters of one issue's message
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +384,8 @@ class RecordValidator:
     def _issue(
         self, line: int | None, field: str | None, message: str, hint: str | None, severity: str
     ) -> None:
+        if len(message) > MAX_MESSAGE:  # a message quotes the bad value: never the whole of a huge one
+            message = f"{message[: MAX_MESSAGE - 60]}... ({len(message):,} characters in all)"
         issue = Issue(str(self.path), line, field, message, hint, severity, self.unit)  # type: ignore[arg-type]
         if severity == "error":
             self.report.errors += 1
@@ -404,9 +407,11 @@ class RecordValidator:
         records = read_records(self.path)
         head: list[RawRecord] = []
         if self.format is None:
+            parsed = 0  # counted as read: summing over the head for each record was quadratic in bad lines
             for raw in records:
                 head.append(raw)
-                if sum(r.value is not None for r in head) >= _DETECT_WINDOW:
+                parsed += raw.value is not None
+                if parsed >= _DETECT_WINDOW:
                     break
             self.format = self._decide_format(head)
             self.report.format = self.format
