@@ -84,6 +84,9 @@ def test_jobs_mode_lora_runs_streams_loss_pushes_registers_and_is_evaluated(hub,
     # evaluated against the base model, like a local job: both answered, through the local generation
     assert result.evaluation is not None and len(result.evaluation.subjects) == 2
     assert all("token_f1" in s.metrics for s in result.evaluation.subjects)
+    # and exported as merged weights, as a local model is (the adapter merged into its base)
+    merged, version = client.export("hf-test", tmp_path / "merged")
+    assert merged.kind == "merged" and (tmp_path / "merged" / "config.json").exists() and version is not None
     # the data went to the private dataset repo, under its content address, once
     data_repo = hub.repos[("dataset", "alice/anytune-data")]
     _, staged = data_repo.files()
