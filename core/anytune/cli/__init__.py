@@ -24,6 +24,7 @@ from anytune.cli import (
     model_cmds,
     plugin_cmds,
     serve_cmds,
+    server_cmds,
 )
 from anytune.cli.console import err, print_error
 from anytune.errors import AnytuneError
@@ -67,6 +68,8 @@ app.add_typer(job_cmds.app, name="jobs")
 app.add_typer(model_cmds.app, name="models")
 app.add_typer(plugin_cmds.app, name="plugins")
 app.command("emulate")(emulate_cmds.emulate)
+app.command("server")(server_cmds.server)
+app.add_typer(server_cmds.app, name="tokens")
 
 
 BUILT_IN = frozenset(

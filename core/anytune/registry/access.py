@@ -1,0 +1,146 @@
+"""Who may call the service, and job creates made at most once: API tokens and idempotency keys, in the
+registry's database (SQLite or PostgreSQL alike).
+
+A token is `at_` + 32 random bytes (URL-safe base64); only its SHA-256 is stored, so a copy of the database
+gives no one access. Scopes nest: `read` < `submit` < `admin`."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from anytune.errors import AnytuneError, UsageError
+from anytune.jobs import utcnow
+from anytune.registry.store import Registry
+from anytune.registry.tables import IdempotencyRow, TokenRow
+
+SCOPES = ("read", "submit", "admin")
+PREFIX = "at_"
+
+
+class AccessDenied(AnytuneError):
+    """A request without a valid token, or with one whose scope is too narrow (401 / 403)."""
+
+    def __init__(self, message: str, *, status: int = 401, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class IdempotencyConflict(AnytuneError):
+    """The key was used with another body, or its first request is still being handled (409 / 422)."""
+
+    def __init__(self, message: str, *, status: int = 409, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: str
+    name: str
+    scope: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _info(row: TokenRow) -> TokenInfo:
+    return TokenInfo(
+        row.id, row.name, row.scope, row.created_at, row.last_used_at, row.revoked_at is not None
+    )
+
+
+def create_token(registry: Registry, name: str, scope: str) -> tuple[str, TokenInfo]:
+    """A new token (returned once, never stored) and what is kept of it."""
+    if scope not in SCOPES:
+        raise UsageError(f"unknown scope {scope!r}", hint=f"give one of {', '.join(SCOPES)}")
+    token = PREFIX + secrets.token_urlsafe(32)
+    row = TokenRow(
+        id=secrets.token_hex(6), name=name, token_hash=_hash(token), scope=scope, created_at=utcnow()
+    )
+    with registry.session() as s, s.begin():
+        s.add(row)
+    return token, _info(row)
+
+
+def list_tokens(registry: Registry) -> list[TokenInfo]:
+    with registry.session() as s:
+        return [_info(r) for r in s.scalars(select(TokenRow).order_by(TokenRow.created_at))]
+
+
+def revoke_token(registry: Registry, token_id: str) -> None:
+    with registry.session() as s, s.begin():
+        row = s.get(TokenRow, token_id)
+        if row is None:
+            raise UsageError(f"no token {token_id!r}", hint="`anytune tokens list` shows them")
+        row.revoked_at = row.revoked_at or utcnow()
+
+
+def check_token(registry: Registry, token: str | None, needed: str) -> TokenInfo:
+    """The token's record if it is valid and its scope covers `needed`; AccessDenied otherwise."""
+    if not token:
+        raise AccessDenied("this route needs an API token", hint="send Authorization: Bearer <token>")
+    with registry.session() as s, s.begin():
+        row = s.scalars(select(TokenRow).where(TokenRow.token_hash == _hash(token))).first()
+        if row is None or row.revoked_at is not None:
+            raise AccessDenied("unknown or revoked API token", hint="`anytune tokens create` makes one")
+        if SCOPES.index(row.scope) < SCOPES.index(needed):
+            raise AccessDenied(
+                f"this route needs the {needed} scope; the token has {row.scope}",
+                status=403,
+                hint=f"`anytune tokens create --scope {needed}`",
+            )
+        row.last_used_at = utcnow()
+        return _info(row)
+
+
+def claim_key(registry: Registry, key: str, body: bytes) -> str | None:
+    """Claim an Idempotency-Key for this body before submitting: None if it is new (go ahead, then
+    `complete_key`), the job id if the same body was already submitted under it; IdempotencyConflict if the
+    key came with another body, or its first request has not finished."""
+    digest = hashlib.sha256(body).hexdigest()
+    try:
+        with registry.session() as s, s.begin():
+            s.add(IdempotencyRow(key=key, body_hash=digest, created_at=utcnow()))
+        return None
+    except IntegrityError:
+        pass
+    with registry.session() as s:
+        row = s.get(IdempotencyRow, key)
+    if row is None:  # released meanwhile (the first request failed): try once more
+        return claim_key(registry, key, body)
+    if row.body_hash != digest:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {key!r} was used with a different request body",
+            status=422,
+            hint="use a new key for a new job",
+        )
+    if row.job_id is None:
+        raise IdempotencyConflict(
+            f"a request with Idempotency-Key {key!r} is still being handled", hint="retry in a moment"
+        )
+    return row.job_id
+
+
+def complete_key(registry: Registry, key: str, job_id: str) -> None:
+    with registry.session() as s, s.begin():
+        row = s.get(IdempotencyRow, key)
+        if row is not None:
+            row.job_id = job_id
+
+
+def release_key(registry: Registry, key: str) -> None:
+    """The submit failed before any job was recorded: the key may be used again."""
+    with registry.session() as s, s.begin():
+        row = s.get(IdempotencyRow, key)
+        if row is not None and row.job_id is None:
+            s.delete(row)

@@ -1,0 +1,159 @@
+"""The service's REST API (first part of the orchestration service): tokens stored hashed and scoped on every
+route, idempotent job creates (one provider job per key), pagination, the error shape, readiness, quotes,
+request size limits; the registry's new tables migrated on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anytune.client import Client
+from anytune.registry import Registry
+from anytune.registry.access import create_token, list_tokens, revoke_token
+from tests.conftest import chat_splits
+
+pytest.importorskip("fastapi")
+
+
+@pytest.fixture
+def api(openai_emu: Any) -> Iterator[tuple[Any, Client]]:
+    from fastapi.testclient import TestClient
+
+    from anytune.service.app import create_app
+
+    client = Client()
+    with TestClient(create_app(client)) as http:
+        yield http, client
+
+
+def bearer(client: Client, scope: str) -> dict[str, str]:
+    token, _ = create_token(client.registry, f"test-{scope}", scope)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def job_body(tmp_path: Path, seed: int = 1, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "svc",
+        "base_model": "gpt-4o-mini",
+        "provider": "openai",
+        "data": chat_splits(tmp_path / f"d{seed}", seed=seed),
+        "hyperparameters": {"epochs": 1},
+        **extra,
+    }
+
+
+def test_tokens_are_stored_hashed_and_every_route_checks_its_scope(api, tmp_path):
+    http, client = api
+    reader, submitter = bearer(client, "read"), bearer(client, "submit")
+    assert http.get("/v1/jobs").status_code == 401  # no token
+    assert http.get("/v1/jobs", headers={"Authorization": "Bearer at_nope"}).status_code == 401
+    assert http.get("/v1/jobs", headers=reader).status_code == 200
+    denied = http.post("/v1/jobs", json=job_body(tmp_path), headers=reader)
+    assert denied.status_code == 403 and denied.json()["error"]["message"].startswith(
+        "this route needs the submit"
+    )
+    assert http.post("/v1/jobs", json=job_body(tmp_path), headers=submitter).status_code == 201
+    # the database keeps hashes only: no token value is anywhere in it
+    with client.registry.engine.connect() as conn:
+        from sqlalchemy import text
+
+        stored = json.dumps([list(r) for r in conn.execute(text("SELECT * FROM api_tokens"))], default=str)
+    for header in (reader, submitter):
+        assert header["Authorization"][7:] not in stored
+    [read_token] = [t for t in list_tokens(client.registry) if t.scope == "read"]
+    assert read_token.last_used_at is not None
+    revoke_token(client.registry, read_token.id)
+    assert http.get("/v1/jobs", headers=reader).status_code == 401
+    assert http.get("/v1/health/live").status_code == 200  # liveness needs no token
+
+
+def test_the_same_idempotency_key_and_body_make_one_job(api, tmp_path, openai_emu):
+    http, client = api
+    headers = {**bearer(client, "submit"), "Idempotency-Key": "key-1"}
+    body = job_body(tmp_path)
+    first = http.post("/v1/jobs", json=body, headers=headers)
+    again = http.post("/v1/jobs", json=body, headers=headers)
+    assert first.status_code == 201 and again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert len(openai_emu.jobs) == 1  # one provider job, however often the request is repeated
+    other = http.post("/v1/jobs", json=job_body(tmp_path, seed=2), headers=headers)
+    assert other.status_code == 422 and "different request body" in other.json()["error"]["message"]
+    fresh = http.post("/v1/jobs", json=body, headers={**headers, "Idempotency-Key": "key-2"})
+    assert fresh.status_code == 201 and fresh.json()["id"] != first.json()["id"]
+    # a refused request releases its key: fixed and sent again, it makes the job
+    bad = http.post(
+        "/v1/jobs", json=job_body(tmp_path, adapter="prefix"), headers={**headers, "Idempotency-Key": "k3"}
+    )
+    assert bad.status_code == 422 and bad.json()["error"]["type"] == "CapabilityError"
+    ok = http.post(
+        "/v1/jobs", json=job_body(tmp_path, adapter="prefix"), headers={**headers, "Idempotency-Key": "k3"}
+    )
+    assert ok.status_code == 422  # the same refusal again, not "still being handled"
+
+
+def test_jobs_list_pages_with_a_cursor_and_errors_have_one_shape(api, tmp_path):
+    http, client = api
+    headers = bearer(client, "submit")
+    made = [
+        http.post("/v1/jobs", json=job_body(tmp_path, seed=i), headers=headers).json()["id"] for i in range(3)
+    ]
+    first = http.get("/v1/jobs", params={"limit": 2}, headers=headers).json()
+    second = http.get("/v1/jobs", params={"limit": 2, "cursor": first["next_cursor"]}, headers=headers).json()
+    seen = [j["id"] for j in first["jobs"] + second["jobs"]]
+    assert sorted(seen) == sorted(made) and len(set(seen)) == 3 and second["next_cursor"] is None
+    missing = http.get("/v1/jobs/job-nope", headers=headers)
+    assert missing.status_code == 404
+    assert set(missing.json()["error"]) == {"type", "message", "hint", "details"}
+    broken = http.post("/v1/jobs", content=b"{not json", headers=headers)
+    assert broken.status_code == 400 and "not JSON" in broken.json()["error"]["message"]
+    invalid = http.post("/v1/jobs", json={"base_model": "x"}, headers=headers)
+    assert invalid.status_code == 422 and invalid.json()["error"]["details"]
+    huge = http.post("/v1/jobs", content=b"x" * (2 * 2**20), headers=headers)
+    assert huge.status_code == 413
+    cancelled = http.post(f"/v1/jobs/{made[0]}/cancel", headers=headers)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+
+
+def test_readiness_quotes_plugins_and_prices(api, tmp_path):
+    http, client = api
+    headers = bearer(client, "read")
+    assert http.get("/v1/health/ready").json() == {"status": "ready", "database": "ok"}
+    table = http.post(
+        "/v1/quotes", params={"providers": "openai,together"}, json=job_body(tmp_path), headers=headers
+    )
+    assert table.status_code == 200, table.text
+    assert {q["provider"] for q in table.json()["quotes"]} == {"openai", "together"}
+    assert "openai" in {b for p in http.get("/v1/plugins", headers=headers).json() for b in p["backends"]}
+    assert any(e["provider"] == "hf" for e in http.get("/v1/prices", headers=headers).json())
+    assert "/v1/jobs" in http.get("/openapi.json").json()["paths"]
+
+
+def test_the_service_tables_migrate_on_postgresql_too(tmp_path):
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(
+            "host=127.0.0.1 port=5432 dbname=test user=postgres", autocommit=True, connect_timeout=3
+        )
+    except psycopg.OperationalError:
+        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
+    schema = f"anytune_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+        registry = Registry(url)
+        token, info = create_token(registry, "pg", "admin")
+        from anytune.registry.access import check_token, claim_key, complete_key
+
+        assert check_token(registry, token, "submit").id == info.id
+        assert claim_key(registry, "k", b"body") is None
+        complete_key(registry, "k", "job-1")
+        assert claim_key(registry, "k", b"body") == "job-1"
+        registry.engine.dispose()
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
