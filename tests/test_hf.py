@@ -266,3 +266,12 @@ def test_anywhere_example_runs_with_only_the_provider_flag(tmp_path, tiny_model)
     local = run_anytune("run", str(example), "--provider", "local", *small, env=env, timeout=600)
     assert local.returncode == 0, local.stdout + local.stderr
     assert "model registered as reverse-letters-anywhere@2" in local.stdout
+
+
+def test_the_model_checked_is_the_one_the_job_trains(tmp_path, tiny_model):
+    """provider_options.hf.base_model is what the container trains, so it is what the local checks see."""
+    data = chat_splits(tmp_path, seed=12)
+    named = spec(data, "not a model name", hf={"base_model": str(tiny_model)})
+    assert not [p for p in HFBackend().check_spec(named) if p.field == "" and p.is_error]
+    wrong = spec(data, str(tiny_model), hf={"base_model": "/no/such/folder"})
+    assert any("no such folder" in p.message for p in HFBackend().check_spec(wrong))

@@ -215,7 +215,10 @@ class HFBackend(Backend):
         if mode == "autotrain":
             problems += autotrain.check_spec(spec)
         else:
-            problems += self._local_backend().check_spec(spec.model_copy(update={"provider": "local"}))
+            local = {**spec.options_for("local"), "base_model": model}  # the model the container trains
+            options = {**spec.provider_options, "local": local}
+            as_local = spec.model_copy(update={"provider": "local", "provider_options": options})
+            problems += self._local_backend().check_spec(as_local)
         try:
             import huggingface_hub  # noqa: F401
         except ImportError:
