@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import typer
 from rich.markup import escape
 
 from anytune.cli.console import err, out
+from anytune.cli.serve_cmds import is_loopback
 from anytune.errors import UsageError
 
 app = typer.Typer(help="API tokens of the service: create (shown once), list, revoke.", no_args_is_help=True)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def server(
@@ -36,12 +28,12 @@ def server(
         raise UsageError(
             f"the service needs extra packages ({exc.name})", hint="pip install 'anytune[server]'"
         ) from None
-    if no_auth and not _is_loopback(host):
+    if no_auth and not is_loopback(host):
         raise UsageError(
             f"--no-auth on {host}: anyone who reaches that address could submit paid jobs",
             hint="serve on 127.0.0.1, or create a token with `anytune tokens create` and keep auth on",
         )
-    if not _is_loopback(host):
+    if not is_loopback(host):
         err.print(f"[yellow]warning[/]: serving on {escape(host)}; put TLS in front of it (docs/service.md)")
     out.print(f"anytune API on http://{host}:{port}/v1 (OpenAPI at /docs); Ctrl-C stops it")
     uvicorn.run(create_app(auth=not no_auth), host=host, port=port, log_level="warning")
