@@ -172,15 +172,6 @@ class HubEmulator(EmulatorBase):
 
         return await anyio.to_thread.run_sync(lambda: self._handle(fn, *args))
 
-    def _handle(self, fn: Any, *args: Any) -> Any:
-        with self._lock:
-            try:
-                return fn(*args)
-            except HubError as exc:
-                return self._json(exc.status, exc.body, exc.headers)
-            except ApiError as exc:
-                return self._json(exc.status, {"error": exc.body["error"]["message"]})
-
     def _user(self, request: Any) -> str:
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth.startswith("Bearer ") else ""

@@ -21,11 +21,13 @@ def error_body(
 
 
 class ApiError(Exception):
-    """Raised by a handler to answer with an error (status, the provider's error shape)."""
+    """Raised by a handler to answer with an error (status, the provider's error shape, and any headers the
+    provider sends with it). An emulator whose provider has another shape sets `body` in a subclass."""
 
     def __init__(self, status: int, message: str, code: str | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.status, self.body = status, error_body(status, message, code, param)
+        self.headers: dict[str, str] = {}
 
 
 class EmulatorBase:
@@ -114,7 +116,7 @@ class EmulatorBase:
             try:
                 return fn(*args)
             except ApiError as exc:
-                return self._json(exc.status, exc.body)
+                return self._json(exc.status, exc.body, exc.headers)
 
     async def _with_body(self, request: Any, fn: Callable[[dict[str, Any]], Any]) -> Any:
         """Parse the JSON body (an unparsable one is a 400 in the provider's shape), then `_handle(fn, body)`."""
