@@ -106,6 +106,8 @@ def test_jobs_list_pages_with_a_cursor_and_errors_have_one_shape(api, tmp_path):
     second = http.get("/v1/jobs", params={"limit": 2, "cursor": first["next_cursor"]}, headers=headers).json()
     seen = [j["id"] for j in first["jobs"] + second["jobs"]]
     assert sorted(seen) == sorted(made) and len(set(seen)) == 3 and second["next_cursor"] is None
+    unknown = http.get("/v1/jobs", params={"cursor": "job-nope"}, headers=headers)
+    assert unknown.status_code == 400 and "unknown cursor" in unknown.json()["error"]["message"]
     missing = http.get("/v1/jobs/job-nope", headers=headers)
     assert missing.status_code == 404
     assert set(missing.json()["error"]) == {"type", "message", "hint", "details"}

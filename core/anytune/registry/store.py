@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -169,8 +169,22 @@ class Registry:
         provider: str | None = None,
         active: bool | None = None,
         limit: int | None = 100,
+        after: str | None = None,
     ) -> list[Job]:
+        """Newest first; `after` (a job id) starts the page after that job (keyset paging: the service's
+        cursor)."""
         q = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id.desc())
+        if after is not None:
+            with self.session() as s:
+                mark = s.get(JobRow, after)
+            if mark is None:
+                raise UsageError(f"unknown cursor {after!r}", hint="start again without a cursor")
+            q = q.where(
+                or_(
+                    JobRow.created_at < mark.created_at,
+                    and_(JobRow.created_at == mark.created_at, JobRow.id < mark.id),
+                )
+            )
         if status:
             q = q.where(JobRow.status == status)
         if provider:

@@ -163,12 +163,9 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
     ) -> dict[str, Any]:
         """Newest first; `cursor` is the last job id of the previous page (`next_cursor`)."""
         limit = max(1, min(limit, 500))
-        jobs = the_client().registry.list_jobs(status=status, provider=provider, limit=None)
-        if cursor:
-            ids = [j.id for j in jobs]
-            if cursor not in ids:
-                raise UsageError(f"unknown cursor {cursor!r}", hint="start again without a cursor")
-            jobs = jobs[ids.index(cursor) + 1 :]
+        jobs = the_client().registry.list_jobs(
+            status=status, provider=provider, limit=limit + 1, after=cursor
+        )
         page = jobs[:limit]
         more = len(jobs) > limit
         return {
