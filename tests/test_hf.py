@@ -275,3 +275,15 @@ def test_the_model_checked_is_the_one_the_job_trains(tmp_path, tiny_model):
     assert not [p for p in HFBackend().check_spec(named) if p.field == "" and p.is_error]
     wrong = spec(data, str(tiny_model), hf={"base_model": "/no/such/folder"})
     assert any("no such folder" in p.message for p in HFBackend().check_spec(wrong))
+
+
+def test_offline_mode_is_refused_before_the_job_is_recorded(tmp_path, tiny_model, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    problems = HFBackend().check_spec(spec(chat_splits(tmp_path, seed=13), tiny_model))
+    assert any("HF_HUB_OFFLINE" in p.message for p in problems)
+    with pytest.raises(Exception, match="HF_HUB_OFFLINE"):
+        Client().submit(spec(chat_splits(tmp_path, seed=13), tiny_model))
+    assert Client().registry.list_jobs() == []

@@ -226,6 +226,13 @@ class HFBackend(Backend):
             return problems
         if not self.token():
             error(CREDENTIALS, "no Hugging Face token: set HF_TOKEN (a write token) or run `hf auth login`")
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:  # refused before the job is recorded, not at its first call to the Hub
+            error(
+                CREDENTIALS,
+                "the hub client is in offline mode (HF_HUB_OFFLINE is set): unset it to send jobs",
+            )
         return problems
 
     def prepare(self, spec: JobSpec, data: DataBundle) -> PreparedData:
