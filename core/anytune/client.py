@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -129,6 +130,9 @@ class Client:
         self._poll_after: dict[str, float] = {}  # the backends' pacing hints, by job
         self._validated: dict[tuple[Any, ...], ValidationReport] = {}
         self._plans: dict[tuple[Any, ...], SplitPlan] = {}
+        # a comparison prepares several providers at once on threads: one of them validates a file, the
+        # others wait for its report instead of reading the file again
+        self._data_lock = threading.RLock()
 
     @property
     def registry(self) -> Registry:
@@ -256,9 +260,10 @@ class Client:
         key = _unchanged(path, fmt, max_seq_length)
         if key is None:  # validate_file says what is wrong with the path, in its words
             return validate_file(path, format=fmt, max_seq_length=max_seq_length)
-        report = self._validated.get(key)
-        if report is None:
-            report = self._validated[key] = validate_file(path, format=fmt, max_seq_length=max_seq_length)
+        with self._data_lock:
+            report = self._validated.get(key)
+            if report is None:
+                report = self._validated[key] = validate_file(path, format=fmt, max_seq_length=max_seq_length)
         return report
 
     def _plan_split(
@@ -266,17 +271,18 @@ class Client:
     ) -> SplitPlan:
         """plan_split, remembered like `_validate` (a quote across providers reads the file once)."""
         key = _unchanged(path, fmt, max_seq_length, share, seed)
-        plan = self._plans.get(key) if key is not None else None
-        if plan is None:
-            plan = plan_split(
-                path,
-                {"train": 1 - share, "validation": share},
-                seed=seed,
-                format=fmt,
-                max_seq_length=max_seq_length,
-            )
-            if key is not None:
-                self._plans[key] = plan
+        with self._data_lock:
+            plan = self._plans.get(key) if key is not None else None
+            if plan is None:
+                plan = plan_split(
+                    path,
+                    {"train": 1 - share, "validation": share},
+                    seed=seed,
+                    format=fmt,
+                    max_seq_length=max_seq_length,
+                )
+                if key is not None:
+                    self._plans[key] = plan
         return plan
 
     def _prepare_data(

@@ -30,6 +30,7 @@ from anytune.cost.billing import (
     HFTokenizerFiles,
     TokenCount,
     chat_rule_counts,
+    chat_rule_pieces,
     chatml,
     count_chat_rule,
     count_examples,
@@ -50,6 +51,7 @@ from anytune.cost.quotes import (
 )
 from anytune.cost.throughput import detect_hardware, hardware_for_gpu, record_measurement
 from anytune.data.convert import ConversionError, convert_record
+from anytune.data.counting import BatchCounter
 from anytune.data.formats import DataFormat
 from anytune.data.prepared import PreparedWriter, prepare_splits
 from anytune.data.records import (
@@ -118,6 +120,7 @@ __all__ = [
     "ApproxCounter",
     "Backend",
     "BackendError",
+    "BatchCounter",
     "BillableTokens",
     "Capabilities",
     "CapabilityError",
@@ -161,6 +164,7 @@ __all__ = [
     "as_messages",
     "cache_dir",
     "chat_rule_counts",
+    "chat_rule_pieces",
     "chatml",
     "check_record",
     "connection_failure",

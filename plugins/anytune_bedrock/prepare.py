@@ -16,6 +16,7 @@ import itertools
 from typing import Any
 
 from anytune.plugin import (
+    BatchCounter,
     ConversionError,
     DataBundle,
     DataFormat,
@@ -29,7 +30,6 @@ from anytune.plugin import (
     as_messages,
     cache_dir,
     content_text,
-    count_texts,
     counter_for_family,
     instruction_prompt,
     prepare_splits,
@@ -115,16 +115,12 @@ def _prepare_split(
 ) -> tuple[Any, int, int, list[Problem]]:
     field = f"data.{split}"
     problems: list[Problem] = []
-    tokens = examples = 0
     method = spec.method_type
-    with PreparedWriter(cache_dir("bedrock", "data"), format=model.layout) as writer:
-        for line, record in RecordValidator(ref.path, format=ref.format, collect_stats=False):
-            try:
-                out, texts = to_bedrock(record, ref.format, model.layout, method)
-            except ConversionError as exc:
-                problems.append(Problem("error", field, str(exc), file=ref.path, line=line))
-                continue
-            n = count_texts(texts, counter).tokens
+    written = kept = 0
+
+    def write(items: list[tuple[int, dict[str, Any]]], counts: list[int]) -> None:
+        nonlocal written, kept
+        for (line, out), n in zip(items, counts, strict=True):
             if n > model.max_record_tokens:
                 problems.append(
                     Problem(
@@ -138,8 +134,21 @@ def _prepare_split(
                 )
                 continue
             writer.write(out)
-            tokens += n
-            examples += 1
+            written += n
+            kept += 1
+
+    counts = BatchCounter[tuple[int, dict[str, Any]]](counter, write, special=True)
+    with PreparedWriter(cache_dir("bedrock", "data"), format=model.layout) as writer, counts:
+        for line, record in RecordValidator(ref.path, format=ref.format, collect_stats=False):
+            try:
+                out, texts = to_bedrock(record, ref.format, model.layout, method)
+            except ConversionError as exc:
+                problems.append(Problem("error", field, str(exc), file=ref.path, line=line))
+                continue
+            counts.add((line, out), texts)
+        counts.close()
+        problems.sort(key=lambda p: p.line or 0)
+        tokens, examples = written, kept
         low, high = model.records
         if split == "train" and not low <= examples <= high and not problems:
             problems.append(

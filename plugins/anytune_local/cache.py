@@ -14,15 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def build_once(target: Path, build: Callable[[Path], None]) -> Path:
-    """`target`, calling `build(tmp_folder)` to make it if no complete copy exists yet."""
-    if (target / "config.json").exists():
+def build_once(target: Path, build: Callable[[Path], None], *, marker: str = "config.json") -> Path:
+    """`target`, calling `build(tmp_folder)` to make it if no complete copy exists yet (one holding
+    `marker`)."""
+    if (target / marker).exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if (target / "config.json").exists():  # built by another process while we waited
+            if (target / marker).exists():  # built by another process while we waited
                 return target
             tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
             try:

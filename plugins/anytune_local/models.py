@@ -135,6 +135,36 @@ def local_copy(name: str) -> Path | None:
     return folder if folder is not None and (folder / "config.json").exists() else None
 
 
+def tokenizer_copy(name: str) -> Path | None:
+    """A folder with `name`'s tokenizer and chat template, for exact counts in quotes: the model's own
+    folder when it is on disk, else the tokenizer alone read out of the GGUF file a package ships (a few
+    seconds once, cached; the weights are not converted). None when neither is here or transformers is
+    not installed."""
+    folder = local_copy(name)
+    if folder is not None:
+        return folder
+    try:
+        kind, value = _classify(name)
+    except UsageError:
+        return None
+    gguf: Path | None = Path(value) if kind == "gguf" else None
+    if kind == "hub" and str(value) in PACKAGED:
+        gguf = _packaged_file(PACKAGED[str(value)])
+    if gguf is None or not gguf.exists():
+        return None
+
+    def build(target: Path) -> None:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(target)
+
+    try:
+        target = cache_dir("tokenizers") / f"{gguf.stem}-{gguf.stat().st_size:x}"
+        return build_once(target, build, marker="tokenizer.json")
+    except Exception:  # no transformers (a quote-only install), or a GGUF without a tokenizer
+        return None
+
+
 def params_in_folder(folder: Path) -> int | None:
     """Parameters stored in a folder's safetensors files, read from their headers (no weights loaded)."""
     import json

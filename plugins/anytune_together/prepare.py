@@ -15,6 +15,7 @@ import itertools
 from typing import Any
 
 from anytune.plugin import (
+    BatchCounter,
     ConversionError,
     DataBundle,
     DataFormat,
@@ -29,14 +30,11 @@ from anytune.plugin import (
     as_messages,
     cache_dir,
     convert_record,
-    count_texts,
     counter_for_family,
     instruction_prompt,
     normalize_messages,
     prepare_splits,
 )
-
-_BATCH = 4096  # texts per tokenizer call
 
 
 def _plain(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -117,11 +115,10 @@ def _prepare_split(
 ) -> tuple[PreparedFile | None, int, int, list[Problem]]:
     field = f"data.{split}"
     problems: list[Problem] = []
-    texts: list[str] = []  # counted a batch at a time, so memory stays flat in the file's size
-    tokens = examples = 0
+    counts = BatchCounter[None](counter, lambda _items, _counts: None, special=True)
     first: tuple[str, int] | None = None  # Together takes one format per file: the first row's decides
     writer = PreparedWriter(cache_dir("together", "uploads"), format="")
-    with writer:
+    with writer, counts:
         for line, record in RecordValidator(ref.path, format=ref.format, collect_stats=False):
             try:
                 kind, out = to_together(record, ref.format)
@@ -144,13 +141,9 @@ def _prepare_split(
                 )
                 continue
             writer.write(out)
-            examples += 1
-            texts.extend(_billed_texts(kind, out, render, bos))
-            if len(texts) >= _BATCH:
-                tokens += count_texts(texts, counter).tokens
-                texts.clear()
-        tokens += count_texts(texts, counter).tokens
+            counts.add(None, _billed_texts(kind, out, render, bos))
+        counts.close()
         if first is None and not problems:
             problems.append(Problem("error", field, "no examples", file=ref.path))
         result = None if problems else writer.finish()
-    return result, tokens, examples, problems
+    return result, counts.tokens, counts.items, problems

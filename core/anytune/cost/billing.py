@@ -104,7 +104,7 @@ class HFTokenizerFiles:
         return cls(counter, jinja_template(source, special), f"chat template of {folder.name}")
 
 
-def _chat_rule_pieces(record: dict[str, Any]) -> tuple[list[str], int]:
+def chat_rule_pieces(record: dict[str, Any]) -> tuple[list[str], int]:
     """(texts to encode, fixed tokens) of one OpenAI-format record under OpenAI's chat token rule."""
     pieces: list[str] = []
     overhead = 0
@@ -139,7 +139,7 @@ def chat_rule_counts(records: Sequence[dict[str, Any]], counter: TokenCounter) -
     pieces: list[str] = []
     spans: list[tuple[int, int, int]] = []
     for record in records:
-        texts, overhead = _chat_rule_pieces(record)
+        texts, overhead = chat_rule_pieces(record)
         spans.append((len(pieces), len(texts), overhead))
         pieces.extend(texts)
     counts = _count(counter, pieces, special=False)
@@ -196,14 +196,13 @@ def example_texts(record: dict[str, Any], fmt: DataFormat, render: Render) -> li
 
 def count_examples(path: str, fmt: DataFormat, render: Render, counter: TokenCounter) -> TokenCount:
     """Tokens of every valid example of a data file, rendered with `render` and counted with `counter`."""
+    from anytune.data.counting import BatchCounter
     from anytune.data.validate import RecordValidator
 
-    texts: list[str] = []
-    examples = 0
-    for _, record in RecordValidator(path, format=fmt, collect_stats=False):
-        examples += 1
-        texts.extend(example_texts(record, fmt, render))
-    return count_texts(texts, counter, examples=examples)
+    with BatchCounter[None](counter, lambda _items, _counts: None, special=True) as counts:
+        for _, record in RecordValidator(path, format=fmt, collect_stats=False):
+            counts.add(None, example_texts(record, fmt, render))
+    return TokenCount(tokens=counts.tokens, examples=counts.items, counter=counter.name, exact=counter.exact)
 
 
 # Open-weight model families whose tokenizer ships with quicktok, and the chat template they render with.

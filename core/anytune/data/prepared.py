@@ -16,7 +16,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import orjson
+
 from anytune.hookspecs import BillableTokens, DataBundle, DatasetRef, PreparedData, PreparedFile, Problem
+
+
+def json_line(row: Any) -> bytes:
+    """One compact JSON line, UTF-8 as it is: orjson (6x faster), or `json` for what orjson does not write
+    (an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 class PreparedWriter:
@@ -36,7 +47,7 @@ class PreparedWriter:
         self.size = 0
 
     def write(self, row: dict[str, Any]) -> None:
-        data = json.dumps(row, ensure_ascii=False).encode("utf-8") + b"\n"
+        data = json_line(row)
         self._fh.write(data)
         self._hash.update(data)
         self.rows += 1

@@ -6,6 +6,7 @@ import csv
 import datetime
 import decimal
 import json
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from anytune.errors import DataError
+
+try:  # the fast parser; every line it refuses goes through `json`, whose verdict and messages are the rule
+    import orjson
+
+    _fast_loads: Any = orjson.loads
+except ImportError:  # pragma: no cover - orjson is a dependency; a broken install still reads data
+    _fast_loads = None
 
 # CSV cells holding these columns may contain JSON (a list of messages, an object).
 _JSON_COLUMNS = frozenset(
@@ -96,6 +104,33 @@ def _lines(fh: Any) -> Iterator[tuple[bytes, bool]]:
         yield raw, False
 
 
+# orjson reads integers beyond 64 bits as floats, where `json` keeps them exact: such lines go to `json`
+_LONG_INT = re.compile(rb"[0-9]{19}")
+_NOT_DIGITS = bytes(b for b in range(256) if not 48 <= b <= 57)
+
+
+def _may_hold_long_int(raw: bytes) -> bool:
+    # most lines hold fewer than 19 digits in all; deleting the others is a C loop, the regex a slow one
+    return len(raw.translate(None, _NOT_DIGITS)) >= 19 and _LONG_INT.search(raw) is not None
+
+
+def parse_line(raw: bytes) -> tuple[Any, str | None]:
+    """The value of one JSON line (bytes, stripped), or why it is not one anytune takes (never an exception).
+
+    orjson parses the lines it can (4-8x faster); `json` decides the rest, so the values and the messages are
+    exactly `json`'s: NaN, lone surrogates, bad UTF-8, nesting and huge numbers are judged the same way."""
+    if _fast_loads is not None and not _may_hold_long_int(raw):
+        try:
+            return _fast_loads(raw), None
+        except ValueError:
+            pass
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not valid UTF-8 at byte {exc.start}"
+    return _parse_json(text)
+
+
 def _parse_json(text: str) -> tuple[Any, str | None]:
     """The value of one JSON text, or why it is not one anytune takes (never an exception)."""
     try:
@@ -144,12 +179,7 @@ def _read_jsonl(path: Path) -> Iterator[RawRecord]:
             for blank in pending_blanks:
                 yield RawRecord(blank, warning="blank line, skipped")
             pending_blanks.clear()
-            try:
-                text = stripped.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield RawRecord(number, error=f"not valid UTF-8 at byte {exc.start}", nbytes=len(raw))
-                continue
-            value, error = _parse_json(text)
+            value, error = parse_line(stripped)
             if error is not None:
                 yield RawRecord(number, error=error, nbytes=len(raw))
                 continue

@@ -149,8 +149,43 @@ def prompt_key(record: dict[str, Any], fmt: DataFormat) -> str:
 
 
 def canonical_json(record: Any) -> bytes:
-    """One byte string per record, the same whatever the key order, spacing or line ending of the file."""
+    """One byte string per record, the same whatever the key order, spacing or line ending of the file.
+
+    The bytes are `json.dumps(sort_keys=True, ensure_ascii=False, separators=(",", ":"))`'s, which fingerprints
+    have always hashed. orjson writes the same bytes 3x faster except for floats under 1e-4 (`1e-05` is
+    `0.00001` or `1e-5` there) and integers beyond 64 bits: those records are written by `json`."""
+    if _fast_dumps is not None:
+        try:
+            data: bytes = _fast_dumps(record, option=_SORT_KEYS)
+        except TypeError:  # a 65-bit integer, a key that is not a string
+            pass
+        else:
+            if not _small_float(data):
+                return data
     return json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+try:
+    import orjson
+
+    _fast_dumps: Any = orjson.dumps
+    _SORT_KEYS = orjson.OPT_SORT_KEYS
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _fast_dumps, _SORT_KEYS = None, 0
+
+
+def _small_float(data: bytes) -> bool:
+    """Whether orjson may have written a float unlike `json` (`1e-7` for `1e-07`, `0.00001` for `1e-05`).
+    Text that merely looks like one takes the slow path too; substring searches keep the check cheap."""
+    if b"0.0000" in data:
+        return True
+    at = data.find(b"e-")
+    while at != -1:
+        digit_before, digit_after = data[at - 1 : at].isdigit(), data[at + 2 : at + 3].isdigit()
+        if at > 0 and digit_before and digit_after and not data[at + 3 : at + 4].isdigit():
+            return True
+        at = data.find(b"e-", at + 2)
+    return False
 
 
 def hash64(data: bytes | str) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from anytune.data.counting import BatchCounter
 from anytune.data.formats import DataFormat
 from anytune.data.records import canonical_json, full_text, hash64, prompt_and_target
 from anytune.data.tokens import TokenCounter
@@ -98,17 +99,13 @@ class StatsAccumulator:
         self.roles: Counter[str] = Counter()
         self.with_system = 0
         self._labels: Counter[str] | None = Counter()
+        self._counts: BatchCounter[int] = BatchCounter(counter, self._lengths_of)
 
-    def add(self, line: int, record: dict[str, Any], canonical: bytes | None = None) -> int:
-        """Account for one valid record (`canonical`: its canonical JSON, if already computed)."""
+    def add(self, line: int, record: dict[str, Any], canonical: bytes | None = None) -> None:
+        """Account for one valid record (`canonical`: its canonical JSON, if already computed). Its tokens are
+        counted with the next batch (on a thread, for exact counters): `finish()` has every figure."""
         self.rows += 1
-        n_tokens = self.counter.count(full_text(record, self.fmt))
-        self.tokens_total += n_tokens
-        self._lengths[n_tokens] += 1
-        if self.max_seq_length is not None and n_tokens > self.max_seq_length:
-            self.rows_over_max += 1
-            if len(self._over) < _EXAMPLES:
-                self._over.append(line)
+        self._counts.add(line, (full_text(record, self.fmt),))
         h = hash64(canonical if canonical is not None else canonical_json(record))
         self._hashes[h >> 56].append(h)
         self._lines[h >> 56].append(line)
@@ -127,7 +124,14 @@ class StatsAccumulator:
                 self._labels[target] += 1
                 if len(self._labels) > _MAX_LABELS:
                     self._labels = None
-        return n_tokens
+
+    def _lengths_of(self, lines: list[int], counts: list[int]) -> None:
+        for line, n_tokens in zip(lines, counts, strict=True):
+            self._lengths[n_tokens] += 1
+            if self.max_seq_length is not None and n_tokens > self.max_seq_length:
+                self.rows_over_max += 1
+                if len(self._over) < _EXAMPLES:
+                    self._over.append(line)
 
     def _duplicates(self) -> tuple[int, list[tuple[int, int]]]:
         """How many rows repeat an earlier row, and the first few (line, line of the first copy) pairs."""
@@ -145,6 +149,8 @@ class StatsAccumulator:
         return count, heapq.nsmallest(_EXAMPLES, pairs)
 
     def finish(self) -> DataStats:
+        self._counts.close()
+        self.tokens_total = self._counts.tokens
         duplicates, dup_lines = self._duplicates()
         labels = None
         imbalance = None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from anytune.data.fingerprint import Fingerprinter
 from anytune.data.formats import OPTIONAL_KEYS, REQUIRED_KEYS, DataFormat, detect_record
-from anytune.data.readers import RawRecord, position_word, read_records
+from anytune.data.readers import RawRecord, file_kind, parse_line, position_word, read_records
 from anytune.data.records import canonical_json
 from anytune.data.stats import DataStats, StatsAccumulator
 from anytune.data.tokens import ApproxCounter, TokenCounter
@@ -404,6 +406,12 @@ class RecordValidator:
         return votes.most_common(1)[0][0] if votes else None
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        known = (
+            _known_clean(self.path, self.format) if not self.collect_stats and self.on_issue is None else None
+        )
+        if known is not None:
+            yield from self._reread(known)
+            return
         records = read_records(self.path)
         head: list[RawRecord] = []
         if self.format is None:
@@ -462,6 +470,56 @@ class RecordValidator:
             self.report.stats = self._stats.finish()
         if self.format is not None and self.report.valid:
             self.report.fingerprint = self._fingerprint.hexdigest(self.format.value)
+        if self.collect_stats and self.report.errors == 0 and self.report.format is not None:
+            _remember_clean(self.path, self.report)
+
+    def _reread(self, known: ValidationReport) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Another pass over a JSONL file this process has validated clean, unchanged since: every line
+        holds a valid record, so it is only parsed (a provider's prepare after the Client's validation, a
+        quote across providers). The report is the one that pass made."""
+        self.format = known.format
+        self.report = known.model_copy(update={"stats": None})
+        with self.path.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):  # no line is over the limit: the pass checked
+                stripped = raw.strip()
+                if number == 1 and stripped.startswith(b"\xef\xbb\xbf"):
+                    stripped = stripped[3:]
+                if stripped:
+                    value, _ = parse_line(stripped)
+                    yield number, value
+
+
+# JSONL files validated clean in this process, while unchanged: (path, size, mtime, inode) -> the report
+_CLEAN: dict[tuple[Any, ...], ValidationReport] = {}
+_CLEAN_LOCK = threading.Lock()
+_CLEAN_MAX = 64
+
+
+def _file_key(path: Path) -> tuple[Any, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _remember_clean(path: Path, report: ValidationReport) -> None:
+    if file_kind(path) != "jsonl" or report.issues_truncated:
+        return
+    key = _file_key(path)
+    if key is not None:
+        with _CLEAN_LOCK:
+            if len(_CLEAN) >= _CLEAN_MAX:
+                _CLEAN.pop(next(iter(_CLEAN)))
+            _CLEAN[key] = report.model_copy(update={"stats": None})
+
+
+def _known_clean(path: Path, format: DataFormat | None) -> ValidationReport | None:
+    key = _file_key(path)
+    known = _CLEAN.get(key) if key is not None else None
+    if known is None or (format is not None and known.format is not format):
+        return None
+    return known
 
 
 def validate_file(

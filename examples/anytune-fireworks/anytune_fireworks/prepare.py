@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from anytune.plugin import (
+    BatchCounter,
     ConversionError,
     DataBundle,
     DataFormat,
@@ -24,7 +25,6 @@ from anytune.plugin import (
     as_messages,
     cache_dir,
     convert_record,
-    count_texts,
     counter_for_family,
     instruction_prompt,
     normalize_messages,
@@ -34,7 +34,6 @@ from anytune.plugin import (
 MAX_EXAMPLES = 3_000_000
 MAX_UPLOAD_BYTES = 150 * 1024 * 1024
 ROLES = ("system", "user", "assistant")
-_BATCH = 4096
 
 
 def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -101,15 +100,11 @@ def _prepare_split(
 ) -> tuple[Any, int, int, list[Problem]]:
     field = f"data.{split}"
     problems: list[Problem] = []
-    pending: list[tuple[int, list[str]]] = []
-    tokens = examples = long = 0
+    long = 0
 
-    def count(batch: list[tuple[int, list[str]]]) -> int:
+    def check(lines: list[int], counts: list[int]) -> None:
         nonlocal long
-        total = 0
-        for line, texts in batch:
-            n = count_texts(texts, counter).tokens
-            total += n
+        for line, n in zip(lines, counts, strict=True):
             if n > context and long < 20:
                 long += 1
                 problems.append(
@@ -121,9 +116,9 @@ def _prepare_split(
                         line=line,
                     )
                 )
-        return total
 
-    with PreparedWriter(cache_dir("fireworks", "datasets"), format="") as writer:
+    counts = BatchCounter[int](counter, check, special=True)
+    with PreparedWriter(cache_dir("fireworks", "datasets"), format="") as writer, counts:
         for line, record in RecordValidator(ref.path, format=ref.format, collect_stats=False):
             try:
                 kind, out = to_fireworks(record, ref.format)
@@ -132,12 +127,10 @@ def _prepare_split(
                 continue
             writer.format = kind
             writer.write(out)
-            examples += 1
-            pending.append((line, _texts(kind, out, render)))
-            if len(pending) >= _BATCH:
-                tokens += count(pending)
-                pending.clear()
-        tokens += count(pending)
+            counts.add(line, _texts(kind, out, render))
+        counts.close()
+        problems.sort(key=lambda p: p.line or 0)
+        tokens, examples = counts.tokens, counts.items
         if examples > MAX_EXAMPLES:
             problems.append(
                 Problem(

@@ -1,0 +1,112 @@
+"""Counting the tokens of a stream of records a batch at a time, on a background thread.
+
+A tokenizer call costs a fixed overhead (0.1-0.2 ms) plus its work, so texts are counted in batches of about a
+thousand; and the tokenizers anytune uses (quicktok, Hugging Face `tokenizers`) release the GIL while they
+count, so one batch is counted on a background thread while the caller reads, checks and converts the next.
+On two cores that hides most of the counting behind the parsing (measured in docs/performance.md).
+
+Results come back in the order the items were given, through `on_counts`, always on the caller's thread: a
+callback never runs concurrently with the code that feeds the counter.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+from anytune.data.tokens import TokenCounter
+
+T = TypeVar("T")
+BATCH_TEXTS = 2048  # texts per tokenizer call: past ~1,000 the per-call overhead no longer shows
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="anytune-count")
+        return _pool
+
+
+class BatchCounter(Generic[T]):
+    """`add(item, texts)` for each record; `on_counts(items, tokens)` receives each item with the summed
+    tokens of its texts, in order. `close()` (or leaving the `with` block) counts what is left.
+
+    An estimating counter (not `exact`) is cheap: it counts inline, with no thread."""
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        on_counts: Callable[[list[T], list[int]], None],
+        *,
+        special: bool = False,
+        batch: int = BATCH_TEXTS,
+    ) -> None:
+        self.counter = counter
+        self.on_counts = on_counts
+        self.special = special
+        self.batch = batch
+        self.tokens = 0
+        self.items = 0
+        self._items: list[T] = []
+        self._sizes: list[int] = []
+        self._texts: list[str] = []
+        self._inflight: tuple[list[T], list[int], Future[list[int]]] | None = None
+        self._background = counter.exact
+
+    def __enter__(self) -> BatchCounter[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:  # an error in the caller: wait for the thread, report nothing more
+            self._abandon()
+
+    def add(self, item: T, texts: Sequence[str]) -> None:
+        self._items.append(item)
+        self._sizes.append(len(texts))
+        self._texts.extend(texts)
+        if len(self._texts) >= self.batch:
+            self._flush()
+
+    def close(self) -> None:
+        if self._items:
+            self._flush()
+        self._settle()
+
+    def _flush(self) -> None:
+        items, sizes, texts = self._items, self._sizes, self._texts
+        self._items, self._sizes, self._texts = [], [], []
+        if not self._background:
+            self._deliver(items, sizes, self.counter.count_many(texts, special=self.special))
+            return
+        self._settle()  # at most one batch in flight: memory stays at two batches whatever the file
+        future = _executor().submit(self.counter.count_many, texts, self.special)
+        self._inflight = (items, sizes, future)
+
+    def _settle(self) -> None:
+        if self._inflight is not None:
+            items, sizes, future = self._inflight
+            self._inflight = None
+            self._deliver(items, sizes, future.result())
+
+    def _abandon(self) -> None:
+        if self._inflight is not None:
+            self._inflight[2].cancel() or self._inflight[2].exception()
+            self._inflight = None
+
+    def _deliver(self, items: list[T], sizes: list[int], counts: Sequence[int]) -> None:
+        totals: list[int] = []
+        position = 0
+        for size in sizes:
+            totals.append(int(sum(counts[position : position + size])))
+            position += size
+        self.tokens += sum(totals)
+        self.items += len(items)
+        self.on_counts(items, totals)

@@ -1,0 +1,228 @@
+"""Generated data files, hostile and plain, through `validate` and `quote`: a report (or one DataError) that
+names a line for every error, never an exception that reaches the user as "internal error", in bounded time
+and memory. Every case of the hostile-input list is among the strategies: broken JSON, nesting 100k deep,
+integers of 5,000 digits, lone surrogates, bytes that are not UTF-8, huge values echoed in messages, lines
+over the length limit, blank lines, a BOM, CRLF, NUL bytes, non-object values, random records; CSV with bad
+bytes and ragged rows."""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from anytune.data import readers
+from anytune.data.validate import MAX_MESSAGE, validate_file
+from anytune.spec import JobSpec
+from anytune.workflows.compare import quote
+
+GOOD = {
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+    ]
+}
+ROLES = ["system", "user", "assistant", "tool", "usr", "", "x" * 5000]
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=30),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(ROLES)},
+        optional={
+            "content": st.one_of(st.text(max_size=40), json_values),
+            "weight": json_values,
+            "tool_calls": json_values,
+            "name": st.text(max_size=10),
+        },
+    ),
+    max_size=5,
+)
+records = st.one_of(
+    st.just(GOOD),
+    st.builds(lambda m: {"messages": m}, messages),
+    st.builds(
+        lambda m, extra: {"messages": m, **extra},
+        messages,
+        st.dictionaries(st.text(max_size=6), json_values, max_size=3),
+    ),
+    st.dictionaries(
+        st.sampled_from(["prompt", "completion", "chosen", "rejected", "text", "instruction", "output"]),
+        json_values,
+        max_size=4,
+    ),
+    json_values,
+)
+
+
+def _line(record: Any) -> bytes:
+    return json.dumps(record, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass")
+
+
+hostile_lines = st.one_of(
+    st.builds(_line, records),
+    st.sampled_from(
+        [
+            b"{bad}",
+            b'{"messages": [',
+            b"[" * 100_000 + b"]" * 100_000,
+            b'{"messages": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            b'{"n": ' + b"9" * 5000 + b"}",
+            b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
+            b'{"messages": [{"role": "\xff\xfe", "content": "x"}]}',
+            b'{"messages": [{"role": "' + b"r" * 200_000 + b'", "content": "x"}]}',
+            b'{"a": NaN, "b": Infinity}',
+            b"\x00\x00",
+            b"",
+            b"   ",
+            b"null",
+            b'"just a string"',
+            b"x" * 3000,  # over the (lowered) line limit: one error, not read whole
+            _line(GOOD),
+        ]
+    ),
+    st.binary(max_size=60),
+)
+
+
+@st.composite
+def jsonl_files(draw: st.DrawFn) -> bytes:
+    lines = draw(st.lists(hostile_lines, max_size=25))
+    newline = draw(st.sampled_from([b"\n", b"\r\n"]))
+    body = newline.join(line.replace(b"\n", b" ").replace(b"\r", b" ") for line in lines)
+    return (b"\xef\xbb\xbf" if draw(st.booleans()) else b"") + body
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> bytes:
+    header = draw(st.sampled_from([b"prompt,completion", b"messages", b"text", b"a,b,c"]))
+    rows = draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(
+                    [b"hello,world", b'"unterminated', b"\xff\xfe,x", b"a,b,c,d", b"", b'"[{""role"": 1}]"']
+                ),
+                st.binary(max_size=30).map(lambda b: b.replace(b"\n", b" ")),
+            ),
+            max_size=15,
+        )
+    )
+    return b"\n".join([header, *rows])
+
+
+def _check_report(path: Path) -> None:
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        report = validate_file(path)
+        seconds = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seconds < 20, f"validate took {seconds:.1f} s on a file of {path.stat().st_size:,} bytes"
+    assert peak < 64 * 2**20, f"validate peaked at {peak / 2**20:.0f} MB"
+    for issue in report.issues:
+        assert len(issue["message"]) <= MAX_MESSAGE, issue["message"][:80]
+        if issue["severity"] == "error" and issue["line"] is None:
+            assert issue["message"] == "contains no records"
+    listed = sum(1 for i in report.issues if i["severity"] == "error")
+    assert listed == report.errors or report.issues_truncated  # every error counted is listed, up to the cap
+
+
+SETTINGS = settings(
+    max_examples=700,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+    database=None,
+)
+
+
+@SETTINGS
+@given(data=jsonl_files())
+def test_validate_names_a_line_for_every_error_in_any_jsonl_file(
+    data: bytes, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 2048)
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(data)
+    _check_report(path)
+
+
+@settings(SETTINGS, max_examples=300)
+@given(data=csv_files())
+def test_validate_names_a_line_for_every_error_in_any_csv_file(data: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(data)
+    _check_report(path)
+
+
+@settings(SETTINGS, max_examples=40)
+@given(data=jsonl_files())
+def test_quote_refuses_bad_data_with_lines_and_never_crashes(
+    data: bytes, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 2048)
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(data)
+    spec = JobSpec.model_validate(
+        {
+            "name": "prop",
+            "base_model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+            "provider_options": {"openai": {"base_model": "gpt-4o-mini"}, "local": {"base_model": "tiny"}},
+            "data": {"train": str(path)},
+        }
+    )
+    report = validate_file(path)
+    started = time.perf_counter()
+    table = quote(spec, providers=["openai", "together", "local"])  # raises nothing: a row says why
+    assert time.perf_counter() - started < 60
+    assert {row.provider for row in table.quotes} == {"openai", "together", "local"}
+    for row in table.quotes:
+        if not report.ok:  # refused with the file and the first lines named
+            assert not row.available and row.reason
+            assert f"{path}" in row.reason and (report.valid == 0 or f"{path}:" in row.reason), row.reason
+        else:
+            assert row.available or row.reason
+
+
+def test_the_strategies_reach_every_hostile_case() -> None:
+    """Each hostile case drawn above (deep nesting, 5,000 digits, a surrogate, broken JSON,
+    bad bytes) gives the error it should, not an exception; the file-level checks are the tests above."""
+    cases = {
+        b"[" * 100_000 + b"]" * 100_000: "nested too deeply",
+        b'{"n": ' + b"9" * 5000 + b"}": "not a number anytune reads",
+        b'{"messages": [{"role": "user", "content": "\\ud800"}]}': "surrogate",
+        b'{"messages": [{"role": "\xff\xfe", "content": "x"}]}': "not valid UTF-8",
+        b"{bad}": "not valid JSON",
+    }
+    for raw, expected in cases.items():
+        _, error = readers.parse_line(raw)
+        assert error is not None and expected in error, (raw[:40], error)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_plugins(monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
