@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,52 @@ def test_one_message_normaliser_keeps_tool_calls_in_single_and_multi_turn_chats(
     one, two = rows_for(spec, str(path), DataFormat.CHAT, all_turns=True)
     assert one["completion"][0]["tool_calls"] == call
     assert two["messages"][1]["tool_calls"] == call and two["messages"][2]["tool_call_id"] == "c1"
+
+
+def test_a_byte_level_bpe_tokenizer_counts_the_same_through_tiktoken(tmp_path: Path):
+    """A GPT-2-style tokenizer.json is counted by tiktoken over the same vocabulary once the first 10,000
+    characters agreed with `tokenizers`; the counts are `tokenizers`' whichever path counts them."""
+    pytest.importorskip("tiktoken")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from anytune.data.tokens import HFTokenizerCounter
+
+    rng = random.Random(5)
+    words = [
+        "refund",
+        "order",
+        "naïve",
+        "Zürich",
+        "東京",
+        "42",
+        "3.14",
+        "don't",
+        "  ",
+        "\n",
+        "emoji 🙂",
+        "x" * 30,
+    ]
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 40))) for _ in range(600)]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<|im_start|>", "<|im_end|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    tok.save(str(tmp_path / "tokenizer.json"))
+    counter = HFTokenizerCounter(tmp_path)
+    chats = [f"<|im_start|>user\n{t}<|im_end|>\n" for t in texts]
+    reference = [
+        len(e.ids)
+        for e in Tokenizer.from_file(str(tmp_path / "tokenizer.json")).encode_batch(
+            chats, add_special_tokens=False
+        )
+    ]
+    assert counter.count_many(chats[:300]) == reference[:300]
+    assert counter._verified  # the rest is counted by tiktoken alone
+    assert counter.count_many(chats[300:]) == reference[300:]

@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from anytune.errors import UsageError
 
@@ -66,13 +66,79 @@ class HFTokenizerCounter:
             )
         self._tok = Tokenizer.from_file(str(file))
         self.name = f"tokenizers:{path}"
+        self._fast: Any = _byte_level_bpe(file)  # None, or tiktoken over the same vocabulary (unverified)
+        self._verified = False
+        self._checked_chars = 0  # text counted both ways with equal counts, so far
 
     def count(self, text: str) -> int:
-        return len(self._tok.encode(text, add_special_tokens=False).ids)
+        return self.count_many([text])[0]
 
     def count_many(self, texts: Sequence[str], special: bool = False) -> list[int]:
         # added special tokens written in the text are always matched as single tokens by `tokenizers`
-        return [len(e.ids) for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+        if self._fast is not None and self._verified:
+            return [len(ids) for ids in self._fast.encode_batch(list(texts), allowed_special="all")]
+        counts = [len(e.ids) for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+        if self._fast is not None:
+            # the first 10,000 characters are counted both ways: then tiktoken alone, if every count agreed
+            fast = [len(ids) for ids in self._fast.encode_batch(list(texts), allowed_special="all")]
+            if fast != counts:
+                self._fast = None
+            else:
+                self._checked_chars += sum(len(t) for t in texts)
+                self._verified = self._checked_chars >= 10_000
+        return counts
+
+
+# GPT-2's pre-tokenizer, which `tokenizers` applies for ByteLevel(use_regex=True)
+_GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def _byte_level_bpe(file: Path) -> Any:
+    """A tiktoken encoding with the vocabulary of a GPT-2-style byte-level BPE tokenizer.json (SmolLM2,
+    GPT-2, StarCoder...), which counts 2-4x faster than `tokenizers`. tiktoken merges by token rank, so it
+    equals the BPE only where the ranks follow the merges: the caller checks it against `tokenizers` on
+    real text before trusting it. None when tiktoken is not installed or the tokenizer is of another kind."""
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    import json
+
+    try:
+        spec = json.loads(file.read_text(encoding="utf-8"))
+        pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
+        if spec.get("normalizer") or model.get("type") != "BPE" or model.get("byte_fallback"):
+            return None
+        if pre.get("type") != "ByteLevel" or not pre.get("use_regex", True) or pre.get("add_prefix_space"):
+            return None
+        decode = {char: byte for byte, char in _bytes_to_unicode().items()}
+        special = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+        ranks = {
+            bytes(decode[c] for c in token): rank
+            for token, rank in model["vocab"].items()
+            if token not in special
+        }
+        return tiktoken.Encoding(
+            file.parent.name, pat_str=_GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=special
+        )
+    except Exception:  # a vocabulary tiktoken cannot take (a token that is not byte-level, a duplicate rank)
+        return None
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's table of the printable character that stands for each byte in a byte-level vocabulary."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
 
 
 class QuicktokCounter:
