@@ -158,9 +158,9 @@ def test_the_service_tables_migrate_on_postgresql_too(tmp_path):
         from anytune.registry.access import check_token, claim_key, complete_key
 
         assert check_token(registry, token, "submit").id == info.id
-        assert claim_key(registry, "k", b"body") is None
+        assert claim_key(registry, "k", b"body", "job-1") is None
         complete_key(registry, "k", "job-1")
-        assert claim_key(registry, "k", b"body") == "job-1"
+        assert claim_key(registry, "k", b"body", "job-2") == "job-1"
         registry.engine.dispose()
     finally:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")

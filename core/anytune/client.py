@@ -398,10 +398,12 @@ class Client:
 
     # ------------------------------------------------------------------------------------------- submit
 
-    def submit(self, spec: JobSpec) -> Job:
-        return self.submit_prepared(self.preflight(spec))
+    def submit(self, spec: JobSpec, *, job_id: str | None = None) -> Job:
+        """Check, record and submit a job. `job_id`: the id to record it under (the service reserves one
+        with the request's Idempotency-Key before anything is recorded)."""
+        return self.submit_prepared(self.preflight(spec), job_id=job_id)
 
-    def submit_prepared(self, pre: Preflight) -> Job:
+    def submit_prepared(self, pre: Preflight, *, job_id: str | None = None) -> Job:
         spec = pre.spec
         cost = Cost(
             quoted=pre.quote.price,
@@ -412,6 +414,7 @@ class Client:
         )
         job = self.registry.create_job(
             spec,
+            job_id=job_id,
             cost=cost,
             dataset_fingerprint=pre.data.train.fingerprint,
             data=pre.prepared.model_dump(mode="json"),
@@ -741,6 +744,10 @@ class Client:
             if failures:
                 pause = min(OUTAGE_MAX_PAUSE_S, max(pause, OUTAGE_FIRST_PAUSE_S) * 2 ** (failures - 1))
             time.sleep(pause)
+
+    def poll_delay(self, job_id: str) -> float:
+        """Seconds until this job should be polled again: what a worker waits between two polls."""
+        return self._pace(job_id)
 
     def _pace(self, job_id: str) -> float:
         """Seconds to the next poll: `$ANYTUNE_POLL_INTERVAL` if set (rehearsals against an emulator), else

@@ -69,6 +69,7 @@ app.add_typer(model_cmds.app, name="models")
 app.add_typer(plugin_cmds.app, name="plugins")
 app.command("emulate")(emulate_cmds.emulate)
 app.command("server")(server_cmds.server)
+app.command("worker")(server_cmds.worker)
 app.add_typer(server_cmds.app, name="tokens")
 
 

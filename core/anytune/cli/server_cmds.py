@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import typer
 from rich.markup import escape
 
@@ -18,8 +20,17 @@ def server(
     no_auth: bool = typer.Option(
         False, "--no-auth", help="Serve without API tokens (only on 127.0.0.1; anything else is refused)."
     ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        "-w",
+        min=0,
+        help="Workers in this process that follow every job to its end (0: API only; more than 1 needs "
+        "PostgreSQL; `anytune worker` runs more on other machines).",
+    ),
 ) -> None:
-    """Serve anytune's REST API (/v1: jobs, quotes, plugins, prices, health) over this machine's registry."""
+    """Serve anytune's REST API (/v1: jobs, quotes, plugins, prices, health) over this machine's registry,
+    with workers that follow every job, evaluate it after success and finish interrupted submits."""
     try:
         import uvicorn
 
@@ -35,8 +46,62 @@ def server(
         )
     if not is_loopback(host):
         err.print(f"[yellow]warning[/]: serving on {escape(host)}; put TLS in front of it (docs/service.md)")
-    out.print(f"anytune API on http://{host}:{port}/v1 (OpenAPI at /docs); Ctrl-C stops it")
-    uvicorn.run(create_app(auth=not no_auth), host=host, port=port, log_level="warning")
+    stop, threads = _start_workers(workers)
+    out.print(
+        f"anytune API on http://{host}:{port}/v1 (OpenAPI at /docs), {workers} worker(s); Ctrl-C stops it"
+    )
+    try:
+        uvicorn.run(create_app(auth=not no_auth), host=host, port=port, log_level="warning")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def worker(
+    count: int = typer.Option(1, "--count", "-n", min=1, help="Workers in this process."),
+    lease: float = typer.Option(
+        120.0, "--lease", help="Seconds a claim on a job holds; a killed worker's jobs wait this long."
+    ),
+) -> None:
+    """Follow every job of this registry to its end, beside `anytune server` (on PostgreSQL, any number of
+    these, on any machine, share the jobs through leases)."""
+    stop, threads = _start_workers(count, lease_s=lease)
+    out.print(f"{count} worker(s) following the jobs of this registry; Ctrl-C stops them")
+    try:
+        while any(t.is_alive() for t in threads):
+            for thread in threads:
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def _start_workers(count: int, **options: float) -> tuple[threading.Event, list[threading.Thread]]:
+    """`count` workers on threads, each with its own Client; several only on a database with row locks."""
+    from anytune.client import Client
+    from anytune.registry import Registry
+    from anytune.service.worker import Worker
+
+    stop = threading.Event()
+    if count == 0:
+        return stop, []
+    if count > 1 and Registry().engine.dialect.name == "sqlite":
+        raise UsageError(
+            f"{count} workers on SQLite: SQLite has one writer at a time and no row locks, so workers would "
+            "wait on each other and gain nothing",
+            hint="run one worker, or set ANYTUNE_DATABASE_URL to a PostgreSQL database (docs/service.md)",
+        )
+    threads = []
+    for _ in range(count):
+        w = Worker(Client(), **options)
+        thread = threading.Thread(target=w.run, args=(stop,), name=f"anytune-worker-{w.name}", daemon=True)
+        thread.start()
+        threads.append(thread)
+    return stop, threads
 
 
 @app.command("create")

@@ -17,9 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from anytune.errors import AnytuneError, UsageError
 from anytune.jobs import utcnow
 from anytune.registry.store import Registry
-from anytune.registry.tables import IdempotencyRow, TokenRow
+from anytune.registry.tables import IdempotencyRow, JobRow, TokenRow
 
 SCOPES = ("read", "submit", "admin")
+# a job recorded but not confirmed this long ago, or a key claimed this long ago with nothing recorded: the
+# request that was submitting it is taken for dead (a worker finishes the job; the key can be used again)
+SUBMIT_GRACE_S = 300.0
 PREFIX = "at_"
 
 
@@ -103,44 +106,54 @@ def check_token(registry: Registry, token: str | None, needed: str) -> TokenInfo
         return _info(row)
 
 
-def claim_key(registry: Registry, key: str, body: bytes) -> str | None:
-    """Claim an Idempotency-Key for this body before submitting: None if it is new (go ahead, then
-    `complete_key`), the job id if the same body was already submitted under it; IdempotencyConflict if the
-    key came with another body, or its first request has not finished."""
+def claim_key(registry: Registry, key: str, body: bytes, job_id: str) -> str | None:
+    """Claim an Idempotency-Key for this body, reserving `job_id` (the id the job will be recorded under)
+    before submitting: None if the key is new (go ahead, submit as `job_id`, then `complete_key`), or the id
+    of the job this key already stands for.
+
+    A key whose first request has not answered yet also gives its job id once that job is recorded: the
+    request may have died while submitting, and a worker finishes the submit (`find_existing` first), so
+    the job is real either way. IdempotencyConflict if the key came with another body (422), or its first
+    request is still before recording anything (409: retry). A first request that died before recording
+    frees its key after `SUBMIT_GRACE_S`."""
     digest = hashlib.sha256(body).hexdigest()
     try:
         with registry.session() as s, s.begin():
-            s.add(IdempotencyRow(key=key, body_hash=digest, created_at=utcnow()))
+            s.add(IdempotencyRow(key=key, body_hash=digest, job_id=job_id, created_at=utcnow()))
         return None
     except IntegrityError:
         pass
-    with registry.session() as s:
-        row = s.get(IdempotencyRow, key)
-    if row is None:  # released meanwhile (the first request failed): try once more
-        return claim_key(registry, key, body)
-    if row.body_hash != digest:
-        raise IdempotencyConflict(
-            f"Idempotency-Key {key!r} was used with a different request body",
-            status=422,
-            hint="use a new key for a new job",
-        )
-    if row.job_id is None:
-        raise IdempotencyConflict(
-            f"a request with Idempotency-Key {key!r} is still being handled", hint="retry in a moment"
-        )
-    return row.job_id
+    with registry.session() as s, s.begin():
+        row = s.get(IdempotencyRow, key, with_for_update=True)
+        if row is None:  # released meanwhile (the first request failed): try once more
+            return claim_key(registry, key, body, job_id)
+        if row.body_hash != digest:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {key!r} was used with a different request body",
+                status=422,
+                hint="use a new key for a new job",
+            )
+        if row.completed_at is not None or (row.job_id and s.get(JobRow, row.job_id) is not None):
+            return row.job_id
+        age = (utcnow() - row.created_at).total_seconds()
+        if age > SUBMIT_GRACE_S:  # its request died before it recorded anything: this one takes over
+            row.job_id, row.created_at = job_id, utcnow()
+            return None
+    raise IdempotencyConflict(
+        f"a request with Idempotency-Key {key!r} is still being handled", hint="retry in a moment"
+    )
 
 
 def complete_key(registry: Registry, key: str, job_id: str) -> None:
     with registry.session() as s, s.begin():
         row = s.get(IdempotencyRow, key)
         if row is not None:
-            row.job_id = job_id
+            row.job_id, row.completed_at = job_id, utcnow()
 
 
 def release_key(registry: Registry, key: str) -> None:
     """The submit failed before any job was recorded: the key may be used again."""
     with registry.session() as s, s.begin():
         row = s.get(IdempotencyRow, key)
-        if row is not None and row.job_id is None:
+        if row is not None and row.completed_at is None and s.get(JobRow, row.job_id or "") is None:
             s.delete(row)

@@ -159,6 +159,26 @@ class IdempotencyRow(Base):
     body_hash: Mapped[str] = mapped_column(String(64))
     job_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # set when the request that claimed the key has answered; until then `job_id` is the id it will record
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class LeaseRow(Base):
+    """Which worker follows a job, until when, and when it is next due. A worker takes a job only while no
+    live lease holds it (`owner` unset or `expires_at` past), so two workers never poll one job at once and a
+    dead worker's jobs are taken over when its leases run out."""
+
+    __tablename__ = "job_leases"
+
+    job_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    stage: Mapped[str] = mapped_column(String(20), default="follow")  # follow | evaluate | done
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
 metadata = Base.metadata

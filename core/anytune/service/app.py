@@ -37,6 +37,7 @@ from anytune.registry.access import (
     complete_key,
     release_key,
 )
+from anytune.registry.store import new_job_id
 
 MAX_BODY_BYTES = 1 * 2**20  # a job spec or a quote request; data files are paths on the server
 API_PREFIX = "/v1"
@@ -143,12 +144,13 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
     async def create_job(request: Request, idempotency_key: str | None = Header(None)) -> JSONResponse:
         spec = await spec_of(request)
         registry = the_client().registry
+        job_id = new_job_id()
         if idempotency_key:
-            existing = claim_key(registry, idempotency_key, await request.body())
+            existing = claim_key(registry, idempotency_key, await request.body(), job_id)
             if existing is not None:
                 return JSONResponse(registry.get_job(existing).model_dump(mode="json"), 200)
         try:
-            job = the_client().submit(spec)
+            job = the_client().submit(spec, job_id=job_id)
         except BaseException:
             if idempotency_key:
                 release_key(registry, idempotency_key)

@@ -1,0 +1,203 @@
+"""The service's workers against the Together emulator: they follow jobs other processes submitted to their
+end, finish submitting a job whose submitter died without a second provider job, and share the jobs through
+leases (on SQLite, and on PostgreSQL with several workers at once)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from anytune.client import Client
+from anytune.jobfile import spec_from_dict
+from anytune.jobs import JobStatus, utcnow
+from anytune.registry.store import Registry
+from anytune.registry.tables import JobRow, LeaseRow
+from anytune.service.worker import Worker
+from tests.conftest import TOGETHER_TEST_KEY, chat_splits, emulated
+
+LLAMA = "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference"
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+    with emulated("together", api_key=TOGETHER_TEST_KEY, tick=4.0) as emu:
+        yield emu
+
+
+def spec(data: dict[str, str], name: str):  # type: ignore[no-untyped-def]
+    return spec_from_dict(
+        {
+            "name": name,
+            "base_model": LLAMA,
+            "provider": "together",
+            "data": data,
+            "hyperparameters": {"epochs": 1, "batch_size": 8, "learning_rate": 1e-4},
+        }
+    )
+
+
+def own_data(tmp_path: Path, seed: int) -> dict[str, str]:
+    """Data of its own for each job: Together's SDK backs off for seconds on a file uploaded twice."""
+    folder = tmp_path / f"data-{seed}"
+    folder.mkdir()
+    return chat_splits(folder, seed=seed)
+
+
+def drive(workers: list[Worker], registry: Registry, job_ids: list[str], rounds: int = 200) -> None:
+    for _ in range(rounds):
+        for w in workers:
+            w.tick()
+        if all(registry.get_job(j).status.terminal for j in job_ids):
+            return
+    raise AssertionError("the jobs did not end")
+
+
+def lease(registry: Registry, job_id: str) -> LeaseRow:
+    with registry.session() as s:
+        row = s.get(LeaseRow, job_id)
+        assert row is not None
+        return row
+
+
+def test_a_worker_follows_jobs_submitted_elsewhere_to_their_end(emulator, tmp_path: Path):
+    submitter = Client()
+    jobs = [submitter.submit(spec(own_data(tmp_path, 410 + i), f"w{i}")).id for i in range(3)]
+    assert not any(submitter.registry.get_job(j).status.terminal for j in jobs)
+    worker = Worker(Client(), lease_s=30)
+    drive([worker], submitter.registry, jobs)
+    for job_id in jobs:
+        job = submitter.registry.get_job(job_id)
+        assert job.status is JobStatus.SUCCEEDED and job.artifact is not None
+        row = lease(submitter.registry, job_id)
+        assert row.stage == "done" and row.owner is None and row.polls >= 2
+    # one provider job per anytune job, each named after it
+    assert len(emulator.job_ids()) == 3
+    # a finished job is no longer claimed
+    assert worker.tick().claimed == []
+
+
+def test_a_job_recorded_but_never_confirmed_is_finished_without_a_second_provider_job(emulator, tmp_path):
+    client = Client()
+    # the submitter died after the provider created the job, before it saved the provider's id
+    job = client.submit(spec(own_data(tmp_path, 420), "crashed"))
+    with client.registry.session() as s, s.begin():
+        s.execute(
+            update(JobRow)
+            .where(JobRow.id == job.id)
+            .values(provider_ref=None, provider_job_id=None, status=JobStatus.PENDING.value)
+        )
+    # ...and one that died before it reached the provider at all
+    pre = client.preflight(spec(own_data(tmp_path, 421), "never-sent"))
+    recorded = client.registry.create_job(
+        pre.spec, data=pre.prepared.model_dump(mode="json"), dataset_fingerprint=pre.data.train.fingerprint
+    )
+    assert len(emulator.job_ids()) == 1
+    patient = Worker(Client(), submit_grace_s=3600)
+    report = patient.tick()
+    assert report.resumed == [] and len(emulator.job_ids()) == 1  # its submitter may still be at it
+    with client.registry.session() as s, s.begin():  # time passes: both are due again
+        s.execute(update(LeaseRow).values(next_poll_at=utcnow()))
+    worker = Worker(Client(), submit_grace_s=0)
+    drive([worker], client.registry, [job.id, recorded.id])
+    assert client.registry.get_job(job.id).status is JobStatus.SUCCEEDED
+    assert client.registry.get_job(recorded.id).status is JobStatus.SUCCEEDED
+    assert len(emulator.job_ids()) == 2  # found the first one again, submitted the second once
+
+
+def test_a_claimed_job_waits_for_its_lease_then_is_taken_over(emulator, tmp_path):
+    client = Client()
+    job = client.submit(spec(own_data(tmp_path, 430), "lease"))
+    dead = Worker(Client(), name="dead", lease_s=0.6)
+    dead._adopt_new_jobs()
+    assert dead._claim() == [job.id]  # and then it is killed: it never releases
+    alive = Worker(Client(), name="alive", lease_s=30)
+    assert alive.tick().claimed == []
+    time.sleep(0.7)
+    assert alive.tick().claimed == [job.id]
+    drive([alive], client.registry, [job.id])
+    assert client.registry.get_job(job.id).status is JobStatus.SUCCEEDED
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    psycopg = pytest.importorskip("psycopg")
+    provided = os.environ.get("ANYTUNE_TEST_PG_PORT")
+    port = provided or "5432"
+    try:
+        admin = psycopg.connect(
+            f"host=127.0.0.1 port={port} dbname=test user=postgres", autocommit=True, connect_timeout=3
+        )
+    except psycopg.OperationalError:
+        if provided:
+            raise
+        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
+    schema = f"anytune_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_workers_on_postgresql_never_poll_one_job_at_once(emulator, tmp_path, postgres_url, count):
+    emulator.clock.tick = 0.5  # slow time: every job takes several polls, so overlapping ones would show
+    registries = [Registry(postgres_url) for _ in range(count + 1)]
+    submitter = Client(registry=registries[0])
+    jobs = [submitter.submit(spec(own_data(tmp_path, 440 + i), f"pg{i}")).id for i in range(4)]
+    polls: list[tuple[str, str, float, float]] = []  # job, worker, start, end
+    lock = threading.Lock()
+
+    def timed(client: Client, name: str) -> Client:
+        refresh = client.refresh
+
+        def wrapper(job_id: str):  # type: ignore[no-untyped-def]
+            start = time.monotonic()
+            try:
+                return refresh(job_id)
+            finally:
+                with lock:
+                    polls.append((job_id, name, start, time.monotonic()))
+
+        client.refresh = wrapper  # type: ignore[method-assign]
+        return client
+
+    workers = [
+        Worker(timed(Client(registry=r), f"w{i}"), name=f"w{i}", lease_s=30, batch=2, idle_s=0.01)
+        for i, r in enumerate(registries[1:])
+    ]
+    stop = threading.Event()
+    threads = [threading.Thread(target=w.run, args=(stop,)) for w in workers]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(
+        submitter.registry.get_job(j).status.terminal for j in jobs
+    ):
+        time.sleep(0.1)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert all(submitter.registry.get_job(j).status is JobStatus.SUCCEEDED for j in jobs)
+    assert len(emulator.job_ids()) == len(jobs)
+    by_job: dict[str, list[tuple[str, float, float]]] = {}
+    for job_id, name, start, end in polls:
+        by_job.setdefault(job_id, []).append((name, start, end))
+    assert all(len(spans) >= 2 for spans in by_job.values())  # each job was polled more than once
+    for job_id, spans in by_job.items():
+        spans.sort(key=lambda s: s[1])
+        for (_, _, end), (_, start, _) in itertools.pairwise(spans):
+            assert start >= end, f"job {job_id} was polled by two workers at once"
+    assert len({name for _, name, _, _ in polls}) > 1  # the work was shared
+    for r in registries:
+        r.engine.dispose()
