@@ -165,3 +165,41 @@ def test_the_service_tables_migrate_on_postgresql_too(tmp_path):
     finally:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
         admin.close()
+
+
+def test_a_retry_after_a_crash_mid_submit_gets_the_recorded_job_not_409_forever(tmp_path):
+    from datetime import timedelta
+
+    from anytune.jobfile import spec_from_dict
+    from anytune.registry.access import SUBMIT_GRACE_S, IdempotencyConflict, claim_key
+    from anytune.registry.tables import IdempotencyRow
+
+    registry = Registry(f"sqlite:///{tmp_path / 'r.db'}")
+    body = b'{"name": "x"}'
+    assert claim_key(registry, "k1", body, "job-first") is None
+    # the first request died before recording anything: a retry is told to wait...
+    with pytest.raises(IdempotencyConflict) as busy:
+        claim_key(registry, "k1", body, "job-second")
+    assert busy.value.status == 409
+    # ...and once it recorded the job (then died while submitting), a retry gets that job
+    spec = spec_from_dict({"name": "x", "base_model": "tiny", "data": {"train": str(tmp_path / "t.jsonl")}})
+    registry.create_job(spec, job_id="job-first")
+    assert claim_key(registry, "k1", body, "job-second") == "job-first"
+    # a key whose request died before recording anything is free again after the grace period
+    assert claim_key(registry, "k2", body, "job-a") is None
+    with registry.session() as s, s.begin():
+        row = s.get(IdempotencyRow, "k2")
+        row.created_at = row.created_at - timedelta(seconds=SUBMIT_GRACE_S + 1)
+    assert claim_key(registry, "k2", body, "job-b") is None
+    with registry.session() as s:
+        assert s.get(IdempotencyRow, "k2").job_id == "job-b"
+    registry.engine.dispose()
+
+
+def test_several_workers_are_refused_on_sqlite_with_the_reason(capsys, monkeypatch):
+    from tests.conftest import anytune_in_process
+
+    monkeypatch.delenv("ANYTUNE_DATABASE_URL", raising=False)  # the home's SQLite registry
+
+    code, output = anytune_in_process(capsys, "server", "--workers", "2")
+    assert code == 2 and "SQLite" in output and "PostgreSQL" in output
