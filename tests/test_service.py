@@ -203,3 +203,89 @@ def test_several_workers_are_refused_on_sqlite_with_the_reason(capsys, monkeypat
 
     code, output = anytune_in_process(capsys, "server", "--workers", "2")
     assert code == 2 and "SQLite" in output and "PostgreSQL" in output
+
+
+def sse(text: str) -> list[dict[str, str]]:
+    """The events of a server-sent event stream, as dicts of their fields."""
+    out = []
+    for block in text.split("\n\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":")
+        )
+        if fields:
+            out.append(fields)
+    return out
+
+
+def test_events_stream_as_server_sent_events_and_resume_after_last_event_id(api, tmp_path, monkeypatch):
+    from anytune.service.worker import Worker
+
+    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+    http, client = api
+    headers = bearer(client, "read")
+    job = http.post("/v1/jobs", json=job_body(tmp_path, seed=7), headers=bearer(client, "submit")).json()
+    worker = Worker(Client())
+    for _ in range(100):
+        worker.tick()
+        if client.registry.get_job(job["id"]).status.terminal:
+            break
+    stream = http.get(f"/v1/jobs/{job['id']}/events?stream=true", headers=headers)
+    assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+    events = sse(stream.text)
+    assert events[-1]["event"] == "end" and json.loads(events[-1]["data"])["status"] == "succeeded"
+    ids = [int(e["id"]) for e in events if "id" in e]
+    recorded = [e.seq for e in client.registry.events(job["id"])]
+    assert ids == recorded and len(ids) > 3
+    # a client that lost the stream after the third event reconnects and gets exactly the rest
+    again = sse(
+        http.get(
+            f"/v1/jobs/{job['id']}/events",
+            headers={**headers, "Accept": "text/event-stream", "Last-Event-ID": str(ids[2])},
+        ).text
+    )
+    assert [int(e["id"]) for e in again if "id" in e] == ids[3:]
+    listed = http.get(f"/v1/jobs/{job['id']}/events?after={ids[-2]}", headers=headers).json()
+    assert [e["seq"] for e in listed] == ids[-1:]
+    assert http.get("/v1/jobs/nope/events?stream=true", headers=headers).status_code == 404
+    # the metrics count it: jobs by provider and status, and the worker's polls
+    text = http.get("/metrics", headers=headers).text
+    assert 'anytune_jobs{provider="openai",status="succeeded"} 1' in text
+    polls = next(
+        line for line in text.splitlines() if line.startswith('anytune_job_polls_total{provider="openai"}')
+    )
+    assert float(polls.split()[-1]) >= 1
+    assert http.get("/metrics").status_code == 401
+
+
+def test_models_aliases_and_evaluations_through_the_api(api, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANYTUNE_POLL_INTERVAL", "0")
+    http, client = api
+    reader, submitter = bearer(client, "read"), bearer(client, "submit")
+    from anytune.jobfile import spec_from_dict
+
+    job = client.follow(client.submit(spec_from_dict(job_body(tmp_path, seed=8))).id, interval=0)
+    [model] = http.get("/v1/models", headers=reader).json()
+    assert model["job_id"] == job.id
+    name, version = model["name"], model["version"]
+    promoted = http.put(f"/v1/models/{name}/aliases/production", json={"version": version}, headers=submitter)
+    assert promoted.status_code == 200 and "production" in promoted.json()["aliases"]
+    assert http.get(f"/v1/models/{name}@production", headers=reader).json()["version"] == version
+    assert (
+        http.put(
+            f"/v1/models/{name}/aliases/production", json={"version": version}, headers=reader
+        ).status_code
+        == 403
+    )
+    assert http.delete(f"/v1/models/{name}/aliases/production", headers=submitter).status_code == 204
+    missing = http.get(f"/v1/models/{name}@production", headers=reader)
+    assert missing.status_code == 404 and missing.json()["error"]["type"] == "NotFoundError"
+    assert http.get(f"/v1/evaluations?job_id={job.id}", headers=reader).json() == []
+
+
+def test_the_openapi_document_in_the_repository_is_the_one_served():
+    """docs/openapi.json is what the server serves: regenerate it with `anytune server --openapi > docs/openapi.json`."""
+    from anytune.service.app import create_app
+
+    served = create_app(Client()).openapi()
+    kept = json.loads((Path(__file__).parents[1] / "docs" / "openapi.json").read_text())
+    assert kept == json.loads(json.dumps(served)), "regenerate: anytune server --openapi > docs/openapi.json"

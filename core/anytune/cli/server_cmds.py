@@ -28,6 +28,7 @@ def server(
         help="Workers in this process that follow every job to its end (0: API only; more than 1 needs "
         "PostgreSQL; `anytune worker` runs more on other machines).",
     ),
+    openapi: bool = typer.Option(False, "--openapi", help="Print the API's OpenAPI document and exit."),
 ) -> None:
     """Serve anytune's REST API (/v1: jobs, quotes, plugins, prices, health) over this machine's registry,
     with workers that follow every job, evaluate it after success and finish interrupted submits."""
@@ -39,6 +40,13 @@ def server(
         raise UsageError(
             f"the service needs extra packages ({exc.name})", hint="pip install 'anytune[server]'"
         ) from None
+    if openapi:
+        import json
+
+        from anytune.client import Client
+
+        print(json.dumps(create_app(Client()).openapi(), indent=2, sort_keys=True))
+        return
     if no_auth and not is_loopback(host):
         raise UsageError(
             f"--no-auth on {host}: anyone who reaches that address could submit paid jobs",

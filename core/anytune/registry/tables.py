@@ -178,7 +178,8 @@ class LeaseRow(Base):
     next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     stage: Mapped[str] = mapped_column(String(20), default="follow")  # follow | evaluate | done
     polls: Mapped[int] = mapped_column(Integer, default=0)
-    failures: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # in a row, for the backoff
+    errors: Mapped[int] = mapped_column(Integer, default=0)  # in all, for the metrics
 
 
 metadata = Base.metadata

@@ -16,7 +16,8 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
 
 from anytune import __version__
 from anytune.client import Client
@@ -38,9 +39,19 @@ from anytune.registry.access import (
     release_key,
 )
 from anytune.registry.store import new_job_id
+from anytune.service.observe import event_stream, prometheus_text
 
 MAX_BODY_BYTES = 1 * 2**20  # a job spec or a quote request; data files are paths on the server
 API_PREFIX = "/v1"
+
+
+class ContinueBody(BaseModel):
+    step: int | None = Field(None, description="the checkpoint's step; the last one if omitted")
+    overrides: list[str] = Field(default_factory=list, description="KEY=VALUE changes to the spec")
+
+
+class AliasBody(BaseModel):
+    version: int = Field(..., ge=1, description="the version the alias points at")
 
 
 def status_of(exc: AnytuneError) -> int:
@@ -183,6 +194,46 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
     def cancel_job(job_id: str) -> dict[str, Any]:
         return the_client().cancel(job_id).model_dump(mode="json")  # type: ignore[no-any-return]
 
+    @app.post(f"{API_PREFIX}/jobs/{{job_id}}/pause", dependencies=[scope("submit")])
+    def pause_job(job_id: str) -> dict[str, Any]:
+        return the_client().pause(job_id).model_dump(mode="json")  # type: ignore[no-any-return]
+
+    @app.post(f"{API_PREFIX}/jobs/{{job_id}}/resume", dependencies=[scope("submit")])
+    def resume_job(job_id: str) -> dict[str, Any]:
+        """Resume a paused job, restart a failed or cancelled one from its checkpoint (a new job), or finish
+        submitting one that was recorded but never confirmed."""
+        return the_client().resume(job_id).model_dump(mode="json")  # type: ignore[no-any-return]
+
+    @app.post(f"{API_PREFIX}/jobs/{{job_id}}/continue", status_code=201, dependencies=[scope("submit")])
+    def continue_job(job_id: str, body: ContinueBody | None = None) -> dict[str, Any]:
+        """A new job training further from a finished job's checkpoint (the last, or `step`)."""
+        body = body or ContinueBody()
+        job = the_client().continue_job(job_id, step=body.step, overrides=body.overrides or None)
+        return job.model_dump(mode="json")  # type: ignore[no-any-return]
+
+    @app.get(f"{API_PREFIX}/jobs/{{job_id}}/events", dependencies=[scope("read")])
+    def job_events(
+        job_id: str,
+        request: Request,
+        after: int = 0,
+        stream: bool = False,
+        last_event_id: str | None = Header(None),
+    ) -> Any:
+        """The job's events after `after` (their `seq`). With `stream=true` (or `Accept: text/event-stream`)
+        they come as server-sent events, each with its seq as the event id, until the job has ended and
+        every event is sent; a reconnecting client's `Last-Event-ID` resumes after the last one it got."""
+        registry = the_client().registry
+        registry.get_job(job_id)  # 404 before a stream starts
+        if last_event_id and last_event_id.strip().isdigit():
+            after = max(after, int(last_event_id))
+        if not stream and "text/event-stream" not in request.headers.get("accept", ""):
+            return [e.model_dump(mode="json") for e in registry.events(job_id, after=after, limit=1000)]
+        return StreamingResponse(
+            event_stream(registry, job_id, after),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
     # ------------------------------------------------------------------------------- quotes, catalog
 
     @app.post(f"{API_PREFIX}/quotes", dependencies=[scope("read")])
@@ -207,6 +258,54 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
             }
             for p in the_client().plugins.plugins()
         ]
+
+    # ------------------------------------------------------------------------ models and evaluations
+
+    @app.get(f"{API_PREFIX}/models", dependencies=[scope("read")])
+    def list_models(name: str | None = None) -> list[dict[str, Any]]:
+        return [m.model_dump(mode="json") for m in the_client().registry.list_models(name)]
+
+    @app.get(f"{API_PREFIX}/models/{{ref}}", dependencies=[scope("read")])
+    def get_model(ref: str) -> dict[str, Any]:
+        """`name` (newest version), `name@3` or `name@alias`."""
+        return the_client().registry.get_model(ref).model_dump(mode="json")  # type: ignore[no-any-return]
+
+    @app.put(f"{API_PREFIX}/models/{{name}}/aliases/{{alias}}", dependencies=[scope("submit")])
+    def promote(name: str, alias: str, body: AliasBody) -> dict[str, Any]:
+        """Point an alias (production, candidate...) at a version: `anytune models promote`."""
+        model = the_client().registry.set_alias(name, alias, body.version)
+        return model.model_dump(mode="json")  # type: ignore[no-any-return]
+
+    @app.delete(
+        f"{API_PREFIX}/models/{{name}}/aliases/{{alias}}", status_code=204, dependencies=[scope("submit")]
+    )
+    def demote(name: str, alias: str) -> Response:
+        the_client().registry.remove_alias(name, alias)
+        return Response(status_code=204)
+
+    @app.get(f"{API_PREFIX}/evaluations", dependencies=[scope("read")])
+    def evaluations(
+        job_id: str | None = None,
+        model_name: str | None = None,
+        model_version: int | None = None,
+        dataset_fingerprint: str | None = None,
+        subject: str | None = None,
+    ) -> list[dict[str, Any]]:
+        found = the_client().registry.evaluations(
+            job_id=job_id,
+            model_name=model_name,
+            model_version=model_version,
+            dataset_fingerprint=dataset_fingerprint,
+            subject=subject,
+        )
+        return [e.model_dump(mode="json") for e in found]
+
+    # ------------------------------------------------------------------------------------- metrics
+
+    @app.get("/metrics", dependencies=[scope("read")])
+    def metrics() -> Response:
+        """Prometheus' text format: jobs by status and provider, polls and provider errors by provider."""
+        return Response(prometheus_text(the_client().registry), media_type="text/plain; version=0.0.4")
 
     @app.get(f"{API_PREFIX}/prices", dependencies=[scope("read")])
     def prices() -> list[dict[str, Any]]:

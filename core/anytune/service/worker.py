@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,6 +37,26 @@ log = logging.getLogger("anytune.worker")
 
 TERMINAL = tuple(s.value for s in JobStatus if s.terminal)
 MAX_BACKOFF_S = 300.0
+
+
+class PollTimes:
+    """Seconds per poll, by provider, of the workers in this process (Prometheus' summary: sum and count)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.totals: dict[str, tuple[int, float]] = {}
+
+    def snapshot(self) -> dict[str, tuple[int, float]]:
+        with self._lock:
+            return dict(self.totals)
+
+    def observe(self, provider: str, seconds: float) -> None:
+        with self._lock:
+            count, total = self.totals.get(provider, (0, 0.0))
+            self.totals[provider] = (count + 1, total + seconds)
+
+
+POLL_SECONDS = PollTimes()
 
 
 def worker_name() -> str:
@@ -103,7 +124,7 @@ class Worker:
             except Exception as exc:  # one job's trouble never stops the others
                 report.errors[job_id] = str(exc)
                 log.warning("worker %s: job %s: %s", self.name, job_id, exc)
-                self._release(job_id, delay=self._backoff(job_id))
+                self._release(job_id, delay=self._backoff(job_id), ok=False)
         return report
 
     # ------------------------------------------------------------------------------------------ claims
@@ -122,7 +143,11 @@ class Worker:
         for job_id in missing:
             try:
                 with registry.session() as s, s.begin():
-                    s.add(LeaseRow(job_id=job_id, next_poll_at=now, stage="follow", polls=0, failures=0))
+                    s.add(
+                        LeaseRow(
+                            job_id=job_id, next_poll_at=now, stage="follow", polls=0, failures=0, errors=0
+                        )
+                    )
             except IntegrityError:  # another worker adopted it first
                 pass
 
@@ -146,7 +171,9 @@ class Worker:
             )
         return list(ids)
 
-    def _release(self, job_id: str, *, delay: float, stage: str | None = None, polled: bool = False) -> None:
+    def _release(
+        self, job_id: str, *, delay: float, stage: str | None = None, polled: bool = False, ok: bool = True
+    ) -> None:
         values: dict[str, object] = {
             "owner": None,
             "expires_at": None,
@@ -156,6 +183,8 @@ class Worker:
             values["stage"] = stage
         if polled:
             values["polls"] = LeaseRow.polls + 1
+        if ok:
+            values["failures"] = 0
         with self.client.registry.session() as s, s.begin():
             s.execute(
                 update(LeaseRow)
@@ -173,6 +202,7 @@ class Worker:
             if row is None:
                 return 5.0
             row.failures += 1
+            row.errors += 1
             return min(MAX_BACKOFF_S, 5.0 * 2 ** (row.failures - 1))
 
     # -------------------------------------------------------------------------------------------- work
@@ -191,13 +221,16 @@ class Worker:
             job = self.client.resume(job_id)  # find_existing first: never a second paid job
             report.resumed.append(job_id)
         else:
+            started = time.perf_counter()
             try:
                 job = self.client.refresh(job_id)
             except BackendError as exc:
                 if not exc.retryable:
                     raise
-                self._release(job_id, delay=self._backoff(job_id), polled=True)
+                self._release(job_id, delay=self._backoff(job_id), polled=True, ok=False)
                 return
+            finally:
+                POLL_SECONDS.observe(job.provider, time.perf_counter() - started)
             report.polled.append(job_id)
         if not job.status.terminal:
             self._release(job_id, delay=self.client.poll_delay(job_id), polled=True)

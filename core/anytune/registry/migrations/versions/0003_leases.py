@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("stage", sa.String(20), nullable=False, server_default="follow"),
         sa.Column("polls", sa.Integer, nullable=False, server_default="0"),
         sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("errors", sa.Integer, nullable=False, server_default="0"),
     )
     op.create_index("ix_job_leases_next_poll_at", "job_leases", ["next_poll_at"])
     with op.batch_alter_table("idempotency_keys") as batch:
