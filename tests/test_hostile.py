@@ -178,7 +178,8 @@ def test_eight_processes_first_touching_a_home_all_succeed(tmp_path):
         for _ in range(8)
     ]
     results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
-    assert [code for code, _ in results] == [0] * 8, results
+    failed = [(i, code, err[-3000:]) for i, (code, err) in enumerate(results) if code != 0]
+    assert not failed, failed  # each failing process with its own words (seen once on a loaded CI machine)
 
 
 def test_six_concurrent_submits_of_one_dataset_make_one_upload_and_six_jobs(openai_emu, tmp_path):

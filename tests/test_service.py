@@ -289,3 +289,18 @@ def test_the_openapi_document_in_the_repository_is_the_one_served():
     served = create_app(Client()).openapi()
     kept = json.loads((Path(__file__).parents[1] / "docs" / "openapi.json").read_text())
     assert kept == json.loads(json.dumps(served)), "regenerate: anytune server --openapi > docs/openapi.json"
+
+
+def test_webhooks_are_managed_by_admins_and_their_secret_is_shown_once(api):
+    http, client = api
+    admin, submitter = bearer(client, "admin"), bearer(client, "submit")
+    body = {"url": "https://hooks.example/anytune", "kinds": ["status"]}
+    assert http.post("/v1/webhooks", json=body, headers=submitter).status_code == 403
+    made = http.post("/v1/webhooks", json=body, headers=admin)
+    assert made.status_code == 201 and made.json()["secret"].startswith("whsec_")
+    [listed] = http.get("/v1/webhooks", headers=admin).json()
+    assert listed["id"] == made.json()["id"] and "secret" not in listed and listed["kinds"] == ["status"]
+    bad = http.post("/v1/webhooks", json={"url": "ftp://x"}, headers=admin)
+    assert bad.status_code == 400 and "http" in bad.json()["error"]["message"]
+    assert http.delete(f"/v1/webhooks/{listed['id']}", headers=admin).status_code == 204
+    assert http.get("/v1/webhooks", headers=admin).json() == []

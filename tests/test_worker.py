@@ -5,6 +5,7 @@ leases (on SQLite, and on PostgreSQL with several workers at once)."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 import time
@@ -201,3 +202,66 @@ def test_workers_on_postgresql_never_poll_one_job_at_once(emulator, tmp_path, po
     assert len({name for _, name, _, _ in polls}) > 1  # the work was shared
     for r in registries:
         r.engine.dispose()
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that refuses its first `fail` requests with 500."""
+
+    def __init__(self, fail: int = 0) -> None:
+        import http.server
+
+        self.fail = fail
+        self.requests: list[tuple[dict[str, str], bytes, int]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = 500 if outer.fail > 0 else 204
+                outer.fail -= 1
+                outer.requests.append((dict(self.headers), body, status))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_webhooks_deliver_every_event_signed_in_order_at_least_once(emulator, tmp_path, monkeypatch):
+    from anytune.service import webhooks
+
+    monkeypatch.setattr(webhooks, "SETTLE_S", 0.0)
+    monkeypatch.setattr(webhooks, "MAX_BACKOFF_S", 0.05)
+    receiver = Receiver(fail=2)
+    try:
+        client = Client()
+        info, secret = webhooks.add_webhook(client.registry, receiver.url)
+        job = client.submit(spec(own_data(tmp_path, 450), "hooked"))
+        worker = Worker(Client(), lease_s=30)
+        drive([worker], client.registry, [job.id])
+        recorded = [f"{job.id}:{e.seq}" for e in client.registry.events(job.id)]
+        for _ in range(200):
+            worker.tick()
+            if sum(1 for _, _, status in receiver.requests if status == 204) >= len(recorded):
+                break
+            time.sleep(0.01)
+    finally:
+        receiver.close()
+    accepted = [h["X-Anytune-Event-Id"] for h, _, status in receiver.requests if status == 204]
+    assert accepted == recorded  # every event, in order, each accepted once
+    refused = [h["X-Anytune-Event-Id"] for h, _, status in receiver.requests if status == 500]
+    assert refused == [recorded[0], recorded[0]]  # retried with the same id: receivers drop repeats by it
+    for headers, body, _ in receiver.requests:
+        assert webhooks.verify_signature(secret, body, headers["X-Anytune-Signature"])
+        assert not webhooks.verify_signature("wrong", body, headers["X-Anytune-Signature"])
+        sent = json.loads(body)
+        assert sent["id"] == headers["X-Anytune-Event-Id"] and sent["job"]["id"] == job.id
+    [hook] = webhooks.list_webhooks(client.registry)
+    assert hook.id == info.id and hook.delivered == len(recorded) and hook.failures == 0

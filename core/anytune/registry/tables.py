@@ -183,3 +183,23 @@ class LeaseRow(Base):
 
 
 metadata = Base.metadata
+
+
+class WebhookRow(Base):
+    """A receiver of the registry's events: signed with `secret`, delivered in order from `cursor` (the last
+    event row delivered), at least once; a worker holds it while delivering (`owner`, `expires_at`)."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(200))
+    kinds: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    cursor: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    owner: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -11,6 +11,7 @@ submits a second job.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -40,6 +41,7 @@ from anytune.registry.access import (
 )
 from anytune.registry.store import new_job_id
 from anytune.service.observe import event_stream, prometheus_text
+from anytune.service.webhooks import add_webhook, list_webhooks, remove_webhook
 
 MAX_BODY_BYTES = 1 * 2**20  # a job spec or a quote request; data files are paths on the server
 API_PREFIX = "/v1"
@@ -48,6 +50,13 @@ API_PREFIX = "/v1"
 class ContinueBody(BaseModel):
     step: int | None = Field(None, description="the checkpoint's step; the last one if omitted")
     overrides: list[str] = Field(default_factory=list, description="KEY=VALUE changes to the spec")
+
+
+class WebhookBody(BaseModel):
+    url: str = Field(..., description="where to POST each event (http or https)")
+    secret: str | None = Field(None, description="the signing secret; one is made if omitted")
+    kinds: list[str] | None = Field(None, description="only these event kinds (status, log, metric...)")
+    from_start: bool = Field(False, description="deliver the events recorded before this webhook too")
 
 
 class AliasBody(BaseModel):
@@ -299,6 +308,25 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
             subject=subject,
         )
         return [e.model_dump(mode="json") for e in found]
+
+    # ------------------------------------------------------------------------------------ webhooks
+
+    @app.post(f"{API_PREFIX}/webhooks", status_code=201, dependencies=[scope("admin")])
+    def create_webhook(body: WebhookBody) -> dict[str, Any]:
+        """A receiver of every job event (or of `kinds`), signed with the secret returned here once."""
+        info, secret = add_webhook(
+            the_client().registry, body.url, secret=body.secret, kinds=body.kinds, from_start=body.from_start
+        )
+        return {**dataclasses.asdict(info), "secret": secret}
+
+    @app.get(f"{API_PREFIX}/webhooks", dependencies=[scope("admin")])
+    def webhooks() -> list[dict[str, Any]]:
+        return [dataclasses.asdict(w) for w in list_webhooks(the_client().registry)]
+
+    @app.delete(f"{API_PREFIX}/webhooks/{{webhook_id}}", status_code=204, dependencies=[scope("admin")])
+    def delete_webhook(webhook_id: str) -> Response:
+        remove_webhook(the_client().registry, webhook_id)
+        return Response(status_code=204)
 
     # ------------------------------------------------------------------------------------- metrics
 

@@ -32,6 +32,7 @@ from anytune.errors import AnytuneError, BackendError
 from anytune.jobs import JobStatus, utcnow
 from anytune.registry.access import SUBMIT_GRACE_S
 from anytune.registry.tables import JobRow, LeaseRow
+from anytune.service.webhooks import Deliverer
 
 log = logging.getLogger("anytune.worker")
 
@@ -73,6 +74,7 @@ class TickReport:
     evaluated: list[str] = field(default_factory=list)
     finished: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    delivered: int = 0  # webhook deliveries
 
 
 class Worker:
@@ -99,6 +101,7 @@ class Worker:
         self.idle_s = idle_s
         self.submit_grace_s = submit_grace_s
         self.evaluate = evaluate
+        self.webhooks = Deliverer(client.registry, owner=self.name)
 
     # ------------------------------------------------------------------------------------------- loop
 
@@ -110,7 +113,7 @@ class Worker:
             except Exception:  # the database went away for a moment: try again, never die
                 log.exception("worker %s: a pass failed", self.name)
                 report = TickReport()
-            if not report.claimed:
+            if not report.claimed and not report.delivered:
                 stop.wait(self.idle_s)
         log.info("worker %s stopped", self.name)
 
@@ -125,6 +128,10 @@ class Worker:
                 report.errors[job_id] = str(exc)
                 log.warning("worker %s: job %s: %s", self.name, job_id, exc)
                 self._release(job_id, delay=self._backoff(job_id), ok=False)
+        try:
+            report.delivered = self.webhooks.tick()
+        except Exception as exc:  # a webhook's trouble never stops the jobs
+            log.warning("worker %s: webhooks: %s", self.name, exc)
         return report
 
     # ------------------------------------------------------------------------------------------ claims
