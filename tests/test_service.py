@@ -304,3 +304,23 @@ def test_webhooks_are_managed_by_admins_and_their_secret_is_shown_once(api):
     assert bad.status_code == 400 and "http" in bad.json()["error"]["message"]
     assert http.delete(f"/v1/webhooks/{listed['id']}", headers=admin).status_code == 204
     assert http.get("/v1/webhooks", headers=admin).json() == []
+
+
+def test_data_is_validated_on_the_server_and_paths_can_be_fenced(api, tmp_path, monkeypatch):
+    http, client = api
+    headers = bearer(client, "submit")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}]}\n{oops}\n'
+    )
+    report = http.post("/v1/data/validate", json={"path": str(bad)}, headers=headers)
+    assert report.status_code == 200
+    [issue] = [i for i in report.json()["issues"] if i["severity"] == "error"]
+    assert issue["line"] == 2 and "not valid JSON" in issue["message"]
+    monkeypatch.setenv("ANYTUNE_DATA_ROOT", str(tmp_path / "allowed"))
+    fenced = http.post("/v1/data/validate", json={"path": str(bad)}, headers=headers)
+    assert (
+        fenced.status_code == 400 and "outside the server's data folder" in fenced.json()["error"]["message"]
+    )
+    refused = http.post("/v1/jobs", json=job_body(tmp_path, seed=9), headers=headers)
+    assert refused.status_code == 400 and client.registry.list_jobs() == []

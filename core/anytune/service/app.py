@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -57,6 +59,28 @@ class WebhookBody(BaseModel):
     secret: str | None = Field(None, description="the signing secret; one is made if omitted")
     kinds: list[str] | None = Field(None, description="only these event kinds (status, log, metric...)")
     from_start: bool = Field(False, description="deliver the events recorded before this webhook too")
+
+
+class ValidateBody(BaseModel):
+    path: str = Field(..., description="a data file on the server")
+    format: str = Field("auto", description="auto, chat, instruction, completion, text, preference...")
+    tokenizer: str | None = Field(None, description="quicktok:<encoding>, a tokenizer folder, or approx")
+    max_seq_length: int | None = Field(None, ge=1)
+
+
+def check_data_paths(paths: list[str]) -> None:
+    """Data files are paths on the server: with ANYTUNE_DATA_ROOT set, only files under it may be read
+    (a request must not make the server read, and quote back, any file its user can read)."""
+    root = os.environ.get("ANYTUNE_DATA_ROOT")
+    if not root:
+        return
+    base = Path(root).resolve()
+    for path in paths:
+        if not Path(path).resolve().is_relative_to(base):
+            raise UsageError(
+                f"{path}: outside the server's data folder",
+                hint=f"put data files under {base} (ANYTUNE_DATA_ROOT)",
+            )
 
 
 class AliasBody(BaseModel):
@@ -163,6 +187,8 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
     @app.post(f"{API_PREFIX}/jobs", status_code=201, dependencies=[scope("submit")])
     async def create_job(request: Request, idempotency_key: str | None = Header(None)) -> JSONResponse:
         spec = await spec_of(request)
+        evaluation = spec.evaluation.data if spec.evaluation is not None else None
+        check_data_paths([p for p in (spec.data.train, spec.data.validation, spec.data.test, evaluation) if p])
         registry = the_client().registry
         job_id = new_job_id()
         if idempotency_key:
@@ -242,6 +268,26 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    # ---------------------------------------------------------------------------------------- data
+
+    @app.post(f"{API_PREFIX}/data/validate", dependencies=[scope("submit")])
+    def validate_data(body: ValidateBody) -> dict[str, Any]:
+        """`anytune validate` on a file on the server: every issue with its line and field (the first 200)."""
+        from anytune.data.formats import DataFormat
+        from anytune.data.tokens import get_token_counter
+        from anytune.data.validate import validate_file
+
+        check_data_paths([body.path])
+        fmt = None if body.format == "auto" else DataFormat(body.format)
+        report = validate_file(
+            body.path,
+            format=fmt,
+            token_counter=get_token_counter(body.tokenizer),
+            max_seq_length=body.max_seq_length,
+            max_issues=200,
+        )
+        return report.model_dump(mode="json")  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------------------- quotes, catalog
 
