@@ -15,15 +15,18 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from anytune import __version__
 from anytune.client import Client
+from anytune.data.formats import DataFormat
 from anytune.errors import (
     AnytuneError,
     BackendError,
@@ -46,11 +49,14 @@ from anytune.service.observe import event_stream, prometheus_text
 from anytune.service.webhooks import add_webhook, list_webhooks, remove_webhook
 
 MAX_BODY_BYTES = 1 * 2**20  # a job spec or a quote request; data files are paths on the server
+INT_MAX = 2**31 - 1  # every integer a request may carry fits the databases' INTEGER
 API_PREFIX = "/v1"
 
 
 class ContinueBody(BaseModel):
-    step: int | None = Field(None, description="the checkpoint's step; the last one if omitted")
+    step: int | None = Field(
+        None, ge=0, le=INT_MAX, description="the checkpoint's step; the last one if omitted"
+    )
     overrides: list[str] = Field(default_factory=list, description="KEY=VALUE changes to the spec")
 
 
@@ -63,9 +69,11 @@ class WebhookBody(BaseModel):
 
 class ValidateBody(BaseModel):
     path: str = Field(..., description="a data file on the server")
-    format: str = Field("auto", description="auto, chat, instruction, completion, text, preference...")
+    format: DataFormat | Literal["auto"] = Field(
+        "auto", description="the file's format, or auto to detect it"
+    )
     tokenizer: str | None = Field(None, description="quicktok:<encoding>, a tokenizer folder, or approx")
-    max_seq_length: int | None = Field(None, ge=1)
+    max_seq_length: int | None = Field(None, ge=1, le=INT_MAX)
 
 
 def check_data_paths(paths: list[str]) -> None:
@@ -84,7 +92,58 @@ def check_data_paths(paths: list[str]) -> None:
 
 
 class AliasBody(BaseModel):
-    version: int = Field(..., ge=1, description="the version the alias points at")
+    version: int = Field(..., ge=1, le=INT_MAX, description="the version the alias points at")
+
+
+# a job spec: the job file's fields as JSON (docs/job-spec.md), documented here and read by anytune's own
+# checks (spec_from_dict), whose messages name the field, rather than by FastAPI's
+SPEC_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A job spec: the job file's fields as a JSON object (docs/job-spec.md). "
+                    "Data paths are paths on the server.",
+                    "example": {
+                        "name": "demo",
+                        "base_model": "gpt-4o-mini",
+                        "data": {"train": "/data/t.jsonl"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(..., description="anytune's error class, e.g. DataError, CapabilityError")
+    message: str
+    hint: str | None = None
+    details: list[str] = Field(default_factory=list, description="each problem, e.g. file:line: field: what")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# every route can answer these, all in the one error shape (documented so clients and testers can rely on it)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        400: "bad input (a usage error)",
+        401: "no token, or an unknown or revoked one",
+        403: "the token's scope is too narrow",
+        404: "no such job, model, webhook or route",
+        405: "a method the path does not have (Allow lists those it has)",
+        409: "an Idempotency-Key whose first request is still being handled",
+        413: "the body is over 1 MB",
+        422: "an invalid spec, data a provider refuses, or a key reused with another body",
+        502: "a provider's error",
+    }.items()
+}
 
 
 def status_of(exc: AnytuneError) -> int:
@@ -112,13 +171,14 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
         title="anytune",
         version=__version__,
         description="One API over fine-tuning providers: jobs, quotes, data checks, models, evaluations.",
+        responses=ERRORS,
     )
-    state: dict[str, Client] = {}
+    app.state.client = client  # the Client every route works through (made on first use if not given)
 
     def the_client() -> Client:
-        if "client" not in state:
-            state["client"] = client or Client()
-        return state["client"]
+        if app.state.client is None:
+            app.state.client = Client()
+        return app.state.client  # type: ignore[no-any-return]
 
     @app.exception_handler(AnytuneError)
     async def anytune_error(_request: Request, exc: AnytuneError) -> JSONResponse:
@@ -126,9 +186,29 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
             error_body(type(exc).__name__, exc.message, exc.hint, exc.details), status_code=status_of(exc)
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own errors (404 no route, 405 wrong method) in anytune's error shape; a 405 names
+        every method of the path (Starlette names only those of the first route that matched it)."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = set()
+            for route in app.router.routes:
+                match, _ = route.matches({"type": "http", "path": request.url.path, "method": "__none__"})
+                if match is not Match.NONE and getattr(route, "methods", None):
+                    allowed |= set(route.methods)  # type: ignore[attr-defined]
+            headers["Allow"] = ", ".join(sorted(allowed))
+        kind = {404: "NotFoundError", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        return JSONResponse(error_body(kind, str(exc.detail)), exc.status_code, headers=headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        errors = exc.errors()
+        broken = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if broken is not None:  # not a spec with a wrong field: not JSON at all
+            reason = (broken.get("ctx") or {}).get("error", broken["msg"])
+            return JSONResponse(error_body("UsageError", f"the body is not JSON: {reason}"), 400)
+        details = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors]
         return JSONResponse(error_body("RequestError", "the request is not valid", None, details), 422)
 
     @app.middleware("http")
@@ -184,11 +264,15 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
 
     # ------------------------------------------------------------------------------------------ jobs
 
-    @app.post(f"{API_PREFIX}/jobs", status_code=201, dependencies=[scope("submit")])
+    @app.post(f"{API_PREFIX}/jobs", status_code=201, dependencies=[scope("submit")], openapi_extra=SPEC_BODY)
     async def create_job(request: Request, idempotency_key: str | None = Header(None)) -> JSONResponse:
+        """Check, record and submit a job (201 with the job); the same Idempotency-Key and body give the
+        same job (200)."""
         spec = await spec_of(request)
         evaluation = spec.evaluation.data if spec.evaluation is not None else None
-        check_data_paths([p for p in (spec.data.train, spec.data.validation, spec.data.test, evaluation) if p])
+        check_data_paths(
+            [p for p in (spec.data.train, spec.data.validation, spec.data.test, evaluation) if p]
+        )
         registry = the_client().registry
         job_id = new_job_id()
         if idempotency_key:
@@ -207,10 +291,12 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
 
     @app.get(f"{API_PREFIX}/jobs", dependencies=[scope("read")])
     def list_jobs(
-        status: str | None = None, provider: str | None = None, limit: int = 50, cursor: str | None = None
+        status: str | None = None,
+        provider: str | None = None,
+        limit: int = Query(50, ge=1, le=500),
+        cursor: str | None = None,
     ) -> dict[str, Any]:
         """Newest first; `cursor` is the last job id of the previous page (`next_cursor`)."""
-        limit = max(1, min(limit, 500))
         jobs = the_client().registry.list_jobs(
             status=status, provider=provider, limit=limit + 1, after=cursor
         )
@@ -246,11 +332,15 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
         job = the_client().continue_job(job_id, step=body.step, overrides=body.overrides or None)
         return job.model_dump(mode="json")  # type: ignore[no-any-return]
 
-    @app.get(f"{API_PREFIX}/jobs/{{job_id}}/events", dependencies=[scope("read")])
+    @app.get(
+        f"{API_PREFIX}/jobs/{{job_id}}/events",
+        dependencies=[scope("read")],
+        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    )
     def job_events(
         job_id: str,
         request: Request,
-        after: int = 0,
+        after: int = Query(0, ge=0, le=INT_MAX),
         stream: bool = False,
         last_event_id: str | None = Header(None),
     ) -> Any:
@@ -274,7 +364,6 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
     @app.post(f"{API_PREFIX}/data/validate", dependencies=[scope("submit")])
     def validate_data(body: ValidateBody) -> dict[str, Any]:
         """`anytune validate` on a file on the server: every issue with its line and field (the first 200)."""
-        from anytune.data.formats import DataFormat
         from anytune.data.tokens import get_token_counter
         from anytune.data.validate import validate_file
 
@@ -292,7 +381,13 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
     # ------------------------------------------------------------------------------- quotes, catalog
 
     @app.post(f"{API_PREFIX}/quotes", dependencies=[scope("read")])
-    async def quotes(request: Request, providers: str = "all", hardware: str | None = None) -> Any:
+    async def quotes(
+        request: Request,
+        _spec: dict[str, Any] = SPEC_BODY,
+        providers: str = "all",
+        hardware: str | None = None,
+    ) -> Any:
+        """A spec priced on every provider named (or all), as `anytune quote --json`."""
         from anytune.workflows.compare import quote
 
         spec = await spec_of(request)
@@ -342,7 +437,7 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
     def evaluations(
         job_id: str | None = None,
         model_name: str | None = None,
-        model_version: int | None = None,
+        model_version: int | None = Query(None, ge=1, le=INT_MAX),
         dataset_fingerprint: str | None = None,
         subject: str | None = None,
     ) -> list[dict[str, Any]]:
@@ -376,10 +471,10 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
 
     # ------------------------------------------------------------------------------------- metrics
 
-    @app.get("/metrics", dependencies=[scope("read")])
-    def metrics() -> Response:
+    @app.get("/metrics", dependencies=[scope("read")], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
         """Prometheus' text format: jobs by status and provider, polls and provider errors by provider."""
-        return Response(prometheus_text(the_client().registry), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(prometheus_text(the_client().registry))
 
     @app.get(f"{API_PREFIX}/prices", dependencies=[scope("read")])
     def prices() -> list[dict[str, Any]]:
