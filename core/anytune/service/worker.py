@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from anytune.client import Client
 from anytune.errors import AnytuneError, BackendError
 from anytune.jobs import JobStatus, utcnow
-from anytune.registry.access import SUBMIT_GRACE_S
+from anytune.registry.access import submit_grace_s as submit_grace_s_default
 from anytune.registry.tables import JobRow, LeaseRow
 from anytune.service.webhooks import Deliverer
 
@@ -91,7 +91,7 @@ class Worker:
         lease_s: float = 120.0,
         batch: int = 16,
         idle_s: float = 1.0,
-        submit_grace_s: float = SUBMIT_GRACE_S,
+        submit_grace_s: float | None = None,
         evaluate: bool = True,
     ) -> None:
         self.client = client
@@ -99,7 +99,7 @@ class Worker:
         self.lease_s = lease_s
         self.batch = batch
         self.idle_s = idle_s
-        self.submit_grace_s = submit_grace_s
+        self.submit_grace_s = submit_grace_s if submit_grace_s is not None else submit_grace_s_default()
         self.evaluate = evaluate
         self.webhooks = Deliverer(client.registry, owner=self.name)
 
