@@ -48,6 +48,7 @@ class Server:
         self.env, self.port, self.log = env, port, log
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills = 0
+        self.start_args = ["--no-auth", "--workers", "1"]
 
     def start(self) -> None:
         with self.log.open("ab") as fh:

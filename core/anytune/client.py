@@ -124,7 +124,30 @@ def data_refusal(provider: str, errors: Sequence[Problem]) -> DataError:
 
 
 class Client:
-    def __init__(self, registry: Registry | None = None, plugins: PluginManager | None = None) -> None:
+    def __new__(
+        cls,
+        registry: Registry | None = None,
+        plugins: PluginManager | None = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+    ) -> Client:
+        """`Client()` works in this process; `Client(url="http://host:8000", token=...)` is the same
+        interface over HTTP to `anytune server` (token defaulting to $ANYTUNE_TOKEN)."""
+        if url:
+            from anytune.service.remote_client import RemoteClient
+
+            return RemoteClient(url, token=token)  # type: ignore[return-value]
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        plugins: PluginManager | None = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+    ) -> None:
         self._registry = registry
         self._plugins = plugins
         self._poll_after: dict[str, float] = {}  # the backends' pacing hints, by job

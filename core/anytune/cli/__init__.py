@@ -7,6 +7,7 @@ Errors print as one message (with details and a hint) and exit 2 for bad input, 
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -51,8 +52,16 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
+    server: str | None = typer.Option(
+        None,
+        "--server",
+        help="Talk to `anytune server` at this URL (token from ANYTUNE_TOKEN); default $ANYTUNE_SERVER; "
+        "'' means in this process.",
+    ),
 ) -> None:
     """anytune: one provider-neutral API and CLI for fine-tuning language models."""
+    if server is not None:
+        os.environ["ANYTUNE_SERVER"] = server
 
 
 app.command("validate")(data_cmds.validate)

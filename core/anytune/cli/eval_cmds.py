@@ -116,9 +116,11 @@ def eval_command(
     Scores come with 95% bootstrap intervals; against the base model (or the first model), a paired
     difference and a win rate. Everything is stored with the data's fingerprint for reports and drift checks.
     """
+    from anytune.cli.target import in_process_only
     from anytune.client import Client
     from anytune.spec import EvalSpec
 
+    in_process_only("`anytune eval`")
     client = Client()
     first = client.resolve_target(targets[0])
     defaults = (first.job.spec.evaluation if first.job else None) or EvalSpec()
@@ -190,9 +192,11 @@ def report_command(
 ) -> None:
     """Write an HTML and a Markdown report with plots: loss curves, scores with intervals against the base
     model, cost against quality across providers, and a per-example diff table."""
+    from anytune.cli.target import in_process_only
     from anytune.client import Client
     from anytune.workflows.report import write_report
 
+    in_process_only("`anytune report`")
     client = Client()
     written = write_report(client, targets, out_dir)
     out.print(f"report: {written.html}")

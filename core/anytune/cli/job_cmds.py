@@ -30,9 +30,9 @@ app = typer.Typer(help="List, inspect, follow and cancel jobs.", no_args_is_help
 
 
 def _client() -> Client:
-    from anytune.client import Client
+    from anytune.cli.target import cli_client
 
-    return Client()
+    return cli_client()  # type: ignore[no-any-return]
 
 
 def _event_line(ev: Event) -> str | None:

@@ -12,9 +12,9 @@ app = typer.Typer(help="Registered models: versions, aliases and lineage.", no_a
 
 
 def _registry():  # type: ignore[no-untyped-def]
-    from anytune.registry import Registry
+    from anytune.cli.target import cli_registry
 
-    return Registry()
+    return cli_registry()
 
 
 @app.command("list")

@@ -293,12 +293,15 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
     def list_jobs(
         status: str | None = None,
         provider: str | None = None,
+        active: bool | None = Query(
+            None, description="only jobs that have not ended (or only those that have)"
+        ),
         limit: int = Query(50, ge=1, le=500),
         cursor: str | None = None,
     ) -> dict[str, Any]:
         """Newest first; `cursor` is the last job id of the previous page (`next_cursor`)."""
         jobs = the_client().registry.list_jobs(
-            status=status, provider=provider, limit=limit + 1, after=cursor
+            status=status, provider=provider, active=active, limit=limit + 1, after=cursor
         )
         page = jobs[:limit]
         more = len(jobs) > limit

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from anytune.client import Client
 from anytune.errors import AnytuneError, BackendError
-from anytune.jobs import JobStatus, utcnow
+from anytune.jobs import Event, JobStatus, utcnow
 from anytune.registry.access import submit_grace_s as submit_grace_s_default
 from anytune.registry.tables import JobRow, LeaseRow
 from anytune.service.webhooks import Deliverer
@@ -261,12 +261,20 @@ class Worker:
             )
 
     def _evaluate(self, job_id: str, report: TickReport) -> None:
+        """The spec's evaluation, its result recorded as the job's event `evaluated` (a client that is not
+        here, `anytune run` against the server, prints the table from it)."""
         try:
-            self.client.evaluate(job_id, on_progress=lambda _s: None)
+            result = self.client.evaluate(job_id, on_progress=lambda _s: None)
         except AnytuneError as exc:
             log.warning("worker %s: evaluating %s failed: %s", self.name, job_id, exc.message)
             report.errors[job_id] = exc.message
+            event = Event(
+                level="error", message=f"evaluation failed: {exc.message}", data={"evaluation": None}
+            )
         else:
             report.evaluated.append(job_id)
+            shown = result.model_copy(update={"examples": result.examples[:3], "references": []})
+            event = Event(message="evaluated", data={"evaluation": shown.model_dump(mode="json")})
+        self.client.registry.add_events(job_id, [event])
         self._release(job_id, delay=0, stage="done")
         report.finished.append(job_id)

@@ -1,0 +1,88 @@
+"""The CLI and the Python Client against a running `anytune server`: `anytune run` submits there, follows the
+job as the server's worker polls it, prints the evaluation the worker ran, and writes nothing to the CLI's own
+registry; `Client(url=..., token=...)` has the in-process Client's methods, and the server's errors come back
+as the same AnytuneError classes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from anytune.client import Client
+from anytune.errors import NotFoundError
+from anytune.jobfile import load_job_file
+from anytune.jobs import JobStatus
+from anytune.registry import Registry
+from anytune.registry.access import create_token
+from tests.conftest import OPENAI_TEST_KEY, emulated, job_yaml, reversal_rows, run_anytune, write_jsonl
+from tests.test_service_crash import Server, free_port
+
+pytest.importorskip("fastapi")
+
+
+def openai_job(folder: Path) -> Path:
+    rows = reversal_rows(40, seed=21)
+    data = {
+        "train": str(write_jsonl(folder / "train.jsonl", rows[:30])),
+        "test": str(write_jsonl(folder / "test.jsonl", rows[30:])),
+    }
+    return job_yaml(
+        folder / "job.yaml",
+        name="remote",
+        base_model="gpt-4o-mini",
+        provider="openai",
+        data=data,
+        hyperparameters={"epochs": 1},
+        evaluation={"metrics": ["token_f1"]},
+    )
+
+
+def test_the_cli_runs_a_job_on_a_server_and_writes_nothing_locally(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
+    with emulated("openai", api_key=OPENAI_TEST_KEY, tick=3.0):
+        server_home = tmp_path / "server-home"
+        env = dict(os.environ, ANYTUNE_HOME=str(server_home), ANYTUNE_POLL_INTERVAL="0.05")
+        server = Server(env, free_port(), tmp_path / "server.log")
+        token, _ = create_token(Registry(f"sqlite:///{server_home / 'registry.db'}"), "cli", "submit")
+        server.start_args = ["--workers", "1"]
+        server.start()
+        try:
+            url = f"http://127.0.0.1:{server.port}"
+            here = tmp_path / "cli-home"
+            cli = dict(
+                os.environ,
+                ANYTUNE_HOME=str(here),
+                ANYTUNE_SERVER=url,
+                ANYTUNE_TOKEN=token,
+                ANYTUNE_POLL_INTERVAL="0.2",
+                COLUMNS="200",
+            )
+            job = openai_job(tmp_path)
+            done = run_anytune("run", str(job), env=cli, timeout=300)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "submitted job-" in done.stdout and "succeeded" in done.stdout
+            assert "held-out evaluation" in done.stdout and "token_f1" in done.stdout
+            listed = run_anytune("jobs", "list", env=cli)
+            assert listed.returncode == 0 and "remote" in listed.stdout and "succeeded" in listed.stdout
+            refused = run_anytune("eval", "job-x", env=cli)
+            assert refused.returncode == 2 and "ANYTUNE_SERVER" in refused.stdout + refused.stderr
+            assert not (here / "registry.db").exists()  # nothing was written here
+            # --server '' means this process: the CLI's own registry, which has no jobs
+            local = run_anytune("--server", "", "jobs", "list", env=cli)
+            assert local.returncode == 0 and "remote" not in local.stdout
+
+            # the Python client: the same interface over HTTP
+            remote = Client(url=url, token=token)
+            [job_row] = remote.registry.list_jobs()
+            assert job_row.status is JobStatus.SUCCEEDED
+            assert remote.refresh(job_row.id[:12]).id == job_row.id  # prefixes resolve on the server
+            assert remote.registry.evaluations(job_id=job_row.id)
+            second = remote.run(load_job_file(job), interval=0.1)
+            assert second.job.status is JobStatus.SUCCEEDED and second.evaluation is not None
+            assert {s.subject for s in second.evaluation.subjects} >= {"base"}
+            with pytest.raises(NotFoundError):
+                remote.registry.get_job("job-nope")
+        finally:
+            server.stop()
