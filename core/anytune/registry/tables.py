@@ -180,6 +180,7 @@ class LeaseRow(Base):
     polls: Mapped[int] = mapped_column(Integer, default=0)
     failures: Mapped[int] = mapped_column(Integer, default=0)  # in a row, for the backoff
     errors: Mapped[int] = mapped_column(Integer, default=0)  # in all, for the metrics
+    changes: Mapped[int] = mapped_column(Integer, default=0)  # status changes seen by polls, for the metrics
 
 
 metadata = Base.metadata

@@ -59,7 +59,12 @@ def prometheus_text(registry: Registry) -> str:
             select(JobRow.provider, JobRow.status, func.count()).group_by(JobRow.provider, JobRow.status)
         ).all()
         leases = s.execute(
-            select(JobRow.provider, func.sum(LeaseRow.polls), func.sum(LeaseRow.errors), func.count())
+            select(
+                JobRow.provider,
+                func.sum(LeaseRow.polls),
+                func.sum(LeaseRow.errors),
+                func.sum(LeaseRow.changes),
+            )
             .join(LeaseRow, LeaseRow.job_id == JobRow.id)
             .group_by(JobRow.provider)
         ).all()
@@ -80,6 +85,12 @@ def prometheus_text(registry: Registry) -> str:
         "counter",
         "Polls of providers by the workers, by provider.",
         [({"provider": p}, float(polls or 0)) for p, polls, _, _ in leases],
+    )
+    metric(
+        "anytune_job_status_changes_total",
+        "counter",
+        "Status changes the workers' polls saw, by provider (polls / changes: how well polling is paced).",
+        [({"provider": p}, float(changes or 0)) for p, _, _, changes in leases],
     )
     metric(
         "anytune_provider_errors_total",

@@ -179,7 +179,14 @@ class Worker:
         return list(ids)
 
     def _release(
-        self, job_id: str, *, delay: float, stage: str | None = None, polled: bool = False, ok: bool = True
+        self,
+        job_id: str,
+        *,
+        delay: float,
+        stage: str | None = None,
+        polled: bool = False,
+        ok: bool = True,
+        changed: bool = False,
     ) -> None:
         values: dict[str, object] = {
             "owner": None,
@@ -192,6 +199,8 @@ class Worker:
             values["polls"] = LeaseRow.polls + 1
         if ok:
             values["failures"] = 0
+        if changed:
+            values["changes"] = LeaseRow.changes + 1
         with self.client.registry.session() as s, s.begin():
             s.execute(
                 update(LeaseRow)
@@ -227,8 +236,9 @@ class Worker:
                 return
             job = self.client.resume(job_id)  # find_existing first: never a second paid job
             report.resumed.append(job_id)
+            changed = True
         else:
-            started = time.perf_counter()
+            started, before = time.perf_counter(), job.status
             try:
                 job = self.client.refresh(job_id)
             except BackendError as exc:
@@ -239,15 +249,16 @@ class Worker:
             finally:
                 POLL_SECONDS.observe(job.provider, time.perf_counter() - started)
             report.polled.append(job_id)
+            changed = job.status is not before
         if not job.status.terminal:
-            self._release(job_id, delay=self.client.poll_delay(job_id), polled=True)
+            self._release(job_id, delay=self.client.poll_delay(job_id), polled=True, changed=changed)
             return
         if job.status is JobStatus.SUCCEEDED and self.evaluate and job.spec.evaluation is not None:
-            self._release(job_id, delay=0, stage="evaluate", polled=True)
+            self._release(job_id, delay=0, stage="evaluate", polled=True, changed=changed)
             self._claim_again(job_id)
             self._evaluate(job_id, report)
             return
-        self._release(job_id, delay=0, stage="done", polled=True)
+        self._release(job_id, delay=0, stage="done", polled=True, changed=changed)
         report.finished.append(job_id)
 
     def _claim_again(self, job_id: str) -> None:
