@@ -114,13 +114,19 @@ def test_a_job_recorded_but_never_confirmed_is_finished_without_a_second_provide
     assert len(emulator.job_ids()) == 2  # found the first one again, submitted the second once
 
 
-def test_a_claimed_job_waits_for_its_lease_then_is_taken_over(emulator, tmp_path):
-    client = Client()
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_claimed_job_waits_for_its_lease_then_is_taken_over(emulator, tmp_path, request, database):
+    registry = Registry(request.getfixturevalue("postgres_url")) if database == "postgresql" else None
+    client = Client(registry=registry)
+
+    def another() -> Client:
+        return Client(registry=Registry(registry.url)) if registry is not None else Client()
+
     job = client.submit(spec(own_data(tmp_path, 430), "lease"))
-    dead = Worker(Client(), name="dead", lease_s=0.6)
+    dead = Worker(another(), name="dead", lease_s=0.6)
     dead._adopt_new_jobs()
     assert dead._claim() == [job.id]  # and then it is killed: it never releases
-    alive = Worker(Client(), name="alive", lease_s=30)
+    alive = Worker(another(), name="alive", lease_s=30)
     assert alive.tick().claimed == []
     time.sleep(0.7)
     assert alive.tick().claimed == [job.id]
@@ -265,3 +271,19 @@ def test_webhooks_deliver_every_event_signed_in_order_at_least_once(emulator, tm
         assert sent["id"] == headers["X-Anytune-Event-Id"] and sent["job"]["id"] == job.id
     [hook] = webhooks.list_webhooks(client.registry)
     assert hook.id == info.id and hook.delivered == len(recorded) and hook.failures == 0
+
+
+def test_a_provider_limit_holds_across_workers(emulator, tmp_path):
+    client = Client()
+    jobs = [client.submit(spec(own_data(tmp_path, 460 + i), f"lim{i}")).id for i in range(3)]
+    other = Worker(Client(), name="other", lease_s=0.6, batch=1)
+    other._adopt_new_jobs()
+    assert len(other._claim()) == 1  # holds one together job (and never lets it go)
+    limited = Worker(Client(), name="limited", lease_s=30, limits={"together": 1})
+    assert limited._claim() == []  # the provider's one slot is taken, by another worker
+    time.sleep(0.7)  # that lease runs out
+    claimed = limited._claim()
+    assert len(claimed) == 1 and claimed[0] in jobs
+    limited._release(claimed[0], delay=0)
+    drive([limited], client.registry, jobs)
+    assert all(client.registry.get_job(j).status is JobStatus.SUCCEEDED for j in jobs)

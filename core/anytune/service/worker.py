@@ -21,10 +21,12 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from anytune.client import Client
@@ -60,6 +62,17 @@ class PollTimes:
 POLL_SECONDS = PollTimes()
 
 
+def provider_limits() -> dict[str, int]:
+    """$ANYTUNE_PROVIDER_CONCURRENCY ("openai=4,together=8"): jobs of a provider worked on at once, by all
+    workers together (a provider's rate limit shared by many jobs); providers not named are not limited."""
+    limits: dict[str, int] = {}
+    for item in os.environ.get("ANYTUNE_PROVIDER_CONCURRENCY", "").split(","):
+        name, _, value = item.partition("=")
+        if name.strip() and value.strip().isdigit() and int(value) > 0:
+            limits[name.strip()] = int(value)
+    return limits
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -93,6 +106,7 @@ class Worker:
         idle_s: float = 1.0,
         submit_grace_s: float | None = None,
         evaluate: bool = True,
+        limits: Mapping[str, int] | None = None,
     ) -> None:
         self.client = client
         self.name = name or worker_name()
@@ -102,6 +116,7 @@ class Worker:
         self.submit_grace_s = submit_grace_s if submit_grace_s is not None else submit_grace_s_default()
         self.evaluate = evaluate
         self.webhooks = Deliverer(client.registry, owner=self.name)
+        self.limits = dict(limits) if limits is not None else provider_limits()
 
     # ------------------------------------------------------------------------------------------- loop
 
@@ -162,13 +177,15 @@ class Worker:
         now = utcnow()
         free = or_(LeaseRow.owner.is_(None), LeaseRow.expires_at < now, LeaseRow.owner == self.name)
         with self.client.registry.session() as s, s.begin():
-            ids = s.scalars(
-                select(LeaseRow.job_id)
+            rows = s.execute(
+                select(LeaseRow.job_id, JobRow.provider)
+                .join(JobRow, JobRow.id == LeaseRow.job_id)
                 .where(LeaseRow.stage != "done", LeaseRow.next_poll_at <= now, free)
                 .order_by(LeaseRow.next_poll_at)
-                .limit(self.batch)
-                .with_for_update(skip_locked=True)
+                .limit(self.batch * (4 if self.limits else 1))
+                .with_for_update(skip_locked=True, of=LeaseRow)
             ).all()
+            ids = self._within_limits(s, rows, now)
             if not ids:
                 return []
             s.execute(
@@ -176,7 +193,31 @@ class Worker:
                 .where(LeaseRow.job_id.in_(ids), free)
                 .values(owner=self.name, expires_at=now + timedelta(seconds=self.lease_s))
             )
-        return list(ids)
+        return ids
+
+    def _within_limits(self, s: Any, rows: Sequence[Any], now: datetime) -> list[str]:
+        """The claimable jobs, keeping each limited provider under its number of jobs held at once by all
+        workers together (ANYTUNE_PROVIDER_CONCURRENCY="openai=4,together=8")."""
+        if not self.limits:
+            return [job_id for job_id, _ in rows][: self.batch]
+        held = dict(
+            s.execute(
+                select(JobRow.provider, func.count())
+                .join(LeaseRow, LeaseRow.job_id == JobRow.id)
+                .where(LeaseRow.owner.is_not(None), LeaseRow.expires_at >= now, LeaseRow.owner != self.name)
+                .group_by(JobRow.provider)
+            ).all()
+        )
+        ids: list[str] = []
+        for job_id, provider in rows:
+            limit = self.limits.get(provider)
+            if limit is not None and held.get(provider, 0) >= limit:
+                continue
+            held[provider] = held.get(provider, 0) + 1
+            ids.append(job_id)
+            if len(ids) >= self.batch:
+                break
+        return ids
 
     def _release(
         self,
