@@ -324,3 +324,13 @@ def test_data_is_validated_on_the_server_and_paths_can_be_fenced(api, tmp_path, 
     )
     refused = http.post("/v1/jobs", json=job_body(tmp_path, seed=9), headers=headers)
     assert refused.status_code == 400 and client.registry.list_jobs() == []
+
+
+def test_a_body_of_bytes_that_are_not_text_is_a_400(api):
+    http, client = api
+    answer = http.post(
+        "/v1/jobs",
+        content=b"\x80\x81",
+        headers={**bearer(client, "submit"), "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400 and "not UTF-8" in answer.json()["error"]["message"]

@@ -241,6 +241,8 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
             raw = json.loads(await request.body() or b"null")
         except json.JSONDecodeError as exc:
             raise UsageError(f"the body is not JSON: {exc.msg}") from None
+        except UnicodeDecodeError as exc:  # bytes that are not text at all (found by schemathesis)
+            raise UsageError(f"the body is not JSON: not UTF-8 text at byte {exc.start}") from None
         if not isinstance(raw, dict):
             raise UsageError("the body must be a job spec (a JSON object)")
         return spec_from_dict(raw, source="request body")
