@@ -7,6 +7,7 @@ import json
 import os
 import random
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -188,3 +189,27 @@ AZURE_TEST_KEY = "az-emulator-test-0123456789abcdef"
 def azure_emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The OpenAI plugin's Azure OpenAI emulator, dated like `openai_emu`."""
     yield from _dated_emulator("azure-openai", monkeypatch, AZURE_TEST_KEY)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway schema in the `test` database of the PostgreSQL that .ci/run provides (or the machine's on
+    5432): its SQLAlchemy URL. Skipped where none answers, unless .ci/run said one is there."""
+    psycopg = pytest.importorskip("psycopg")
+    provided = os.environ.get("ANYTUNE_TEST_PG_PORT")
+    port = provided or "5432"
+    try:
+        admin = psycopg.connect(
+            f"host=127.0.0.1 port={port} dbname=test user=postgres", autocommit=True, connect_timeout=3
+        )
+    except psycopg.OperationalError:
+        if provided:
+            raise
+        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
+    schema = f"anytune_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{schema}"
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()

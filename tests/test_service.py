@@ -5,8 +5,6 @@ request size limits; the registry's new tables migrated on SQLite and on Postgre
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,35 +134,16 @@ def test_readiness_quotes_plugins_and_prices(api, tmp_path):
     assert "/v1/jobs" in http.get("/openapi.json").json()["paths"]
 
 
-def test_the_service_tables_migrate_on_postgresql_too(tmp_path):
-    psycopg = pytest.importorskip("psycopg")
-    # .ci/run starts one where the machine has none and says where: there, no server is a failure
-    provided = os.environ.get("ANYTUNE_TEST_PG_PORT")
-    port = provided or "5432"
-    try:
-        admin = psycopg.connect(
-            f"host=127.0.0.1 port={port} dbname=test user=postgres", autocommit=True, connect_timeout=3
-        )
-    except psycopg.OperationalError:
-        if provided:
-            raise
-        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
-    schema = f"anytune_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{schema}"
-        registry = Registry(url)
-        token, info = create_token(registry, "pg", "admin")
-        from anytune.registry.access import check_token, claim_key, complete_key
+def test_the_service_tables_migrate_on_postgresql_too(postgres_url):
+    from anytune.registry.access import check_token, claim_key, complete_key
 
-        assert check_token(registry, token, "submit").id == info.id
-        assert claim_key(registry, "k", b"body", "job-1") is None
-        complete_key(registry, "k", "job-1")
-        assert claim_key(registry, "k", b"body", "job-2") == "job-1"
-        registry.engine.dispose()
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+    registry = Registry(postgres_url)
+    token, info = create_token(registry, "pg", "admin")
+    assert check_token(registry, token, "submit").id == info.id
+    assert claim_key(registry, "k", b"body", "job-1") is None
+    complete_key(registry, "k", "job-1")
+    assert claim_key(registry, "k", b"body", "job-2") == "job-1"
+    registry.engine.dispose()
 
 
 def test_a_retry_after_a_crash_mid_submit_gets_the_recorded_job_not_409_forever(tmp_path):

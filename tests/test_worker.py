@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,28 +130,6 @@ def test_a_claimed_job_waits_for_its_lease_then_is_taken_over(emulator, tmp_path
     assert alive.tick().claimed == [job.id]
     drive([alive], client.registry, [job.id])
     assert client.registry.get_job(job.id).status is JobStatus.SUCCEEDED
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    provided = os.environ.get("ANYTUNE_TEST_PG_PORT")
-    port = provided or "5432"
-    try:
-        admin = psycopg.connect(
-            f"host=127.0.0.1 port={port} dbname=test user=postgres", autocommit=True, connect_timeout=3
-        )
-    except psycopg.OperationalError:
-        if provided:
-            raise
-        pytest.skip("no PostgreSQL answers on 127.0.0.1:5432")
-    schema = f"anytune_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
 
 
 @pytest.mark.parametrize("count", [2, 4])
