@@ -20,10 +20,11 @@ import dataclasses
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from anytune.compat import check_data_format, check_spec, raise_for_problems
 from anytune.cost.quotes import unavailable
@@ -100,6 +101,24 @@ class Preflight:
         return self.prepared.data
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Bounded(OrderedDict[K, V]):
+    """A dict that forgets its oldest entries beyond `size` (the Client's caches, in a long-lived server)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 def _unchanged(path: str, *extra: Any) -> tuple[Any, ...] | None:
     """A key for work on `path` that holds while the file is unchanged (its size and modification time);
     None if the file cannot be looked at."""
@@ -150,9 +169,10 @@ class Client:
     ) -> None:
         self._registry = registry
         self._plugins = plugins
-        self._poll_after: dict[str, float] = {}  # the backends' pacing hints, by job
-        self._validated: dict[tuple[Any, ...], ValidationReport] = {}
-        self._plans: dict[tuple[Any, ...], SplitPlan] = {}
+        # bounded: a server's Client lives for months and sees every job's files
+        self._poll_after: Bounded[str, float] = Bounded(4096)  # the backends' pacing hints, by job
+        self._validated: Bounded[tuple[Any, ...], ValidationReport] = Bounded(32)
+        self._plans: Bounded[tuple[Any, ...], SplitPlan] = Bounded(32)
         # a comparison prepares several providers at once on threads: one of them validates a file, the
         # others wait for its report instead of reading the file again
         self._data_lock = threading.RLock()

@@ -31,6 +31,8 @@ def count_tokens(model: str, ref: DatasetRef) -> tuple[TokenCount, float | None]
     folder = tokenizer_copy(model)
     key = (model, str(folder), ref.path, ref.fingerprint)
     if key not in _COUNTS:
+        if len(_COUNTS) >= 64:  # a server quotes many files over its life: keep the newest
+            _COUNTS.pop(next(iter(_COUNTS)))
         _COUNTS[key] = _count_tokens(model, folder, ref)
     count, params = _COUNTS[key]
     return count.model_copy(update={"notes": list(count.notes)}), params
