@@ -154,7 +154,7 @@ class Client:
         """`Client()` works in this process; `Client(url="http://host:8000", token=...)` is the same
         interface over HTTP to `anytune server` (token defaulting to $ANYTUNE_TOKEN)."""
         if url:
-            from anytune.service.remote_client import RemoteClient
+            from anytune.remote_client import RemoteClient
 
             return RemoteClient(url, token=token)  # type: ignore[return-value]
         return super().__new__(cls)
