@@ -1,10 +1,11 @@
 """The CLI and the Python Client against a running `anytune server`: `anytune run` submits there, follows the
 job as the server's worker polls it, prints the evaluation the worker ran, and writes nothing to the CLI's own
-registry; `Client(url=..., token=...)` has the in-process Client's methods, and the server's errors come back
-as the same AnytuneError classes."""
+registry; quote, eval and report go to the server as well; `Client(url=..., token=...)` has the in-process
+Client's methods, and the server's errors come back as the same AnytuneError classes."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -43,7 +44,17 @@ def test_the_cli_runs_a_job_on_a_server_and_writes_nothing_locally(tmp_path, mon
     monkeypatch.setenv("ANYTUNE_TODAY", "2026-11-28")
     with emulated("openai", api_key=OPENAI_TEST_KEY, tick=3.0):
         server_home = tmp_path / "server-home"
-        env = dict(os.environ, ANYTUNE_HOME=str(server_home), ANYTUNE_POLL_INTERVAL="0.05")
+        prices = tmp_path / "server-prices.yaml"  # the server's own contract price: quotes show it
+        prices.write_text(
+            "prices:\n  - {provider: openai, model: gpt-4o-mini-2024-07-18, unit: 1m_tokens, price: 777.0,"
+            " source: the server's contract, seen: 2026-11-01}\n"
+        )
+        env = dict(
+            os.environ,
+            ANYTUNE_HOME=str(server_home),
+            ANYTUNE_POLL_INTERVAL="0.05",
+            ANYTUNE_PRICES=str(prices),
+        )
         server = Server(env, free_port(), tmp_path / "server.log")
         token, _ = create_token(Registry(f"sqlite:///{server_home / 'registry.db'}"), "cli", "submit")
         server.start_args = ["--workers", "1"]
@@ -66,8 +77,33 @@ def test_the_cli_runs_a_job_on_a_server_and_writes_nothing_locally(tmp_path, mon
             assert "held-out evaluation" in done.stdout and "token_f1" in done.stdout
             listed = run_anytune("jobs", "list", env=cli)
             assert listed.returncode == 0 and "remote" in listed.stdout and "succeeded" in listed.stdout
-            refused = run_anytune("eval", "job-x", env=cli)
-            assert refused.returncode == 2 and "ANYTUNE_SERVER" in refused.stdout + refused.stderr
+            [first] = Client(url=url, token=token).registry.list_jobs()
+            job_id = first.id
+
+            # quote, eval and report are the server's work too: its catalog, its registry
+            quoted = run_anytune("quote", str(job), "--providers", "openai", "--json", env=cli)
+            assert quoted.returncode == 0, quoted.stderr
+            [row] = json.loads(quoted.stdout)["quotes"]
+            assert row["unit_price"] == 777.0 and row["price_source"].startswith("the server's contract")
+            before = len(Client(url=url, token=token).registry.evaluations())
+            scored = run_anytune(
+                "eval", job_id, "--metrics", "exact_match", "--limit", "4", "--no-base", env=cli, timeout=300
+            )
+            assert scored.returncode == 0, scored.stdout + scored.stderr
+            assert "held-out evaluation (4 examples" in scored.stdout and "exact_match" in scored.stdout
+            assert len(Client(url=url, token=token).registry.evaluations()) == before + 1
+            reported = run_anytune("report", job_id, "--out", str(tmp_path / "report"), env=cli)
+            assert reported.returncode == 0, reported.stdout + reported.stderr
+            page = (tmp_path / "report" / "report.html").read_text()
+            assert job_id in page or "fine-tuned" in page
+            assert (tmp_path / "report" / "report.md").exists()
+            for refused in (
+                run_anytune("export", job_id, "--out", str(tmp_path / "x"), env=cli),
+                run_anytune("eval", job_id, "--against", "baseline", env=cli),
+            ):
+                assert refused.returncode == 2 and "ANYTUNE_SERVER" in refused.stdout + refused.stderr
+            missing = run_anytune("eval", "job-nope", env=cli)
+            assert missing.returncode != 0 and "job-nope" in missing.stdout + missing.stderr
             assert not (here / "registry.db").exists()  # nothing was written here
             # --server '' means this process: the CLI's own registry, which has no jobs
             local = run_anytune("--server", "", "jobs", "list", env=cli)

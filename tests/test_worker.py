@@ -135,9 +135,12 @@ def test_a_claimed_job_waits_for_its_lease_then_is_taken_over(emulator, tmp_path
 @pytest.mark.parametrize("count", [2, 4])
 def test_workers_on_postgresql_never_poll_one_job_at_once(emulator, tmp_path, postgres_url, count):
     emulator.clock.tick = 0.5  # slow time: every job takes several polls, so overlapping ones would show
+    # slow answers to every read of a job, so that two polls of one job at once would overlap at the emulator
+    emulator.faults.add(method="GET", path=r"/v1/fine-tunes/ft-[^/]+(/events)?", delay=0.05, times=10**6)
     registries = [Registry(postgres_url) for _ in range(count + 1)]
     submitter = Client(registry=registries[0])
     jobs = [submitter.submit(spec(own_data(tmp_path, 440 + i), f"pg{i}")).id for i in range(4)]
+    submitted = time.monotonic()
     polls: list[tuple[str, str, float, float]] = []  # job, worker, start, end
     lock = threading.Lock()
 
@@ -176,6 +179,25 @@ def test_workers_on_postgresql_never_poll_one_job_at_once(emulator, tmp_path, po
     by_job: dict[str, list[tuple[str, float, float]]] = {}
     for job_id, name, start, end in polls:
         by_job.setdefault(job_id, []).append((name, start, end))
+    # The emulator's own log: no two reads of one provider job in flight at once, and each read falls inside
+    # one worker's poll of that job (so reads by two workers never interleave either).
+    provider_ids = {j: submitter.registry.get_job(j).provider_job_id for j in jobs}
+    for job_id, ft in provider_ids.items():
+        reads = sorted(
+            (
+                e
+                for e in emulator.recorder.exchanges
+                if e.method == "GET" and e.path.startswith(f"/v1/fine-tunes/{ft}")
+            ),
+            key=lambda e: e.started,
+        )
+        assert len(reads) >= 3
+        for a, b in itertools.pairwise(reads):
+            assert b.started >= a.at, f"{ft} was read twice at once: {a.path} and {b.path}"
+        for e in (e for e in reads if e.started > submitted):  # the submitter's own read is before
+            owners = {n for n, start, end in by_job[job_id] if start <= e.started and e.at <= end}
+            assert len(owners) == 1, f"a read of {ft} at {e.started} fell in {len(owners)} workers' polls"
+    # and the workers' own record of their polls says the same
     assert all(len(spans) >= 2 for spans in by_job.values())  # each job was polled more than once
     for job_id, spans in by_job.items():
         spans.sort(key=lambda s: s[1])

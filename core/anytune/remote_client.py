@@ -14,15 +14,21 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from anytune import errors
 from anytune.errors import AnytuneError, BackendError, UsageError
 from anytune.jobs import Event, Job, JobStatus
 from anytune.registry.records import EvaluationRecord, ModelVersion
-from anytune.spec import JobSpec
+from anytune.spec import EvalSpec, JobSpec
+
+if TYPE_CHECKING:
+    from anytune.cost.table import QuoteTable
+    from anytune.evaluation.runner import EvalResult
+    from anytune.workflows.report import Written
 
 RETRY_S = 60.0  # how long a request is retried while the server cannot be reached (it may be restarting)
 
@@ -124,8 +130,15 @@ class RemoteClient:
     # ------------------------------------------------------------------------------------------ HTTP
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One request; while the server cannot be reached (restarting) it is retried for up to a minute;
-        an error answer is raised as the AnytuneError the server raised."""
+        """One request, its JSON answer; while the server cannot be reached (restarting) it is retried for up
+        to a minute; an error answer is raised as the AnytuneError the server raised."""
+        answer = self._send(method, path, **kwargs)
+        return None if answer.status_code == 204 else answer.json()
+
+    def _http_bytes(self, method: str, path: str, **kwargs: Any) -> bytes:
+        return self._send(method, path, **kwargs).content  # type: ignore[no-any-return]
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
 
         deadline = time.monotonic() + RETRY_S
@@ -141,15 +154,13 @@ class RemoteClient:
                         retryable=True,
                     ) from None
                 time.sleep(0.5)
-        if answer.status_code == 204:
-            return None
-        try:
-            body = answer.json()
-        except ValueError:
-            body = None
         if answer.status_code >= 400:
+            try:
+                body = answer.json()
+            except ValueError:
+                body = None
             raise _error(answer.status_code, body, answer.text)
-        return body
+        return answer
 
     # ------------------------------------------------------------------------------------------- jobs
 
@@ -252,12 +263,79 @@ class RemoteClient:
             hint="run `anytune jobs migrate` on the server machine, or unset ANYTUNE_SERVER",
         )
 
-    def quote(self, spec: JobSpec, providers: str = "all", hardware: str | None = None) -> Any:
-        """The quote table of `spec` as the server prices it (`anytune quote --json`'s shape)."""
-        params = {"providers": providers, **({"hardware": hardware} if hardware else {})}
-        return self.call(
+    def quote(
+        self,
+        spec: JobSpec,
+        providers: str | Sequence[str] = "all",
+        *,
+        hardware: str | Sequence[str] | None = None,
+        prices: Sequence[str | Path] = (),
+    ) -> QuoteTable:
+        """`spec` priced on the server's backends and catalog (its installed plugins, its price files)."""
+        from anytune.cost.table import QuoteTable
+
+        if prices:
+            raise UsageError(
+                "price override files are read where the quote is made, and the server makes this one",
+                hint="put them in the server's ANYTUNE_PRICES, or unset ANYTUNE_SERVER for this quote",
+            )
+        joined = {
+            k: v if isinstance(v, str) else ",".join(v)
+            for k, v in (("providers", providers), ("hardware", hardware))
+            if v
+        }
+        params = joined
+        answer = self.call(
             "POST", "/v1/quotes", json=spec.model_dump(mode="json", exclude_none=True), params=params
         )
+        return QuoteTable.from_json(spec, answer)
+
+    def evaluate_targets(
+        self,
+        targets: list[str],
+        spec: EvalSpec | None = None,
+        *,
+        changes: dict[str, Any] | None = None,
+        on_progress: Callable[[str], None] = lambda _s: None,
+    ) -> EvalResult:
+        """Scored on the server, stored in its registry; waits, without a timeout, until the scoring ends."""
+        from anytune.evaluation.runner import EvalResult
+
+        sent = ("data", "metrics", "compare_base", "limit", "max_new_tokens", "judge")
+        given = {**(spec.model_dump(mode="json") if spec else {}), **(changes or {})}
+        body = {"targets": targets, **{k: v for k, v in given.items() if k in sent and v is not None}}
+        on_progress("on the server")
+        return EvalResult.model_validate(self.call("POST", "/v1/evaluations", json=body, timeout=None))
+
+    def evaluate(
+        self, job_id: str, spec: EvalSpec | None = None, on_progress: Callable[[str], None] = lambda _s: None
+    ) -> EvalResult:
+        return self.evaluate_targets([job_id], spec, on_progress=on_progress)
+
+    def report(self, targets: list[str], out_dir: Path | None = None) -> Written:
+        """The server's report on `targets`, unpacked into `out_dir` (default: this machine's reports folder)."""
+        import io
+        import json
+        import zipfile
+
+        from anytune.workflows.report import Written, report_folder
+
+        answer = self._http_bytes("GET", "/v1/reports", params=[("target", t) for t in targets])
+        folder = Path(out_dir) if out_dir else report_folder(targets)
+        folder.mkdir(parents=True, exist_ok=True)
+        warnings: list[str] = []
+        images: list[Path] = []
+        with zipfile.ZipFile(io.BytesIO(answer)) as archive:
+            for name in archive.namelist():
+                if name != Path(name).name or name.startswith("."):
+                    continue  # only plain file names: nothing is written outside the folder
+                if name == "warnings.json":
+                    warnings = [str(w) for w in json.loads(archive.read(name))]
+                    continue
+                (folder / name).write_bytes(archive.read(name))
+                if name.endswith(".png"):
+                    images.append(folder / name)
+        return Written(folder, folder / "report.html", folder / "report.md", images, warnings)
 
     def close(self) -> None:
         self._http.close()

@@ -40,13 +40,14 @@ def quote(
 
     Tokens are counted with each provider's tokenizer over the text it bills (marked ~ where only an
     estimate is possible); prices come from the dated, sourced catalog (`anytune prices`). Exits 2 when a
-    provider would refuse the data (its lines are listed), after the table.
+    provider would refuse the data (its lines are listed), after the table. With ANYTUNE_SERVER set, the
+    server quotes with its plugins and catalog (the data paths are read there).
     """
+    from anytune.cli.target import cli_client
     from anytune.jobfile import load_job_file
-    from anytune.workflows.compare import quote as make_quote
 
     spec = load_job_file(job_file, overrides=overrides)
-    table = make_quote(spec, providers, hardware=hardware, prices=prices)
+    table = cli_client().quote(spec, providers, hardware=hardware, prices=prices)
     if plot is not None:
         table.plot(plot)
     refusals = table.refusals()

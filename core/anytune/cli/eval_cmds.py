@@ -116,29 +116,25 @@ def eval_command(
     Scores come with 95% bootstrap intervals; against the base model (or the first model), a paired
     difference and a win rate. Everything is stored with the data's fingerprint for reports and drift checks.
     """
-    from anytune.cli.target import in_process_only
-    from anytune.client import Client
-    from anytune.spec import EvalSpec
+    from anytune.cli.target import cli_client, in_process_only
 
-    in_process_only("`anytune eval`")
-    client = Client()
-    first = client.resolve_target(targets[0])
-    defaults = (first.job.spec.evaluation if first.job else None) or EvalSpec()
-    update: dict[str, object] = {"compare_base": base and against is None}
+    if against is not None:
+        in_process_only("a drift check (`anytune eval --against`)")
+    client = cli_client()
+    changes: dict[str, object] = {"compare_base": base and against is None}
     if data is not None:
-        update["data"] = str(data)
+        changes["data"] = str(data.resolve())
     if metrics:
-        update["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
+        changes["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
     if limit is not None:
-        update["limit"] = limit
+        changes["limit"] = limit
     if max_new_tokens is not None:
-        update["max_new_tokens"] = max_new_tokens
+        changes["max_new_tokens"] = max_new_tokens
     if judge is not None:
-        update["judge"] = judge
-    spec = EvalSpec.model_validate({**defaults.model_dump(), **update})
+        changes["judge"] = judge
     with out.status("evaluating...") as status:
         result = client.evaluate_targets(
-            targets, spec, on_progress=lambda s: status.update(f"evaluating {s}...")
+            targets, changes=changes, on_progress=lambda s: status.update(f"evaluating {s}...")
         )
     if against is not None:
         _drift(client, targets[0], result, against, alpha, tolerance, fail_on_drift, as_json)
@@ -192,13 +188,9 @@ def report_command(
 ) -> None:
     """Write an HTML and a Markdown report with plots: loss curves, scores with intervals against the base
     model, cost against quality across providers, and a per-example diff table."""
-    from anytune.cli.target import in_process_only
-    from anytune.client import Client
-    from anytune.workflows.report import write_report
+    from anytune.cli.target import cli_client
 
-    in_process_only("`anytune report`")
-    client = Client()
-    written = write_report(client, targets, out_dir)
+    written = cli_client().report(targets, out_dir)
     out.print(f"report: {written.html}")
     out.print(f"        {written.markdown}")
     for image in written.images:

@@ -1,7 +1,10 @@
 """Which Client the CLI talks to: this process's, or a server's (`anytune --server URL`, `$ANYTUNE_SERVER`).
 
-An empty value means in-process. Against a server the CLI writes nothing to a registry of its own: commands
-that would (evaluations run here, reports, serving, exports) say so and stop instead.
+An empty value means in-process. Against a server the CLI writes nothing to a registry of its own: jobs,
+quotes, models, evaluations and reports are the server's work (its plugins, catalog and registry; data paths
+are read there); commands that need the model files on this machine (serving, exports) or this machine's
+stored scores (drift checks) say so and stop. The data tools (validate, stats, convert, split) read and write
+files only, so they stay on this machine either way.
 """
 
 from __future__ import annotations

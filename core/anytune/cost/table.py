@@ -72,6 +72,15 @@ class QuoteTable:
             )
         return out
 
+    @classmethod
+    def from_json(cls, spec: JobSpec, data: dict[str, Any]) -> QuoteTable:
+        """The table `to_json` wrote (a server's quote, read back by a remote client)."""
+        fields = set(Quote.model_fields)
+        quotes = [
+            Quote.model_validate({k: v for k, v in row.items() if k in fields}) for row in data["quotes"]
+        ]
+        return cls(spec, quotes, float(data.get("seconds") or 0.0), list(data.get("warnings") or []))
+
     def to_json(self) -> str:
         return json.dumps(
             {

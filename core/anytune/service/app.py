@@ -92,6 +92,25 @@ def check_data_paths(paths: list[str]) -> None:
             )
 
 
+class EvalBody(BaseModel):
+    """`anytune eval`'s options; the first target's own evaluation settings fill what is not given."""
+
+    targets: list[str] = Field(
+        ...,
+        min_length=1,
+        max_length=20,
+        description="jobs (job-...) or models (NAME, NAME@VERSION, NAME@ALIAS)",
+    )
+    data: str | None = Field(
+        None, description="the evaluation file on the server (default: the job's test data)"
+    )
+    metrics: list[str] | None = Field(None, min_length=1, max_length=20)
+    compare_base: bool | None = Field(None, description="also score the first model's base model")
+    limit: int | None = Field(None, ge=1, le=INT_MAX, description="score only the first N examples")
+    max_new_tokens: int | None = Field(None, ge=1, le=4096)
+    judge: str | None = Field(None, description="a model that judges each pair of answers")
+
+
 class AliasBody(BaseModel):
     version: int = Field(..., ge=1, le=INT_MAX, description="the version the alias points at")
 
@@ -461,6 +480,39 @@ def create_app(client: Client | None = None, *, auth: bool = True) -> FastAPI:
             subject=subject,
         )
         return [e.model_dump(mode="json") for e in found]
+
+    @app.post(f"{API_PREFIX}/evaluations", status_code=201, dependencies=[scope("submit")])
+    def evaluate(body: EvalBody) -> dict[str, Any]:
+        """`anytune eval` on the server: every target scored on the same data, the scores stored there. It
+        answers when the scoring is done (minutes for a large file: clients wait without a timeout)."""
+        changes = body.model_dump(exclude_none=True, exclude={"targets"})
+        if "data" in changes:
+            check_data_paths([changes["data"]])
+        result = the_client().evaluate_targets(body.targets, changes=changes)
+        return result.model_dump(mode="json", exclude={"references"})  # type: ignore[no-any-return]
+
+    @app.get(
+        f"{API_PREFIX}/reports",
+        dependencies=[scope("read")],
+        response_class=Response,
+        responses={200: {"content": {"application/zip": {}}, "description": "report.html, report.md, plots"}},
+    )
+    def report(target: list[str] = Query(..., min_length=1, max_length=20)) -> Response:
+        """`anytune report` on the server, from its registry: a zip of report.html, report.md and the plots."""
+        import io
+        import tempfile
+        import zipfile
+
+        from anytune.workflows.report import write_report
+
+        with tempfile.TemporaryDirectory(prefix="anytune-report-") as folder:
+            written = write_report(the_client(), target, Path(folder))
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(Path(folder).iterdir()):
+                    archive.write(path, path.name)
+                archive.writestr("warnings.json", json.dumps(written.warnings))
+        return Response(buffer.getvalue(), media_type="application/zip")
 
     # ------------------------------------------------------------------------------------ webhooks
 

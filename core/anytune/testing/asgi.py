@@ -29,6 +29,7 @@ class Exchange:
     response_body: bytes
     dropped: bool = False
     at: float = field(default_factory=time.monotonic)  # when the answer was complete
+    started: float = 0.0  # when the request arrived (time.monotonic), so tests can see overlapping ones
 
     @property
     def request_content_type(self) -> str:
@@ -96,6 +97,7 @@ class EmulatorMiddleware:
         if scope["type"] != "http" or not scope["path"].startswith(self.api_prefix):
             await self.app(scope, receive, send)
             return
+        started = time.monotonic()
         method, path = scope["method"], scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         body = b""
@@ -158,6 +160,7 @@ class EmulatorMiddleware:
                 response_headers,
                 response_body,
                 dropped,
+                started=started,
             )
         )
         if dropped:

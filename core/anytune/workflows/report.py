@@ -101,9 +101,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "report"
 
 
+def report_folder(targets: list[str]) -> Path:
+    """Where a report on `targets` goes when no folder is named."""
+    return anytune_home() / "reports" / _slug("-vs-".join(targets))
+
+
 def write_report(client: Client, targets: list[str], out_dir: Path | None = None) -> Written:
     subjects, warnings = gather(client, targets)
-    folder = Path(out_dir) if out_dir else anytune_home() / "reports" / _slug("-vs-".join(targets))
+    folder = Path(out_dir) if out_dir else report_folder(targets)
     folder.mkdir(parents=True, exist_ok=True)
     from anytune.evaluation import plots
 
