@@ -24,11 +24,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from anytune.compat import check_data_format, check_spec, raise_for_problems
 from anytune.cost.quotes import unavailable
-from anytune.cost.table import QuoteTable
 from anytune.data.formats import DataFormat
 from anytune.data.split import SplitPlan, check_leakage, plan_split, source_line, write_split
 from anytune.data.validate import ValidationReport, require_valid, validate_file
@@ -60,9 +59,6 @@ from anytune.registry import Registry
 from anytune.registry.records import ModelVersion
 from anytune.settings import anytune_home
 from anytune.spec import EvalSpec, JobSpec
-
-if TYPE_CHECKING:
-    from anytune.workflows.report import Written
 
 OUTAGE_FIRST_PAUSE_S = 0.5  # while a provider cannot be reached, polls back off from this...
 OUTAGE_MAX_PAUSE_S = 60.0  # ...to this
@@ -813,21 +809,6 @@ class Client:
             return self.registry.update_job(job.id, status=JobStatus.CANCELLED)
         return self._ask_backend(job, "cancel", "supports_cancel")
 
-    # ------------------------------------------------------------------------------------------- quote
-
-    def quote(
-        self,
-        spec: JobSpec,
-        providers: str | Sequence[str] = "all",
-        *,
-        hardware: str | Sequence[str] | None = None,
-        prices: Sequence[str | Path] = (),
-    ) -> QuoteTable:
-        """`spec` priced on every provider named (or all): nothing recorded, uploaded or started."""
-        from anytune.workflows.compare import quote
-
-        return quote(spec, providers, hardware=hardware, prices=prices, client=self)
-
     # ----------------------------------------------------------------------------------------- evaluate
 
     def evaluate(
@@ -838,12 +819,6 @@ class Client:
     ) -> EvalResult:
         """Score a succeeded job's model (and, by default, its base model) on held-out data; store the scores."""
         return self.evaluate_targets([job_id], spec, on_progress=on_progress)
-
-    def report(self, targets: list[str], out_dir: Path | None = None) -> Written:
-        """report.html, report.md and plots about `targets`, from the registry (`anytune report`)."""
-        from anytune.workflows.report import write_report
-
-        return write_report(self, targets, out_dir)
 
     def resolve_target(self, target: str) -> EvalTarget:
         """A job id (or prefix) or a model reference (NAME, NAME@VERSION, NAME@ALIAS) as something to score."""

@@ -28,7 +28,6 @@ from anytune.spec import EvalSpec, JobSpec
 if TYPE_CHECKING:
     from anytune.cost.table import QuoteTable
     from anytune.evaluation.runner import EvalResult
-    from anytune.workflows.report import Written
 
 RETRY_S = 60.0  # how long a request is retried while the server cannot be reached (it may be restarting)
 
@@ -271,7 +270,8 @@ class RemoteClient:
         hardware: str | Sequence[str] | None = None,
         prices: Sequence[str | Path] = (),
     ) -> QuoteTable:
-        """`spec` priced on the server's backends and catalog (its installed plugins, its price files)."""
+        """`spec` priced on the server's backends and catalog (its installed plugins, its price files);
+        `anytune.quote(spec, client=Client(url=...))` calls this."""
         from anytune.cost.table import QuoteTable
 
         if prices:
@@ -312,19 +312,17 @@ class RemoteClient:
     ) -> EvalResult:
         return self.evaluate_targets([job_id], spec, on_progress=on_progress)
 
-    def report(self, targets: list[str], out_dir: Path | None = None) -> Written:
-        """The server's report on `targets`, unpacked into `out_dir` (default: this machine's reports folder)."""
+    def fetch_report(self, targets: list[str], folder: Path) -> tuple[list[Path], list[str]]:
+        """The server's report on `targets` unpacked into `folder`: the files written, and the report's
+        warnings (`anytune.workflows.report.write_report` calls this for a remote client)."""
         import io
         import json
         import zipfile
 
-        from anytune.workflows.report import Written, report_folder
-
         answer = self._http_bytes("GET", "/v1/reports", params=[("target", t) for t in targets])
-        folder = Path(out_dir) if out_dir else report_folder(targets)
         folder.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
         warnings: list[str] = []
-        images: list[Path] = []
         with zipfile.ZipFile(io.BytesIO(answer)) as archive:
             for name in archive.namelist():
                 if name != Path(name).name or name.startswith("."):
@@ -333,9 +331,8 @@ class RemoteClient:
                     warnings = [str(w) for w in json.loads(archive.read(name))]
                     continue
                 (folder / name).write_bytes(archive.read(name))
-                if name.endswith(".png"):
-                    images.append(folder / name)
-        return Written(folder, folder / "report.html", folder / "report.md", images, warnings)
+                written.append(folder / name)
+        return written, warnings
 
     def close(self) -> None:
         self._http.close()

@@ -189,8 +189,9 @@ def report_command(
     """Write an HTML and a Markdown report with plots: loss curves, scores with intervals against the base
     model, cost against quality across providers, and a per-example diff table."""
     from anytune.cli.target import cli_client
+    from anytune.workflows.report import write_report
 
-    written = cli_client().report(targets, out_dir)
+    written = write_report(cli_client(), targets, out_dir)
     out.print(f"report: {written.html}")
     out.print(f"        {written.markdown}")
     for image in written.images:

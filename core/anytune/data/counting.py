@@ -7,12 +7,22 @@ On two cores that hides most of the counting behind the parsing (measured in doc
 
 Results come back in the order the items were given, through `on_counts`, always on the caller's thread: a
 callback never runs concurrently with the code that feeds the counter.
+
+A quote runs several providers' passes over one file, and providers that train the same model family render
+and count the same texts (Together, Fireworks and Hugging Face all bill Llama 3's template in Llama 3's
+tokenizer). So each batch's counts are remembered by the tokenizer and a digest of the batch's texts: the
+second pass over the same texts gets them without tokenizing, and a pass that asks for a batch another thread
+is counting waits for that count instead of making its own. The memory is bounded (`REMEMBERED_BATCHES`
+batches of 4-byte counts); a pass whose texts differ anywhere only misses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
@@ -21,15 +31,72 @@ from anytune.data.tokens import TokenCounter
 
 T = TypeVar("T")
 BATCH_TEXTS = 2048  # texts per tokenizer call: past ~1,000 the per-call overhead no longer shows
+REMEMBERED_BATCHES = 1024  # counts of this many batches (8 KB each) are kept for passes over the same texts
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
 def _forget_pool() -> None:
-    """In a forked child the pool's threads do not exist: it makes its own on first use."""
+    """In a forked child the pool's threads do not exist: it makes its own on first use (and no count
+    another process's thread was making can be waited for)."""
     global _pool
     _pool = None
+    _memory.forget_pending()
+
+
+class _BatchMemory:
+    """Counts of recent batches by (tokenizer, special, digest of the texts), least recently used dropped;
+    and the batches being counted now, so a second asker waits for the first count."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._done: OrderedDict[bytes, array[int]] = OrderedDict()
+        self._pending: dict[bytes, Future[list[int]]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(counter: TokenCounter, texts: Sequence[str], special: bool) -> bytes:
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{counter.name}\x00{special}\x00".encode())
+        digest.update(array("Q", [len(t) for t in texts]).tobytes())  # lengths and the joined text: exact
+        digest.update("".join(texts).encode("utf-8", "surrogatepass"))
+        return digest.digest()
+
+    def count(self, counter: TokenCounter, texts: list[str], special: bool) -> list[int]:
+        key = self.key(counter, texts, special)
+        with self._lock:
+            done = self._done.get(key)
+            if done is not None:
+                self._done.move_to_end(key)
+                return done.tolist()
+            pending = self._pending.get(key)
+            if pending is None:
+                mine: Future[list[int]] = Future()
+                self._pending[key] = mine
+        if pending is not None:
+            return list(pending.result())
+        try:
+            counts = counter.count_many(texts, special=special)
+        except BaseException as exc:
+            with self._lock:
+                self._pending.pop(key, None)
+            mine.set_exception(exc)
+            raise
+        with self._lock:
+            self._pending.pop(key, None)
+            self._done[key] = array("I", counts)
+            while len(self._done) > self.size:
+                self._done.popitem(last=False)
+        mine.set_result(counts)
+        return counts
+
+    def forget_pending(self) -> None:
+        self._pending = {}
+        self._lock = threading.Lock()
+
+
+_memory = _BatchMemory(REMEMBERED_BATCHES)
 
 
 if hasattr(os, "register_at_fork"):
@@ -98,7 +165,7 @@ class BatchCounter(Generic[T]):
             self._deliver(items, sizes, self.counter.count_many(texts, special=self.special))
             return
         self._settle()  # at most one batch in flight: memory stays at two batches whatever the file
-        future = _executor().submit(self.counter.count_many, texts, self.special)
+        future = _executor().submit(_memory.count, self.counter, texts, self.special)
         self._inflight = (items, sizes, future)
 
     def _settle(self) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anytune.client import Client
 from anytune.cost.catalog import extra_prices, load_catalog
@@ -26,6 +26,9 @@ from anytune.cost.table import QuoteTable
 from anytune.errors import AnytuneError, UsageError
 from anytune.hookspecs import Quote
 from anytune.spec import JobSpec
+
+if TYPE_CHECKING:
+    from anytune.remote_client import RemoteClient
 
 LOCAL = "local"
 
@@ -94,9 +97,14 @@ def quote(
     *,
     hardware: str | Sequence[str] | None = None,
     prices: Iterable[str | Path] = (),
-    client: Client | None = None,
+    client: Client | RemoteClient | None = None,
 ) -> QuoteTable:
-    """Quote `spec` on every provider named (or all), without recording, uploading or starting anything."""
+    """Quote `spec` on every provider named (or all), without recording, uploading or starting anything.
+    With a remote client (`Client(url=...)`), the server quotes with its plugins and catalog."""
+    from anytune.remote_client import RemoteClient
+
+    if isinstance(client, RemoteClient):
+        return client.quote(spec, providers, hardware=hardware, prices=list(prices))
     client = client or Client()
     started = time.perf_counter()
     with extra_prices(prices):

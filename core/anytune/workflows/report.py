@@ -20,6 +20,7 @@ from anytune.settings import anytune_home
 if TYPE_CHECKING:
     from anytune.client import Client, EvalTarget
     from anytune.registry.records import EvaluationRecord
+    from anytune.remote_client import RemoteClient
 
 MAX_EXAMPLES = 50
 
@@ -106,9 +107,17 @@ def report_folder(targets: list[str]) -> Path:
     return anytune_home() / "reports" / _slug("-vs-".join(targets))
 
 
-def write_report(client: Client, targets: list[str], out_dir: Path | None = None) -> Written:
-    subjects, warnings = gather(client, targets)
+def write_report(client: Client | RemoteClient, targets: list[str], out_dir: Path | None = None) -> Written:
+    """The report on `targets`; with a remote client, the server draws it from its registry and the files
+    are unpacked here."""
+    from anytune.remote_client import RemoteClient
+
     folder = Path(out_dir) if out_dir else report_folder(targets)
+    if isinstance(client, RemoteClient):
+        files, notes = client.fetch_report(targets, folder)
+        images = [f for f in files if f.suffix == ".png"]
+        return Written(folder, folder / "report.html", folder / "report.md", images, notes)
+    subjects, warnings = gather(client, targets)
     folder.mkdir(parents=True, exist_ok=True)
     from anytune.evaluation import plots
 
