@@ -112,6 +112,25 @@ def test_a_job_recorded_but_never_confirmed_is_finished_without_a_second_provide
     assert len(emulator.job_ids()) == 2  # found the first one again, submitted the second once
 
 
+def test_a_resubmit_cut_short_is_tried_again_as_its_own_event(emulator, tmp_path):
+    from anytune.jobs import Event, EventKind
+
+    client = Client()
+    pre = client.preflight(spec(own_data(tmp_path, 430), "cut-short"))
+    recorded = client.registry.create_job(
+        pre.spec, data=pre.prepared.model_dump(mode="json"), dataset_fingerprint=pre.data.train.fingerprint
+    )
+    # a worker began resubmitting it and was killed before the provider had the job
+    client.registry.add_events(
+        recorded.id, [Event(kind=EventKind.STATUS, message="resubmitting to together")]
+    )
+    client.resume(recorded.id)
+    messages = [e.message for e in client.registry.events(recorded.id, kind="status")]
+    assert messages.count("resubmitting to together") == 1
+    assert "resubmitting to together (attempt 2)" in messages
+    assert len(emulator.job_ids()) == 1
+
+
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_a_claimed_job_waits_for_its_lease_then_is_taken_over(emulator, tmp_path, request, database):
     registry = Registry(request.getfixturevalue("postgres_url")) if database == "postgresql" else None

@@ -617,7 +617,14 @@ class Client:
                 job.id, provider_ref=existing.model_dump(mode="json"), provider_job_id=existing.id
             )
             return self.refresh(job.id)
-        self._record(job.id, [Event(kind=EventKind.STATUS, message=f"resubmitting to {job.provider}")])
+        # a resubmit cut short (a crash while uploading) is tried again: each attempt is its own event
+        before = sum(
+            e.message.startswith("resubmitting to") for e in self.registry.events(job.id, kind="status")
+        )
+        attempt = f" (attempt {before + 1})" if before else ""
+        self._record(
+            job.id, [Event(kind=EventKind.STATUS, message=f"resubmitting to {job.provider}{attempt}")]
+        )
         return self._submit(job, backend, request)
 
     def _recorded_data(self, job: Job, backend: Backend) -> PreparedData:
