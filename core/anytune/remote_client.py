@@ -279,12 +279,11 @@ class RemoteClient:
                 "price override files are read where the quote is made, and the server makes this one",
                 hint="put them in the server's ANYTUNE_PRICES, or unset ANYTUNE_SERVER for this quote",
             )
-        joined = {
+        params = {  # comma-separated, as `anytune quote --providers a,b` takes them
             k: v if isinstance(v, str) else ",".join(v)
             for k, v in (("providers", providers), ("hardware", hardware))
             if v
         }
-        params = joined
         answer = self.call(
             "POST", "/v1/quotes", json=spec.model_dump(mode="json", exclude_none=True), params=params
         )
