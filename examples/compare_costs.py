@@ -6,12 +6,14 @@ every GPU type, as a table and a plot. Nothing is uploaded or started, and no AP
 By default it prices the quick start's job (examples/quickstart.yaml) with the model each provider would
 train: SmolLM2-135M locally and on rented GPUs, gpt-4o-mini on OpenAI, Qwen2.5-7B on Together, Llama 3.1 8B
 on Bedrock (whose Nova models take no learning rate as high as the quick start's). After the quick start has
-run once, the local rows use the speed measured on this machine instead of the model.
+run once, the local rows use the speed measured on this machine instead of the model. With ANYTUNE_SERVER
+set, as for the CLI, the server prices it with its plugins and catalog.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -42,7 +44,9 @@ def main() -> None:
             *([f"hyperparameters.epochs={args.epochs}"] if args.epochs else []),
         ],
     )
-    table = anytune.quote(spec, providers="all", hardware="all")
+    server = os.environ.get("ANYTUNE_SERVER", "").strip()  # as the CLI: priced by that server when set
+    client = anytune.Client(url=server) if server else None
+    table = anytune.quote(spec, providers="all", hardware="all", client=client)
     console = Console()
     console.print(table.rich_table())
     best = table.cheapest()
