@@ -213,39 +213,3 @@ def postgres_url() -> Iterator[str]:
     finally:
         admin.execute(f"DROP SCHEMA {schema} CASCADE")
         admin.close()
-
-
-def byte_level_bpe(folder: Path, seed: int = 5) -> list[str]:
-    """A GPT-2-style byte-level BPE tokenizer.json trained on the spot in `folder` (what SmolLM2 has, small),
-    with ChatML's two special tokens; returns the 600 texts it was trained on."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    rng = random.Random(seed)
-    words = [
-        "refund",
-        "order",
-        "naïve",
-        "Zürich",
-        "東京",
-        "42",
-        "3.14",
-        "don't",
-        "  ",
-        "\n",
-        "emoji 🙂",
-        "x" * 30,
-    ]
-    texts = [" ".join(rng.choices(words, k=rng.randint(1, 40))) for _ in range(600)]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=400,
-            special_tokens=["<|im_start|>", "<|im_end|>"],
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        ),
-    )
-    tok.save(str(folder / "tokenizer.json"))
-    return texts

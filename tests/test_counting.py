@@ -97,38 +97,3 @@ def test_two_passes_at_once_count_each_batch_once():
         t.join()
     assert results[0] == results[1]
     assert sum(counter.calls) == sum(len(t) for t in data)
-
-
-def test_a_counter_that_holds_the_gil_counts_in_a_child_process_with_the_same_counts(tmp_path):
-    """SmolLM2-style tokenizers count through tiktoken, which holds the GIL: after its first batch such a
-    counter counts in a process of its own; the counts are `tokenizers`' own, and if that process dies the
-    counting goes on here."""
-    pytest.importorskip("tiktoken")
-    from tokenizers import Tokenizer
-
-    from anytune.data import counting
-    from anytune.data.tokens import HFTokenizerCounter
-    from tests.conftest import byte_level_bpe
-
-    texts = byte_level_bpe(tmp_path)
-    chats = [f"<|im_start|>user\n{t}<|im_end|>\n" for t in texts]
-    reference = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
-    want = [len(e.ids) for e in reference.encode_batch(chats, add_special_tokens=False)]
-    counter = HFTokenizerCounter(tmp_path)
-    spec = counter.child_spec
-    assert spec == str(tmp_path)
-
-    def count(items: list[str]) -> list[int]:
-        got: list[int] = []
-        with BatchCounter[int](counter, lambda _i, c: got.extend(c), special=True, batch=50) as counts:
-            for i, chat in enumerate(items):
-                counts.add(i, [chat])
-        return got
-
-    assert count(chats[:300]) == want[:300]
-    child = counting._children[spec]
-    assert child is not None and child._proc.poll() is None  # a process of its own, still there
-    child._proc.kill()
-    child._proc.wait()
-    assert count(chats[300:]) == want[300:]  # counted here once the child was found dead
-    assert counting._children[spec] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from anytune.data.stats import StatsAccumulator
 from anytune.data.tokens import ApproxCounter, HFTokenizerCounter, get_token_counter
 from anytune.data.validate import check_record, validate_file
 from anytune.errors import DataError, UsageError
-from tests.conftest import byte_level_bpe, reversal_rows, write_jsonl
+from tests.conftest import reversal_rows, write_jsonl
 
 F = DataFormat
 INSTRUCTION = {"instruction": "Add the numbers", "input": "1 2", "output": "3", "system": "Be brief."}
@@ -266,11 +267,38 @@ def test_a_byte_level_bpe_tokenizer_counts_the_same_through_tiktoken(tmp_path: P
     """A GPT-2-style tokenizer.json is counted by tiktoken over the same vocabulary once the first 10,000
     characters agreed with `tokenizers`; the counts are `tokenizers`' whichever path counts them."""
     pytest.importorskip("tiktoken")
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     from anytune.data.tokens import HFTokenizerCounter
 
-    texts = byte_level_bpe(tmp_path)
+    rng = random.Random(5)
+    words = [
+        "refund",
+        "order",
+        "naïve",
+        "Zürich",
+        "東京",
+        "42",
+        "3.14",
+        "don't",
+        "  ",
+        "\n",
+        "emoji 🙂",
+        "x" * 30,
+    ]
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 40))) for _ in range(600)]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=400,
+            special_tokens=["<|im_start|>", "<|im_end|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    tok.save(str(tmp_path / "tokenizer.json"))
     counter = HFTokenizerCounter(tmp_path)
     chats = [f"<|im_start|>user\n{t}<|im_end|>\n" for t in texts]
     reference = [

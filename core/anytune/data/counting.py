@@ -14,17 +14,10 @@ tokenizer). So each batch's counts are remembered by the tokenizer and a digest 
 second pass over the same texts gets them without tokenizing, and a pass that asks for a batch another thread
 is counting waits for that count instead of making its own. The memory is bounded (`REMEMBERED_BATCHES`
 batches of 4-byte counts); a pass whose texts differ anywhere only misses.
-
-A counter that holds the GIL while it counts (tiktoken with GPT-2's pattern, which SmolLM2's tokenizer
-needs) would stall every other thread of the process; such a counter names how to rebuild it (`child_spec`),
-and from its second batch on it counts in a child process of its own (anytune.data.count_child), started
-once and kept for the process's life. The child rebuilds the same tokenizer (and checks it as the parent
-would), so counts are unchanged; if it cannot start or dies, this process counts, as before.
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import os
 import threading
@@ -39,7 +32,6 @@ from anytune.data.tokens import TokenCounter
 T = TypeVar("T")
 BATCH_TEXTS = 2048  # texts per tokenizer call: past ~1,000 the per-call overhead no longer shows
 REMEMBERED_BATCHES = 1024  # counts of this many batches (8 KB each) are kept for passes over the same texts
-CHILD_AFTER_BATCHES = 1  # a GIL-bound counter moves to its child process after this many batches here
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -51,91 +43,6 @@ def _forget_pool() -> None:
     global _pool
     _pool = None
     _memory.forget_pending()
-    _children.clear()  # the parent's children answer the parent, not this process
-    _in_parent.clear()
-
-
-class _Child:
-    """`python -m anytune.data.count_child SPEC`: one batch at a time, over its standard input and output."""
-
-    def __init__(self, spec: str) -> None:
-        import subprocess
-        import sys
-
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "anytune.data.count_child", spec],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        self._lock = threading.Lock()
-
-    def count(self, texts: list[str], special: bool) -> list[int]:
-        import pickle
-
-        from anytune.data.count_child import read_frame, write_frame
-
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        with self._lock:
-            write_frame(self._proc.stdin, pickle.dumps((texts, special), protocol=5))
-            answer = read_frame(self._proc.stdout)
-        if answer is None:
-            raise OSError("the counting process ended")
-        counts = array("I")
-        counts.frombytes(answer)
-        if len(counts) != len(texts):
-            raise OSError("the counting process answered another batch")
-        return counts.tolist()
-
-    def close(self) -> None:
-        try:
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()  # its input ends: it exits
-            self._proc.wait(timeout=5)
-        except Exception:
-            self._proc.kill()
-
-
-# child processes counting for GIL-bound counters, by their `child_spec`; None where one could not start
-_children: dict[str, _Child | None] = {}
-_in_parent: dict[str, int] = {}  # batches each GIL-bound counter counted in this process so far
-_children_lock = threading.Lock()
-
-
-@atexit.register
-def _close_children() -> None:
-    for child in list(_children.values()):
-        if child is not None:
-            child.close()
-    _children.clear()
-
-
-def _count_now(counter: TokenCounter, texts: list[str], special: bool) -> list[int]:
-    """The counter's counts of `texts`: in this process, or in the counter's child process (see above)."""
-    spec = getattr(counter, "child_spec", None)
-    if spec is None:
-        return counter.count_many(texts, special=special)
-    with _children_lock:
-        seen = _in_parent.get(spec, 0)
-        if seen < CHILD_AFTER_BATCHES:
-            _in_parent[spec] = seen + 1
-            child = None
-        elif spec in _children:
-            child = _children[spec]
-        else:
-            try:
-                child = _Child(spec)
-            except OSError:  # no processes here (a sandbox): count in this process
-                child = None
-            _children[spec] = child
-    if child is not None:
-        try:
-            return child.count(texts, special)
-        except (OSError, ValueError):  # the child died: this process counts from now on
-            with _children_lock:
-                _children[spec] = None
-            child.close()
-    return counter.count_many(texts, special=special)
 
 
 class _BatchMemory:
@@ -170,7 +77,7 @@ class _BatchMemory:
         if pending is not None:
             return list(pending.result())
         try:
-            counts = _count_now(counter, texts, special)
+            counts = counter.count_many(texts, special=special)
         except BaseException as exc:
             with self._lock:
                 self._pending.pop(key, None)

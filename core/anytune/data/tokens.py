@@ -66,16 +66,9 @@ class HFTokenizerCounter:
             )
         self._tok = Tokenizer.from_file(str(file))
         self.name = f"tokenizers:{path}"
-        self._path = str(path)
         self._fast: Any = _byte_level_bpe(file)  # None, or tiktoken over the same vocabulary (unverified)
         self._verified = False
         self._checked_chars = 0  # text counted both ways with equal counts, so far
-
-    @property
-    def child_spec(self) -> str | None:
-        """Through tiktoken this counter holds the GIL while it counts: the batch counter moves it to a
-        child process, which rebuilds it from this (anytune.data.counting)."""
-        return self._path if self._fast is not None else None
 
     def count(self, text: str) -> int:
         return self.count_many([text])[0]
