@@ -102,17 +102,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "report"
 
 
-def report_folder(targets: list[str]) -> Path:
-    """Where a report on `targets` goes when no folder is named."""
-    return anytune_home() / "reports" / _slug("-vs-".join(targets))
-
-
 def write_report(client: Client | RemoteClient, targets: list[str], out_dir: Path | None = None) -> Written:
     """The report on `targets`; with a remote client, the server draws it from its registry and the files
     are unpacked here."""
     from anytune.remote_client import RemoteClient
 
-    folder = Path(out_dir) if out_dir else report_folder(targets)
+    folder = Path(out_dir) if out_dir else anytune_home() / "reports" / _slug("-vs-".join(targets))
     if isinstance(client, RemoteClient):
         files, notes = client.fetch_report(targets, folder)
         images = [f for f in files if f.suffix == ".png"]
