@@ -315,6 +315,30 @@ def test_all_providers_in_one_table_sorted_by_price_with_reasons(tmp_path: Path)
     )
 
 
+def test_a_quote_writes_no_provider_files_and_counts_what_a_submit_would_write(
+    tmp_path: Path, anytune_home: Path
+):
+    """A comparison runs each provider's checks and counts but writes none of their files: the cache stays
+    empty, and every figure equals what the same preparation reports when it writes the file."""
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(40))
+    job = spec(train, provider_options={"openai": {"base_model": "gpt-4o-mini"}})
+    table = quote(job, ["openai", "together", "fireworks"])
+    assert all(q.available for q in table.quotes)
+    assert not [p for p in anytune_home.rglob("*") if p.is_file() and p.suffix == ".jsonl"]
+    client = Client()
+    for provider in ("openai", "together", "fireworks"):
+        mine = job.model_copy(update={"provider": provider})
+        measured = client.preflight(mine, quote_only=True).prepared
+        written = client.backend(provider).prepare(mine, measured.data)  # as a submit prepares it
+        assert measured.tokens == written.tokens
+        [(split, file)] = written.files.items()
+        assert Path(file.path).is_file() and file.size == Path(file.path).stat().st_size
+        assert measured.files[split].model_dump(include={"rows", "size", "format"}) == file.model_dump(
+            include={"rows", "size", "format"}
+        )
+        assert measured.missing_files() == [""]  # never taken for an upload
+
+
 def test_over_budget_quote_is_marked_and_the_job_refused_before_upload(tmp_path: Path, monkeypatch):
     from anytune.errors import BudgetExceededError
     from anytune.testing.clock import ManualClock
@@ -377,3 +401,30 @@ def test_prices_cli_and_the_docs_list_every_price(tmp_path: Path):
     assert not missing, "docs/pricing.md is out of date: run `anytune prices --markdown`\n" + "\n".join(
         missing
     )
+
+
+def test_chat_templates_render_as_jinjas_sandbox_renders_them_and_stay_sandboxed():
+    """The loop variable's plain fields skip the sandbox's per-access checks (a third of a render): the text
+    is the sandbox's own for a template that reads them, and anything else still goes through its checks."""
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from anytune.cost.billing import jinja_template
+
+    source = (
+        "{% for m in messages %}{{ loop.index0 }}/{{ loop.length }}{% if loop.first %}^{% endif %}"
+        "{{ m['role'] }}:{{ m.content | trim }}{% if loop.last %}${% endif %}|{% endfor %}"
+    )
+    messages = [
+        {"role": "system", "content": " be brief "},
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+    ]
+    plain = [{**m, "content": m["content"] if isinstance(m["content"], str) else "hi"} for m in messages]
+    reference = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+    assert jinja_template(source)(messages) == reference.render(messages=plain, add_generation_prompt=False)
+    assert jinja_template(source)(messages) == "0/2^system:be brief|1/2user:hi$|"
+    escape = "{% for m in messages %}{{ loop.__init__.__globals__ }}{% endfor %}"
+    with pytest.raises(SecurityError):
+        jinja_template(escape)(messages)
+    with pytest.raises(SecurityError):
+        jinja_template("{{ messages.append(1) }}")(messages)

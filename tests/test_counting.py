@@ -97,3 +97,29 @@ def test_two_passes_at_once_count_each_batch_once():
         t.join()
     assert results[0] == results[1]
     assert sum(counter.calls) == sum(len(t) for t in data)
+
+
+class HoldsTheGil(Watched):
+    """A counter in Python: BatchCounter must count it on the caller's thread (a thread would only take
+    turns with the caller for the GIL)."""
+
+    releases_gil = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+
+    def count_many(self, texts: Sequence[str], special: bool = False) -> list[int]:
+        self.threads.add(threading.get_ident())
+        return super().count_many(texts, special=special)
+
+
+def test_a_counter_that_holds_the_gil_counts_on_the_callers_thread_with_the_same_results():
+    counter = HoldsTheGil()
+    data = records(450)
+    seen, totals = run(counter, data)
+    assert seen == list(range(450))
+    assert totals == [sum(counter.inner.count_many(texts)) for texts in data]
+    assert counter.threads == {threading.get_ident()}
+    calls = len(counter.calls)
+    assert run(counter, data)[1] == totals and len(counter.calls) == calls  # still remembered between passes

@@ -263,13 +263,9 @@ def test_one_message_normaliser_keeps_tool_calls_in_single_and_multi_turn_chats(
     assert two["messages"][1]["tool_calls"] == call and two["messages"][2]["tool_call_id"] == "c1"
 
 
-def test_a_byte_level_bpe_tokenizer_counts_the_same_through_tiktoken(tmp_path: Path):
-    """A GPT-2-style tokenizer.json is counted by tiktoken over the same vocabulary once the first 10,000
-    characters agreed with `tokenizers`; the counts are `tokenizers`' whichever path counts them."""
-    pytest.importorskip("tiktoken")
+def _train_byte_level_bpe(folder: Path) -> list[str]:
+    """A GPT-2-style byte-level BPE tokenizer.json trained on the spot in `folder`; returns its texts."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    from anytune.data.tokens import HFTokenizerCounter
 
     rng = random.Random(5)
     words = [
@@ -298,7 +294,19 @@ def test_a_byte_level_bpe_tokenizer_counts_the_same_through_tiktoken(tmp_path: P
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         ),
     )
-    tok.save(str(tmp_path / "tokenizer.json"))
+    tok.save(str(folder / "tokenizer.json"))
+    return texts
+
+
+def test_a_byte_level_bpe_tokenizer_counts_the_same_through_tiktoken(tmp_path: Path):
+    """A GPT-2-style tokenizer.json is counted by tiktoken over the same vocabulary once the first 10,000
+    characters agreed with `tokenizers`; the counts are `tokenizers`' whichever path counts them."""
+    pytest.importorskip("tiktoken")
+    from tokenizers import Tokenizer
+
+    from anytune.data.tokens import HFTokenizerCounter
+
+    texts = _train_byte_level_bpe(tmp_path)
     counter = HFTokenizerCounter(tmp_path)
     chats = [f"<|im_start|>user\n{t}<|im_end|>\n" for t in texts]
     reference = [
@@ -310,3 +318,71 @@ def test_a_byte_level_bpe_tokenizer_counts_the_same_through_tiktoken(tmp_path: P
     assert counter.count_many(chats[:300]) == reference[:300]
     assert counter._verified  # the rest is counted by tiktoken alone
     assert counter.count_many(chats[300:]) == reference[300:]
+
+
+# what decides where GPT-2's pre-tokenizer cuts: runs of spaces and other whitespace (Unicode's, and the
+# separators Python calls space and the pattern does not), letters, digits, symbols, contractions, specials
+_FRAGMENTS = [
+    " ",
+    " ",
+    "  ",
+    "\n",
+    "\n\n",
+    "\t",
+    "\r\n",
+    "\xa0",
+    "\u3000",
+    "\x1c",
+    "\x85",
+    "\u2028",
+    "a",
+    "Zürich",
+    "東京",
+    "7",
+    "42",
+    "²",
+    "Ⅷ",
+    "'s",
+    "'ll",
+    "'S",
+    ".",
+    "?!",
+    "_",
+    "-",
+    "🙂",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|",
+    "|>",
+    "refund",
+    " order",
+    "x" * 70,
+]
+
+
+def test_the_word_cached_count_equals_tokenizers_and_tiktoken_on_hostile_text(tmp_path: Path):
+    """The count that takes over from `tokenizers` adds up words cut at each space followed by a character
+    other than whitespace; thousands of generated texts full of the cases where such a cut would be wrong
+    (a space before whitespace or at the end, whitespace runs, Unicode spaces, specials) count the same as
+    `tokenizers` (the reference) and tiktoken over the same vocabulary."""
+    pytest.importorskip("tiktoken")
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from tokenizers import Tokenizer
+
+    from anytune.data.tokens import _byte_level_bpe
+
+    _train_byte_level_bpe(tmp_path)
+    reference = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    words = _byte_level_bpe(tmp_path / "tokenizer.json")
+    assert words is not None
+    encoding = words._encode.__self__  # the tiktoken encoding it counts new words with
+
+    @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.lists(st.lists(st.sampled_from(_FRAGMENTS), max_size=30).map("".join), min_size=1, max_size=8))
+    def check(texts: list[str]) -> None:
+        expected = [len(e.ids) for e in reference.encode_batch(texts, add_special_tokens=False)]
+        assert words.count_many(texts) == expected
+        assert [len(encoding.encode(t, allowed_special="all")) for t in texts] == expected
+
+    check()

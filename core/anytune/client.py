@@ -16,6 +16,7 @@ reason, and a crash between the two leaves a pending job that `resume()` finishe
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -29,6 +30,7 @@ from typing import Any, TypeVar
 from anytune.compat import check_data_format, check_spec, raise_for_problems
 from anytune.cost.quotes import unavailable
 from anytune.data.formats import DataFormat
+from anytune.data.prepared import files_not_written
 from anytune.data.split import SplitPlan, check_leakage, plan_split, source_line, write_split
 from anytune.data.validate import ValidationReport, require_valid, validate_file
 from anytune.errors import (
@@ -216,7 +218,8 @@ class Client:
         self._check_evaluation(spec)
         bundle, reports, data_warnings = self._prepare_data(spec, caps, record=not quote_only)
         warnings += data_warnings
-        prepared = self._prepared(backend, spec, bundle)
+        with files_not_written() if quote_only else contextlib.nullcontext():
+            prepared = self._prepared(backend, spec, bundle)
         minimum = caps.limits.min_examples
         if minimum and bundle.train.rows < minimum:
             prepared.problems.insert(

@@ -51,16 +51,29 @@ def llama3(messages: Messages) -> str:
 TEMPLATES: dict[str, Render] = {"chatml": chatml, "llama3": llama3}
 
 
+# the loop variable's plain fields: read on every message by most chat templates (`loop.first`, `loop.last`)
+_LOOP_FIELDS = frozenset(
+    ("first", "last", "index", "index0", "revindex", "revindex0", "length", "depth", "depth0")
+)
+
+
 def jinja_template(source: str, special: dict[str, str] | None = None) -> Render:
     """A Hugging Face chat template rendered as transformers renders it (sandboxed Jinja, same globals)."""
+    from jinja2.runtime import LoopContext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Sandbox(ImmutableSandboxedEnvironment):
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            # the sandbox's checks pass these (bools and ints of Jinja's own object) and cost a third of a
+            # render: 0.2 s per 20,000 chats
+            if type(obj) is LoopContext and attribute in _LOOP_FIELDS:
+                return getattr(obj, attribute)
+            return super().getattr(obj, attribute)
 
     def raise_exception(message: str) -> None:
         raise ValueError(message)
 
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
+    env = Sandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.filters["tojson"] = lambda x, indent=None, **_: json.dumps(x, ensure_ascii=False, indent=indent)
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: __import__("datetime").datetime.now().strftime(fmt)
@@ -69,7 +82,9 @@ def jinja_template(source: str, special: dict[str, str] | None = None) -> Render
     extra = dict(special or {})
 
     def render(messages: Messages) -> str:
-        plain = [{**m, "content": content_text(m.get("content"))} for m in messages]
+        plain = messages  # the sandbox is immutable: the template cannot change them
+        if not all(type(m.get("content")) is str for m in messages):
+            plain = [{**m, "content": content_text(m.get("content"))} for m in messages]
         return template.render(messages=plain, add_generation_prompt=False, **extra)
 
     return render

