@@ -339,6 +339,40 @@ def test_a_quote_writes_no_provider_files_and_counts_what_a_submit_would_write(
         assert measured.missing_files() == [""]  # never taken for an upload
 
 
+def test_the_local_rows_quoted_in_a_second_process_equal_the_ones_quoted_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With `processes=2` the local backend's rows (the local machine, rental services priced through it)
+    are quoted by `python -m anytune.workflows.quote_child`; the table is the one a single process makes,
+    row for row and in the same order, with the extra price file honoured there too."""
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(30))
+    prices = tmp_path / "prices.yaml"
+    prices.write_text(
+        "prices:\n  - {provider: local, hardware: l4, unit: hour, price: 9.5}\n"
+        "sources:\n  local: {source: my own power bill, seen: 2026-12-01}\n"
+    )
+    job = spec(train)
+    one = quote(job, "all", hardware="all", prices=[prices], processes=1)
+    from anytune.workflows import compare
+
+    here = compare._Quoter.row
+
+    def not_local(self, target):  # type: ignore[no-untyped-def]
+        assert (target.backend or target.provider) != "local", "quoted in this process"
+        return here(self, target)
+
+    monkeypatch.setattr(
+        compare._Quoter, "row", not_local
+    )  # this process only: the second one is as installed
+    two = quote(job, "all", hardware="all", prices=[prices], processes=2)
+    dump = [q.model_dump() for q in one.quotes]
+    assert [q.model_dump() for q in two.quotes] == dump
+    assert one.warnings == two.warnings
+    local = [q for q in two.quotes if q.provider == "local"]
+    assert any(q.hardware == "l4" and q.unit_price == 9.5 for q in local)  # the price file, there too
+    assert len({q.provider for q in two.quotes}) > 3  # every other provider quoted here, beside it
+
+
 def test_over_budget_quote_is_marked_and_the_job_refused_before_upload(tmp_path: Path, monkeypatch):
     from anytune.errors import BudgetExceededError
     from anytune.testing.clock import ManualClock

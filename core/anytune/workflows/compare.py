@@ -98,26 +98,124 @@ def quote(
     hardware: str | Sequence[str] | None = None,
     prices: Iterable[str | Path] = (),
     client: Client | RemoteClient | None = None,
+    processes: int | None = None,
 ) -> QuoteTable:
     """Quote `spec` on every provider named (or all), without recording, uploading or starting anything.
-    With a remote client (`Client(url=...)`), the server quotes with its plugins and catalog."""
+    With a remote client (`Client(url=...)`), the server quotes with its plugins and catalog.
+
+    `processes`: 2 quotes the local backend's rows in a second process (see `_apart`), 1 everything in this
+    one; None (the default) chooses 2 for data of 16 MB or more on a machine with two cores or more."""
     from anytune.remote_client import RemoteClient
 
     if isinstance(client, RemoteClient):
         return client.quote(spec, providers, hardware=hardware, prices=list(prices))
     client = client or Client()
     started = time.perf_counter()
+    prices = [str(p) for p in prices]
     with extra_prices(prices):
         quoter = _Quoter(client, spec)
         chosen = targets(client.plugins.backend_names(), providers, hardware)
-        quoter.prepare_all({t.backend or t.provider for t in chosen})
-        quotes = []
-        for target in chosen:
-            if target.backend not in (None, target.provider) and target.hardware is None:
-                quotes.append(quoter.cheapest(target))  # a quote-only rental service, through local
-            else:
-                quotes.append(quoter.one(target))
-    return QuoteTable(spec, quotes, time.perf_counter() - started, sorted(quoter.warnings))
+        apart = _apart(client, spec, chosen, processes)
+        second = SecondProcess(spec, apart, prices) if apart else None
+        try:
+            quoter.prepare_all({t.backend or t.provider for t in chosen if t not in apart})
+            quotes = {i: quoter.row(t) for i, t in enumerate(chosen) if t not in apart}
+            theirs = second.result() if second is not None else None
+        finally:
+            if second is not None:
+                second.stop()
+        if theirs is None:  # no second process, or it failed: this one quotes its rows too
+            theirs = ([quoter.row(t) for t in apart], [])
+        rows, warnings = theirs
+        quoter.warnings.update(warnings)
+        others = iter(rows)
+        ordered = [quotes[i] if i in quotes else next(others) for i in range(len(chosen))]
+    return QuoteTable(spec, ordered, time.perf_counter() - started, sorted(quoter.warnings))
+
+
+APART_BYTES = 16 * 2**20  # below this a second process's start (about a second) costs more than it saves
+
+
+def _apart(client: Client, spec: JobSpec, chosen: list[Target], processes: int | None) -> list[Target]:
+    """The rows a second process quotes: the local backend's (the local machine and the rental services
+    priced through it). Its count is the one that holds the GIL (the model's own tokenizer, SmolLM2's, in
+    Python) and the longest: in this process every other provider's work only takes turns with it, in a
+    second one they overlap on the second core. Only with the installed plugins (the second process loads
+    them from their entry points, not what was registered here) and for data worth a process's start."""
+    mine = [t for t in chosen if (t.backend or t.provider) == LOCAL]
+    if not mine or len(mine) == len(chosen) or os.environ.get(_CHILD_ENV):
+        return []
+    if processes is None:
+        if (os.cpu_count() or 1) < 2:
+            return []
+        size = 0
+        for path in (spec.data.train, spec.data.validation):
+            try:
+                size += os.stat(path).st_size if path else 0
+            except OSError:
+                return []  # the preflight says what is wrong with it
+        if size < APART_BYTES:
+            return []
+    elif processes < 2:
+        return []
+    from anytune.plugins import get_plugin_manager
+
+    return mine if client.plugins is get_plugin_manager() else []
+
+
+_CHILD_ENV = "ANYTUNE_QUOTE_SECOND_PROCESS"
+
+
+class SecondProcess:
+    """`python -m anytune.workflows.quote_child`: a plain process (the caller's script is not run again, no
+    fork of a process with threads) that reads the job, the rows and the price files as JSON on stdin and
+    writes its quotes and warnings to a file. Any failure gives None: this process then quotes them."""
+
+    def __init__(self, spec: JobSpec, rows: list[Target], prices: list[str]) -> None:
+        import json
+        import subprocess
+        import sys
+        import tempfile
+
+        fd, out = tempfile.mkstemp(prefix="anytune-quote-", suffix=".json")
+        os.close(fd)
+        self._out = Path(out)
+        request = {
+            "spec": spec.model_dump(mode="json"),
+            "rows": [{"provider": t.provider, "hardware": t.hardware, "backend": t.backend} for t in rows],
+            "prices": prices,
+            "out": out,
+        }
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "anytune.workflows.quote_child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, _CHILD_ENV: "1"},
+        )
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps(request).encode())
+            self._proc.stdin.close()
+        except OSError:  # it died at once: result() says None
+            pass
+
+    def result(self) -> tuple[list[Quote], list[str]] | None:
+        import json
+
+        if self._proc.wait() != 0:
+            return None
+        try:
+            answer = json.loads(self._out.read_text(encoding="utf-8"))
+            return [Quote.model_validate(q) for q in answer["quotes"]], list(answer["warnings"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._out.unlink(missing_ok=True)
 
 
 class _Quoter:
@@ -151,6 +249,11 @@ class _Quoter:
             return
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="anytune-quote") as pool:
             list(pool.map(self._preflight, todo))
+
+    def row(self, target: Target) -> Quote:
+        if target.backend not in (None, target.provider) and target.hardware is None:
+            return self.cheapest(target)  # a quote-only rental service, through local
+        return self.one(target)
 
     def one(self, target: Target) -> Quote:
         backend = target.backend or target.provider

@@ -1,0 +1,33 @@
+"""The second process of a quote (`anytune.workflows.compare.SecondProcess`): the rows it is given, quoted
+with the installed plugins, as `quote()` quotes them in the first.
+
+stdin: {"spec": JobSpec, "rows": [{"provider", "hardware", "backend"}], "prices": [files], "out": path};
+the quotes and warnings are written to `out` as JSON. Exit 0 only when they are all there.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from anytune.client import Client
+from anytune.cost.catalog import extra_prices
+from anytune.spec import JobSpec
+from anytune.workflows.compare import Target, _Quoter
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.buffer.read())
+    spec = JobSpec.model_validate(request["spec"])
+    rows = [Target(**row) for row in request["rows"]]
+    with extra_prices(request["prices"]):
+        quoter = _Quoter(Client(), spec)
+        quoter.prepare_all({t.backend or t.provider for t in rows})
+        quotes = [quoter.row(t).model_dump(mode="json") for t in rows]
+    out = Path(request["out"])
+    out.write_text(json.dumps({"quotes": quotes, "warnings": sorted(quoter.warnings)}), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
