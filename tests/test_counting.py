@@ -63,13 +63,17 @@ def run(counter: Watched, data: list[list[str]], special: bool = False) -> tuple
     return seen, totals
 
 
-def test_counts_come_back_per_item_in_order_and_equal_the_tokenizers():
-    counter = Watched()
-    data = records(450)
+def counted_in_order(counter: Watched, data: list[list[str]]) -> list[int]:
+    """Counts of one pass: per item, in order, each the tokenizer's own, every text counted once."""
     seen, totals = run(counter, data)
-    assert seen == list(range(450))
+    assert seen == list(range(len(data)))
     assert totals == [sum(counter.inner.count_many(texts)) for texts in data]
-    assert sum(counter.calls) == sum(len(t) for t in data)  # every text counted once
+    assert sum(counter.calls) == sum(len(t) for t in data)
+    return totals
+
+
+def test_counts_come_back_per_item_in_order_and_equal_the_tokenizers():
+    counted_in_order(Watched(), records(450))
 
 
 def test_a_second_pass_over_the_same_texts_counts_nothing_and_a_change_recounts_one_batch():
@@ -117,9 +121,7 @@ class HoldsTheGil(Watched):
 def test_a_counter_that_holds_the_gil_counts_on_the_callers_thread_with_the_same_results():
     counter = HoldsTheGil()
     data = records(450)
-    seen, totals = run(counter, data)
-    assert seen == list(range(450))
-    assert totals == [sum(counter.inner.count_many(texts)) for texts in data]
+    totals = counted_in_order(counter, data)
     assert counter.threads == {threading.get_ident()}
     calls = len(counter.calls)
     assert run(counter, data)[1] == totals and len(counter.calls) == calls  # still remembered between passes
