@@ -373,6 +373,25 @@ def test_the_local_rows_quoted_in_a_second_process_equal_the_ones_quoted_here(
     assert len({q.provider for q in two.quotes}) > 3  # every other provider quoted here, beside it
 
 
+def test_a_second_process_that_fails_leaves_its_rows_to_this_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The second process exits 1 at once: this one quotes the local rows itself, the same table, and the
+    answer file the second process was to write is gone."""
+    import sys
+    import tempfile
+
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(20))
+    job = spec(train)
+    alone = quote(job, "all", processes=1)
+    answers = set(Path(tempfile.gettempdir()).glob("anytune-quote-*.json"))
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    failed = quote(job, "all", processes=2)
+    assert [q.model_dump() for q in failed.quotes] == [q.model_dump() for q in alone.quotes]
+    assert any(q.provider == "local" and q.available for q in failed.quotes)
+    assert set(Path(tempfile.gettempdir()).glob("anytune-quote-*.json")) == answers
+
+
 def test_over_budget_quote_is_marked_and_the_job_refused_before_upload(tmp_path: Path, monkeypatch):
     from anytune.errors import BudgetExceededError
     from anytune.testing.clock import ManualClock

@@ -177,6 +177,7 @@ class SecondProcess:
         import sys
         import tempfile
 
+        self._rows = len(rows)
         fd, out = tempfile.mkstemp(prefix="anytune-quote-", suffix=".json")
         os.close(fd)
         self._out = Path(out)
@@ -207,9 +208,11 @@ class SecondProcess:
             return None
         try:
             answer = json.loads(self._out.read_text(encoding="utf-8"))
-            return [Quote.model_validate(q) for q in answer["quotes"]], list(answer["warnings"])
+            quotes = [Quote.model_validate(q) for q in answer["quotes"]]
+            warnings = [str(w) for w in answer["warnings"]]
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        return (quotes, warnings) if len(quotes) == self._rows else None
 
     def stop(self) -> None:
         if self._proc.poll() is None:
