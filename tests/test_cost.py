@@ -385,11 +385,12 @@ def test_a_second_process_that_fails_leaves_its_rows_to_this_one(
     job = spec(train)
     alone = quote(job, "all", processes=1)
     answers = set(Path(tempfile.gettempdir()).glob("anytune-quote-*.json"))
-    monkeypatch.setattr(sys, "executable", "/bin/false")
-    failed = quote(job, "all", processes=2)
-    assert [q.model_dump() for q in failed.quotes] == [q.model_dump() for q in alone.quotes]
-    assert any(q.provider == "local" and q.available for q in failed.quotes)
-    assert set(Path(tempfile.gettempdir()).glob("anytune-quote-*.json")) == answers
+    for broken in ("/bin/false", str(tmp_path / "no-such-python")):  # exits 1 at once; cannot start
+        monkeypatch.setattr(sys, "executable", broken)
+        failed = quote(job, "all", processes=2)
+        assert [q.model_dump() for q in failed.quotes] == [q.model_dump() for q in alone.quotes]
+        assert any(q.provider == "local" and q.available for q in failed.quotes)
+        assert set(Path(tempfile.gettempdir()).glob("anytune-quote-*.json")) == answers
 
 
 def test_over_budget_quote_is_marked_and_the_job_refused_before_upload(tmp_path: Path, monkeypatch):

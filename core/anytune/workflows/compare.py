@@ -116,7 +116,12 @@ def quote(
         quoter = _Quoter(client, spec)
         chosen = targets(client.plugins.backend_names(), providers, hardware)
         apart = _apart(client, spec, chosen, processes)
-        second = SecondProcess(spec, apart, prices) if apart else None
+        second = None
+        if apart:
+            try:
+                second = SecondProcess(spec, apart, prices)
+            except OSError:  # no interpreter to start (an embedded Python): this process quotes them
+                second = None
         try:
             quoter.prepare_all({t.backend or t.provider for t in chosen if t not in apart})
             quotes = {i: quoter.row(t) for i, t in enumerate(chosen) if t not in apart}
@@ -187,13 +192,17 @@ class SecondProcess:
             "prices": prices,
             "out": out,
         }
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "anytune.workflows.quote_child"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, _CHILD_ENV: "1"},
-        )
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "anytune.workflows.quote_child"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, _CHILD_ENV: "1"},
+            )
+        except OSError:
+            self._out.unlink(missing_ok=True)
+            raise
         assert self._proc.stdin is not None
         try:
             self._proc.stdin.write(json.dumps(request).encode())
