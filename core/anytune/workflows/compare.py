@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,20 +121,18 @@ def quote(
             try:
                 second = SecondProcess(spec, apart, prices)
             except OSError:  # no interpreter to start (an embedded Python): this process quotes them
-                second = None
+                pass
         try:
-            quoter.prepare_all({t.backend or t.provider for t in chosen if t not in apart})
-            quotes = {i: quoter.row(t) for i, t in enumerate(chosen) if t not in apart}
+            mine = iter(quoter.rows([t for t in chosen if t not in apart]))
             theirs = second.result() if second is not None else None
         finally:
             if second is not None:
                 second.stop()
         if theirs is None:  # no second process, or it failed: this one quotes its rows too
-            theirs = ([quoter.row(t) for t in apart], [])
-        rows, warnings = theirs
-        quoter.warnings.update(warnings)
-        others = iter(rows)
-        ordered = [quotes[i] if i in quotes else next(others) for i in range(len(chosen))]
+            theirs = (quoter.rows(apart), [])
+        quoter.warnings.update(theirs[1])
+        others = iter(theirs[0])
+        ordered = [next(others) if t in apart else next(mine) for t in chosen]
     return QuoteTable(spec, ordered, time.perf_counter() - started, sorted(quoter.warnings))
 
 
@@ -188,7 +186,7 @@ class SecondProcess:
         self._out = Path(out)
         request = {
             "spec": spec.model_dump(mode="json"),
-            "rows": [{"provider": t.provider, "hardware": t.hardware, "backend": t.backend} for t in rows],
+            "rows": [asdict(t) for t in rows],
             "prices": prices,
             "out": out,
         }
@@ -261,6 +259,11 @@ class _Quoter:
             return
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="anytune-quote") as pool:
             list(pool.map(self._preflight, todo))
+
+    def rows(self, targets: list[Target]) -> list[Quote]:
+        """Each target's row, in order, after every backend's checks and data preparation."""
+        self.prepare_all({t.backend or t.provider for t in targets})
+        return [self.row(t) for t in targets]
 
     def row(self, target: Target) -> Quote:
         if target.backend not in (None, target.provider) and target.hardware is None:

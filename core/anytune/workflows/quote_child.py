@@ -23,8 +23,7 @@ def main() -> None:
     rows = [Target(**row) for row in request["rows"]]
     with extra_prices(request["prices"]):
         quoter = _Quoter(Client(), spec)
-        quoter.prepare_all({t.backend or t.provider for t in rows})
-        quotes = [quoter.row(t).model_dump(mode="json") for t in rows]
+        quotes = [q.model_dump(mode="json") for q in quoter.rows(rows)]
     out = Path(request["out"])
     out.write_text(json.dumps({"quotes": quotes, "warnings": sorted(quoter.warnings)}), encoding="utf-8")
 
