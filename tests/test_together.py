@@ -10,7 +10,7 @@ import pytest
 
 from anytune.client import Client
 from anytune.cost.catalog import load_catalog as load_prices
-from anytune.errors import CapabilityError, DataError
+from anytune.errors import BackendError, CapabilityError, DataError
 from anytune.jobfile import spec_from_dict
 from anytune.jobs import JobStatus
 from anytune.spec import JobSpec
@@ -201,6 +201,23 @@ def test_a_duplicate_upload_reuses_the_file(emulator, chat_data):
     assert len([f for f in emulator.files.values() if f.purpose == "fine-tune"]) == 1
     posts = [e.status for e in emulator.recorder.exchanges if e.method == "POST" and e.path == "/v1/files"]
     assert posts[0] == 302 and 409 in posts  # Together's duplicate-checksum answer, used as the file id
+
+
+def test_a_file_sent_before_a_crash_but_never_checked_is_checked_on_the_next_upload(emulator, chat_data):
+    """A crash between sending the file and asking Together to check it leaves it PENDING; the next
+    submit of the same data gets that file's id back (409) and must have it checked, or the job is refused."""
+    emulator.faults.add(
+        method="POST", path=r"/v1/files/[^/]+/preprocess", status=503, retry_after_ms=20, times=99
+    )
+    client = Client()
+    with pytest.raises(BackendError):
+        client.submit(together_spec(chat_data))
+    [pending] = [f for f in emulator.files.values() if f.purpose == "fine-tune"]
+    assert pending.data and pending.report is None
+    emulator.faults.clear()
+    job = client.follow(client.submit(together_spec(chat_data, suffix="again")).id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED and pending.valid
+    assert [f.id for f in emulator.files.values() if f.purpose == "fine-tune"] == [pending.id]
 
 
 def test_429_and_503_are_survived(emulator, chat_data):

@@ -281,6 +281,10 @@ class TogetherBackend(Backend):
         sure Together accepted it."""
         uploaded = sdk_call(client.files.upload, Path(prepared.path), purpose="fine-tune", check=True)
         info = sdk_call(client.files.retrieve, uploaded.id)
+        if getattr(info, "processing_status", None) == "PENDING":
+            # sent before a crash but never checked (the SDK asks for the check right after sending, and a
+            # second upload of the same content only gets its id back): Together refuses a job naming it
+            info = sdk_call(client.post, f"/v1/files/{uploaded.id}/preprocess", cast_to=type(info))
         report = getattr(info, "validation_report", None) or (info.model_extra or {}).get("validation_report")
         valid = report.get("valid") if isinstance(report, dict) else getattr(report, "valid", True)
         if valid is False:
