@@ -59,6 +59,38 @@ def test_migrations_build_exactly_the_orm_schema(tmp_path: Path):
     assert {"jobs", "events", "datasets", "models", "model_aliases", "evaluations"} <= names
 
 
+def test_eight_threads_opening_one_fresh_registry_all_get_it_in_wal_mode(tmp_path: Path):
+    """Six submits started together once failed with "database is locked": SQLite may refuse a journal
+    mode change at once, without the busy timeout, while others open the same new file. Before the fix
+    this loop failed in two runs of three."""
+    import threading
+
+    from sqlalchemy import text
+
+    from anytune.registry.db import open_engine
+
+    failures: list[str] = []
+
+    def open_it(url: str, start: threading.Barrier) -> None:
+        try:
+            start.wait()
+            with open_engine(url).connect() as conn:
+                mode = conn.execute(text("PRAGMA journal_mode")).scalar()
+                assert mode == "wal", mode
+                assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except Exception as exc:
+            failures.append(f"{url}: {exc}")
+
+    for round_ in range(120):
+        url, start = f"sqlite:///{tmp_path / f'r{round_}.db'}", threading.Barrier(8)
+        threads = [threading.Thread(target=open_it, args=(url, start)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert failures == []
+
+
 def test_jobs_are_created_pending_and_found_by_prefix():
     reg = Registry()
     job = reg.create_job(spec(name="one"), cost=Cost(quoted=1.5))

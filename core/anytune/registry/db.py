@@ -26,13 +26,39 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            _use_wal(cur)
             cur.close()
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def _use_wal(cur) -> None:  # type: ignore[no-untyped-def]
+    """Switch the file to WAL once; later connections find it there (the mode lives in the file).
+
+    SQLite can answer a journal-mode change with "database is locked" at once, without waiting on the
+    busy timeout, while other connections open the same fresh file (six submits started together
+    failed this way about one run in twenty): so the mode is read before it is changed, and a change
+    that meets a lock is tried again for up to the busy timeout."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + 30
+    delay = 0.005
+    while True:
+        try:
+            if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            contended = "locked" in str(exc) or "busy" in str(exc)
+            if not contended or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def current_revision(engine: Engine) -> str | None:
