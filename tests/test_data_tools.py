@@ -386,3 +386,47 @@ def test_the_word_cached_count_equals_tokenizers_and_tiktoken_on_hostile_text(tm
         assert [len(encoding.encode(t, allowed_special="all")) for t in texts] == expected
 
     check()
+
+
+_LLAMA3_FRAGMENTS = [
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|reserved_special_token_3|>",
+    "<|not_a_special|>",  # looks like one: ordinary text
+    "<think>",
+    "</think>",
+    "<|",
+    "|>",
+    "user",
+    "\n\n",
+    " ",
+    "Hello",
+    " world",
+    "é",
+    "42",
+]
+
+
+def test_the_llama3_count_with_special_tokens_equals_quicktoks_own_scan():
+    """Rendered chats are counted piece by piece between their special tokens, one token each; texts mixing
+    real special tokens, ones that only look like them and plain text count what quicktok's own special-token
+    encoder counts, text by text."""
+    quicktok = pytest.importorskip("quicktok")
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from anytune.data.tokens import QuicktokCounter
+
+    counter = QuicktokCounter("llama3")
+    encoding = quicktok.get_encoding("llama3")
+
+    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.lists(st.lists(st.sampled_from(_LLAMA3_FRAGMENTS), max_size=20).map("".join), max_size=40))
+    def check(texts: list[str]) -> None:
+        assert counter.count_many(texts, special=True) == [
+            len(encoding.encode_with_special(t)) for t in texts
+        ]
+
+    check()

@@ -246,29 +246,42 @@ class QuicktokCounter:
         # quicktok's own special-token scan is slow for vocabularies with hundreds of them (llama3: 5 s for
         # 10k chats). Special tokens split the text anyway, so: count the pieces between them, add one each.
         # `split` on the candidates (a capture group) does the scanning in C: odd items are the candidates.
+        # Where every candidate is a special token (a rendered chat) the rest stays in C too: this runs on the
+        # counting thread holding the GIL, and a Python loop over the parts took 1.7 s of a 200k-chat pass
+        import numpy as np
+
         specials = self._enc.special_tokens_set
         pieces: list[str] = []
         owner: list[int] = []
         totals = [0] * len(texts)
         for i, text in enumerate(texts):
             parts = _SPECIAL_SPLIT.split(text)
-            between = parts[0]
-            for k in range(1, len(parts), 2):
-                if parts[k] in specials:
-                    if between:
-                        pieces.append(between)
-                        owner.append(i)
-                    totals[i] += 1
-                    between = parts[k + 1]
-                else:  # looks like one, is not one: ordinary text
-                    between += parts[k] + parts[k + 1]
-            if between:
-                pieces.append(between)
-                owner.append(i)
+            if len(parts) == 1:
+                if text:
+                    pieces.append(text)
+                    owner.append(i)
+                continue
+            candidates = parts[1::2]
+            if specials.issuperset(candidates):
+                between = list(filter(None, parts[::2]))
+                totals[i] = len(candidates)
+            else:  # some look like one and are not: they are ordinary text, joined to their neighbours
+                between, run = [], parts[0]
+                for k in range(1, len(parts), 2):
+                    if parts[k] in specials:
+                        between.append(run)
+                        totals[i] += 1
+                        run = parts[k + 1]
+                    else:
+                        run += parts[k] + parts[k + 1]
+                between.append(run)
+                between = [b for b in between if b]
+            pieces.extend(between)
+            owner.extend([i] * len(between))
         if pieces:
-            counts = self._quicktok.count_batch(self._enc, pieces).tolist()
-            for i, n in zip(owner, counts, strict=True):
-                totals[i] += n
+            counts = self._quicktok.count_batch(self._enc, pieces)
+            summed = np.bincount(np.asarray(owner, dtype=np.int64), weights=counts, minlength=len(texts))
+            return [t + int(n) for t, n in zip(totals, summed.tolist(), strict=True)]
         return totals
 
 
