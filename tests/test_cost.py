@@ -482,3 +482,16 @@ def test_chat_templates_render_as_jinjas_sandbox_renders_them_and_stay_sandboxed
         jinja_template(escape)(messages)
     with pytest.raises(SecurityError):
         jinja_template("{{ messages.append(1) }}")(messages)
+    # rendered without `Template.render` (its context is built once): globals, specials and errors as there
+    uses_globals = (
+        "{{ bos_token }}{% set ns = namespace(n=0) %}{% for i in range(messages|length) %}"
+        "{% set ns.n = ns.n + 1 %}{% if messages[i]['role'] == 'bad' %}{{ raise_exception('no bad roles') }}"
+        "{% endif %}{{ messages[i]['content'] }}{% endfor %}:{{ ns.n }}{{ add_generation_prompt }}"
+    )
+    render = jinja_template(uses_globals, {"bos_token": "<s>"})
+    assert render(plain) == reference.environment.from_string(uses_globals).render(
+        messages=plain, add_generation_prompt=False, bos_token="<s>"
+    )
+    assert render(plain) == "<s> be brief hi:2False"
+    with pytest.raises(ValueError, match="no bad roles"):
+        render([{"role": "bad", "content": "x"}])

@@ -154,6 +154,10 @@ class _Words(dict[str, "int | None"]):
         return n
 
 
+_PART = "\x00"  # marks the first word of a piece between special tokens when the pieces are joined
+_JOIN = " " + _PART
+
+
 class WordCachedBPE:
     """Counts exactly what tiktoken counts with GPT-2's pre-tokenizer, 3-5x faster, by counting each word
     once. A text is cut at every space followed by a character other than whitespace: GPT-2's pattern always
@@ -172,15 +176,23 @@ class WordCachedBPE:
 
     def _word_after_space(self, word: str) -> int | None:
         # None where the space before `word` is not a clean cut: summing it fails and the text is counted whole
+        if word[:1] == _PART:  # the first word of the next piece between special tokens (see count_many)
+            return self._first[word[1:]]
         if not word or word[0].isspace():
             return None
         return len(self._encode(" " + word))
 
-    def _count_plain(self, text: str) -> int:
+    def _sum_words(self, text: str) -> int:
+        """TypeError where a word's count is None (a space before whitespace, or at the end)."""
         words = text.split(" ")
+        return self._first[words[0]] + sum(map(self._after_space.__getitem__, words[1:]))  # type: ignore[arg-type]
+
+    def _count_plain(self, text: str) -> int:
+        if _PART in text:  # the mark would be read as one: this text is counted whole (the words are not)
+            return len(self._encode(text))
         try:
-            return self._first[words[0]] + sum(map(self._after_space.__getitem__, words[1:]))  # type: ignore[arg-type]
-        except TypeError:  # a None: a space before whitespace, or at the end
+            return self._sum_words(text)
+        except TypeError:
             return len(self._encode(text))
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
@@ -191,6 +203,15 @@ class WordCachedBPE:
         for text in texts:
             parts = self._special.split(text)
             n = (len(parts) - 1) // 2
+            if n and _PART not in text:
+                # the pieces between special tokens joined by " " + _PART: one split and one sum for the
+                # whole text, each piece's first word marked so it is counted as a first word (a rendered
+                # chat has a dozen pieces; one Python call per piece took a quarter of the count)
+                try:
+                    out.append(n + self._sum_words(_JOIN.join(parts[::2])))
+                    continue
+                except TypeError:  # an unclean cut in some piece: each piece on its own, below
+                    pass
             for plain in parts[::2]:
                 if plain:
                     n += self._count_plain(plain)
