@@ -10,7 +10,8 @@ imports from elsewhere in `anytune` (except `anytune.testing`, for emulators) is
 What is here, by the stage of a job it serves:
 - contract: the hooks, `Backend`, `Capabilities`, `Limits`, `Problem`, `PreparedData`, `Quote`, `Snapshot`...
 - spec and records: `JobSpec`, `Method`, `AdapterType`, `DataFormat`, `Event`, `JobStatus`, `ModelArtifact`
-- data: `RecordValidator` (stream a validated file), `convert_record`, `PreparedWriter` and
+- data: `RecordValidator` (stream a validated file; its records may be shared with other providers'
+  passes over the same file, so never change one), `convert_record`, `PreparedWriter` and
   `prepare_splits` (content-addressed provider files, split by split), message helpers (`content_text`,
   `as_messages`, `normalize_messages`...)
 - billing and prices: token counters and rules, `training_memory` (what training needs per GPU),

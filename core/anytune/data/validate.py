@@ -23,6 +23,7 @@ from anytune.data.fingerprint import Fingerprinter
 from anytune.data.formats import OPTIONAL_KEYS, REQUIRED_KEYS, DataFormat, detect_record
 from anytune.data.readers import RawRecord, file_kind, parse_line, position_word, read_records
 from anytune.data.records import canonical_json
+from anytune.data.shared_read import read_clean
 from anytune.data.stats import DataStats, StatsAccumulator
 from anytune.data.tokens import ApproxCounter, TokenCounter
 from anytune.errors import DataError
@@ -479,20 +480,19 @@ class RecordValidator:
         quote across providers). The report is the one that pass made."""
         self.format = known.format
         self.report = known.model_copy(update={"stats": None})
-        with self.path.open("rb") as fh:
-            for number, raw in enumerate(fh, start=1):  # no line is over the limit: the pass checked
-                stripped = raw.strip()
-                if number == 1 and stripped.startswith(b"\xef\xbb\xbf"):
-                    stripped = stripped[3:]
-                if stripped:
-                    value, _ = parse_line(stripped)
-                    yield number, value
+        key = _file_key(self.path) or (str(self.path), id(self))  # (changed meanwhile: shared with none)
+        # passes over it at the same time (a quote's providers, on threads) share one parse
+        yield from read_clean(self.path, key, _value_of)
 
 
 # JSONL files validated clean in this process, while unchanged: (path, size, mtime, inode) -> the report
 _CLEAN: dict[tuple[Any, ...], ValidationReport] = {}
 _CLEAN_LOCK = threading.Lock()
 _CLEAN_MAX = 64
+
+
+def _value_of(line: bytes) -> Any:
+    return parse_line(line)[0]  # no line is over the limit and each holds a record: the validation checked
 
 
 def _file_key(path: Path) -> tuple[Any, ...] | None:
