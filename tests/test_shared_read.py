@@ -114,7 +114,7 @@ def test_a_quote_across_providers_parses_the_file_once_per_chunk_not_once_per_pr
                 {"role": "assistant", "content": f"answer {i}"},
             ]
         }
-        for i in range(3000)
+        for i in range(6000)
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     spec = JobSpec(
