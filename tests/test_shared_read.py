@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,32 @@ def write(path: Path, n: int) -> list[tuple[int, Any]]:
     return expected
 
 
+def wait_for_readers(n: int) -> None:
+    """Until `n` readers have joined one file's group (10 s at most): threads start apart on a busy machine,
+    and a test of sharing must not depend on when."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if any(len(g._readers) >= n for g in list(shared_read._GROUPS.values())):
+            return
+        time.sleep(0.005)
+
+
 class Parser:
-    def __init__(self) -> None:
+    """json.loads, counted; its first call waits for `readers` readers to have joined."""
+
+    def __init__(self, readers: int = 1, parse: Any = json.loads) -> None:
         self.calls = 0
+        self.readers = readers
+        self.parse = parse
         self.lock = threading.Lock()
 
     def __call__(self, raw: bytes) -> Any:
         with self.lock:
             self.calls += 1
-        return json.loads(raw)
+            first = self.calls == 1
+        if first:
+            wait_for_readers(self.readers)
+        return self.parse(raw)
 
 
 def read_in_threads(readers: list[Any]) -> list[list[tuple[int, Any]]]:
@@ -56,7 +74,7 @@ def read_in_threads(readers: list[Any]) -> list[list[tuple[int, Any]]]:
 
 def test_readers_at_the_same_time_get_every_record_in_order_from_one_parse(tmp_path: Path):
     expected = write(tmp_path / "d.jsonl", 5000)
-    parse = Parser()
+    parse = Parser(readers=4)
     readers = [read_clean(tmp_path / "d.jsonl", "k1", parse) for _ in range(4)]
     results = read_in_threads(readers)
     assert all(r == expected for r in results)
@@ -70,8 +88,9 @@ def test_a_reader_that_comes_late_reads_the_passed_lines_alone_then_joins(tmp_pa
     first = read_clean(tmp_path / "d.jsonl", "k2", parse)
     got_first = [next(first) for _ in range(1500)]
     late = read_clean(tmp_path / "d.jsonl", "k2", parse)
+    got_late = [next(late)]  # it has joined (and reads line 1 alone)
     results = read_in_threads([first, late])
-    assert got_first + results[0] == expected and results[1] == expected
+    assert got_first + results[0] == expected and got_late + results[1] == expected
     assert parse.calls < 2 * len(expected)  # the late one read about half alone, then shared
 
 
@@ -123,21 +142,15 @@ def test_a_quote_across_providers_parses_the_file_once_per_chunk_not_once_per_pr
         provider_options={"openai": {"base_model": "gpt-4o-mini"}},
         data={"train": str(data)},
     )
-    # each provider alone (and their tokenizers loaded, so that the passes below start together)
+    counted = Parser(readers=3, parse=validate._value_of)  # the three passes have all started reading
+    monkeypatch.setattr(validate, "_value_of", counted)
+    shared = quote(spec, ["together", "hf", "openai"], client=Client(), processes=1)
+    tokens = {q.provider: q.billable_tokens for q in shared.quotes}
+    monkeypatch.setattr(validate, "_value_of", counted.parse)
     alone = {
         q.provider: q.billable_tokens
         for name in ("together", "hf", "openai")
         for q in quote(spec, name, client=Client(), processes=1).quotes
     }
-    calls = {"n": 0}
-    real = validate._value_of
-
-    def counted(raw: bytes) -> Any:
-        calls["n"] += 1
-        return real(raw)
-
-    monkeypatch.setattr(validate, "_value_of", counted)
-    shared = quote(spec, ["together", "hf", "openai"], client=Client(), processes=1)
-    tokens = {q.provider: q.billable_tokens for q in shared.quotes}
     assert tokens == alone
-    assert calls["n"] < 2 * len(rows)  # three passes after the validation, about one parse
+    assert counted.calls < 2 * len(rows)  # three passes after the validation, about one parse
