@@ -155,6 +155,7 @@ class SharedRead:
                     self._producing = True
                     break
                 self._cond.wait(0.05)
+                self._moved[me] = time.monotonic()  # waiting here for a chunk is not stalling the others
         try:
             chunk, end, eof = self._parse_next()
         except BaseException:
