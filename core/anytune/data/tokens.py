@@ -277,11 +277,6 @@ class QuicktokCounter:
         totals = [0] * len(texts)
         for i, text in enumerate(texts):
             parts = _SPECIAL_SPLIT.split(text)
-            if len(parts) == 1:
-                if text:
-                    pieces.append(text)
-                    owner.append(i)
-                continue
             candidates = parts[1::2]
             if specials.issuperset(candidates):
                 between = list(filter(None, parts[::2]))

@@ -17,16 +17,17 @@ from anytune.locks import file_lock
 # that opening an up-to-date database never has to import Alembic.
 HEAD_REVISION = "0005"
 MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_SECONDS = 30  # how long a SQLite connection waits for another's lock, WAL switch included
 
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": BUSY_SECONDS})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
             cur.execute("PRAGMA foreign_keys=ON")
             _use_wal(cur)
             cur.close()
@@ -45,7 +46,7 @@ def _use_wal(cur) -> None:  # type: ignore[no-untyped-def]
     import sqlite3
     import time
 
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + BUSY_SECONDS
     delay = 0.005
     while True:
         try:
