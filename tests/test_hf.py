@@ -16,7 +16,7 @@ import pytest
 from anytune.client import Client
 from anytune.jobfile import spec_from_dict
 from anytune.jobs import EventKind, JobStatus
-from anytune.plugin import PreparedData, SubmitRequest
+from anytune.plugin import PreparedData, ProviderRef, SubmitRequest
 from anytune.testing import emulated
 from anytune_hf.backend import LABEL, HFBackend, job_label
 from tests.conftest import anytune_in_process, chat_splits, cli_env, reversal_rows, run_anytune, write_jsonl
@@ -148,6 +148,70 @@ def test_cancel_stops_the_running_job(hub, tmp_path, tiny_model):
     assert cancelled.status is JobStatus.CANCELLED
     [remote] = hub.jobs.values()
     assert remote.stage == "CANCELED" and remote.process is not None and remote.process.poll() is not None
+
+
+def test_marked_log_lines_that_other_output_cut_into_are_still_read(hub):
+    """A job's log is one stream that the trainer's output shares: a line of it can follow a marked line
+    before its newline, a progress bar's carriage-return text can stand before the marker, a line can be cut
+    short. Polling reads what each holds instead of failing the poll (a clean-clone CI run did)."""
+    backend = HFBackend()
+
+    def marked(marker: str, payload: dict[str, Any]) -> str:
+        return f"anytune-{marker} {json.dumps(payload)}"
+
+    def metric(loss: float) -> dict[str, Any]:
+        return {"time": 1.0, "kind": "metric", "level": "info", "message": "step", "data": {"loss": loss}}
+
+    lines = [
+        marked("event", metric(1.5)) + "{'train_runtime': '0.41', 'epoch': '6'}",
+        "\r 10%|#         | 1/10 [00:01<00:09]" + marked("event", metric(1.25)),
+        marked("event", metric(1.0))[:-12],  # cut short: left as plain log
+        marked("status", {"state": "running", "step": 5, "total_steps": 10}) + " trailing",
+        marked("result", {"repo": "alice/out", "revision": "abc", "result": {"trained_tokens": 7}}) + "}",
+    ]
+    script = f"for line in {lines!r}:\n    print(line)"
+    job = backend.api().run_job(image="python:3.12", command=["python", "-c", script], namespace="alice")
+    ref = ProviderRef(provider="hf", id=job.id, data={"namespace": "alice", "mode": "jobs"})
+    wait_for(lambda: not backend.poll(ref).status.active)
+    snap = backend.poll(ref)
+    assert snap.status is JobStatus.SUCCEEDED, snap.error
+    assert [e.data for e in snap.events] == [{"loss": 1.5}, {"loss": 1.25}]
+    assert (snap.step, snap.total_steps, snap.trained_tokens) == (5, 10, 7)
+
+
+def test_the_runner_writes_each_log_line_whole_while_the_worker_prints(tmp_path):
+    """The runner is the only writer of the job's log: the worker's output is copied in line by line, so
+    its lines never land inside the runner's marked ones."""
+    import subprocess
+    import sys
+
+    script = """
+import subprocess, sys, threading
+from anytune_hf.runner import EVENT, forward_output, say
+worker = subprocess.Popen(
+    [sys.executable, "-c", "import sys\\nfor i in range(3000): sys.stderr.write('x' * 60 + '\\\\n')"],
+    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+)
+copier = threading.Thread(target=forward_output, args=(worker.stdout,))
+copier.start()
+for i in range(3000):
+    say(EVENT, {"kind": "log", "message": "m" * 40, "data": {"i": i}})
+worker.wait()
+copier.join()
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"},
+    ).stdout.splitlines()
+    marked = [line for line in out if "anytune-event" in line]
+    assert [json.loads(line.removeprefix("anytune-event "))["data"]["i"] for line in marked] == list(
+        range(3000)
+    )
+    assert sorted(set(out) - set(marked)) == ["x" * 60] and len(out) == 6000
 
 
 def test_a_create_whose_answer_is_lost_makes_one_job(hub, tmp_path, tiny_model):

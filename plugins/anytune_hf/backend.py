@@ -467,13 +467,12 @@ class HFBackend(Backend):
         state: dict[str, Any] = {}
         result: dict[str, Any] | None = None
         for number, line in enumerate(lines):
-            if line.startswith(STATUS):
-                state = json.loads(line[len(STATUS) :])
-            elif line.startswith(RESULT):
-                result = json.loads(line[len(RESULT) :])
-            if number < seen or not line.startswith(EVENT):
+            if (said := _marked(line, STATUS)) is not None:
+                state = said
+            elif (said := _marked(line, RESULT)) is not None:
+                result = said
+            if number < seen or (raw := _marked(line, EVENT)) is None:
                 continue
-            raw = json.loads(line[len(EVENT) :])
             event = Event(
                 time=datetime.fromtimestamp(raw["time"], UTC) if raw.get("time") else datetime.now(UTC),
                 kind=EventKind(raw.get("kind", "log")),
@@ -647,8 +646,25 @@ class HFBackend(Backend):
         return self._local_backend().export(self._local_copy(model), out_dir, dtype=dtype)
 
 
+def _marked(line: str, marker: str) -> dict[str, Any] | None:
+    """The JSON object behind `marker` in a log line, or None. Tolerant, because a job's log is a shared
+    stream: a progress bar's carriage-return text can stand before the marker, other output can follow the
+    object, and a line can be cut short; such a line is read as far as it holds or is left as plain log."""
+    at = line.find(marker)
+    if at < 0:
+        return None
+    try:
+        value, _end = _DECODER.raw_decode(line, at + len(marker))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+_DECODER = json.JSONDecoder()
+
+
 def _tail(lines: list[str], n: int = 3) -> str:
-    plain = [line for line in lines if not line.startswith((EVENT, STATUS, RESULT)) and line.strip()]
+    plain = [line for line in lines if not any(m in line for m in (EVENT, STATUS, RESULT)) and line.strip()]
     return " | ".join(plain[-n:])
 
 

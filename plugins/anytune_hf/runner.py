@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,27 @@ CHECKPOINTS = "checkpoints"
 RESULT_FILE = "anytune_result.json"
 
 
+_LOG = threading.Lock()
+
+
 def say(marker: str, payload: dict[str, Any]) -> None:
-    print(marker + json.dumps(payload, default=str), flush=True)
+    """One marked line, written whole: the backend finds it by its marker at the start of a log line."""
+    write_line(marker + json.dumps(payload, default=str))
+
+
+def write_line(text: str) -> None:
+    # one write per line under a lock: print() writes the text and its newline apart, and a line of the
+    # worker's output landing between them glued itself to an event line in the job's log
+    with _LOG:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+def forward_output(stream: Any) -> None:
+    """Copy the worker's output to the job's log line by line, so only this process writes the log."""
+    for raw in iter(stream.readline, b""):
+        write_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+    stream.close()
 
 
 def split_repo_path(uri: str) -> tuple[str, str]:
@@ -172,7 +192,11 @@ class Runner:
         jobdir.create(request)
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
         command = worker_command(JobSpec.model_validate(request["spec"]), jobdir.path)
-        proc = subprocess.Popen(command, cwd=jobdir.path, env=env)
+        proc = subprocess.Popen(
+            command, cwd=jobdir.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        copier = threading.Thread(target=forward_output, args=(proc.stdout,), daemon=True)
+        copier.start()
 
         def forward(signum: int, _frame: Any) -> None:  # HF stops a job with SIGTERM: stop at a step boundary
             proc.send_signal(signum)
@@ -194,9 +218,10 @@ class Runner:
             if done:
                 break
             time.sleep(1.0)
+        copier.join(timeout=10)  # the worker has exited: its last lines (a traceback) go out first
         final = jobdir.read_status()
         if final.get("state") != "succeeded":
-            print(f"anytune: training ended {final.get('state')}: {final.get('error') or ''}", flush=True)
+            write_line(f"anytune: training ended {final.get('state')}: {final.get('error') or ''}")
             return 0 if final.get("state") == "cancelled" else 1
         result = json.loads(jobdir.result_file.read_text())
         revision = self.push_result(request, result)
