@@ -373,6 +373,52 @@ def test_the_local_rows_quoted_in_a_second_process_equal_the_ones_quoted_here(
     assert len({q.provider for q in two.quotes}) > 3  # every other provider quoted here, beside it
 
 
+def test_a_second_process_adopts_the_validation_made_here_unless_the_file_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The first process of a quote validates the job's files once and hands their reports to the second (as
+    JSON): a client that adopts them validates nothing and quotes the same; a report with errors refuses the
+    same way; a file changed since the hand-over is validated again."""
+    from anytune import client as client_module
+    from anytune.errors import DataError
+
+    train = write_jsonl(tmp_path / "train.jsonl", chat_rows(30))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(train.read_text() + '{"messages": "not a list"}\n')
+    first = Client()
+    jobs = {
+        name: spec(path).model_copy(update={"provider": "local"})
+        for name, path in (("good", train), ("bad", bad))
+    }
+    for job in jobs.values():
+        first.validate_spec_data(job)
+    known = json.loads(json.dumps(first.known_validations()))
+    assert len(known) == 2
+    validated: list[Any] = []
+    real = client_module.validate_file
+    monkeypatch.setattr(client_module, "validate_file", lambda *a, **k: validated.append(a) or real(*a, **k))
+
+    second = Client()
+    second.adopt_validations(known)
+    here = first.preflight(jobs["good"], quote_only=True)
+    there = second.preflight(jobs["good"], quote_only=True)
+    assert there.quote.model_dump() == here.quote.model_dump() and there.warnings == here.warnings
+    with pytest.raises(DataError) as refused_here:
+        first.preflight(jobs["bad"], quote_only=True)
+    with pytest.raises(DataError) as refused_there:
+        second.preflight(jobs["bad"], quote_only=True)
+    said_here, said_there = refused_here.value, refused_there.value
+    assert (said_there.message, said_there.details) == (said_here.message, said_here.details)
+    assert any("31" in d and "must be a list of messages" in d for d in said_there.details)
+    assert validated == []  # neither file read again for its checks
+
+    write_jsonl(train, chat_rows(31))  # changed after the hand-over
+    third = Client()
+    third.adopt_validations(known)
+    changed = third.preflight(jobs["good"], quote_only=True)
+    assert len(validated) == 1 and changed.prepared.data.train.rows == 31
+
+
 def test_a_second_process_that_fails_leaves_its_rows_to_this_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -32,7 +32,7 @@ from anytune.cost.quotes import unavailable
 from anytune.data.formats import DataFormat
 from anytune.data.prepared import files_not_written
 from anytune.data.split import SplitPlan, check_leakage, plan_split, source_line, write_split
-from anytune.data.validate import ValidationReport, require_valid, validate_file
+from anytune.data.validate import ValidationReport, remember_clean, require_valid, validate_file
 from anytune.errors import (
     AnytuneError,
     BackendError,
@@ -311,6 +311,49 @@ class Client:
             if report is None:
                 report = self._validated[key] = validate_file(path, format=fmt, max_seq_length=max_seq_length)
         return report
+
+    def validate_spec_data(self, spec: JobSpec) -> None:
+        """Validate the job's files now, once (remembered like every validation here): what every provider's
+        preflight checks first. Problems stay in the reports, for the preflights to raise; a job whose
+        validation rows are carved out of the training file is validated by its preflights."""
+        if spec.data.validation_split:
+            return
+        fmt = None if spec.data.format == "auto" else DataFormat(spec.data.format)
+        for path in (spec.data.train, spec.data.validation, spec.data.test):
+            if path:
+                with contextlib.suppress(AnytuneError):  # the preflights say what is wrong, in their words
+                    self._validate(path, fmt, spec.hyperparameters.max_seq_length)
+
+    def known_validations(self) -> list[dict[str, Any]]:
+        """The files validated by this client and unchanged since, with their reports, as JSON: what another
+        process quoting the same job adopts (`adopt_validations`) instead of validating them again."""
+        with self._data_lock:
+            held = list(self._validated.items())
+        known = []
+        for (path, size, mtime, fmt, max_seq_length), report in held:
+            if _unchanged(path) == (path, size, mtime):
+                known.append(
+                    {
+                        "file": [path, size, mtime, fmt.value if fmt else None, max_seq_length],
+                        "report": report.model_dump(mode="json"),
+                    }
+                )
+        return known
+
+    def adopt_validations(self, known: list[dict[str, Any]]) -> None:
+        """Take `known_validations()` from another process: a file still unchanged is not validated again,
+        and a clean one is only parsed by the providers' passes. A file changed since is validated here."""
+        for item in known:
+            path, size, mtime, fmt, max_seq_length = item["file"]
+            fmt = DataFormat(fmt) if fmt else None
+            key = _unchanged(path, fmt, max_seq_length)
+            if key != (path, size, mtime, fmt, max_seq_length):
+                continue
+            report = ValidationReport.model_validate(item["report"])
+            with self._data_lock:
+                self._validated[key] = report
+            if report.errors == 0 and report.format is not None:
+                remember_clean(Path(path), report)
 
     def _plan_split(
         self, path: str, fmt: DataFormat | None, max_seq_length: int | None, share: float, seed: int

@@ -472,7 +472,7 @@ class RecordValidator:
         if self.format is not None and self.report.valid:
             self.report.fingerprint = self._fingerprint.hexdigest(self.format.value)
         if self.collect_stats and self.report.errors == 0 and self.report.format is not None:
-            _remember_clean(self.path, self.report)
+            remember_clean(self.path, self.report)
 
     def _reread(self, known: ValidationReport) -> Iterator[tuple[int, dict[str, Any]]]:
         """Another pass over a JSONL file this process has validated clean, unchanged since: every line
@@ -503,7 +503,9 @@ def _file_key(path: Path) -> tuple[Any, ...] | None:
     return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _remember_clean(path: Path, report: ValidationReport) -> None:
+def remember_clean(path: Path, report: ValidationReport) -> None:
+    """`path` holds only valid records, as `report` says (this process validated it, or one quoting the same
+    job did): while it is unchanged, a pass that needs no checks or stats only parses it."""
     if file_kind(path) != "jsonl" or report.issues_truncated:
         return
     key = _file_key(path)

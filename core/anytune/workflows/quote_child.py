@@ -1,8 +1,10 @@
 """The second process of a quote (`anytune.workflows.compare.SecondProcess`): the rows it is given, quoted
 with the installed plugins, as `quote()` quotes them in the first.
 
-stdin: {"spec": JobSpec, "rows": [{"provider", "hardware", "backend"}], "prices": [files], "out": path};
-the quotes and warnings are written to `out` as JSON. Exit 0 only when they are all there.
+stdin, one JSON line each: {"spec": JobSpec, "rows": [{"provider", "hardware", "backend"}], "prices": [files],
+"out": path}, then the first process's validation reports (`Client.known_validations`; [] for none, and an
+end of input counts as none). The quotes and warnings are written to `out` as JSON. Exit 0 only when they
+are all there.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ from anytune.workflows.compare import Target, _Quoter
 
 
 def main() -> None:
-    request = json.loads(sys.stdin.buffer.read())
+    request = json.loads(sys.stdin.buffer.readline())
     spec = JobSpec.model_validate(request["spec"])
     rows = [Target(**row) for row in request["rows"]]
+    client = Client()
+    client.plugins.backend_names()  # the plugins load while the first process validates
+    client.adopt_validations(json.loads(sys.stdin.buffer.readline() or b"[]"))
     with extra_prices(request["prices"]):
-        quoter = _Quoter(Client(), spec)
+        quoter = _Quoter(client, spec)
         quotes = [q.model_dump(mode="json") for q in quoter.rows(rows)]
     out = Path(request["out"])
     out.write_text(json.dumps({"quotes": quotes, "warnings": sorted(quoter.warnings)}), encoding="utf-8")
