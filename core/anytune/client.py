@@ -131,6 +131,11 @@ def _unchanged(path: str, *extra: Any) -> tuple[Any, ...] | None:
     return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, *extra)
 
 
+def _data_format(spec: JobSpec) -> DataFormat | None:
+    """The format the job names for its files; None where it is detected ("auto")."""
+    return None if spec.data.format == "auto" else DataFormat(spec.data.format)
+
+
 def data_refusal(provider: str, errors: Sequence[Problem]) -> DataError:
     """The error for data a provider would refuse: every problem with its file and line (up to 200)."""
     details = [str(p) for p in errors[:200]]
@@ -318,27 +323,24 @@ class Client:
         validation rows are carved out of the training file is validated by its preflights."""
         if spec.data.validation_split:
             return
-        fmt = None if spec.data.format == "auto" else DataFormat(spec.data.format)
+        fmt = _data_format(spec)
         for path in (spec.data.train, spec.data.validation, spec.data.test):
             if path:
                 with contextlib.suppress(AnytuneError):  # the preflights say what is wrong, in their words
                     self._validate(path, fmt, spec.hyperparameters.max_seq_length)
 
     def known_validations(self) -> list[dict[str, Any]]:
-        """The files validated by this client and unchanged since, with their reports, as JSON: what another
+        """The files validated by this client, with their reports, as JSON: what another
         process quoting the same job adopts (`adopt_validations`) instead of validating them again."""
         with self._data_lock:
             held = list(self._validated.items())
-        known = []
-        for (path, size, mtime, fmt, max_seq_length), report in held:
-            if _unchanged(path) == (path, size, mtime):
-                known.append(
-                    {
-                        "file": [path, size, mtime, fmt.value if fmt else None, max_seq_length],
-                        "report": report.model_dump(mode="json"),
-                    }
-                )
-        return known
+        return [  # the adopting side checks that each file is unchanged
+            {
+                "file": [path, size, mtime, fmt.value if fmt else None, max_seq_length],
+                "report": report.model_dump(mode="json"),
+            }
+            for (path, size, mtime, fmt, max_seq_length), report in held
+        ]
 
     def adopt_validations(self, known: list[dict[str, Any]]) -> None:
         """Take `known_validations()` from another process: a file still unchanged is not validated again,
@@ -377,7 +379,7 @@ class Client:
     def _prepare_data(
         self, spec: JobSpec, caps: Capabilities, *, record: bool = True
     ) -> tuple[DataBundle, dict[str, ValidationReport], list[str]]:
-        fmt = None if spec.data.format == "auto" else DataFormat(spec.data.format)
+        fmt = _data_format(spec)
         warnings: list[str] = []
         reports: dict[str, ValidationReport] = {}
         refs: dict[str, DatasetRef] = {}

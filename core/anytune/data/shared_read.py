@@ -51,6 +51,26 @@ def _value(number: int, raw: bytes, parse: Parse) -> Any:
     return parse(stripped) if stripped else _BLANK
 
 
+def _parse_chunk(fh: IO[bytes], parse: Parse, offset: int, line: int) -> tuple[_Chunk, int, bool]:
+    """The chunk of up to CHUNK_LINES lines at byte `offset` of `fh` (line `line` + 1 there), the offset where
+    it ends, and whether the file ends there. Every chunk of a file is cut the same way from its start, so a
+    chunk's start is where a reader that began at byte 0 arrives."""
+    readline = fh.readline
+    start, first, eof = offset, line, False
+    records: list[Record] = []
+    for _ in range(CHUNK_LINES):
+        raw = readline()
+        if not raw:
+            eof = True
+            break
+        offset += len(raw)
+        line += 1
+        value = _value(line, raw, parse)
+        if value is not _BLANK:
+            records.append((line, value))
+    return _Chunk(start, first, line - first, records), offset, eof
+
+
 def _alone(
     path: Path,
     parse: Parse,
@@ -59,20 +79,16 @@ def _alone(
     until: int | None = None,
     touch: Callable[[], None] | None = None,
 ) -> Iterator[Record]:
-    """The records from byte `start` (line `line` + 1 there) up to byte `until` or the end, read alone."""
+    """The records from byte `start` (line `line` + 1 there, a chunk's start) up to byte `until` (another
+    chunk's start) or the end, read alone."""
     with path.open("rb") as fh:
         fh.seek(start)
-        offset = start
-        while until is None or offset < until:
-            raw = fh.readline()
-            if not raw:
-                return
-            offset += len(raw)
-            line += 1
-            value = _value(line, raw, parse)
-            if value is not _BLANK:
-                yield line, value
-            if touch is not None and line % CHUNK_LINES == 0:
+        offset, eof = start, False
+        while not eof and (until is None or offset < until):
+            chunk, offset, eof = _parse_chunk(fh, parse, offset, line)
+            line = chunk.line + chunk.lines
+            yield from chunk.records
+            if touch is not None:
                 touch()
 
 
@@ -199,20 +215,7 @@ class SharedRead:
         """The next chunk, the offset where it ends, and whether the file ends there."""
         if self._fh is None:
             self._fh = self.path.open("rb")
-        readline, parse = self._fh.readline, self.parse
-        offset, line, eof = self._offset, self._line, False
-        records: list[Record] = []
-        for _ in range(CHUNK_LINES):
-            raw = readline()
-            if not raw:
-                eof = True
-                break
-            offset += len(raw)
-            line += 1
-            value = _value(line, raw, parse)
-            if value is not _BLANK:
-                records.append((line, value))
-        return _Chunk(self._offset, self._line, line - self._line, records), offset, eof
+        return _parse_chunk(self._fh, self.parse, self._offset, self._line)
 
     def _leave(self, me: int) -> None:
         with self._cond:
