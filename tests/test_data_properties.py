@@ -208,6 +208,157 @@ def test_quote_refuses_bad_data_with_lines_and_never_crashes(
             assert row.available or row.reason
 
 
+# Records anytune's validator accepts, of every format, with what is legal but unusual in them: special-token
+# and template text in contents, content parts, tool calls with and without content, weights, names, tool
+# messages, prompts and answers as strings or as messages. What a provider cannot take must be a refusal that
+# names it, never an exception from its conversion or its counting.
+texts = st.one_of(
+    st.text(min_size=1, max_size=30).filter(str.strip),
+    st.sampled_from(
+        [
+            "<|eot_id|>",
+            "<|im_end|>",
+            "<think>a</think>b",
+            "{{ x }}{% if %}",
+            "a\u2028b",
+            "a\x00b",
+            "x" * 3000,
+            "<|start_header_id|>user<|end_header_id|>",
+            "😀 é",
+            "a\r\nb",
+            "  lead",
+            "trail  ",
+        ]
+    ),
+)
+content_values = st.one_of(
+    texts,
+    st.lists(
+        st.one_of(
+            st.builds(lambda t: {"type": "text", "text": t}, texts),
+            st.just({"type": "image_url", "image_url": {"url": "http://x/y.png"}}),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+)
+tool_calls = st.lists(
+    st.builds(
+        lambda name, args: {"id": "c1", "type": "function", "function": {"name": name, "arguments": args}},
+        st.sampled_from(["f", "get_weather"]),
+        st.sampled_from(["{}", '{"a": 1}', "[]"]),
+    ),
+    min_size=1,
+    max_size=2,
+)
+
+
+def _valid_message(role: str) -> st.SearchStrategy[dict[str, Any]]:
+    optional: dict[str, Any] = {"name": st.sampled_from(["bob", "x y"])}
+    if role == "assistant":
+        optional["weight"] = st.sampled_from([0, 1])
+    if role == "tool":
+        optional["tool_call_id"] = st.just("c1")
+    plain = st.fixed_dictionaries({"role": st.just(role), "content": content_values}, optional=optional)
+    if role != "assistant":
+        return plain
+    calling = st.builds(
+        lambda content, calls: {"role": "assistant", "tool_calls": calls, **content},
+        st.sampled_from([{}, {"content": None}, {"content": ""}, {"content": "calling"}]),
+        tool_calls,
+    )
+    return st.one_of(plain, calling)
+
+
+def _last_answer() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({"role": st.just("assistant"), "content": texts})
+
+
+any_message = st.one_of(*(_valid_message(r) for r in ("system", "user", "assistant", "tool")))
+prompt_messages = st.lists(
+    st.one_of(*(_valid_message(r) for r in ("system", "user", "assistant"))), min_size=1, max_size=3
+)
+answers = st.one_of(texts, st.lists(_last_answer(), min_size=1, max_size=2))
+valid_records = {
+    "chat": st.builds(
+        lambda ms, last, tools: {"messages": [*ms, last], **tools},
+        st.lists(any_message, max_size=5),
+        st.one_of(_last_answer(), _valid_message("assistant")),
+        st.sampled_from([{}, {"tools": [{"type": "function", "function": {"name": "f"}}]}]),
+    ),
+    "instruction": st.fixed_dictionaries(
+        {"instruction": texts, "output": texts}, optional={"input": st.text(max_size=10), "system": texts}
+    ),
+    "completion": st.fixed_dictionaries({"prompt": st.one_of(texts, prompt_messages), "completion": answers}),
+    "preference": st.fixed_dictionaries(
+        {"prompt": st.one_of(texts, prompt_messages), "chosen": answers, "rejected": answers}
+    ),
+    "openai_preference": st.builds(
+        lambda prompt, a, b: {
+            "input": {"messages": prompt},
+            "preferred_output": [a],
+            "non_preferred_output": [b],
+        },
+        prompt_messages,
+        _last_answer(),
+        _last_answer(),
+    ),
+    "text": st.fixed_dictionaries({"text": texts}),
+}
+
+
+@settings(SETTINGS, max_examples=120)
+@given(
+    kind=st.sampled_from(sorted(valid_records)),
+    data=st.data(),
+    base=st.sampled_from(["meta-llama/Meta-Llama-3.1-8B-Instruct-Reference", "Qwen/Qwen2.5-7B-Instruct"]),
+    bedrock=st.sampled_from(["nova-micro", "llama3-1-8b-instruct"]),
+)
+def test_valid_records_of_every_format_reach_every_provider_without_a_crash(
+    kind: str, data: st.DataObject, base: str, bedrock: str, tmp_path: Path
+) -> None:
+    from anytune.client import Client
+    from anytune.errors import AnytuneError
+
+    records = data.draw(st.lists(valid_records[kind], min_size=1, max_size=12))
+    method = data.draw(st.sampled_from(["sft", "cpt"] if kind == "text" else ["sft", "dpo"]))
+    path = tmp_path / f"{kind}-{time.perf_counter_ns()}.jsonl"  # a new file each time: no report is reused
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    if not validate_file(path).ok:
+        return  # an empty answer, a pair whose answers are equal: the tests above cover refusals
+    client = Client()
+    options = {
+        "openai": {"base_model": "gpt-4o-mini"},
+        "azure-openai": {"base_model": "gpt-4o"},
+        "bedrock": {"base_model": bedrock},
+        "local": {"base_model": "tiny"},
+    }
+    reasons: list[str] = []
+    for provider in client.plugins.backend_names():
+        spec = JobSpec.model_validate(
+            {
+                "name": "prop",
+                "base_model": base,
+                "method": method,
+                "provider": provider,
+                "provider_options": options,
+                "data": {"train": str(path)},
+            }
+        )
+        try:
+            pre = client.preflight(spec, quote_only=True)
+        except AnytuneError as exc:  # refused before its data was prepared: it says why
+            reasons.append(exc.message)
+            continue
+        quote = pre.quote
+        assert quote.available or quote.reason, (provider, kind)
+        for problem in pre.prepared.problems:  # every problem of the data names its file
+            assert problem.file in (str(path), str(path.resolve())), (provider, problem)
+        if quote.available:
+            assert quote.billable_tokens and quote.billable_tokens > 0, (provider, kind, quote)
+    assert all(reasons)
+
+
 def test_the_strategies_reach_every_hostile_case() -> None:
     """Each hostile case drawn above (deep nesting, 5,000 digits, a surrogate, broken JSON,
     bad bytes) gives the error it should, not an exception; the file-level checks are the tests above."""
