@@ -112,6 +112,25 @@ def test_convert_file_is_all_or_nothing(tmp_path: Path):
         convert_file(src, src, F.COMPLETION)
 
 
+def test_a_failed_conversion_leaves_a_file_already_at_the_output_as_it_was(tmp_path: Path):
+    """Converting onto an existing file: the file is replaced only by a whole conversion. Before, the
+    conversion was written over it and then deleted, so a bad line cost the user the file they had."""
+    out = tmp_path / "out.jsonl"
+    out.write_text("the user's own file\n")
+    bad_line = write_jsonl(tmp_path / "bad.jsonl", [*reversal_rows(2), "broken"])
+    with pytest.raises(DataError):
+        convert_file(bad_line, out, F.COMPLETION)
+    turns = [("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d")]
+    two_turns = {"messages": [{"role": r, "content": c} for r, c in turns]}
+    unconvertible = write_jsonl(tmp_path / "multi.jsonl", [*reversal_rows(2), two_turns])
+    with pytest.raises(DataError, match="cannot be converted"):
+        convert_file(unconvertible, out, F.INSTRUCTION)
+    assert out.read_text() == "the user's own file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "multi.jsonl", "out.jsonl"]
+    assert convert_file(bad_line.with_name("multi.jsonl"), out, F.COMPLETION).rows == 3
+    assert validate_file(out).ok
+
+
 def test_convert_refuses_invalid_input_with_lines(tmp_path: Path):
     src = write_jsonl(tmp_path / "in.jsonl", [*reversal_rows(2), "broken"])
     with pytest.raises(DataError) as info:

@@ -339,6 +339,39 @@ def test_only_regular_files_are_read(tmp_path, capsys, special):
     assert code == 2 and f"{path}: not a regular file" in out and "internal error" not in out
 
 
+def test_a_symbolic_link_loop_is_named_where_it_was_an_internal_error(tmp_path, capsys, monkeypatch):
+    """Python 3.11 and 3.12 raise RuntimeError resolving a link that points back to itself: a job file,
+    `data convert` and the service's data-folder check resolved data paths that way."""
+    import os
+
+    from anytune.data.validate import validate_file
+    from anytune.errors import UsageError
+    from anytune.service.app import check_data_paths
+
+    monkeypatch.chdir(tmp_path)
+    os.symlink("loop-b.jsonl", "loop-a.jsonl")
+    os.symlink("loop-a.jsonl", "loop-b.jsonl")
+    job = job_yaml(
+        tmp_path / "job.yaml", name="loop", base_model="gpt-4o-mini", data={"train": "loop-a.jsonl"}
+    )
+    named = f"{tmp_path / 'loop-a.jsonl'}: a symbolic link to nothing"
+    code, out = cli(capsys, "validate", "loop-a.jsonl")
+    assert code == 2 and "loop-a.jsonl: a symbolic link to nothing" in out, out
+    code, out = cli(capsys, "quote", str(job), "--providers", "openai,together")
+    assert "internal error" not in out and named in out, out
+    code, out = cli(capsys, "data", "convert", "loop-a.jsonl", "-o", "out.jsonl", "--to", "completion")
+    assert code == 2 and "a symbolic link to nothing" in out and not (tmp_path / "out.jsonl").exists(), out
+    write_jsonl(tmp_path / "good.jsonl", reversal_rows(3))
+    code, out = cli(capsys, "data", "convert", "good.jsonl", "-o", "loop-a.jsonl", "--to", "completion")
+    assert code == 0, out  # the link that led nowhere is replaced by the file asked for
+    assert not os.path.islink("loop-a.jsonl") and validate_file(tmp_path / "loop-a.jsonl").valid == 3
+    os.symlink("loop-d.jsonl", "loop-c.jsonl")
+    os.symlink("loop-c.jsonl", "loop-d.jsonl")
+    monkeypatch.setenv("ANYTUNE_DATA_ROOT", str(tmp_path / "data"))
+    with pytest.raises(UsageError, match="outside the server's data folder"):
+        check_data_paths([str(tmp_path / "loop-c.jsonl")])
+
+
 def test_records_no_parser_takes_are_line_numbered_errors(tmp_path, capsys):
     good = json.dumps(reversal_rows(1)[0])
     lines = [

@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from anytune.errors import SpecError
+from anytune.paths import resolved
 from anytune.spec import JobSpec
 
 _DATA_PATH_FIELDS = ("train", "validation", "test")
@@ -274,4 +275,4 @@ def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
             if isinstance(value, str) and value and "://" not in value:
                 p = Path(value).expanduser()
                 if not p.is_absolute():
-                    block[field] = str((base / p).resolve())
+                    block[field] = str(resolved(base / p))

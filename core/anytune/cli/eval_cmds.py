@@ -11,6 +11,7 @@ from rich.table import Table
 
 from anytune.cli.console import err, out, print_json
 from anytune.evaluation.metrics import is_fraction, show
+from anytune.paths import resolved
 
 if TYPE_CHECKING:
     from anytune.client import Client
@@ -123,7 +124,7 @@ def eval_command(
     client = cli_client()
     changes: dict[str, object] = {"compare_base": base and against is None}
     if data is not None:
-        changes["data"] = str(data.resolve())
+        changes["data"] = str(resolved(data))
     if metrics:
         changes["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
     if limit is not None:

@@ -19,6 +19,7 @@ from anytune.data.formats import DataFormat
 from anytune.data.records import as_messages, content_text, instruction_prompt, prompt_and_target
 from anytune.data.validate import RecordValidator, require_valid
 from anytune.errors import DataError
+from anytune.paths import resolved
 
 
 class ConversionError(ValueError):
@@ -145,12 +146,17 @@ def write_jsonl_atomic(path: Path, rows: Any) -> int:
     return count
 
 
+class _Refused(Exception):
+    """The data cannot be converted whole: the output is not written."""
+
+
 def convert_file(
     source: str | Path, target: str | Path, to: DataFormat, *, source_format: DataFormat | None = None
 ) -> ConversionReport:
-    """Convert a whole file. All-or-nothing: any invalid or unconvertible record means no output file."""
+    """Convert a whole file. All-or-nothing: any invalid or unconvertible record means no output file, and a
+    file already at `target` stays as it was."""
     source, target = Path(source), Path(target)
-    if source.resolve() == target.resolve():
+    if resolved(source) == resolved(target):
         raise DataError(f"{target}: the output would overwrite the input", hint="choose another output path")
     validator = RecordValidator(source, format=source_format, collect_stats=False)
     failures: list[str] = []
@@ -162,15 +168,17 @@ def convert_file(
             except ConversionError as exc:
                 if len(failures) < 1000:
                     failures.append(f"{source}:{line}: {exc}")
+        if validator.report.errors or failures:
+            raise _Refused  # before the temporary file takes the target's place: it is deleted instead
 
-    count = write_jsonl_atomic(target, rows())
-    if validator.report.errors or failures:
-        target.unlink(missing_ok=True)
+    try:
+        count = write_jsonl_atomic(target, rows())
+    except _Refused:
         require_valid(validator.report)
         raise DataError(
             f"{source}: {len(failures)} record(s) cannot be converted to {to.value}; nothing was written",
             details=failures,
-        )
+        ) from None
     return ConversionReport(
         source=str(source),
         target=str(target),

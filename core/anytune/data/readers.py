@@ -71,6 +71,11 @@ MAX_DEPTH_MESSAGE = "nested too deeply (JSON arrays and objects inside each othe
 def read_records(path: str | Path) -> Iterator[RawRecord]:
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(
+                f"{path}: a symbolic link to nothing (its target is missing, or the links point back to each other)",
+                hint="point it at the data file, or name the file itself",
+            )
         raise DataError(f"{path}: no such file")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a data file")

@@ -37,6 +37,7 @@ from anytune.errors import (
     SpecError,
     UsageError,
 )
+from anytune.paths import resolved
 from anytune.registry.access import (
     AccessDenied,
     IdempotencyConflict,
@@ -83,9 +84,9 @@ def check_data_paths(paths: list[str]) -> None:
     root = os.environ.get("ANYTUNE_DATA_ROOT")
     if not root:
         return
-    base = Path(root).resolve()
+    base = resolved(root)
     for path in paths:
-        if not Path(path).resolve().is_relative_to(base):
+        if not resolved(path).is_relative_to(base):
             raise UsageError(
                 f"{path}: outside the server's data folder",
                 hint=f"put data files under {base} (ANYTUNE_DATA_ROOT)",
