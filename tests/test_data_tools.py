@@ -131,6 +131,18 @@ def test_a_failed_conversion_leaves_a_file_already_at_the_output_as_it_was(tmp_p
     assert validate_file(out).ok
 
 
+@pytest.mark.parametrize("name", ["train", "validation", "test"])
+def test_a_split_never_replaces_the_file_being_split(tmp_path: Path, name: str):
+    """Splitting `data/train.jsonl` into `data/` replaced the user's file with its training share."""
+    source = write_jsonl(tmp_path / f"{name}.jsonl", reversal_rows(30))
+    before = source.read_bytes()
+    with pytest.raises(DataError, match=f"the {name} split would replace the file being split"):
+        split_file(source, tmp_path, {"train": 0.8, "validation": 0.1, "test": 0.1})
+    assert source.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [source.name]
+    report = split_file(source, tmp_path / "out", {"train": 0.8, "validation": 0.1, "test": 0.1})
+    assert sum(report.counts.values()) == 30
+
+
 def test_convert_refuses_invalid_input_with_lines(tmp_path: Path):
     src = write_jsonl(tmp_path / "in.jsonl", [*reversal_rows(2), "broken"])
     with pytest.raises(DataError) as info:

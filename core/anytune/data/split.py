@@ -22,6 +22,7 @@ from anytune.data.formats import DataFormat
 from anytune.data.records import canonical_json, hash64, prompt_key
 from anytune.data.validate import RecordValidator, ValidationReport, require_valid
 from anytune.errors import DataError, UsageError
+from anytune.paths import resolved
 
 _EXAMPLES = 10
 
@@ -121,8 +122,8 @@ def write_split(plan: SplitPlan, out_dir: str | Path, *, cache: bool = False) ->
     `cache=True` is for a folder anytune owns and names by content: `<name>.lines` goes beside each split
     (the source line of each row, so messages can name the user's own file and line), and a folder that
     already holds the complete split is reused without reading the source again."""
+    paths = _outputs(plan.source, out_dir, plan.names)
     out_dir = Path(out_dir)
-    paths = {name: out_dir / f"{name}.jsonl" for name in plan.names}
     done = out_dir / ".complete"
     if not (cache and done.exists()):
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -195,7 +196,21 @@ def split_file(
 ) -> SplitReport:
     """Split `source` into `<out_dir>/<name>.jsonl` for each name in `ratios` (which must sum to 1): two
     reads of the source, however many splits."""
+    _outputs(source, out_dir, [n for n, r in ratios.items() if r > 0])  # before the read, not after it
     return write_split(plan_split(source, ratios, seed=seed, format=format), out_dir)
+
+
+def _outputs(source: str | Path, out_dir: str | Path, names: list[str]) -> dict[str, Path]:
+    """Each split's file in `out_dir`; a DataError where one would replace the source (splitting
+    `data/train.jsonl` into `data/` replaced the user's file with its training share)."""
+    paths = {name: Path(out_dir) / f"{name}.jsonl" for name in names}
+    for path in paths.values():
+        if resolved(path) == resolved(source):
+            raise DataError(
+                f"{path}: the {path.stem} split would replace the file being split",
+                hint="write the splits to another folder (--out)",
+            )
+    return paths
 
 
 def check_leakage(train: str | Path, other: str | Path, *, format: DataFormat | None = None) -> LeakageReport:
