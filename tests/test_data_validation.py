@@ -236,6 +236,31 @@ def test_csv_with_json_messages_column(tmp_path: Path):
     assert report.ok and report.format is DataFormat.CHAT
 
 
+def test_csv_whose_header_or_json_cells_cannot_be_read_says_which(tmp_path: Path):
+    """A column named twice took the last one silently (the first one's text was dropped); a JSON cell that
+    does not parse was read as a string ("must be a list of messages, not a string"); and every CSV error
+    was told that each line must be one JSON object."""
+    twice = tmp_path / "twice.csv"
+    twice.write_text("prompt,completion,prompt\nfirst,answer,second\n")
+    report = validate_file(twice)
+    assert report.valid == 0 and [(i["line"], i["message"], i["hint"]) for i in report.issues] == [
+        (1, "the header names 'prompt' more than once", None)
+    ]
+    cell = json.dumps(CHAT["messages"]).replace('"', '""')
+    broken = tmp_path / "broken.csv"
+    broken.write_text(f'messages\n"{cell}"\n"{cell[:-1]}"\n"{cell}"\n')
+    report = validate_file(broken)
+    assert report.valid == 2 and report.format is DataFormat.CHAT
+    (issue,) = report.issues
+    assert (
+        issue["line"] == 3 and issue["message"].startswith("messages: not valid JSON") and not issue["hint"]
+    )
+    empty = tmp_path / "empty.csv"
+    empty.write_text("prompt,completion\n")
+    (issue,) = validate_file(empty).issues
+    assert issue["message"] == "contains no records" and "header line" in issue["hint"]
+
+
 def test_parquet_rows_are_validated(tmp_path: Path):
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa

@@ -204,6 +204,10 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
             yield RawRecord(1, error=f"not valid CSV: {exc}")
             return
         header = [h.strip() for h in header]
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:  # which of the two columns is the record's? Neither, rather than the last one silently
+            yield RawRecord(1, error=f"the header names {', '.join(map(repr, twice))} more than once")
+            return
         start = reader.line_num + 1
         while True:
             try:
@@ -225,15 +229,22 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
                 continue
             record: dict[str, Any] = {}
             for key, cell in zip(header, row, strict=True):
-                record[key] = _csv_cell(key, cell)
-            yield RawRecord(line, value=record, nbytes=sum(len(c) for c in row))
+                value, error = _csv_cell(key, cell)
+                if error is not None:
+                    yield RawRecord(line, error=f"{key}: {error}")
+                    break
+                record[key] = value
+            else:
+                yield RawRecord(line, value=record, nbytes=sum(len(c) for c in row))
 
 
-def _csv_cell(key: str, cell: str) -> Any:
+def _csv_cell(key: str, cell: str) -> tuple[Any, str | None]:
+    """(the value, None), or (None, what is wrong) for a cell of a JSON column that starts like JSON but is
+    not: said as such, where "must be a list of messages, not a string" would follow otherwise."""
     if key in _JSON_COLUMNS and cell[:1] in ("[", "{"):
         value, error = _parse_json(cell)
-        return cell if error is not None else value
-    return cell
+        return (None, error) if error is not None else (value, None)
+    return cell, None
 
 
 def _read_parquet(path: Path) -> Iterator[RawRecord]:

@@ -355,6 +355,16 @@ def _key_hint(record: dict[str, Any], fmt: DataFormat | None) -> str | None:
     return None
 
 
+# how each kind of file holds its records: the hints for a record that cannot be read (a CSV or Parquet
+# reader's own message says it), and for a file of none
+_READ_HINT = {"jsonl": "each line must be one JSON object", "csv": None, "parquet": None}
+_ONE_RECORD = {
+    "jsonl": "a data file needs one JSON object per line",
+    "csv": "a CSV file needs a header line, then one row per record",
+    "parquet": "a Parquet file needs one row per record",
+}
+
+
 # ------------------------------------------------------------------------------------- the file pass
 
 
@@ -379,6 +389,7 @@ class RecordValidator:
         self.on_issue = on_issue
         self.max_issues = max_issues
         self.collect_stats = collect_stats
+        self.kind = file_kind(self.path)
         self.unit = position_word(self.path)
         self.report = ValidationReport(path=str(self.path), format=format)
         self._stats: StatsAccumulator | None = None
@@ -437,7 +448,7 @@ class RecordValidator:
                 continue
             self.report.records += 1
             if raw.error:
-                self._issue(raw.line, None, raw.error, "each line must be one JSON object", "error")
+                self._issue(raw.line, None, raw.error, _READ_HINT[self.kind], "error")
                 continue
             if self.format is None:
                 self._issue(
@@ -464,9 +475,7 @@ class RecordValidator:
                 self._stats.add(raw.line, raw.value, canonical)
             yield raw.line, raw.value
         if self.report.records == 0:
-            self._issue(
-                None, None, "contains no records", "a data file needs one JSON object per line", "error"
-            )
+            self._issue(None, None, "contains no records", _ONE_RECORD[self.kind], "error")
         if self._stats is not None:
             self.report.stats = self._stats.finish()
         if self.format is not None and self.report.valid:
