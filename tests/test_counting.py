@@ -125,3 +125,21 @@ def test_a_counter_that_holds_the_gil_counts_on_the_callers_thread_with_the_same
     assert counter.threads == {threading.get_ident()}
     calls = len(counter.calls)
     assert run(counter, data)[1] == totals and len(counter.calls) == calls  # still remembered between passes
+
+
+def test_a_tokenizer_file_the_library_cannot_read_is_named_not_an_internal_error(tmp_path, capsys):
+    """`tokenizers` raises a bare Exception for a file it cannot take; `--tokenizer` pointed at the data file
+    by mistake, or at a folder with a broken tokenizer.json, ended in "internal error"."""
+    from anytune.errors import UsageError
+    from tests.conftest import anytune_in_process, reversal_rows, write_jsonl
+
+    pytest.importorskip("tokenizers")
+    data = write_jsonl(tmp_path / "data.jsonl", reversal_rows(2))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "tokenizer.json").write_text('{"model": {"type": "BPE"}}')
+    for given, named in ((data, data), (broken, broken / "tokenizer.json")):
+        with pytest.raises(UsageError, match=f"{named}: not a tokenizer the `tokenizers` library reads"):
+            get_token_counter(str(given))
+        code, out = anytune_in_process(capsys, "validate", str(data), "--tokenizer", str(given))
+        assert code == 2 and "internal error" not in out and f"{named}: not a tokenizer" in out, out

@@ -68,7 +68,15 @@ class HFTokenizerCounter:
             raise UsageError(
                 f"{path}: no tokenizer.json found", hint="give a tokenizer folder or its tokenizer.json"
             )
-        self._tok = Tokenizer.from_file(str(file))
+        if not file.is_file():
+            raise UsageError(f"{file}: not a file", hint="give a tokenizer folder or its tokenizer.json")
+        try:
+            self._tok = Tokenizer.from_file(str(file))
+        except Exception as exc:  # the library raises a bare Exception for any file it cannot take
+            raise UsageError(
+                f"{file}: not a tokenizer the `tokenizers` library reads ({str(exc)[:200]})",
+                hint="give the model's own tokenizer.json (or its folder), quicktok:<encoding>, or approx",
+            ) from None
         self.name = f"tokenizers:{path}"
         self._fast = _byte_level_bpe(file)  # None, or a faster count of the same vocabulary (unverified)
         self._verified = False
