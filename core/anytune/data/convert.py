@@ -174,15 +174,17 @@ def convert_file(
     try:
         count = write_jsonl_atomic(target, rows())
     except _Refused:
+        count = None
+    if count is None:  # outside the handler: the errors raised here are the user's, not a chain of ours
         require_valid(validator.report)
         raise DataError(
             f"{source}: {len(failures)} record(s) cannot be converted to {to.value}; nothing was written",
             details=failures,
-        ) from None
+        )
     return ConversionReport(
         source=str(source),
         target=str(target),
         source_format=validator.format,
         target_format=to,
-        rows=count,  # type: ignore[arg-type]
+        rows=count,
     )

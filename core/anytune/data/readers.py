@@ -8,6 +8,7 @@ import decimal
 import json
 import re
 import stat
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +205,7 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
             yield RawRecord(1, error=f"not valid CSV: {exc}")
             return
         header = [h.strip() for h in header]
-        twice = sorted({h for h in header if header.count(h) > 1})
+        twice = sorted(name for name, n in Counter(header).items() if n > 1)  # linear: a header may be huge
         if twice:  # which of the two columns is the record's? Neither, rather than the last one silently
             yield RawRecord(1, error=f"the header names {', '.join(map(repr, twice))} more than once")
             return
