@@ -261,6 +261,47 @@ def test_csv_whose_header_or_json_cells_cannot_be_read_says_which(tmp_path: Path
     assert issue["message"] == "contains no records" and "header line" in issue["hint"]
 
 
+def test_a_file_that_is_not_json_lines_is_one_error_that_says_what_it_is(tmp_path: Path):
+    """A compressed file, UTF-16 text, a pretty-printed array or records, lines ended by a lone \\r: each of
+    their lines was an error of its own (602 for a 200-row array, "not valid UTF-8 at byte 0" for gzip), and
+    none said why."""
+    import gzip
+
+    rows = [json.dumps(CHAT)] * 5
+    text = "\n".join(rows) + "\n"
+    cases = {
+        "gz.jsonl": (gzip.compress(text.encode()), "a gzip-compressed file, not text"),
+        "gz.jsonl.gz": (gzip.compress(text.encode()), "a gzip-compressed file, not text"),
+        "u16.jsonl": (text.encode("utf-16"), "UTF-16 text"),
+        "u16.csv": ("prompt,completion\nhi,there\n".encode("utf-16"), "UTF-16 text"),
+        "array.json": (
+            json.dumps([CHAT] * 5, indent=2).encode(),
+            "one JSON array written over several lines",
+        ),
+        "pretty.jsonl": (
+            "\n".join(json.dumps(CHAT, indent=2) for _ in range(3)).encode(),
+            "JSON written over several lines (pretty-printed)",
+        ),
+        "cr.jsonl": ("\r".join(rows).encode(), "end with a lone carriage return"),
+    }
+    for name, (data, says) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        report = validate_file(path)
+        assert report.valid == 0 and report.errors == 1, (name, report.issues)
+        assert report.issues[0]["line"] == 1 and says in report.issues[0]["message"], (name, report.issues)
+    # JSON Lines that only start like those are read as JSON Lines: a first record that is broken, one
+    # that is a list, one longer than the look at the first line
+    long = json.dumps(
+        {"messages": [{"role": "user", "content": "x" * 6000}, {"role": "assistant", "content": "y"}]}
+    )
+    for first, errors in (("[", 1), ("[1, 2]", 1), (long, 0), ("{", 1)):
+        path = tmp_path / "lines.jsonl"
+        path.write_text("\n".join([first, *rows]) + "\n")
+        report = validate_file(path)
+        assert (report.errors, report.valid) == (errors, 5 + (errors == 0)), (first[:10], report.issues)
+
+
 def test_parquet_rows_are_validated(tmp_path: Path):
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa

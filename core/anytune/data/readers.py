@@ -6,6 +6,7 @@ import csv
 import datetime
 import decimal
 import json
+import os
 import re
 import stat
 from collections import Counter
@@ -169,9 +170,62 @@ def _has_surrogate(value: Any) -> bool:
     return False
 
 
+# files that are not text at all: each of their lines would be an error of its own, and none says why
+_COMPRESSED = (
+    (b"\x1f\x8b", "gzip"),
+    (b"PK\x03\x04", "zip"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bzip2"),
+)
+
+
+def _not_text(head: bytes) -> str | None:
+    """Why a file that starts with `head` holds no lines to read, or None."""
+    for magic, name in _COMPRESSED:
+        if head.startswith(magic):
+            return f"a {name}-compressed file, not text: decompress it first"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16 text (it starts with a UTF-16 byte-order mark); anytune reads UTF-8: save it as UTF-8"
+    return None
+
+
+def _one_document(fh: Any) -> str | None:
+    """Why a .jsonl file is JSON written over many lines (a pretty-printed array, or pretty-printed records:
+    every line of it an error of its own), or None. Its first line opens a document, neither it nor the next
+    is a value on its own, and its last byte closes one; a JSON Lines file with a broken first record does
+    not look like that."""
+    line = fh.readline(4096)  # an opening line is short, and other lines follow it
+    first = line.removeprefix(b"\xef\xbb\xbf").strip()
+    if first[:1] not in (b"[", b"{") or not line.endswith(b"\n"):
+        return None
+    second = fh.readline(4096)  # inside a document, no value either (a record of JSON Lines is one)
+    if not second.endswith(b"\n") or parse_line(second.strip())[1] is None:
+        return None
+    fh.seek(0, os.SEEK_END)
+    fh.seek(max(0, fh.tell() - 4096))
+    last = fh.read().rstrip()[-1:]
+    shape = {(b"[", b"]"): "array", (b"{", b"}"): "object"}.get((first[:1], last))
+    if shape is None or parse_line(first)[1] is None:
+        return None
+    if shape == "array":
+        return (
+            "one JSON array written over several lines, not JSON Lines (one record per line): write one "
+            "record per line, e.g. `jq -c '.[]' FILE > FILE.jsonl`"
+        )
+    return "JSON written over several lines (pretty-printed), not JSON Lines: write each record on one line"
+
+
 def _read_jsonl(path: Path) -> Iterator[RawRecord]:
     pending_blanks: list[int] = []
     with path.open("rb") as fh:
+        whole = _not_text(fh.read(8))
+        fh.seek(0)
+        whole = whole or _one_document(fh)
+        fh.seek(0)
+        if whole is not None:
+            yield RawRecord(1, error=whole)
+            return
         for number, (raw, too_long) in enumerate(_lines(fh), start=1):
             if too_long:
                 yield RawRecord(number, error=f"longer than {MAX_LINE_BYTES // 2**20} MB: not read")
@@ -187,12 +241,19 @@ def _read_jsonl(path: Path) -> Iterator[RawRecord]:
             pending_blanks.clear()
             value, error = parse_line(stripped)
             if error is not None:
+                if b"\r" in stripped and "Extra data" in error:  # records after a lone \r: all on one "line"
+                    error += "; its records end with a lone carriage return (\\r): end each line with \\n"
                 yield RawRecord(number, error=error, nbytes=len(raw))
                 continue
             yield RawRecord(number, value=value, nbytes=len(raw))
 
 
 def _read_csv(path: Path) -> Iterator[RawRecord]:
+    with path.open("rb") as fh:
+        whole = _not_text(fh.read(8))
+    if whole is not None:
+        yield RawRecord(1, error=whole)
+        return
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     # bytes that are not UTF-8 come through as surrogates, and the row that holds them is refused by line
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
