@@ -265,6 +265,7 @@ def test_a_file_that_is_not_json_lines_is_one_error_that_says_what_it_is(tmp_pat
     """A compressed file, UTF-16 text, a pretty-printed array or records, lines ended by a lone \\r: each of
     their lines was an error of its own (602 for a 200-row array, "not valid UTF-8 at byte 0" for gzip), and
     none said why."""
+    import bz2
     import gzip
 
     rows = [json.dumps(CHAT)] * 5
@@ -272,6 +273,7 @@ def test_a_file_that_is_not_json_lines_is_one_error_that_says_what_it_is(tmp_pat
     cases = {
         "gz.jsonl": (gzip.compress(text.encode()), "a gzip-compressed file, not text"),
         "gz.jsonl.gz": (gzip.compress(text.encode()), "a gzip-compressed file, not text"),
+        "bz.jsonl": (bz2.compress(text.encode()), "a bzip2-compressed file, not text"),
         "u16.jsonl": (text.encode("utf-16"), "UTF-16 text"),
         "u16.csv": ("prompt,completion\nhi,there\n".encode("utf-16"), "UTF-16 text"),
         "array.json": (

@@ -176,12 +176,14 @@ _COMPRESSED = (
     (b"PK\x03\x04", "zip"),
     (b"\x28\xb5\x2f\xfd", "zstd"),
     (b"\xfd7zXZ\x00", "xz"),
-    (b"BZh", "bzip2"),
 )
+_BZIP2 = (b"BZh", b"1AY&SY")  # "BZh", the block size (a digit), the first block's magic: not a CSV header
 
 
 def _not_text(head: bytes) -> str | None:
-    """Why a file that starts with `head` holds no lines to read, or None."""
+    """Why a file that starts with `head` (16 bytes) holds no lines to read, or None."""
+    if head[:3] == _BZIP2[0] and head[4:10] == _BZIP2[1]:
+        return "a bzip2-compressed file, not text: decompress it first"
     for magic, name in _COMPRESSED:
         if head.startswith(magic):
             return f"a {name}-compressed file, not text: decompress it first"
@@ -219,7 +221,7 @@ def _one_document(fh: Any) -> str | None:
 def _read_jsonl(path: Path) -> Iterator[RawRecord]:
     pending_blanks: list[int] = []
     with path.open("rb") as fh:
-        whole = _not_text(fh.read(8))
+        whole = _not_text(fh.read(16))
         fh.seek(0)
         whole = whole or _one_document(fh)
         fh.seek(0)
@@ -250,7 +252,7 @@ def _read_jsonl(path: Path) -> Iterator[RawRecord]:
 
 def _read_csv(path: Path) -> Iterator[RawRecord]:
     with path.open("rb") as fh:
-        whole = _not_text(fh.read(8))
+        whole = _not_text(fh.read(16))
     if whole is not None:
         yield RawRecord(1, error=whole)
         return
