@@ -171,21 +171,23 @@ def _has_surrogate(value: Any) -> bool:
 
 
 # files that are not text at all: each of their lines would be an error of its own, and none says why
-_COMPRESSED = (
-    (b"\x1f\x8b", "gzip"),
-    (b"PK\x03\x04", "zip"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"\xfd7zXZ\x00", "xz"),
+_COMPRESSED = tuple(
+    (re.compile(magic), name)
+    for magic, name in (
+        (rb"\x1f\x8b", "gzip"),
+        (rb"PK\x03\x04", "zip"),
+        (rb"\x28\xb5\x2f\xfd", "zstd"),
+        (rb"\xfd7zXZ\x00", "xz"),
+        # "BZh", the block size and the first block's magic: "BZh" alone can begin a CSV header
+        (rb"BZh[1-9]1AY&SY", "bzip2"),
+    )
 )
-_BZIP2 = (b"BZh", b"1AY&SY")  # "BZh", the block size (a digit), the first block's magic: not a CSV header
 
 
 def _not_text(head: bytes) -> str | None:
     """Why a file that starts with `head` (16 bytes) holds no lines to read, or None."""
-    if head[:3] == _BZIP2[0] and head[4:10] == _BZIP2[1]:
-        return "a bzip2-compressed file, not text: decompress it first"
     for magic, name in _COMPRESSED:
-        if head.startswith(magic):
+        if magic.match(head):
             return f"a {name}-compressed file, not text: decompress it first"
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "UTF-16 text (it starts with a UTF-16 byte-order mark); anytune reads UTF-8: save it as UTF-8"
