@@ -1,5 +1,7 @@
-"""The shape of the code, checked: core imports no plugin, plugins import only the public surface, layers
-point one way, no import loops, and the plugins carry their providers (emulators, prices)."""
+"""The shape of the code, checked: core imports no plugin, plugins import only the public surface (and the
+listed plugin-to-plugin pairs), the core's layers point one way, no import loops, the CLI, workflows and
+service reach jobs, models and evaluations only through the Client, and the plugins carry their providers
+(emulators, prices)."""
 
 from __future__ import annotations
 
@@ -17,9 +19,65 @@ PLUGINS = ROOT / "plugins"
 PLUGIN_PACKAGES = sorted(p.name for p in PLUGINS.iterdir() if (p / "__init__.py").exists())
 # What a plugin may import of anytune: the public surface, and the emulator kit.
 PUBLIC = ("anytune.plugin", "anytune.testing")
-# Below the Client: these know nothing of it, nor of what drives it.
-ENGINES = ("anytune.data", "anytune.cost", "anytune.evaluation", "anytune.registry", "anytune.hookspecs")
-ABOVE_CLIENT = ("anytune.client", "anytune.workflows", "anytune.cli")
+# One plugin may use another only where listed: Hugging Face Jobs runs the local trainer on rented hardware
+# (its runner starts the local worker; its quote counts as the local backend does).
+PLUGIN_PAIRS = {("anytune_hf", "anytune_local")}
+
+# The core's layers, bottom first: a module imports only from its own layer and the ones below it. A module
+# belongs to the layer of the longest prefix that names it (`anytune` names only the package itself); every
+# module must belong to one.
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "foundation",
+        (
+            "anytune.errors",
+            "anytune.settings",
+            "anytune.paths",
+            "anytune.locks",
+            "anytune.secrets",
+            "anytune.formatting",
+            "anytune.spec",
+            "anytune.spec_upgrades",
+            "anytune.jobs",
+            "anytune.jobfile",
+        ),
+    ),
+    ("contract", ("anytune.hookspecs",)),
+    ("data engine", ("anytune.data",)),
+    ("cost engine", ("anytune.cost",)),
+    ("evaluation engine", ("anytune.evaluation",)),
+    ("registry", ("anytune.registry",)),
+    (
+        "plugin surface",
+        ("anytune.remote", "anytune.kit", "anytune.plugin", "anytune.plugins", "anytune.testing"),
+    ),
+    ("client interface", ("anytune.api",)),
+    ("pipeline", ("anytune.pipeline",)),
+    ("workflows", ("anytune.workflows",)),
+    ("client", ("anytune.client",)),
+    (
+        "applications",
+        (
+            "anytune",
+            "anytune.__main__",
+            "anytune.cli",
+            "anytune.service",
+            "anytune.scaffold",
+            "anytune.testing.conformance",
+            "anytune.testing.harness",
+        ),
+    ),
+]
+# Registry internals: SQL and sessions. The CLI, workflows and service use the Client's interface for jobs,
+# models and evaluations, and the registry's public modules (access, leases, outbox) for the service's own
+# records.
+DRIVERS = ("anytune.cli", "anytune.workflows", "anytune.service")
+REGISTRY_INTERNALS = (
+    "anytune.registry.store",
+    "anytune.registry.tables",
+    "anytune.registry.db",
+    "anytune.registry.migrations",
+)
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -170,35 +228,84 @@ def test_the_third_party_plugin_and_the_scaffold_use_only_the_public_surface(tmp
     assert len(paths) > 10 and offenders == []
 
 
-def test_engines_know_nothing_of_the_client_or_what_drives_it():
+def layer_of(module: str) -> int:
+    best, found = -1, None
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            inside = module == prefix or (prefix != "anytune" and module.startswith(prefix + "."))
+            if inside and len(prefix) > best:
+                best, found = len(prefix), index
+    assert found is not None, f"{module} is in no layer: add it to LAYERS in tests/test_architecture.py"
+    return found
+
+
+def test_the_cores_layers_point_one_way():
     edges = graph()
-    offenders = [
-        f"{name} -> {target}"
-        for name, targets in edges.items()
-        if name.startswith(ENGINES)
-        for target in targets
-        if target.startswith(ABOVE_CLIENT)
+    core = [name for name in edges if name == "anytune" or name.startswith("anytune.")]
+    upward = [
+        f"{name} ({LAYERS[layer_of(name)][0]}) -> {target} ({LAYERS[layer_of(target)][0]})"
+        for name in core
+        for target in edges[name]
+        if target.startswith("anytune")
+        and not target.startswith("anytune_")
+        and layer_of(target) > layer_of(name)
     ]
-    offenders += [f"anytune.client -> {t}" for t in edges["anytune.client"] if t.startswith(ABOVE_CLIENT)]
-    assert offenders == []
+    assert upward == []
+    assert len(core) > 80  # the walk reached the whole core
+
+
+def test_the_layers_name_real_modules():
+    known = set(modules(CORE))
+    for _, prefixes in LAYERS:
+        for prefix in prefixes:
+            assert any(m == prefix or m.startswith(prefix + ".") for m in known), prefix
+
+
+def test_plugins_import_other_plugins_only_where_listed():
+    found = {
+        (name.split(".")[0], target.split(".")[0])
+        for name, path in modules(PLUGINS).items()
+        for target in imports(path)
+        if target.split(".")[0] in PLUGIN_PACKAGES and target.split(".")[0] != name.split(".")[0]
+    }
+    assert found == PLUGIN_PAIRS  # a pair no longer used comes off the list too
+
+
+def _registry_reach(path: Path) -> list[str]:
+    """Where a module reaches into the registry: an import of its internals, a call through a `.registry`
+    attribute (`client.registry.get_job`), a session or the engine."""
+    found = [f"imports {t}" for t in imports(path) if t.startswith(REGISTRY_INTERNALS)]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute):
+            inner = node.value
+            if isinstance(inner, ast.Attribute) and inner.attr == "registry":
+                found.append(f"line {node.lineno}: .registry.{node.attr}")
+            if node.attr in ("session", "engine"):
+                found.append(f"line {node.lineno}: .{node.attr}")
+    return found
+
+
+def test_the_cli_workflows_and_service_go_through_the_client_not_the_registry():
+    drivers = {
+        name: path
+        for name, path in modules(CORE).items()
+        if any(name == d or name.startswith(d + ".") for d in DRIVERS)
+    }
+    offenders = {name: reach for name, path in drivers.items() if (reach := _registry_reach(path))}
+    assert offenders == {}
+    assert len(drivers) > 20
+
+
+def test_the_check_finds_a_reach_into_the_registry(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from anytune.registry.tables import JobRow\n\ndef f(c):\n    return c.registry.get_job('x')\n"
+    )
+    assert len(_registry_reach(bad)) == 2
 
 
 def test_there_are_no_import_loops():
     assert cycles(graph()) == []
-
-
-def test_the_plugin_surface_lists_the_whole_contract():
-    import anytune.hookspecs as contract
-    import anytune.plugin as surface
-
-    missing = sorted(set(contract.__all__) - set(surface.__all__) - {"hookspec", "AnytuneSpec"})
-    assert missing == []
-    assert all(hasattr(surface, name) for name in surface.__all__)
-    # the dead names are gone for good
-    for dead in ("Register",):
-        assert not hasattr(contract, dead)
-    assert not hasattr(__import__("anytune.remote", fromlist=["_"]), "NEVER_RETRY_STATUS")
-    assert set(contract.Limits.model_fields) == {"min_examples", "max_seq_length"}
 
 
 def test_emulate_lists_the_emulators_the_plugins_offer():

@@ -297,8 +297,10 @@ def test_a_deployment_made_for_evaluation_is_deleted_and_its_hosting_added_to_th
     backend = get_plugin_manager().get_backend("azure-openai")
     assert backend.serving_cost(result.job.artifact) is None  # the first one was counted, once
     backend._serving[result.job.artifact.model_id] = 0.5  # what a second deployment cost
+    from anytune.pipeline.evaluate import add_serving_costs
+
     client = Client()
-    client._add_serving_costs([client.resolve_target(result.job.id)])
+    add_serving_costs(client.pipeline, [client.resolve_target(result.job.id)])
     assert Registry().get_job(result.job.id).cost.actual == pytest.approx(job.cost.actual + 0.5)
 
 

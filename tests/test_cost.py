@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from anytune.client import Client
+from anytune.client import Client, quote
 from anytune.cost.billing import OPENAI_REPLY_PRIMING, OPENAI_TOKENS_PER_MESSAGE
 from anytune.cost.catalog import load_catalog
 from anytune.cost.quotes import STARTUP_S
@@ -19,7 +19,6 @@ from anytune.cost.throughput import record_measurement
 from anytune.errors import SpecError
 from anytune.jobfile import spec_from_dict
 from anytune.spec import JobSpec
-from anytune.workflows.compare import quote
 from tests.conftest import cli_env, job_yaml, preference_rows, reversal_rows, run_anytune, write_jsonl
 
 quicktok = pytest.importorskip("quicktok")
@@ -379,8 +378,8 @@ def test_a_second_process_adopts_the_validation_made_here_unless_the_file_change
     """The first process of a quote validates the job's files once and hands their reports to the second (as
     JSON): a client that adopts them validates nothing and quotes the same; a report with errors refuses the
     same way; a file changed since the hand-over is validated again."""
-    from anytune import client as client_module
     from anytune.errors import DataError
+    from anytune.pipeline import datachecks
 
     train = write_jsonl(tmp_path / "train.jsonl", chat_rows(30))
     bad = tmp_path / "bad.jsonl"
@@ -391,15 +390,15 @@ def test_a_second_process_adopts_the_validation_made_here_unless_the_file_change
         for name, path in (("good", train), ("bad", bad))
     }
     for job in jobs.values():
-        first.validate_spec_data(job)
-    known = json.loads(json.dumps(first.known_validations()))
+        first.pipeline.data.validate_spec(job)
+    known = json.loads(json.dumps(first.pipeline.data.known()))
     assert len(known) == 2
     validated: list[Any] = []
-    real = client_module.validate_file
-    monkeypatch.setattr(client_module, "validate_file", lambda *a, **k: validated.append(a) or real(*a, **k))
+    real = datachecks.validate_file
+    monkeypatch.setattr(datachecks, "validate_file", lambda *a, **k: validated.append(a) or real(*a, **k))
 
     second = Client()
-    second.adopt_validations(known)
+    second.pipeline.data.adopt(known)
     here = first.preflight(jobs["good"], quote_only=True)
     there = second.preflight(jobs["good"], quote_only=True)
     assert there.quote.model_dump() == here.quote.model_dump() and there.warnings == here.warnings
@@ -414,7 +413,7 @@ def test_a_second_process_adopts_the_validation_made_here_unless_the_file_change
 
     write_jsonl(train, chat_rows(31))  # changed after the hand-over
     third = Client()
-    third.adopt_validations(known)
+    third.pipeline.data.adopt(known)
     changed = third.preflight(jobs["good"], quote_only=True)
     assert len(validated) == 1 and changed.prepared.data.train.rows == 31
 

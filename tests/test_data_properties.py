@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from anytune.client import quote
 from anytune.data import readers
 from anytune.data.validate import MAX_MESSAGE, validate_file
 from anytune.spec import JobSpec
-from anytune.workflows.compare import quote
 
 GOOD = {
     "messages": [

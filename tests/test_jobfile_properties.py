@@ -13,9 +13,9 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from anytune.compat import check_spec
 from anytune.errors import AnytuneError
 from anytune.jobfile import load_job_file
+from anytune.pipeline.capabilities import check_spec
 
 FIELDS = [
     "name",

@@ -309,7 +309,7 @@ def test_cli_emulate_and_run_the_example(tmp_path):
 
 
 def test_polls_are_paced_by_the_job_state(emulator, chat_data, monkeypatch):
-    import anytune.client as client_module
+    import anytune.pipeline.follow as client_module
 
     client = Client()
     job = client.submit(openai_spec(chat_data))

@@ -203,7 +203,7 @@ def test_datasets_and_evaluations_are_recorded():
     assert reg.evaluations(job_id=job.id)[0].id == ev.id
 
 
-def test_record_poll_stores_a_poll_once_and_registers_one_model():
+def test_record_poll_stores_a_poll_once_and_register_result_registers_one_model():
     reg = Registry()
     job = reg.create_job(spec(name="m"))
     ok = reg.record_poll(
@@ -224,14 +224,16 @@ def test_record_poll_stores_a_poll_once_and_registers_one_model():
         cursor_after="2",
         events=[],
         status=JobStatus.SUCCEEDED,
-        model_name="m",
         artifact=artifact("/a"),
         metrics={"loss": 0.5},
     )
     again, _ = reg.record_poll(
-        job.id, cursor_before="2", cursor_after="2", events=[], model_name="m", artifact=artifact("/b")
+        job.id, cursor_before="2", cursor_after="2", events=[], artifact=artifact("/b")
     )
     assert done.status is JobStatus.SUCCEEDED and again.artifact.model_id == "/a"
+    assert reg.models_for_job(job.id) == []  # registering is a stage of its own
+    first = reg.register_result(job.id, "m")
+    assert Registry().register_result(job.id, "m") == first  # asked again (another process): the same one
     [model] = reg.models_for_job(job.id)
     assert model.ref == "m@1" and model.model_id == "/a" and model.metrics == {"loss": 0.5}
     assert model.spec["name"] == "m"

@@ -140,7 +140,7 @@ def test_eval_and_report_compare_a_local_and_a_hosted_fine_tune(trained):  # typ
     assert all(0 <= s["metrics"]["exact_match"] <= 1 and "exact_match" in s["ci"] for s in result["subjects"])
 
     out = folder / "report"
-    done = run_anytune("report", "--compare", "rev-local@1", "rev-openai@1", "--out", str(out), env=env)
+    done = run_anytune("report", "rev-local@1", "rev-openai@1", "--out", str(out), env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     html = (out / "report.html").read_text()
     for needle in (

@@ -24,7 +24,8 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 @pytest.fixture
 def token(openai_emu: Any) -> str:
     client = Client()
-    APP.state.client = client  # the app's routes use this test's registry
+    APP.state.client = client  # the app's routes use this test's registry...
+    APP.state.registry = client.registry  # ...and so do its tokens (else every request is a 401)
     value, _ = create_token(client.registry, "schemathesis", "admin")
     return value
 

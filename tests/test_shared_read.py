@@ -141,8 +141,8 @@ def test_a_quote_across_providers_parses_the_file_once_per_chunk_not_once_per_pr
     counts alone."""
     pytest.importorskip("quicktok")
     from anytune import Client, JobSpec
+    from anytune.client import quote
     from anytune.data import validate
-    from anytune.workflows.compare import quote
 
     data = tmp_path / "chats.jsonl"
     rows = [

@@ -17,9 +17,8 @@ __version__ = "0.1.0"
 __all__ = ["AnytuneError", "Client", "JobSpec", "__version__", "load_job_file", "quote"]
 
 if TYPE_CHECKING:
-    from anytune.client import Client
+    from anytune.client import Client, quote
     from anytune.jobfile import load_job_file
-    from anytune.workflows.compare import quote
 
 
 def __getattr__(name: str) -> Any:
@@ -32,7 +31,7 @@ def __getattr__(name: str) -> Any:
 
         return load_job_file
     if name == "quote":
-        from anytune.workflows.compare import quote
+        from anytune.client import quote
 
         return quote
     raise AttributeError(f"module 'anytune' has no attribute {name!r}")

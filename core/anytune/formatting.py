@@ -5,7 +5,8 @@ as minutes and seconds, wherever it appears."""
 
 from __future__ import annotations
 
-from anytune.evaluation.metrics import show as _metric
+# metrics measured as a loss (lower is better, any scale); every other metric is a share in [0, 1]
+LOSS_METRICS = ("eval_loss", "perplexity")
 
 
 def money(value: float | None, currency: str = "USD") -> str:
@@ -28,10 +29,31 @@ def duration(seconds: float | None) -> str:
     return f"{hours}h{m:02d}m"
 
 
+def is_fraction(name: str) -> bool:
+    """Whether a metric is a share in [0, 1] (shown as a percentage) rather than a loss."""
+    return name not in LOSS_METRICS
+
+
 def metric(name: str, value: float, signed: bool = False) -> str:
     """An evaluation metric: shares (accuracy, exact match...) as percentages, losses and perplexity as
     numbers."""
-    return _metric(name, value, signed)
+    if is_fraction(name):
+        return f"{value:+.1%}" if signed else f"{value:.1%}"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def pyplot():  # type: ignore[no-untyped-def]
+    """matplotlib's pyplot, headless (every plot anytune draws is a file), or a clear error without it."""
+    try:
+        import matplotlib
+    except ImportError:
+        from anytune.errors import UsageError
+
+        raise UsageError("plots need matplotlib", hint="pip install 'anytune[plots]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def share(value: float | None) -> str:
@@ -39,4 +61,4 @@ def share(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-__all__ = ["duration", "metric", "money", "share"]
+__all__ = ["LOSS_METRICS", "duration", "is_fraction", "metric", "money", "pyplot", "share"]

@@ -8,7 +8,7 @@ A plugin is a module (or object) with pluggy hook implementations, published und
     myprovider = "anytune_myprovider.plugin"
 
     # anytune_myprovider/plugin.py
-    from anytune.hookspecs import hookimpl
+    from anytune.plugin import hookimpl
 
     @hookimpl
     def register_backends(register):
@@ -47,27 +47,48 @@ from typing import Any, ClassVar, Literal
 import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
-from anytune.data.formats import DataFormat
-from anytune.errors import CapabilityError
-from anytune.jobs import Event, JobStatus, ModelArtifact, RecurringCost
-from anytune.spec import AdapterType, JobSpec, Method
+from anytune.errors import (
+    AnytuneError,
+    BackendError,
+    CapabilityError,
+    DataError,
+    NotFoundError,
+    UsageError,
+)
+from anytune.jobs import Event, EventKind, JobStatus, ModelArtifact, RecurringCost
+from anytune.spec import AdapterType, DataFormat, JobSpec, Method
 
 hookspec = pluggy.HookspecMarker("anytune")
 hookimpl = pluggy.HookimplMarker("anytune")
 
+# The contract, whole: the hooks, what a backend implements, and every type it receives, returns or raises
+# (those defined elsewhere in the core are named here too, so that this list is the contract).
 __all__ = [
     "CREDENTIALS",
+    "AdapterType",
+    "AnytuneError",
     "AnytuneSpec",
     "Backend",
+    "BackendError",
     "BillableTokens",
     "Capabilities",
+    "CapabilityError",
     "DataBundle",
+    "DataError",
+    "DataFormat",
     "DatasetRef",
     "EmulatorInfo",
     "EmulatorOptions",
+    "Event",
+    "EventKind",
     "GenerationParams",
+    "JobSpec",
+    "JobStatus",
     "Limits",
     "Messages",
+    "Method",
+    "ModelArtifact",
+    "NotFoundError",
     "PreparedData",
     "PreparedFile",
     "Problem",
@@ -76,6 +97,7 @@ __all__ = [
     "RecurringCost",
     "Snapshot",
     "SubmitRequest",
+    "UsageError",
     "hookimpl",
     "hookspec",
 ]

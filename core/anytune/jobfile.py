@@ -49,8 +49,10 @@ def spec_from_dict(
     raw: Mapping[str, Any], *, source: str = "<spec>", lines: dict[tuple[str, ...], int] | None = None
 ) -> JobSpec:
     """Validate a mapping into a JobSpec, turning pydantic's errors into one SpecError with every problem."""
+    from anytune.spec_upgrades import upgrade
+
     try:
-        return JobSpec.model_validate(raw)
+        return JobSpec.model_validate(upgrade(raw))
     except ValidationError as exc:
         details = [describe_error(err, source, lines or {}) for err in exc.errors()]
         raise SpecError(

@@ -7,18 +7,26 @@ back from a terminal status, and an update that would move it backwards is refus
 
 from __future__ import annotations
 
+import secrets
+import time
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from anytune.errors import InvalidTransitionError
 from anytune.spec import JobSpec
+from anytune.spec_upgrades import read_spec
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_job_id() -> str:
+    """Time-ordered, unique, short enough to type a prefix of: job-<ms since epoch, hex><6 random hex>."""
+    return f"job-{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
 
 
 class JobStatus(StrEnum):
@@ -196,6 +204,12 @@ class Job(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    @field_validator("spec", mode="before")
+    @classmethod
+    def _stored_spec(cls, value: Any) -> Any:
+        """A spec as stored or sent (any known spec_version), upgraded to the current shape."""
+        return read_spec(value) if isinstance(value, dict) else value
 
     @property
     def duration_s(self) -> float | None:

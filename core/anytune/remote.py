@@ -1,5 +1,5 @@
-"""What every remote backend needs and should not write again: retry timing, and creating a paid object
-(an upload, a job) at most once even when the connection drops after the provider made it.
+"""What every remote backend needs and should not write again: retry timing (on tenacity), and creating a
+paid object (an upload, a job) at most once even when the connection drops after the provider made it.
 
 Official SDKs retry 408/409/429/5xx and dropped connections on their own, which is right for reads and
 wrong for creates: none of them sends an idempotency key, so a retried create can make a second paid job.
@@ -79,25 +79,51 @@ def _with_retries(
     between: Callable[[], T | None] | None = None,
     on_retry: Callable[[int, Failure, float], None] | None = None,
 ) -> T:
-    """`call()`, tried again after each retryable failure (the provider's Retry-After, else the policy's
-    backoff) up to `policy.attempts`; `between()`, asked before each new attempt, may end the loop with what
-    an earlier attempt already made."""
-    for attempt in range(policy.attempts):
-        try:
-            return call()
-        except Exception as exc:
-            failure = classify(exc)
-            last = attempt == policy.attempts - 1
-            if not failure.retryable or last or (failure.delay or 0) > policy.max_retry_after:
-                raise failure.error from exc
-            delay = failure.delay if failure.delay is not None else policy.backoff(attempt)
-            if on_retry is not None:
-                on_retry(attempt + 1, failure, delay)
-            sleep(delay)
-            if between is not None:
-                existing = between()
-                if existing is not None:
-                    return existing
+    """`call()`, tried again (tenacity) after each retryable failure, waiting the provider's Retry-After or
+    else the policy's backoff, up to `policy.attempts`; a failure that is not retryable, the last one, or one
+    whose provider asks for a longer wait than `policy.max_retry_after` raises its classified error.
+    `between()`, asked before each new attempt, may end the loop with what an earlier attempt already made."""
+    from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+    seen: dict[int, Failure] = {}  # the classified failure of each exception met, by identity
+
+    def failure_of(exc: BaseException) -> Failure:
+        if id(exc) not in seen:
+            seen.clear()
+            seen[id(exc)] = classify(exc)
+        return seen[id(exc)]
+
+    def worth_retrying(exc: BaseException) -> bool:
+        failure = failure_of(exc)
+        return failure.retryable and (failure.delay or 0) <= policy.max_retry_after
+
+    def wait(state: RetryCallState) -> float:
+        failure = failure_of(state.outcome.exception())  # type: ignore[union-attr,arg-type]
+        return failure.delay if failure.delay is not None else policy.backoff(state.attempt_number - 1)
+
+    def told(state: RetryCallState) -> None:
+        if on_retry is not None:
+            failure = failure_of(state.outcome.exception())  # type: ignore[union-attr,arg-type]
+            on_retry(state.attempt_number, failure, state.next_action.sleep)  # type: ignore[union-attr]
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.attempts),
+        wait=wait,
+        retry=retry_if_exception(worth_retrying),
+        sleep=sleep,
+        before_sleep=told,
+        reraise=True,
+    )
+    try:
+        for attempt in retrying:
+            with attempt:
+                if between is not None and attempt.retry_state.attempt_number > 1:
+                    existing = between()
+                    if existing is not None:
+                        return existing
+                return call()
+    except Exception as exc:
+        raise failure_of(exc).error from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 

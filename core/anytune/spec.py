@@ -17,11 +17,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from anytune.data.formats import DataFormat
-
 __all__ = [
+    "SPEC_VERSION",
     "AdapterSpec",
     "AdapterType",
+    "DataFormat",
     "DataSpec",
     "EarlyStopping",
     "EvalSpec",
@@ -30,7 +30,40 @@ __all__ = [
     "JobSpec",
     "Method",
     "MethodSpec",
+    "parse_format",
 ]
+
+
+# ------------------------------------------------------------------------------------------ data formats
+
+
+class DataFormat(StrEnum):
+    """The shapes of a data file's records (detection and checks: `anytune.data.formats`)."""
+
+    CHAT = "chat"  # {"messages": [{"role", "content"}, ...]}  (OpenAI's SFT format; anytune's canonical one)
+    INSTRUCTION = "instruction"  # {"instruction", "input"?, "output"}  (Alpaca)
+    COMPLETION = "completion"  # {"prompt", "completion"}
+    TEXT = "text"  # {"text"}  (continued pre-training)
+    PREFERENCE = "preference"  # {"prompt", "chosen", "rejected"}  (TRL)
+    OPENAI_PREFERENCE = "openai_preference"  # {"input", "preferred_output", "non_preferred_output"}
+
+
+def parse_format(value: str) -> DataFormat:
+    """A DataFormat from a user's string, accepting a few common synonyms."""
+    synonyms = {
+        "messages": DataFormat.CHAT,
+        "conversation": DataFormat.CHAT,
+        "conversational": DataFormat.CHAT,
+        "alpaca": DataFormat.INSTRUCTION,
+        "prompt_completion": DataFormat.COMPLETION,
+        "dpo": DataFormat.PREFERENCE,
+        "openai-preference": DataFormat.OPENAI_PREFERENCE,
+        "general": DataFormat.TEXT,
+    }
+    key = value.strip().lower()
+    if key in synonyms:
+        return synonyms[key]
+    return DataFormat(key)
 
 
 class _Strict(BaseModel):
@@ -292,8 +325,6 @@ class DataSpec(_Strict):
     @classmethod
     def _format(cls, value: Any) -> Any:
         if isinstance(value, str) and value != "auto":
-            from anytune.data.formats import parse_format
-
             try:
                 return parse_format(value)
             except ValueError:
@@ -359,10 +390,20 @@ class EvalSpec(BaseModel):
 
 MAX_OPTIONS_BYTES = 64 * 1024
 
+# The version of JobSpec's shape. Raise it with every change to a field's name, place or meaning, and add the
+# step from the previous version to anytune.spec_upgrades.UPGRADES (stored specs are upgraded on read).
+SPEC_VERSION = 2
+
 
 class JobSpec(_Strict):
     """A fine-tuning job, independent of where it runs."""
 
+    spec_version: int = Field(
+        SPEC_VERSION,
+        ge=1,
+        le=SPEC_VERSION,
+        description="The version of the spec's shape; older specs are upgraded on read (anytune writes it).",
+    )
     name: str | None = Field(None, description="A name for the job and the model it produces.")
     base_model: str = Field(..., min_length=1, description="Neutral model id, hub id or local path.")
     method: MethodSpec = Field(default_factory=SFTMethod)

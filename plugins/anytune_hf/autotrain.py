@@ -141,14 +141,6 @@ def _text(value: Any) -> str:
     raise ConversionError(f"AutoTrain takes text or messages, not {type(value).__name__}")
 
 
-def _billed(row: dict[str, Any], render: Any) -> list[str]:
-    """What one row trains on: the chat through the model's template, or the prompt with each answer."""
-    if "messages" in row:
-        return [render(row["messages"])]
-    prompt = row.get("prompt", "")
-    return [prompt + row["chosen"], prompt + row["rejected"]]
-
-
 def prepare(spec: JobSpec, data: DataBundle) -> PreparedData:
     task = _task(spec) or "llm:sft"
     counter, render, template = counter_for_family(family_of(spec.model_for("hf")))

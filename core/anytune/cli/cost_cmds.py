@@ -45,10 +45,9 @@ def quote(
     """
     from anytune.cli.target import cli_client
     from anytune.jobfile import load_job_file
-    from anytune.workflows.compare import quote as make_quote
 
     spec = load_job_file(job_file, overrides=overrides)
-    table = make_quote(spec, providers, hardware=hardware, prices=prices, client=cli_client())
+    table = cli_client().quote(spec, providers, hardware=hardware, prices=prices)
     if plot is not None:
         table.plot(plot)
     refusals = table.refusals()

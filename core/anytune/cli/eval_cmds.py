@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from anytune.cli.console import err, out, print_json
-from anytune.evaluation.metrics import is_fraction, show
+from anytune.formatting import is_fraction
+from anytune.formatting import metric as show
 from anytune.paths import resolved
 
 if TYPE_CHECKING:
@@ -117,10 +118,8 @@ def eval_command(
     Scores come with 95% bootstrap intervals; against the base model (or the first model), a paired
     difference and a win rate. Everything is stored with the data's fingerprint for reports and drift checks.
     """
-    from anytune.cli.target import cli_client, in_process_only
+    from anytune.cli.target import cli_client
 
-    if against is not None:
-        in_process_only("a drift check (`anytune eval --against`)")
     client = cli_client()
     changes: dict[str, object] = {"compare_base": base and against is None}
     if data is not None:
@@ -159,7 +158,7 @@ def _drift(
 ) -> None:
     from anytune.workflows.drift import drift_check
 
-    report = drift_check(client.registry, client.resolve_target(target), result, against, alpha, tolerance)
+    report = drift_check(client, client.resolve_target(target), result, against, alpha, tolerance)
     if as_json:
         print_json(report.model_dump(mode="json"))
     else:
@@ -180,9 +179,6 @@ def report_command(
     targets: list[str] = typer.Argument(
         ..., help="Jobs or models; with several, they are compared side by side."
     ),
-    compare: bool = typer.Option(
-        False, "--compare", help="(Accepted for clarity: several targets are compared.)"
-    ),
     out_dir: Path | None = typer.Option(
         None, "--out", "-o", help="Folder for report.html, report.md and plots."
     ),
@@ -190,9 +186,8 @@ def report_command(
     """Write an HTML and a Markdown report with plots: loss curves, scores with intervals against the base
     model, cost against quality across providers, and a per-example diff table."""
     from anytune.cli.target import cli_client
-    from anytune.workflows.report import write_report
 
-    written = write_report(cli_client(), targets, out_dir)
+    written = cli_client().report(targets, out_dir)
     out.print(f"report: {written.html}")
     out.print(f"        {written.markdown}")
     for image in written.images:

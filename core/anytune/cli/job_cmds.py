@@ -20,10 +20,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from anytune.api import RunObserver
 from anytune.cli.console import duration, err, metric, money, out, print_json, share, status_text, when
 
 if TYPE_CHECKING:
-    from anytune.client import Client, Preflight
+    from anytune.api import Preflight
+    from anytune.client import Client
     from anytune.jobs import Event, Job
 
 app = typer.Typer(help="List, inspect, follow and cancel jobs.", no_args_is_help=True)
@@ -192,56 +194,17 @@ def run(
 
     spec = load_job_file(job_file, overrides=overrides, provider=provider)
     client = _client()
-    submitted: list[Job] = []
-    display = _JobDisplay()
-    status = None
-
-    def on_preflight(pre: Preflight) -> None:
-        out.print(_preflight_panel(pre))
-        for warning in pre.warnings:
-            err.print(f"[yellow]warning:[/] {escape(warning)}")
-        display.shown.update(pre.warnings)
-
-    def on_submitted(job: Job) -> None:
-        submitted.append(job)
-        out.print(f"submitted [bold]{job.id}[/] to {escape(job.provider)}")
-        if detach:
-            out.print(f"follow it with `anytune jobs logs -f {job.id}`")
-        else:
-            display.__enter__()
-
-    def on_evaluation(stage: str) -> None:
-        nonlocal status
-        if status is None:
-            status = out.status("evaluating on held-out data...")
-            status.__enter__()
-        status.update(f"evaluating {stage}...")
-
-    def on_update(job: Job, events: list[Event]) -> None:
-        display.update(job, events)
-        if job.status.terminal:
-            display.__exit__(None, None, None)
-            _print_outcome(client, job)
-
+    shown = _RunDisplay(client, detach)
     try:
-        result = client.run(
-            spec,
-            evaluate=evaluate,
-            detach=detach,
-            on_preflight=on_preflight,
-            on_submitted=on_submitted,
-            on_update=on_update,
-            on_evaluation=on_evaluation,
-        )
+        result = client.run(spec, evaluate=evaluate, detach=detach, observer=shown)
     except KeyboardInterrupt:
-        display.__exit__(None, None, None)
-        if not submitted:
+        shown.display.__exit__(None, None, None)
+        if shown.job is None:
             raise
-        _detached(submitted[0].id)
+        _detached(shown.job.id)
         raise typer.Exit(130) from None
     finally:
-        if status is not None:
-            status.__exit__(None, None, None)
+        shown.close()
     if detach:
         return
     if result.job.status.value != "succeeded":
@@ -250,13 +213,54 @@ def run(
         print_eval(result.evaluation)
 
 
+class _RunDisplay(RunObserver):
+    """`anytune run` drawn stage by stage: the preflight's panel and warnings, the submitted job, a live
+    display while it runs, its outcome, then a spinner while it is evaluated."""
+
+    def __init__(self, client: Client, detach: bool) -> None:
+        self.client, self.detach = client, detach
+        self.display = _JobDisplay()
+        self.job: Job | None = None
+        self._status: Any = None
+
+    def preflight(self, pre: Preflight) -> None:
+        out.print(_preflight_panel(pre))
+        for warning in pre.warnings:
+            err.print(f"[yellow]warning:[/] {escape(warning)}")
+        self.display.shown.update(pre.warnings)
+
+    def submitted(self, job: Job) -> None:
+        self.job = job
+        out.print(f"submitted [bold]{job.id}[/] to {escape(job.provider)}")
+        if self.detach:
+            out.print(f"follow it with `anytune jobs logs -f {job.id}`")
+        else:
+            self.display.__enter__()
+
+    def progress(self, job: Job, events: list[Event]) -> None:
+        self.display.update(job, events)
+        if job.status.terminal:
+            self.display.__exit__(None, None, None)
+            _print_outcome(self.client, job)
+
+    def evaluating(self, stage: str) -> None:
+        if self._status is None:
+            self._status = out.status("evaluating on held-out data...")
+            self._status.__enter__()
+        self._status.update(f"evaluating {stage}...")
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+
+
 def _print_outcome(client: Client, job: Job) -> None:
     if job.status.value != "succeeded":
         err.print(
             f"[red]✗[/] job {job.id} {job.status.value}" + (f": {escape(job.error)}" if job.error else "")
         )
         return
-    models = client.registry.models_for_job(job.id)
+    models = client.models_for_job(job.id)
     first = job.artifact.metrics.get("first_loss") if job.artifact else None
     last = job.metrics.get("loss")
     loss = f" (loss {first:.3f} → {last:.3f})" if first is not None and last is not None else ""
@@ -294,14 +298,14 @@ def list_jobs(
     """Jobs of every provider in one table."""
     client = _client()
     if refresh:
-        for j in client.registry.list_jobs(active=True, limit=None):
+        for j in client.list_jobs(active=True, limit=None):
             try:
                 client.refresh(j.id)
             except Exception as exc:  # one unreachable backend must not hide the others' jobs
                 err.print(
                     f"[yellow]warning:[/] could not refresh {j.id} on {escape(j.provider)}: {escape(str(exc))}"
                 )
-    jobs = client.registry.list_jobs(status=status, provider=provider, limit=limit)
+    jobs = client.list_jobs(status=status, provider=provider, limit=limit)
     if as_json:
         print_json([j.model_dump(mode="json", exclude={"spec"}) for j in jobs])
         return
@@ -324,8 +328,8 @@ def show(
     """Everything about one job: status, metrics, artifact, cost, models and evaluations."""
     client = _client()
     job = client.refresh(job_id)
-    models = client.registry.models_for_job(job.id)
-    evals = client.registry.evaluations(job_id=job.id)
+    models = client.models_for_job(job.id)
+    evals = client.evaluations(job_id=job.id)
     if as_json:
         print_json(
             {
@@ -407,7 +411,7 @@ def logs(
                 out.print(f"[dim]{when(ev.time)}[/] {line}")
 
     while True:
-        events = client.registry.events(job.id, after=last)
+        events = client.events(job.id, after=last)
         emit(events)
         if events:
             last = events[-1].seq
@@ -423,7 +427,7 @@ def logs(
 def cancel(job_id: str = typer.Argument(..., help="Job id (or a unique prefix).")) -> None:
     """Stop a job. A local job stops at its next training step."""
     client = _client()
-    before = client.registry.get_job(job_id)
+    before = client.get_job(job_id)
     if before.status.terminal:
         out.print(f"job {before.id} already {before.status.value}; nothing to cancel")
         return

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from anytune.cli.console import metric, out, print_json, when
+from anytune.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from anytune.client import Client
 
 app = typer.Typer(help="Registered models: versions, aliases and lineage.", no_args_is_help=True)
 
 
-def _registry():  # type: ignore[no-untyped-def]
-    from anytune.cli.target import cli_registry
+def _client() -> Client:
+    from anytune.cli.target import cli_client
 
-    return cli_registry()
+    return cli_client()
 
 
 @app.command("list")
@@ -23,7 +29,7 @@ def list_models(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Every registered model version, newest first within each name."""
-    models = _registry().list_models(name)
+    models = _client().list_models(name)
     if as_json:
         print_json([m.model_dump(mode="json") for m in models])
         return
@@ -52,9 +58,9 @@ def show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """One model version: how to call it, where it came from, how it scored."""
-    registry = _registry()
-    m = registry.get_model(ref)
-    evals = [e for e in registry.evaluations(model_name=m.name) if e.model_version == m.version]
+    client = _client()
+    m = client.get_model(ref)
+    evals = client.evaluations(model_name=m.name, model_version=m.version)
     if as_json:
         print_json({**m.model_dump(mode="json"), "evaluations": [e.model_dump(mode="json") for e in evals]})
         return
@@ -85,14 +91,14 @@ def promote(
     alias: str = typer.Option(..., "--alias", "-a", help="e.g. production, candidate."),
 ) -> None:
     """Point an alias at a version. Versions never change; aliases move (and every process sees the move)."""
-    registry = _registry()
-    model = registry.get_model(ref)
+    client = _client()
+    model = client.get_model(ref)
     before = None
     try:
-        before = registry.get_model(f"{model.name}@{alias}")
-    except Exception:  # NotFoundError: the alias is new
+        before = client.get_model(f"{model.name}@{alias}")
+    except NotFoundError:  # the alias is new
         before = None
-    registry.set_alias(model.name, alias, model.version)
+    client.set_alias(model.name, alias, model.version)
     moved = f" (was {before.ref})" if before is not None and before.version != model.version else ""
     out.print(f"{model.name}@{alias} → {model.ref}{moved}")
 
@@ -103,7 +109,7 @@ def demote(
     alias: str = typer.Option(..., "--alias", "-a"),
 ) -> None:
     """Remove an alias (the version it pointed at stays)."""
-    _registry().remove_alias(name, alias)
+    _client().remove_alias(name, alias)
     out.print(f"removed {name}@{alias}")
 
 
@@ -120,10 +126,13 @@ def export_mlflow(
 ) -> None:
     """Log a model version to MLflow (lineage as tags, weights or how to call it as artifacts) and register it
     there with the same aliases."""
+    from anytune.cli.target import in_process_only
+    from anytune.registry import Registry
     from anytune.registry.mlflow_export import export_to_mlflow
 
+    in_process_only("`anytune models export-mlflow`")
     done = export_to_mlflow(
-        _registry(), ref, tracking_uri=tracking_uri, experiment=experiment, artifact_location=artifacts
+        Registry(), ref, tracking_uri=tracking_uri, experiment=experiment, artifact_location=artifacts
     )
     out.print(
         f"MLflow: run {done['run_id']}, registered model {escape(done['name'])} version {done['mlflow_version']}"

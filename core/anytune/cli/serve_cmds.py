@@ -39,12 +39,12 @@ def serve(
     except ImportError:
         raise UsageError("serving needs uvicorn and starlette", hint="pip install 'anytune[serve]'") from None
     from anytune.cli.target import in_process_only
-    from anytune.client import Client
+    from anytune.client.inprocess import InProcessClient
     from anytune.hookspecs import GenerationParams
     from anytune.workflows.serving import build_app
 
     in_process_only("`anytune serve`")
-    client = Client()
+    client = InProcessClient()
     target = client.resolve_target(ref)
     backend = client.backend(target.provider)
     caps = backend.capabilities()
@@ -89,10 +89,10 @@ def export(
     """Merge a local adapter into its base model and save full weights (safetensors) with the tokenizer: a
     folder any transformers / vLLM / TGI setup loads without peft."""
     from anytune.cli.target import in_process_only
-    from anytune.client import Client
+    from anytune.client.inprocess import InProcessClient
 
     in_process_only("`anytune export`")
-    client = Client()
+    client = InProcessClient()
     with out.status(f"merging {escape(ref)} into its base model..."):
         artifact, version = client.export(ref, out_dir, dtype=dtype, register=register)
     out.print(f"[green]✓[/] merged weights in {escape(artifact.model_id)}")

@@ -43,9 +43,7 @@ def server(
     if openapi:
         import json
 
-        from anytune.client import Client
-
-        print(json.dumps(create_app(Client()).openapi(), indent=2, sort_keys=True))
+        print(json.dumps(create_app().openapi(), indent=2, sort_keys=True))
         return
     if no_auth and not is_loopback(host):
         raise UsageError(
@@ -90,14 +88,14 @@ def worker(
 
 def _start_workers(count: int, **options: float) -> tuple[threading.Event, list[threading.Thread]]:
     """`count` workers on threads, each with its own Client; several only on a database with row locks."""
-    from anytune.client import Client
+    from anytune.client.inprocess import InProcessClient
     from anytune.registry import Registry
     from anytune.service.worker import Worker
 
     stop = threading.Event()
     if count == 0:
         return stop, []
-    if count > 1 and Registry().engine.dialect.name == "sqlite":
+    if count > 1 and Registry().dialect == "sqlite":
         raise UsageError(
             f"{count} workers on SQLite: SQLite has one writer at a time and no row locks, so workers would "
             "wait on each other and gain nothing",
@@ -105,7 +103,7 @@ def _start_workers(count: int, **options: float) -> tuple[threading.Event, list[
         )
     threads = []
     for _ in range(count):
-        w = Worker(Client(), **options)
+        w = Worker(InProcessClient(), **options)
         thread = threading.Thread(target=w.run, args=(stop,), name=f"anytune-worker-{w.name}", daemon=True)
         thread.start()
         threads.append(thread)

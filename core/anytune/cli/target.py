@@ -2,39 +2,32 @@
 
 An empty value means in-process. Against a server the CLI writes nothing to a registry of its own: jobs,
 quotes, models, evaluations and reports are the server's work (its plugins, catalog and registry; data paths
-are read there); commands that need the model files on this machine (serving, exports) or this machine's
-stored scores (drift checks) say so and stop. The data tools (validate, stats, convert, split) read and write
-files only, so they stay on this machine either way.
+are read there); commands that need the model files on this machine (serving, exports) say so and stop. The
+data tools (validate, stats, convert, split) read and write files only, so they stay on this machine either
+way.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 from anytune.errors import UsageError
+
+if TYPE_CHECKING:
+    from anytune.client import Client
 
 
 def server_url() -> str | None:
     return os.environ.get("ANYTUNE_SERVER", "").strip() or None
 
 
-def cli_client() -> Any:
-    """The Client for a command: over HTTP when a server is named, else in this process."""
+def cli_client() -> Client:
+    """The Client for a command: over HTTP when a server is named, else in this process. Commands use only
+    its interface (`anytune.api.ClientAPI`), so each works the same either way."""
     from anytune.client import Client
 
-    url = server_url()
-    return Client(url=url) if url else Client()
-
-
-def cli_registry() -> Any:
-    """The registry a command reads: the server's when one is named."""
-    url = server_url()
-    if url:
-        return cli_client().registry
-    from anytune.registry import Registry
-
-    return Registry()
+    return Client(url=server_url())
 
 
 def in_process_only(what: str) -> None:

@@ -5,18 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from anytune.errors import UsageError
+from anytune.formatting import pyplot
 from anytune.hookspecs import Quote
-
-
-def pyplot():  # type: ignore[no-untyped-def]
-    try:
-        import matplotlib
-    except ImportError:
-        raise UsageError("plots need matplotlib", hint="pip install 'anytune[plots]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_quotes(quotes: list[Quote], path: Path, *, title: str, budget: float | None = None) -> Path:

@@ -1,5 +1,5 @@
 """One job's quotes side by side: a table sorted by price, unavailable providers last with their reasons,
-as rows, JSON, CSV, a rich table or a plot. Built by `anytune.workflows.compare.quote`."""
+as rows, JSON, CSV, a rich table or a plot. Built by `anytune.workflows.compare.quote_providers`."""
 
 from __future__ import annotations
 

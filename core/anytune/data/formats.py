@@ -1,4 +1,5 @@
-"""The data formats anytune knows, and how to tell which one a record is in.
+"""The data formats anytune knows (`DataFormat`, part of the job spec's vocabulary), and how to tell which
+one a record is in.
 
 Detection goes by keys only, so that it is cheap enough to run on every line of a large file; the
 validators in `anytune.data.validate` then check the values.
@@ -7,18 +8,11 @@ validators in `anytune.data.validate` then check the values.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Any
 
+from anytune.spec import DataFormat, parse_format
 
-class DataFormat(StrEnum):
-    CHAT = "chat"  # {"messages": [{"role", "content"}, ...]}  (OpenAI's SFT format; anytune's canonical one)
-    INSTRUCTION = "instruction"  # {"instruction", "input"?, "output"}  (Alpaca)
-    COMPLETION = "completion"  # {"prompt", "completion"}
-    TEXT = "text"  # {"text"}  (continued pre-training)
-    PREFERENCE = "preference"  # {"prompt", "chosen", "rejected"}  (TRL)
-    OPENAI_PREFERENCE = "openai_preference"  # {"input", "preferred_output", "non_preferred_output"}
-
+__all__ = ["DataFormat", "detect_record", "parse_format"]
 
 PREFERENCE_FORMATS = frozenset({DataFormat.PREFERENCE, DataFormat.OPENAI_PREFERENCE})
 SUPERVISED_FORMATS = frozenset({DataFormat.CHAT, DataFormat.INSTRUCTION, DataFormat.COMPLETION})
@@ -71,21 +65,3 @@ def detect_record(record: Any) -> DataFormat | None:
     if "prompt" in keys:
         return DataFormat.COMPLETION
     return None
-
-
-def parse_format(value: str) -> DataFormat:
-    """A DataFormat from a user's string, accepting a few common synonyms."""
-    synonyms = {
-        "messages": DataFormat.CHAT,
-        "conversation": DataFormat.CHAT,
-        "conversational": DataFormat.CHAT,
-        "alpaca": DataFormat.INSTRUCTION,
-        "prompt_completion": DataFormat.COMPLETION,
-        "dpo": DataFormat.PREFERENCE,
-        "openai-preference": DataFormat.OPENAI_PREFERENCE,
-        "general": DataFormat.TEXT,
-    }
-    key = value.strip().lower()
-    if key in synonyms:
-        return synonyms[key]
-    return DataFormat(key)

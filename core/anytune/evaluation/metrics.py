@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from anytune.errors import UsageError
+from anytune.formatting import LOSS_METRICS
 
 Metric = Callable[[str, str], float]  # what plugins register: (prediction, reference) -> [0, 1]
 CorpusMetric = Callable[[Sequence[str], Sequence[str]], float]
@@ -184,20 +185,9 @@ BUILTIN: dict[str, Metric] = {
 }
 CORPUS: dict[str, CorpusMetric] = {"macro_f1": macro_f1}
 # Computed from the backend's `target_loss()`: mean per-token NLL of the reference answer, and exp of it.
-LOSS = ("eval_loss", "perplexity")
+LOSS = LOSS_METRICS
 # Names no plugin may take: a plugin metric called exact_match would silently change every score.
 BUILTIN_METRICS = frozenset({*BUILTIN, *CORPUS, *LOSS, "judge"})
-
-
-def is_fraction(name: str) -> bool:
-    """Whether a metric is a share in [0, 1] (shown as a percentage) rather than a loss."""
-    return name not in LOSS
-
-
-def show(name: str, value: float, signed: bool = False) -> str:
-    if is_fraction(name):
-        return f"{value:+.1%}" if signed else f"{value:.1%}"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
 
 
 def resolve_metrics(names: list[str], extra: dict[str, Metric] | None = None) -> dict[str, MetricDef]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from anytune.cost.plot import pyplot
+from anytune.formatting import pyplot
 
 PALETTE = ["#8c8c8c", "#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
 

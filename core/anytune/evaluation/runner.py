@@ -71,53 +71,8 @@ def evaluate(
     results: list[SubjectResult] = []
     for name, (backend, artifact) in subjects.items():
         on_progress(name)
-        generating = [m for m in metrics.values() if not m.from_loss]
-        predictions = backend.generate(artifact, prompts, params) if generating else [""] * len(references)
-        losses = None
-        if any(m.from_loss for m in metrics.values()):
-            losses = backend.target_loss(artifact, prompts, references)  # CapabilityError says who cannot
-        values, intervals, per_example = {}, {}, {}
-        for metric, definition in metrics.items():
-            if definition.from_loss:
-                assert losses is not None
-                value, (low, high), scores = loss_metric(metric, losses)
-                values[metric], intervals[metric] = round(value, 4), (round(low, 4), round(high, 4))
-                if scores is not None:
-                    per_example[metric] = scores
-                continue
-            scores = example_scores(definition, predictions, references)
-            values[metric] = round(definition(predictions, references), 4) if references else 0.0
-            low, high = bootstrap_ci(definition, predictions, references, scores)
-            intervals[metric] = (round(low, 4), round(high, 4))
-            if scores is not None:
-                per_example[metric] = scores
-        results.append(
-            SubjectResult(
-                subject=name,
-                provider=artifact.provider,
-                model_id=artifact.model_id,
-                metrics=values,
-                ci=intervals,
-                n=len(references),
-                predictions=predictions,
-                scores=per_example,
-            )
-        )
-    comparisons = []
-    if len(results) > 1:
-        first = results[0]
-        for other in results[1:]:
-            for metric, definition in metrics.items():
-                if definition.from_loss and metric not in first.scores:
-                    continue  # perplexity is a set-level figure: its comparison is eval_loss's
-                comparisons.append(
-                    paired(
-                        definition,
-                        (first.subject, first.predictions, first.scores.get(metric)),
-                        (other.subject, other.predictions, other.scores.get(metric)),
-                        references,
-                    )
-                )
+        results.append(_score(name, backend, artifact, prompts, references, metrics, params))
+    comparisons = _compared(results, metrics, references)
     if judge is not None and len(results) > 1:
         on_progress("the judge")
         comparisons += _judged(judge, prompts, references, results, spec)
@@ -138,6 +93,69 @@ def evaluate(
         examples=examples,
         references=references,
     )
+
+
+def _score(
+    name: str,
+    backend: Backend,
+    artifact: ModelArtifact,
+    prompts: list[Messages],
+    references: list[str],
+    metrics: dict[str, MetricDef],
+    params: GenerationParams,
+) -> SubjectResult:
+    """One subject's answers (and the loss of each reference, for loss metrics), scored with every metric."""
+    generating = [m for m in metrics.values() if not m.from_loss]
+    predictions = backend.generate(artifact, prompts, params) if generating else [""] * len(references)
+    losses = None
+    if any(m.from_loss for m in metrics.values()):
+        losses = backend.target_loss(artifact, prompts, references)  # CapabilityError says who cannot
+    values, intervals, per_example = {}, {}, {}
+    for metric, definition in metrics.items():
+        if definition.from_loss:
+            assert losses is not None
+            value, (low, high), scores = loss_metric(metric, losses)
+            values[metric], intervals[metric] = round(value, 4), (round(low, 4), round(high, 4))
+        else:
+            scores = example_scores(definition, predictions, references)
+            values[metric] = round(definition(predictions, references), 4) if references else 0.0
+            low, high = bootstrap_ci(definition, predictions, references, scores)
+            intervals[metric] = (round(low, 4), round(high, 4))
+        if scores is not None:
+            per_example[metric] = scores
+    return SubjectResult(
+        subject=name,
+        provider=artifact.provider,
+        model_id=artifact.model_id,
+        metrics=values,
+        ci=intervals,
+        n=len(references),
+        predictions=predictions,
+        scores=per_example,
+    )
+
+
+def _compared(
+    results: list[SubjectResult], metrics: dict[str, MetricDef], references: list[str]
+) -> list[Comparison]:
+    """Every subject against the first, metric by metric, example by example (paired)."""
+    if len(results) < 2:
+        return []
+    first = results[0]
+    comparisons = []
+    for other in results[1:]:
+        for metric, definition in metrics.items():
+            if definition.from_loss and metric not in first.scores:
+                continue  # perplexity is a set-level figure: its comparison is eval_loss's
+            comparisons.append(
+                paired(
+                    definition,
+                    (first.subject, first.predictions, first.scores.get(metric)),
+                    (other.subject, other.predictions, other.scores.get(metric)),
+                    references,
+                )
+            )
+    return comparisons
 
 
 def _judged(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from anytune.jobs import ModelArtifact
+from anytune.spec_upgrades import upgraded_dict
 
 
 class ModelVersion(BaseModel):
@@ -30,6 +31,12 @@ class ModelVersion(BaseModel):
     cost: dict[str, Any] | None = None
     description: str | None = None
     created_at: datetime
+
+    @field_validator("spec", mode="before")
+    @classmethod
+    def _stored_spec(cls, value: Any) -> Any:
+        """The job's spec as recorded, in the current version's shape (`anytune.spec_upgrades`)."""
+        return upgraded_dict(value) if isinstance(value, dict) else value
 
     @property
     def ref(self) -> str:

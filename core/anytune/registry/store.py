@@ -3,13 +3,11 @@
 Every write is one transaction, so a crash leaves either the whole record or none of it. Model versions
 are immutable: registering again makes a new version; only aliases move. Several processes may follow the
 same job (`anytune run` in one terminal, `anytune jobs list` in another): `record_poll` makes sure each
-poll's events are stored once and a job registers one model version.
+poll's events are stored once, and `register_result` that a job registers one model version.
 """
 
 from __future__ import annotations
 
-import secrets
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from anytune.errors import NotFoundError, UsageError
-from anytune.jobs import Cost, Event, Job, JobStatus, ModelArtifact, check_transition, utcnow
+from anytune.jobs import Cost, Event, Job, JobStatus, ModelArtifact, check_transition, new_job_id, utcnow
 from anytune.registry.db import open_engine
 from anytune.registry.records import DatasetRecord, EvaluationRecord, ModelVersion
 from anytune.registry.tables import DatasetRow, EvaluationRow, EventRow, JobRow, ModelAliasRow, ModelRow
@@ -29,17 +27,12 @@ from anytune.settings import database_url
 from anytune.spec import JobSpec
 
 
-def new_job_id() -> str:
-    """Time-ordered, unique, short enough to type a prefix of: job-<ms since epoch, hex><6 random hex>."""
-    return f"job-{int(time.time() * 1000):011x}{secrets.token_hex(3)}"
-
-
 def _job(row: JobRow) -> Job:
     return Job(
         id=row.id,
         name=row.name,
         provider=row.provider,
-        spec=JobSpec.model_validate(row.spec),
+        spec=row.spec,  # upgraded from the version it was written in (Job.spec)
         status=JobStatus(row.status),
         provider_status=row.provider_status,
         provider_job_id=row.provider_job_id,
@@ -116,6 +109,22 @@ class Registry:
 
     def session(self) -> Session:
         return self._session()
+
+    @property
+    def dialect(self) -> str:
+        """The database's kind: sqlite, postgresql..."""
+        return self.engine.dialect.name
+
+    def ping(self) -> str | None:
+        """None if the database answers a query now, else what went wrong (the exception's class)."""
+        from sqlalchemy import text
+
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # whatever the driver raises: the database is not there
+            return type(exc).__name__
+        return None
 
     # --------------------------------------------------------------------------------------------- jobs
 
@@ -212,16 +221,13 @@ class Registry:
         cursor_after: str | None,
         events: list[Event],
         status: JobStatus | None = None,
-        model_name: str | None = None,
         **fields: Any,
     ) -> tuple[Job, list[Event]] | None:
         """Record what one poll of the backend found, all in one transaction, or nothing at all.
 
         The poll started from `cursor_before`; if another process recorded a poll from that cursor first,
         this one is dropped (None is returned) so that no event is stored twice. An `artifact` is stored
-        only while the job has none, and then a model version named `model_name` is registered with its
-        lineage: however many processes follow a job, it gets one model version.
-        """
+        only while the job has none (registering it as a model is `register_result`'s work)."""
         same_cursor = (
             JobRow.event_cursor.is_(None) if cursor_before is None else JobRow.event_cursor == cursor_before
         )
@@ -238,23 +244,40 @@ class Registry:
             _apply(row, status, fields)
             if artifact is not None and row.artifact is None:
                 row.artifact = artifact.model_dump(mode="json")
-                if model_name:
-                    retires = artifact.base_model_retires
-                    self._insert_model(
-                        s,
-                        model_name,
-                        artifact,
-                        job_id=job_id,
-                        spec=row.spec,
-                        cost=row.cost,
-                        dataset_fingerprint=row.dataset_fingerprint,
-                        metrics={**(row.metrics or {}), **artifact.metrics},
-                        base_model_retires=datetime(retires.year, retires.month, retires.day, tzinfo=UTC)
-                        if retires
-                        else None,
-                    )
             stored = _append_events(s, job_id, events)
         return _job(row), stored
+
+    def register_result(self, job_id: str, name: str) -> ModelVersion | None:
+        """The model version of a job's artifact, registered as `name` with its lineage the first time it is
+        asked for, and found after that: however many processes follow a job, it gets one version. None
+        while the job has no artifact."""
+        with self.session() as s, s.begin():
+            # lock the job's row first (SQLite: the database), so two registrars of one job take turns
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(updated_at=JobRow.updated_at))
+            row = self._resolve_job(s, job_id)
+            if row.artifact is None:
+                return None
+            existing = s.scalars(
+                select(ModelRow).where(ModelRow.job_id == row.id).order_by(ModelRow.version).limit(1)
+            ).first()
+            if existing is not None:
+                return self._model(existing, self._aliases(s, existing.name, existing.version))
+            artifact = ModelArtifact.model_validate(row.artifact)
+            retires = artifact.base_model_retires
+            model = self._insert_model(
+                s,
+                name,
+                artifact,
+                job_id=row.id,
+                spec=row.spec,
+                cost=row.cost,
+                dataset_fingerprint=row.dataset_fingerprint,
+                metrics={**(row.metrics or {}), **artifact.metrics},
+                base_model_retires=datetime(retires.year, retires.month, retires.day, tzinfo=UTC)
+                if retires
+                else None,
+            )
+            return self._model(model, [])
 
     # ------------------------------------------------------------------------------------------- events
 

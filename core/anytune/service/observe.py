@@ -1,6 +1,6 @@
 """What the service shows of the work going on: a job's events as server-sent events, and Prometheus metrics.
 
-Both read the registry, which every worker writes, so any server process shows the work of every worker.
+Both read what every worker writes in the registry, so any server process shows the work of every worker.
 """
 
 from __future__ import annotations
@@ -9,23 +9,21 @@ import json
 import time
 from collections.abc import Iterator
 
-from sqlalchemy import func, select
-
-from anytune.registry.store import Registry
-from anytune.registry.tables import JobRow, LeaseRow
+from anytune.api import ClientAPI
+from anytune.registry.leases import LeaseCounts
 
 SSE_POLL_S = 0.5  # how often a stream looks for new events
 SSE_HEARTBEAT_S = 15.0  # a comment line this often keeps proxies from closing an idle stream
 
 
-def event_stream(registry: Registry, job_id: str, after: int = 0) -> Iterator[bytes]:
+def event_stream(client: ClientAPI, job_id: str, after: int = 0) -> Iterator[bytes]:
     """`id: <seq>` / `event: <kind>` / `data: <event JSON>` for each event after `after`, until the job has
     ended and its last event is sent (then an `end` event). A client that reconnects with `Last-Event-ID`
     gets exactly the events it missed: ids are the events' own sequence numbers."""
     last_beat = time.monotonic()
     yield b"retry: 2000\n\n"
     while True:
-        events = registry.events(job_id, after=after, limit=500)
+        events = client.events(job_id, after=after, limit=500)
         for event in events:
             after = event.seq
             body = json.dumps(event.model_dump(mode="json"), ensure_ascii=False)
@@ -33,8 +31,8 @@ def event_stream(registry: Registry, job_id: str, after: int = 0) -> Iterator[by
         if events:
             last_beat = time.monotonic()
             continue
-        job = registry.get_job(job_id)
-        if job.status.terminal and not registry.events(job_id, after=after, limit=1):
+        job = client.get_job(job_id)
+        if job.status.terminal and not client.events(job_id, after=after, limit=1):
             yield f"event: end\ndata: {json.dumps({'status': job.status.value})}\n\n".encode()
             return
         if time.monotonic() - last_beat > SSE_HEARTBEAT_S:
@@ -43,8 +41,8 @@ def event_stream(registry: Registry, job_id: str, after: int = 0) -> Iterator[by
         time.sleep(SSE_POLL_S)
 
 
-def prometheus_text(registry: Registry) -> str:
-    """Gauges and counters in Prometheus' text exposition format, from the registry's tables."""
+def prometheus_text(counts: LeaseCounts) -> str:
+    """Gauges and counters in Prometheus' text exposition format, from the registry's counts."""
     lines: list[str] = []
 
     def metric(name: str, kind: str, doc: str, samples: list[tuple[dict[str, str], float]]) -> None:
@@ -54,26 +52,7 @@ def prometheus_text(registry: Registry) -> str:
             text = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
             lines.append(f"{name}{{{text}}} {value:g}" if text else f"{name} {value:g}")
 
-    with registry.session() as s:
-        by_status = s.execute(
-            select(JobRow.provider, JobRow.status, func.count()).group_by(JobRow.provider, JobRow.status)
-        ).all()
-        leases = s.execute(
-            select(
-                JobRow.provider,
-                func.sum(LeaseRow.polls),
-                func.sum(LeaseRow.errors),
-                func.sum(LeaseRow.changes),
-            )
-            .join(LeaseRow, LeaseRow.job_id == JobRow.id)
-            .group_by(JobRow.provider)
-        ).all()
-        followed = s.execute(
-            select(JobRow.provider, func.count())
-            .join(LeaseRow, LeaseRow.job_id == JobRow.id)
-            .where(LeaseRow.owner.is_not(None))
-            .group_by(JobRow.provider)
-        ).all()
+    by_status, leases, followed = counts.jobs, counts.polls, counts.leased
     metric(
         "anytune_jobs",
         "gauge",

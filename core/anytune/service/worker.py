@@ -1,13 +1,9 @@
 """Workers: follow every job that has not ended, on any provider, without a terminal open; evaluate it after
-success; finish submitting a job whose submitter died. Several workers share one registry through leases.
-
-A worker claims due jobs in one transaction: it selects lease rows that are due and free (no owner, or an
-owner whose lease has run out) with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so two workers scanning at once
-take different rows, and writes its name and an expiry on them. SQLite has no row locks: there the claim is
-the same statement under SQLite's single writer, and the server runs one worker. A claim is a lease, not a
-lock held open: a worker killed with SIGKILL holds its jobs only until the lease expires, then any worker
-takes them over. Work done twice after a takeover is harmless by construction: `Client.refresh` drops a poll
-another process recorded first, and `Client.resume` asks the provider (`find_existing`) before submitting.
+success; finish submitting a job whose submitter died. Several workers share one registry through leases
+(`anytune.registry.leases`): a worker claims due jobs, works on them and releases each with the time it is
+next due. A worker killed with SIGKILL holds its jobs only until its lease expires, then any worker takes
+them over. Work done twice after a takeover is harmless by construction: `refresh` drops a poll another
+process recorded first, and `resume` asks the provider (`find_existing`) before submitting.
 
 What is done per job is the Client's own work (`refresh`, `resume`, `evaluate`): the service has no second
 code path for following a job.
@@ -21,25 +17,23 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-
-from anytune.client import Client
+from anytune.client.inprocess import InProcessClient
 from anytune.errors import AnytuneError, BackendError
-from anytune.jobs import Event, JobStatus, utcnow
+from anytune.jobs import JobStatus, utcnow
+from anytune.registry import Registry
 from anytune.registry.access import submit_grace_s as submit_grace_s_default
-from anytune.registry.tables import JobRow, LeaseRow
+from anytune.registry.leases import Leases
 from anytune.service.webhooks import Deliverer
 
 log = logging.getLogger("anytune.worker")
 
-TERMINAL = tuple(s.value for s in JobStatus if s.terminal)
-MAX_BACKOFF_S = 300.0
+# A job recorded but not yet confirmed is looked at again this soon: most submits take seconds, and a worker
+# that waited longer would start following a job its client (`anytune run` through the server) waits on
+# long after the provider had it.
+SUBMITTING_RECHECK_S = 1.0
 
 
 class PollTimes:
@@ -94,12 +88,14 @@ class Worker:
     """`Worker(client).run(stop_event)`, or `tick()` for one pass (tests drive it that way).
 
     `lease_s`: how long a claim holds (a killed worker's jobs wait this long); `batch`: jobs claimed per
-    pass; `submit_grace_s`: how old an unconfirmed job must be before this worker finishes submitting it."""
+    pass; `submit_grace_s`: how old an unconfirmed job must be before this worker finishes submitting it.
+    `registry`: where the leases and webhooks are (the client's, which is the default)."""
 
     def __init__(
         self,
-        client: Client,
+        client: InProcessClient,
         *,
+        registry: Registry | None = None,
         name: str | None = None,
         lease_s: float = 120.0,
         batch: int = 16,
@@ -115,7 +111,9 @@ class Worker:
         self.idle_s = idle_s
         self.submit_grace_s = submit_grace_s if submit_grace_s is not None else submit_grace_s_default()
         self.evaluate = evaluate
-        self.webhooks = Deliverer(client.registry, owner=self.name)
+        registry = registry if registry is not None else client.pipeline.registry
+        self.leases = Leases(registry)
+        self.webhooks = Deliverer(registry, owner=self.name)
         self.limits = dict(limits) if limits is not None else provider_limits()
 
     # ------------------------------------------------------------------------------------------- loop
@@ -152,72 +150,10 @@ class Worker:
     # ------------------------------------------------------------------------------------------ claims
 
     def _adopt_new_jobs(self) -> None:
-        """A lease row for every job that has not ended and has none yet (jobs submitted by any process)."""
-        registry = self.client.registry
-        now = utcnow()
-        with registry.session() as s:
-            missing = s.scalars(
-                select(JobRow.id)
-                .outerjoin(LeaseRow, LeaseRow.job_id == JobRow.id)
-                .where(LeaseRow.job_id.is_(None), JobRow.status.not_in(TERMINAL))
-                .limit(500)
-            ).all()
-        for job_id in missing:
-            try:
-                with registry.session() as s, s.begin():
-                    s.add(
-                        LeaseRow(
-                            job_id=job_id, next_poll_at=now, stage="follow", polls=0, failures=0, errors=0
-                        )
-                    )
-            except IntegrityError:  # another worker adopted it first
-                pass
+        self.leases.adopt_new_jobs()
 
     def _claim(self) -> list[str]:
-        now = utcnow()
-        free = or_(LeaseRow.owner.is_(None), LeaseRow.expires_at < now, LeaseRow.owner == self.name)
-        with self.client.registry.session() as s, s.begin():
-            rows = s.execute(
-                select(LeaseRow.job_id, JobRow.provider)
-                .join(JobRow, JobRow.id == LeaseRow.job_id)
-                .where(LeaseRow.stage != "done", LeaseRow.next_poll_at <= now, free)
-                .order_by(LeaseRow.next_poll_at)
-                .limit(self.batch * (4 if self.limits else 1))
-                .with_for_update(skip_locked=True, of=LeaseRow)
-            ).all()
-            ids = self._within_limits(s, rows, now)
-            if not ids:
-                return []
-            s.execute(
-                update(LeaseRow)
-                .where(LeaseRow.job_id.in_(ids), free)
-                .values(owner=self.name, expires_at=now + timedelta(seconds=self.lease_s))
-            )
-        return ids
-
-    def _within_limits(self, s: Any, rows: Sequence[Any], now: datetime) -> list[str]:
-        """The claimable jobs, keeping each limited provider under its number of jobs held at once by all
-        workers together (ANYTUNE_PROVIDER_CONCURRENCY="openai=4,together=8")."""
-        if not self.limits:
-            return [job_id for job_id, _ in rows][: self.batch]
-        held = dict(
-            s.execute(
-                select(JobRow.provider, func.count())
-                .join(LeaseRow, LeaseRow.job_id == JobRow.id)
-                .where(LeaseRow.owner.is_not(None), LeaseRow.expires_at >= now, LeaseRow.owner != self.name)
-                .group_by(JobRow.provider)
-            ).all()
-        )
-        ids: list[str] = []
-        for job_id, provider in rows:
-            limit = self.limits.get(provider)
-            if limit is not None and held.get(provider, 0) >= limit:
-                continue
-            held[provider] = held.get(provider, 0) + 1
-            ids.append(job_id)
-            if len(ids) >= self.batch:
-                break
-        return ids
+        return self.leases.claim(self.name, batch=self.batch, lease_s=self.lease_s, limits=self.limits)
 
     def _release(
         self,
@@ -229,51 +165,27 @@ class Worker:
         ok: bool = True,
         changed: bool = False,
     ) -> None:
-        values: dict[str, object] = {
-            "owner": None,
-            "expires_at": None,
-            "next_poll_at": utcnow() + timedelta(seconds=delay),
-        }
-        if stage is not None:
-            values["stage"] = stage
-        if polled:
-            values["polls"] = LeaseRow.polls + 1
-        if ok:
-            values["failures"] = 0
-        if changed:
-            values["changes"] = LeaseRow.changes + 1
-        with self.client.registry.session() as s, s.begin():
-            s.execute(
-                update(LeaseRow)
-                .where(and_(LeaseRow.job_id == job_id, LeaseRow.owner == self.name))
-                .values(**values)
-            )
-
-    def _lease(self, job_id: str) -> LeaseRow | None:
-        with self.client.registry.session() as s:
-            return s.get(LeaseRow, job_id)
+        self.leases.release(
+            job_id, self.name, delay=delay, stage=stage, polled=polled, ok=ok, changed=changed
+        )
 
     def _backoff(self, job_id: str) -> float:
-        with self.client.registry.session() as s, s.begin():
-            row = s.get(LeaseRow, job_id)
-            if row is None:
-                return 5.0
-            row.failures += 1
-            row.errors += 1
-            return min(MAX_BACKOFF_S, 5.0 * 2 ** (row.failures - 1))
+        return self.leases.backoff(job_id)
 
     # -------------------------------------------------------------------------------------------- work
 
     def _work(self, job_id: str, report: TickReport) -> None:
-        lease = self._lease(job_id)
-        job = self.client.registry.get_job(job_id)
+        lease = self.leases.get(job_id)
+        job = self.client.get_job(job_id)
         if lease is not None and lease.stage == "evaluate":
             self._evaluate(job_id, report)
             return
         if job.status is JobStatus.PENDING and job.provider_ref is None:
             age = (utcnow() - job.updated_at).total_seconds()
-            if age < self.submit_grace_s:  # its submitter may still be at it: look again later
-                self._release(job_id, delay=min(self.submit_grace_s - age, 30.0))
+            if (
+                age < self.submit_grace_s
+            ):  # its submitter may still be at it (seconds, usually): look again soon
+                self._release(job_id, delay=min(self.submit_grace_s - age, SUBMITTING_RECHECK_S))
                 return
             job = self.client.resume(job_id)  # find_existing first: never a second paid job
             report.resumed.append(job_id)
@@ -304,29 +216,17 @@ class Worker:
 
     def _claim_again(self, job_id: str) -> None:
         """Take the job back for its evaluation, with a lease long enough for one (it runs the model)."""
-        now = utcnow()
-        with self.client.registry.session() as s, s.begin():
-            s.execute(
-                update(LeaseRow)
-                .where(LeaseRow.job_id == job_id, or_(LeaseRow.owner.is_(None), LeaseRow.expires_at < now))
-                .values(owner=self.name, expires_at=now + timedelta(seconds=max(self.lease_s, 3600)))
-            )
+        self.leases.claim_again(job_id, self.name, max(self.lease_s, 3600))
 
     def _evaluate(self, job_id: str, report: TickReport) -> None:
-        """The spec's evaluation, its result recorded as the job's event `evaluated` (a client that is not
-        here, `anytune run` against the server, prints the table from it)."""
+        """The spec's evaluation; the Client notes its result in the job's log (`evaluated`, with the scores)
+        where a client that is not here (`anytune run` against the server) reads it."""
         try:
-            result = self.client.evaluate(job_id, on_progress=lambda _s: None)
+            self.client.evaluate(job_id, on_progress=lambda _s: None)
         except AnytuneError as exc:
             log.warning("worker %s: evaluating %s failed: %s", self.name, job_id, exc.message)
             report.errors[job_id] = exc.message
-            event = Event(
-                level="error", message=f"evaluation failed: {exc.message}", data={"evaluation": None}
-            )
         else:
             report.evaluated.append(job_id)
-            shown = result.model_copy(update={"examples": result.examples[:3], "references": []})
-            event = Event(message="evaluated", data={"evaluation": shown.model_dump(mode="json")})
-        self.client.registry.add_events(job_id, [event])
         self._release(job_id, delay=0, stage="done")
         report.finished.append(job_id)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from anytune.testing.faults import Faults
+from anytune.testing.faults import Fault, Faults
 
 ErrorBody = Callable[[int, str, str | None], dict[str, Any]]
 
@@ -106,6 +106,59 @@ class EmulatorMiddleware:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        base_headers = {"x-request-id": f"req_{uuid.uuid4().hex[:24]}", **self.extra_headers()}
+        fault = self.faults.take(method, path)
+        if fault is not None and fault.delay:
+            await asyncio.sleep(fault.delay)
+        messages = await self._answer(scope, receive, headers, body, fault, base_headers)
+        status = messages[0]["status"]
+        response_headers = {k.decode().lower(): v.decode() for k, v in messages[0].get("headers", [])}
+        response_body = b"".join(m.get("body", b"") for m in messages[1:])
+        dropped = fault is not None and fault.drop and not fault.status
+        query = scope.get("query_string", b"").decode()
+        exchange = Exchange(
+            method,
+            path,
+            query,
+            headers,
+            body,
+            status,
+            response_headers,
+            response_body,
+            dropped,
+            started=started,
+        )
+        self.recorder.add(exchange)
+        if dropped:  # the work is done; now break the connection halfway through the answer
+            await _send_half(send, status, response_body)
+            return
+        for message in messages:
+            await send(message)
+
+    async def _answer(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        headers: dict[str, str],
+        body: bytes,
+        fault: Fault | None,
+        base_headers: dict[str, str],
+    ) -> list[dict[str, Any]]:
+        """The answer's ASGI messages: a refused key, an injected error, or the emulator's own answer."""
+        if not self.authorize(headers):
+            refused = self.error_body(401, "Incorrect API key provided.", "invalid_api_key")
+            return json_response_messages(401, refused, base_headers)
+        if fault is not None and fault.status:
+            retry = dict(base_headers)
+            if fault.retry_after_ms is not None:
+                retry["retry-after-ms"] = str(fault.retry_after_ms)
+            if fault.retry_after is not None:
+                retry["retry-after"] = str(fault.retry_after)
+            message = fault.message or f"emulated error {fault.status}"
+            return json_response_messages(
+                fault.status, self.error_body(fault.status, message, fault.code), retry
+            )
+        messages: list[dict[str, Any]] = []
         sent_body = False
 
         async def replay() -> dict[str, Any]:
@@ -115,73 +168,19 @@ class EmulatorMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        base_headers = {"x-request-id": f"req_{uuid.uuid4().hex[:24]}", **self.extra_headers()}
-        fault = self.faults.take(method, path)
-        if fault is not None and fault.delay:
-            await asyncio.sleep(fault.delay)
-        messages: list[dict[str, Any]]
-        if not self.authorize(headers):
-            messages = json_response_messages(
-                401, self.error_body(401, "Incorrect API key provided.", "invalid_api_key"), base_headers
-            )
-        elif fault is not None and fault.status:
-            retry = dict(base_headers)
-            if fault.retry_after_ms is not None:
-                retry["retry-after-ms"] = str(fault.retry_after_ms)
-            if fault.retry_after is not None:
-                retry["retry-after"] = str(fault.retry_after)
-            message = fault.message or f"emulated error {fault.status}"
-            messages = json_response_messages(
-                fault.status, self.error_body(fault.status, message, fault.code), retry
-            )
-        else:
-            messages = []
+        async def capture(message: dict[str, Any]) -> None:
+            messages.append(message)
 
-            async def capture(message: dict[str, Any]) -> None:
-                messages.append(message)
+        await self.app(scope, replay, capture)
+        start = messages[0]
+        start["headers"] = list(start.get("headers", [])) + [
+            (k.encode(), v.encode()) for k, v in base_headers.items()
+        ]
+        return messages
 
-            await self.app(scope, replay, capture)
-            start = messages[0]
-            start["headers"] = list(start.get("headers", [])) + [
-                (k.encode(), v.encode()) for k, v in base_headers.items()
-            ]
-        status = messages[0]["status"]
-        response_headers = {k.decode().lower(): v.decode() for k, v in messages[0].get("headers", [])}
-        response_body = b"".join(m.get("body", b"") for m in messages[1:])
-        dropped = fault is not None and fault.drop and not fault.status
-        self.recorder.add(
-            Exchange(
-                method,
-                path,
-                scope.get("query_string", b"").decode(),
-                headers,
-                body,
-                status,
-                response_headers,
-                response_body,
-                dropped,
-                started=started,
-            )
-        )
-        if dropped:
-            # The work is done; now break the connection halfway through the answer.
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(response_body) + 64).encode()),
-                    ],
-                }
-            )
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": response_body[: len(response_body) // 2],
-                    "more_body": False,
-                }
-            )
-            return
-        for message in messages:
-            await send(message)
+
+async def _send_half(send: Any, status: int, body: bytes) -> None:
+    """An answer that promises more than it sends: the connection drops mid-answer."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body) + 64).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": False})

@@ -4,9 +4,10 @@
     table = anytune.quote(anytune.load_job_file("job.yaml"), providers="all", hardware="all")
     print(table.cheapest().label, table.cheapest().price)
 
-Each row is the provider's own `quote()` after the same checks `anytune run` makes (capabilities, the
-provider's rules, the data), so a provider that cannot run the job says why instead of giving a number.
-Nothing is recorded, uploaded or started.
+Each row is the provider's own `quote()` after the same checks `anytune run` makes (the preflight stage of
+`anytune.pipeline`: capabilities, the provider's rules, the data), so a provider that cannot run the job
+says why instead of giving a number. Nothing is recorded, uploaded or started. `Client.quote` (and so
+`anytune.quote`) calls `quote_providers` in this process, or asks a server that does.
 """
 
 from __future__ import annotations
@@ -18,18 +19,17 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from anytune.client import Client
+from anytune.api import Preflight
 from anytune.cost.catalog import extra_prices, load_catalog
 from anytune.cost.quotes import unavailable
 from anytune.cost.table import QuoteTable
 from anytune.errors import AnytuneError, UsageError
 from anytune.hookspecs import Quote
+from anytune.pipeline.context import Pipeline
+from anytune.pipeline.preflight import preflight
 from anytune.spec import JobSpec
-
-if TYPE_CHECKING:
-    from anytune.remote_client import RemoteClient
 
 LOCAL = "local"
 
@@ -92,31 +92,25 @@ def targets(
     return out
 
 
-def quote(
+def quote_providers(
+    p: Pipeline,
     spec: JobSpec,
     providers: str | Sequence[str] = "all",
     *,
     hardware: str | Sequence[str] | None = None,
     prices: Iterable[str | Path] = (),
-    client: Client | RemoteClient | None = None,
     processes: int | None = None,
 ) -> QuoteTable:
     """Quote `spec` on every provider named (or all), without recording, uploading or starting anything.
-    With a remote client (`Client(url=...)`), the server quotes with its plugins and catalog.
 
     `processes`: 2 quotes the local backend's rows in a second process (see `_apart`), 1 everything in this
     one; None (the default) chooses 2 for data of 16 MB or more on a machine with two cores or more."""
-    from anytune.remote_client import RemoteClient
-
-    if isinstance(client, RemoteClient):
-        return client.quote(spec, providers, hardware=hardware, prices=list(prices))
-    client = client or Client()
     started = time.perf_counter()
-    prices = [str(p) for p in prices]
+    prices = [str(x) for x in prices]
     with extra_prices(prices):
-        quoter = _Quoter(client, spec)
-        chosen = targets(client.plugins.backend_names(), providers, hardware)
-        apart = _apart(client, spec, chosen, processes)
+        quoter = _Quoter(p, spec)
+        chosen = targets(p.plugins.backend_names(), providers, hardware)
+        apart = _apart(p, spec, chosen, processes)
         second = None
         if apart:
             try:
@@ -127,8 +121,8 @@ def quote(
             if second is not None:
                 # the data checks every row starts with, made once: the second process adopts their reports
                 # instead of repeating them (4 s of its 12 on 200k chats), and only parses the file
-                client.validate_spec_data(spec)
-                second.send_validations(client.known_validations())
+                p.data.validate_spec(spec)
+                second.send_validations(p.data.known())
             mine = iter(quoter.rows([t for t in chosen if t not in apart]))
             theirs = second.result() if second is not None else None
         finally:
@@ -145,7 +139,7 @@ def quote(
 APART_BYTES = 16 * 2**20  # below this a second process's start (about a second) costs more than it saves
 
 
-def _apart(client: Client, spec: JobSpec, chosen: list[Target], processes: int | None) -> list[Target]:
+def _apart(p: Pipeline, spec: JobSpec, chosen: list[Target], processes: int | None) -> list[Target]:
     """The rows a second process quotes: the local backend's (the local machine and the rental services
     priced through it). Its count is the one that holds the GIL (the model's own tokenizer, SmolLM2's, in
     Python) and the longest: in this process every other provider's work only takes turns with it, in a
@@ -169,7 +163,7 @@ def _apart(client: Client, spec: JobSpec, chosen: list[Target], processes: int |
         return []
     from anytune.plugins import get_plugin_manager
 
-    return mine if client.plugins is get_plugin_manager() else []
+    return mine if p.plugins is get_plugin_manager() else []
 
 
 _CHILD_ENV = "ANYTUNE_QUOTE_SECOND_PROCESS"
@@ -224,7 +218,7 @@ class SecondProcess:
             pass
 
     def send_validations(self, known: list[dict[str, Any]]) -> None:
-        """The reports of the files validated here (`Client.known_validations`); the process waits for them
+        """The reports of the files validated here (`DataChecks.known`); the process waits for them
         before its first row, and validates alone what they do not cover."""
         self._send(known, close=True)
 
@@ -255,17 +249,17 @@ class SecondProcess:
 class _Quoter:
     """Runs each backend's checks once (spec, capabilities, data), then asks it for every row it prices."""
 
-    def __init__(self, client: Client, spec: JobSpec) -> None:
-        self.client = client
+    def __init__(self, p: Pipeline, spec: JobSpec) -> None:
+        self.pipeline = p
         self.spec = spec
         self.warnings: set[str] = set()
-        self._preflights: dict[str, Any] = {}
+        self._preflights: dict[str, Preflight | AnytuneError] = {}
 
-    def _preflight(self, backend: str) -> Any:
+    def _preflight(self, backend: str) -> Preflight | AnytuneError:
         if backend not in self._preflights:
             try:
-                pre = self.client.preflight(
-                    self.spec.model_copy(update={"provider": backend}), quote_only=True
+                pre = preflight(
+                    self.pipeline, self.spec.model_copy(update={"provider": backend}), quote_only=True
                 )
                 self.warnings.update(f"{backend}: {w}" for w in pre.warnings)
                 self._preflights[backend] = pre
@@ -278,7 +272,7 @@ class _Quoter:
         over the same file then share one parse (`anytune.data.shared_read`), and their tokenizers count
         with the GIL released. 200k chats, OpenAI, Together, Fireworks and Hugging Face in one process:
         21-23 s two at a time with a parse each, 19 s all at once with one parse."""
-        installed = set(self.client.plugins.backend_names())
+        installed = set(self.pipeline.plugins.backend_names())
         todo = sorted(backends & installed)
         if len(todo) < 2 or (os.cpu_count() or 1) < 2:
             return
@@ -298,7 +292,7 @@ class _Quoter:
     def one(self, target: Target) -> Quote:
         backend = target.backend or target.provider
         model = self.spec.model_for(backend)
-        if backend not in self.client.plugins.backend_names():
+        if backend not in self.pipeline.plugins.backend_names():
             return unavailable(
                 target.provider,
                 f"needs the {backend} backend to count tokens (pip install 'anytune[{backend}]')",

@@ -10,9 +10,8 @@ from anytune.errors import UsageError
 from anytune.evaluation.stats import permutation_test
 
 if TYPE_CHECKING:
-    from anytune.client import EvalTarget
+    from anytune.api import ClientAPI, EvalTarget
     from anytune.evaluation.runner import EvalResult
-    from anytune.registry import Registry
     from anytune.registry.records import EvaluationRecord
 
 
@@ -45,18 +44,18 @@ class DriftReport(BaseModel):
     verdict: str
 
 
-def _stored(registry: Registry, target: EvalTarget) -> list[EvaluationRecord]:
+def _stored(client: ClientAPI, target: EvalTarget) -> list[EvaluationRecord]:
     if target.model is not None:
-        rows = registry.evaluations(model_name=target.model.name, model_version=target.model.version)
+        rows = client.evaluations(model_name=target.model.name, model_version=target.model.version)
     elif target.job is not None:
-        rows = registry.evaluations(job_id=target.job.id, subject="fine-tuned")
+        rows = client.evaluations(job_id=target.job.id, subject="fine-tuned")
     else:
         rows = []
     return [r for r in rows if r.subject != "base"]
 
 
 def drift_check(
-    registry: Registry,
+    client: ClientAPI,
     target: EvalTarget,
     result: EvalResult,
     against: str,
@@ -77,7 +76,7 @@ def drift_check(
         )
     candidates = [
         r
-        for r in _stored(registry, target)
+        for r in _stored(client, target)
         if r.dataset_fingerprint != result.dataset_fingerprint and r.scores(metric)
     ]
     if against == "baseline":

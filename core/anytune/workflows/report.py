@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from anytune.api import ReportFiles
 from anytune.errors import UsageError
-from anytune.evaluation.metrics import is_fraction, show
+from anytune.formatting import is_fraction
+from anytune.formatting import metric as show
 from anytune.settings import anytune_home
 
 if TYPE_CHECKING:
-    from anytune.client import Client, EvalTarget
+    from anytune.api import ClientAPI, EvalTarget
     from anytune.registry.records import EvaluationRecord
-    from anytune.remote_client import RemoteClient
 
 MAX_EXAMPLES = 50
 
@@ -43,24 +44,14 @@ class Subject:
         return job.cost.quoted, "quoted"
 
 
-@dataclass
-class Written:
-    folder: Path
-    html: Path
-    markdown: Path
-    images: list[Path] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-def _rows_for(client: Client, t: EvalTarget) -> list[EvaluationRecord]:
-    reg = client.registry
-    rows = reg.evaluations(model_name=t.model.name, model_version=t.model.version) if t.model else []
+def _rows_for(client: ClientAPI, t: EvalTarget) -> list[EvaluationRecord]:
+    rows = client.evaluations(model_name=t.model.name, model_version=t.model.version) if t.model else []
     if not rows and t.job is not None:
-        rows = [r for r in reg.evaluations(job_id=t.job.id) if r.subject == "fine-tuned"]
+        rows = [r for r in client.evaluations(job_id=t.job.id) if r.subject == "fine-tuned"]
     return [r for r in rows if r.subject != "base"]
 
 
-def gather(client: Client, targets: list[str]) -> tuple[list[Subject], list[str]]:
+def gather(client: ClientAPI, targets: list[str]) -> tuple[list[Subject], list[str]]:
     """The subjects of a report: the base model of the first target (where it was scored) and each target,
     all on the newest data set every target was scored on."""
     resolved = [client.resolve_target(t) for t in targets]
@@ -88,7 +79,7 @@ def gather(client: Client, targets: list[str]) -> tuple[list[Subject], list[str]
     first = subjects[0].evaluation
     bases = [
         r
-        for r in client.registry.evaluations(dataset_fingerprint=first.dataset_fingerprint, subject="base")
+        for r in client.evaluations(dataset_fingerprint=first.dataset_fingerprint, subject="base")
         if r.model_id == resolved[0].base_model
     ]
     if bases:
@@ -102,16 +93,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "report"
 
 
-def write_report(client: Client | RemoteClient, targets: list[str], out_dir: Path | None = None) -> Written:
-    """The report on `targets`; with a remote client, the server draws it from its registry and the files
-    are unpacked here."""
-    from anytune.remote_client import RemoteClient
+def report_folder(home: Path, targets: list[str]) -> Path:
+    """Where a report on `targets` goes when no folder is named: under $ANYTUNE_HOME/reports."""
+    return home / "reports" / _slug("-vs-".join(targets))
 
-    folder = Path(out_dir) if out_dir else anytune_home() / "reports" / _slug("-vs-".join(targets))
-    if isinstance(client, RemoteClient):
-        files, notes = client.fetch_report(targets, folder)
-        images = [f for f in files if f.suffix == ".png"]
-        return Written(folder, folder / "report.html", folder / "report.md", images, notes)
+
+def write_report(client: ClientAPI, targets: list[str], out_dir: Path | None = None) -> ReportFiles:
+    """The report on `targets`, drawn from what `client` has stored (the Client's `report` calls this in the
+    process that holds the registry; a client of a server asks the server to)."""
+    folder = Path(out_dir) if out_dir else report_folder(anytune_home(), targets)
     subjects, warnings = gather(client, targets)
     folder.mkdir(parents=True, exist_ok=True)
     from anytune.evaluation import plots
@@ -148,14 +138,14 @@ def write_report(client: Client | RemoteClient, targets: list[str], out_dir: Pat
     html_path.write_text(_html(context), encoding="utf-8")
     md_path = folder / "report.md"
     md_path.write_text(_markdown(context), encoding="utf-8")
-    return Written(folder, html_path, md_path, images, warnings)
+    return ReportFiles(folder, html_path, md_path, images, warnings)
 
 
-def _loss_curve(client: Client, s: Subject) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+def _loss_curve(client: ClientAPI, s: Subject) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
     assert s.target is not None and s.target.job is not None
     train: list[tuple[float, float]] = []
     evals: list[tuple[float, float]] = []
-    for e in client.registry.events(s.target.job.id, kind="metric"):
+    for e in client.events(s.target.job.id, kind="metric"):
         step = e.data.get("step")
         if step is None:
             continue

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from anytune.hookspecs import GenerationParams
 
 if TYPE_CHECKING:
-    from anytune.client import EvalTarget
+    from anytune.api import EvalTarget
     from anytune.hookspecs import Backend
 
 
@@ -37,28 +37,39 @@ def _content(value: Any) -> str:
 def build_app(target: EvalTarget, backend: Backend, *, api_key: str | None = None, name: str | None = None):  # type: ignore[no-untyped-def]
     """A Starlette app serving `target` as the model `name` (default: its registry reference)."""
     from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, StreamingResponse
     from starlette.routing import Route
 
-    model_name = name or target.label
-    lock = threading.Lock()
-    created = int(time.time())
+    served = _Served(target, backend, api_key, name or target.label)
+    return Starlette(
+        routes=[
+            Route("/v1/models", served.models, methods=["GET"]),
+            Route("/v1/chat/completions", served.chat, methods=["POST"]),
+            Route("/health", served.health, methods=["GET"]),
+        ]
+    )
 
-    def authorized(request: Request) -> bool:
-        return api_key is None or request.headers.get("authorization") == f"Bearer {api_key}"
 
-    async def models(request: Request) -> Any:
-        if not authorized(request):
+class _Served:
+    """One model behind the endpoint: requests answered one at a time (a local model is one set of weights in
+    memory), in OpenAI's shapes."""
+
+    def __init__(self, target: EvalTarget, backend: Backend, api_key: str | None, model_name: str) -> None:
+        self.target, self.backend, self.api_key, self.model_name = target, backend, api_key, model_name
+        self.lock = threading.Lock()
+        self.created = int(time.time())
+
+    def authorized(self, request: Any) -> bool:
+        return self.api_key is None or request.headers.get("authorization") == f"Bearer {self.api_key}"
+
+    async def models(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        if not self.authorized(request):
             return _error(401, "invalid API key", "authentication_error")
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "anytune"}],
-            }
-        )
+        model = {"id": self.model_name, "object": "model", "created": self.created, "owned_by": "anytune"}
+        return JSONResponse({"object": "list", "data": [model]})
 
-    def complete(body: dict[str, Any]) -> str:
+    def complete(self, body: dict[str, Any]) -> str:
         messages = [
             {"role": m.get("role", "user"), "content": _content(m.get("content"))} for m in body["messages"]
         ]
@@ -69,13 +80,13 @@ def build_app(target: EvalTarget, backend: Backend, *, api_key: str | None = Non
             top_p=float(body.get("top_p") or 1.0),
             batch_size=1,
         )
-        with lock:
-            return backend.generate(target.artifact, [messages], params)[0]
+        with self.lock:
+            return self.backend.generate(self.target.artifact, [messages], params)[0]
 
-    async def chat(request: Request) -> Any:
+    async def chat(self, request: Any) -> Any:
         from starlette.concurrency import run_in_threadpool
 
-        if not authorized(request):
+        if not self.authorized(request):
             return _error(401, "invalid API key", "authentication_error")
         try:
             body = await request.json()
@@ -83,56 +94,59 @@ def build_app(target: EvalTarget, backend: Backend, *, api_key: str | None = Non
             return _error(400, "the body is not JSON")
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             return _error(400, "messages: a non-empty list of {role, content} is required", param="messages")
-        if body.get("model") not in (None, model_name, target.artifact.model_id):
-            return _error(404, f"this server serves {model_name!r}, not {body.get('model')!r}", param="model")
+        if body.get("model") not in (None, self.model_name, self.target.artifact.model_id):
+            return _error(
+                404, f"this server serves {self.model_name!r}, not {body.get('model')!r}", param="model"
+            )
         if int(body.get("n") or 1) != 1:
             return _error(400, "n: only 1 completion per request", param="n")
         try:
-            text = await run_in_threadpool(complete, body)
+            text = await run_in_threadpool(self.complete, body)
         except Exception as exc:  # the model failed: say so in OpenAI's shape
             return _error(500, f"generation failed: {type(exc).__name__}: {exc}", "server_error")
         ident = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        now = int(time.time())
         if body.get("stream"):
+            return self._streamed(ident, text)
+        return self._answer(ident, text)
 
-            def events() -> Any:
-                head = {"id": ident, "object": "chat.completion.chunk", "created": now, "model": model_name}
-                first = {
-                    **head,
-                    "choices": [
-                        {"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}
-                    ],
-                }
-                last = {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-                yield f"data: {json.dumps(first)}\n\n"
-                yield f"data: {json.dumps(last)}\n\n"
-                yield "data: [DONE]\n\n"
+    def _answer(self, ident: str, text: str) -> Any:
+        from starlette.responses import JSONResponse
 
-            return StreamingResponse(events(), media_type="text/event-stream")
-        return JSONResponse(
-            {
-                "id": ident,
-                "object": "chat.completion",
-                "created": now,
-                "model": model_name,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text, "refusal": None},
-                        "finish_reason": "stop",
-                        "logprobs": None,
-                    }
-                ],
-            }
-        )
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "refusal": None},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+        head = {
+            "id": ident,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_name,
+        }
+        return JSONResponse({**head, "choices": [choice]})
 
-    async def health(_request: Request) -> Any:
-        return JSONResponse({"status": "ok", "model": model_name, "provider": target.provider})
+    def _streamed(self, ident: str, text: str) -> Any:
+        from starlette.responses import StreamingResponse
 
-    return Starlette(
-        routes=[
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/v1/chat/completions", chat, methods=["POST"]),
-            Route("/health", health, methods=["GET"]),
-        ]
-    )
+        head = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model_name,
+        }
+
+        def events() -> Any:
+            delta = {"role": "assistant", "content": text}
+            first = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            last = {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            yield f"data: {json.dumps(first)}\n\n"
+            yield f"data: {json.dumps(last)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def health(self, _request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        return JSONResponse({"status": "ok", "model": self.model_name, "provider": self.target.provider})

@@ -62,7 +62,7 @@ def test_sft_to_succeeded_with_losses_registered_and_evaluated(emulator, tmp_pat
         remote.body["loraRank"] == 16 and remote.body["epochs"] == 2 and remote.body["learningRate"] == 1e-4
     )
     assert remote.body["outputModel"].startswith(f"accounts/{ACCOUNT}/models/rev-anytune-")
-    losses = [e.data["loss"] for e in client.registry.events(job.id) if e.kind == "metric"]
+    losses = [e.data["loss"] for e in client.events(job.id) if e.kind == "metric"]
     assert len(losses) == remote.total_steps == 6 and losses[-1] < losses[0]
     assert job.artifact is not None and job.artifact.model_id == remote.body["outputModel"]
     assert result.evaluation is not None

@@ -1,4 +1,5 @@
-"""Does a backend fit a spec? Every mismatch, said plainly, before anything runs or is paid for."""
+"""Does a backend fit a spec? Every mismatch, said plainly, before anything runs or is paid for (the first
+check of the preflight stage)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,121 @@
+"""The plugin author's kit: the helpers every provider needs, written once in the core. `anytune.plugin`
+re-exports them beside the contract (`anytune.hookspecs`); a plugin imports both from there.
+
+- data: `RecordValidator` (stream a validated file; its records may be shared with other providers' passes
+  over the same file, so never change one), `check_record`, `convert_record`, `PreparedWriter` and
+  `prepare_splits` (content-addressed provider files, split by split), message helpers (`content_text`,
+  `as_messages`, `normalize_messages`, `full_text`, `instruction_prompt`, `prompt_and_target`)
+- tokens: `counter_for_family`, `family_of`, `count_examples`, `count_texts`, `chat_rule_pieces`,
+  `BatchCounter` (batched counts on a background thread), `TokenCount`, `TokenCounter`, `ApproxCounter`,
+  `get_token_counter`, `HFTokenizerFiles`
+- prices and hardware: `token_priced` / `hour_priced` / `token_cost` / `recurring_cost` / `unavailable`
+  (quotes from the catalog, with sources), `load_catalog` / `PriceCatalog`, `params_from_name`,
+  `training_memory` (what training needs per GPU), `detect_hardware`, `hardware_for_gpu`,
+  `record_measurement`, `token_f1`
+- remote providers: `RetryPolicy`, `create_once` (a paid create, never twice), `retry_call` (reads through a
+  client that does not retry), `upload_once`, `SdkErrors` (one error translation for an SDK), `Failure`,
+  `http_failure`, `connection_failure`, `error_message`, `secret_from_env`
+- places and time: `anytune_home`, `cache_dir`, `today`
+"""
+
+from __future__ import annotations
+
+from anytune.cost.billing import (
+    HFTokenizerFiles,
+    TokenCount,
+    chat_rule_pieces,
+    count_examples,
+    count_texts,
+    counter_for_family,
+    family_of,
+)
+from anytune.cost.catalog import PriceCatalog, load_catalog
+from anytune.cost.memory import training_memory
+from anytune.cost.quotes import (
+    hour_priced,
+    params_from_name,
+    recurring_cost,
+    token_cost,
+    token_priced,
+    unavailable,
+)
+from anytune.cost.throughput import detect_hardware, hardware_for_gpu, record_measurement
+from anytune.data.convert import ConversionError, convert_record
+from anytune.data.counting import BatchCounter
+from anytune.data.prepared import PreparedWriter, prepare_splits
+from anytune.data.records import (
+    as_messages,
+    content_text,
+    full_text,
+    instruction_prompt,
+    normalize_messages,
+    prompt_and_target,
+)
+from anytune.data.tokens import ApproxCounter, TokenCounter, get_token_counter
+from anytune.data.validate import RecordValidator, check_record
+from anytune.evaluation.metrics import token_f1
+from anytune.remote import (
+    Failure,
+    RetryPolicy,
+    SdkErrors,
+    connection_failure,
+    create_once,
+    error_message,
+    http_failure,
+    retry_call,
+    upload_once,
+)
+from anytune.secrets import secret_from_env
+from anytune.settings import anytune_home, cache_dir, today
+
+__all__ = [
+    "ApproxCounter",
+    "BatchCounter",
+    "ConversionError",
+    "Failure",
+    "HFTokenizerFiles",
+    "PreparedWriter",
+    "PriceCatalog",
+    "RecordValidator",
+    "RetryPolicy",
+    "SdkErrors",
+    "TokenCount",
+    "TokenCounter",
+    "anytune_home",
+    "as_messages",
+    "cache_dir",
+    "chat_rule_pieces",
+    "check_record",
+    "connection_failure",
+    "content_text",
+    "convert_record",
+    "count_examples",
+    "count_texts",
+    "counter_for_family",
+    "create_once",
+    "detect_hardware",
+    "error_message",
+    "family_of",
+    "full_text",
+    "get_token_counter",
+    "hardware_for_gpu",
+    "hour_priced",
+    "http_failure",
+    "instruction_prompt",
+    "load_catalog",
+    "normalize_messages",
+    "params_from_name",
+    "prepare_splits",
+    "prompt_and_target",
+    "record_measurement",
+    "recurring_cost",
+    "retry_call",
+    "secret_from_env",
+    "today",
+    "token_cost",
+    "token_f1",
+    "token_priced",
+    "training_memory",
+    "unavailable",
+    "upload_once",
+]

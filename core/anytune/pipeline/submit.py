@@ -1,0 +1,101 @@
+"""Stage 5, submit: only now is the backend called, with anytune's job id and the prepared data. It uploads
+and creates, never converts or checks again, and tags the provider's job with the id so that a crash can be
+resumed without a second paid job (`resubmit` asks `find_existing` first)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anytune.api import Preflight
+from anytune.errors import AnytuneError, BackendError, UsageError
+from anytune.hookspecs import Backend, DataBundle, PreparedData, SubmitRequest
+from anytune.jobs import Cost, Event, EventKind, Job, JobStatus
+from anytune.pipeline.context import Pipeline
+from anytune.pipeline.follow import refresh
+from anytune.pipeline.preflight import preflight
+from anytune.pipeline.prepare import data_refusal, mapped_prepare
+from anytune.pipeline.record import record
+from anytune.spec import JobSpec
+
+
+def submit_spec(p: Pipeline, spec: JobSpec, *, job_id: str | None = None) -> Job:
+    """Check, record and submit: the walk up to the provider's acceptance."""
+    return submit_preflight(p, preflight(p, spec), job_id=job_id)
+
+
+def submit_preflight(p: Pipeline, pre: Preflight, *, job_id: str | None = None) -> Job:
+    """Record a job that passed its preflight, then submit it."""
+    job = record(p, pre, job_id=job_id)
+    request = SubmitRequest(job_id=job.id, spec=pre.spec, prepared=pre.prepared)
+    return submit(p, job, pre.backend, request)
+
+
+def submit(p: Pipeline, job: Job, backend: Backend, request: SubmitRequest) -> Job:
+    """Hand a recorded job to its backend. A failing submit leaves a `failed` job with the reason; an
+    outage right after the provider accepted it leaves the job to the follow, which rides it out."""
+    try:
+        ref = backend.submit(request)
+    except Exception as exc:
+        error = (
+            exc
+            if isinstance(exc, AnytuneError)
+            else BackendError(f"{job.provider} failed to start the job: {type(exc).__name__}: {exc}")
+        )
+        p.registry.update_job(job.id, status=JobStatus.FAILED, error=error.message)
+        p.note(
+            job.id, [Event(kind=EventKind.STATUS, level="error", message=f"submit failed: {error.message}")]
+        )
+        raise error from exc
+    updates: dict[str, Any] = {"provider_ref": ref.model_dump(mode="json"), "provider_job_id": ref.id}
+    if ref.provider_quote is not None:
+        cost = job.cost or Cost()
+        updates["cost"] = cost.model_copy(update={"provider_quote": ref.provider_quote})
+        p.note(
+            job.id,
+            [Event(message=f"{job.provider}'s own estimate: {ref.provider_quote:.4f} {cost.currency}")],
+        )
+    p.registry.update_job(job.id, **updates)
+    try:
+        return refresh(p, job.id)
+    except BackendError as exc:
+        if not exc.retryable:
+            raise
+        return p.registry.get_job(job.id)  # submitted; the follow will ride out the outage
+
+
+def resubmit(p: Pipeline, job: Job) -> Job:
+    """Finish submitting a job recorded before a crash: adopt the provider's job if an earlier attempt made
+    it (`find_existing`), else submit it now, preparing the data again if its files left the cache."""
+    if job.data is None:
+        raise UsageError(f"job {job.id} has no recorded data to resubmit")
+    backend = p.backend(job.provider)
+    request = SubmitRequest(job_id=job.id, spec=job.spec, prepared=recorded_data(job, backend))
+    existing = backend.find_existing(request)
+    if existing is not None:
+        p.note(job.id, [Event(kind=EventKind.STATUS, message=f"found the job on {job.provider}")])
+        p.registry.update_job(
+            job.id, provider_ref=existing.model_dump(mode="json"), provider_job_id=existing.id
+        )
+        return refresh(p, job.id)
+    # a resubmit cut short (a crash while uploading) is tried again: each attempt is its own event
+    before = sum(e.message.startswith("resubmitting to") for e in p.registry.events(job.id, kind="status"))
+    attempt = f" (attempt {before + 1})" if before else ""
+    p.note(job.id, [Event(kind=EventKind.STATUS, message=f"resubmitting to {job.provider}{attempt}")])
+    return submit(p, job, backend, request)
+
+
+def recorded_data(job: Job, backend: Backend) -> PreparedData:
+    """The prepared data recorded with a job; prepared again (same content, same file names) where the files
+    left the cache, or where the job was recorded before prepare() existed."""
+    assert job.data is not None
+    if "provider" in job.data:
+        prepared = PreparedData.model_validate(job.data)
+        if not prepared.missing_files():
+            return prepared
+        bundle = prepared.data
+    else:
+        bundle = DataBundle.model_validate(job.data)
+    prepared = mapped_prepare(backend, job.spec, bundle)
+    if prepared.errors:
+        raise data_refusal(job.provider, prepared.errors)
+    return prepared
