@@ -132,6 +132,43 @@ def test_quote_for_every_provider_shows_each_ones_data_problems(openai_emu, toge
     no_job_recorded()
 
 
+def _count_opens(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> dict[Path, int]:
+    """How often each of `paths` is opened from now on (every reader opens with open())."""
+    opened = {p.resolve(): 0 for p in paths}
+    real_open = builtins.open
+
+    def counting_open(file, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if isinstance(file, str | Path) and Path(file).resolve() in opened:
+            opened[Path(file).resolve()] += 1
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    monkeypatch.setattr(io, "open", counting_open)
+    return opened
+
+
+def test_one_run_reads_each_data_file_once_for_its_checks(openai_emu, tmp_path, capsys, monkeypatch):
+    """The checks of a run (validation, statistics, prompts shared between train and test) read each file
+    once; the other read of each is the provider's conversion of train and the evaluation of test after
+    training (three of each before: the leakage check read both files again)."""
+    rows = reversal_rows(60, seed=6)
+    train = write_jsonl(tmp_path / "train.jsonl", rows[:45])
+    test = write_jsonl(tmp_path / "test.jsonl", rows[45:])
+    job = job_yaml(
+        tmp_path / "job.yaml",
+        name="reads",
+        base_model="gpt-4o-mini",
+        provider="openai",
+        data={"train": str(train), "test": str(test)},
+        hyperparameters={"epochs": 1},
+        evaluation={"metrics": ["exact_match"], "limit": 3},
+    )
+    opened = _count_opens(monkeypatch, train, test)
+    code, output = cli("run", str(job), capsys=capsys)
+    assert code == 0 and "held-out evaluation" in output, output
+    assert opened == {train.resolve(): 2, test.resolve(): 2}
+
+
 def test_one_run_with_validation_split_reads_the_training_file_at_most_twice(
     openai_emu, tmp_path, capsys, monkeypatch
 ):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from anytune.client import Client
+from anytune.jobfile import spec_from_dict
 from anytune.registry import Registry
 from anytune.registry.access import create_token, list_tokens, revoke_token
 from tests.conftest import chat_splits
@@ -303,6 +304,36 @@ def test_data_is_validated_on_the_server_and_paths_can_be_fenced(api, tmp_path, 
     )
     refused = http.post("/v1/jobs", json=job_body(tmp_path, seed=9), headers=headers)
     assert refused.status_code == 400 and client.registry.list_jobs() == []
+
+
+def test_no_route_reads_a_file_outside_the_data_root(api, tmp_path, monkeypatch):
+    """A quote (read scope) and a migration's overrides (submit scope) name files too: outside
+    ANYTUNE_DATA_ROOT they are refused before anything reads them, so their contents are never echoed."""
+    http, client = api
+    allowed = tmp_path / "allowed"
+    body = job_body(allowed, seed=4)
+    done = client.follow(client.submit(spec_from_dict(body)).id, interval=0)
+    assert done.status.value == "succeeded"
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text('{"messages": [{"role": "TOPSECRET-42", "content": "x"}]}\n')
+    monkeypatch.setenv("ANYTUNE_DATA_ROOT", str(allowed))
+    quoted = http.post(
+        "/v1/quotes", json={**body, "data": {"train": str(secret)}}, headers=bearer(client, "read")
+    )
+    moved = http.post(
+        f"/v1/jobs/{done.id}/migrate",
+        json={"to": "together", "overrides": [f"data.train={secret}"]},
+        headers=bearer(client, "submit"),
+    )
+    for answer in (quoted, moved):
+        assert answer.status_code == 400, answer.text
+        assert "outside the server's data folder" in answer.text and "TOPSECRET" not in answer.text
+    assert [j.id for j in client.registry.list_jobs()] == [done.id]
+    inside = http.post(
+        f"/v1/jobs/{done.id}/migrate", json={"to": "together"}, headers=bearer(client, "submit")
+    )
+    # its own data is inside the folder: the migration goes on to Together's own checks (no key here)
+    assert inside.json()["error"]["type"] == "CredentialsError", inside.text
 
 
 def test_a_body_of_bytes_that_are_not_text_is_a_400(api):

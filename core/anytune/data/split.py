@@ -14,7 +14,7 @@ from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic import BaseModel, Field
 
@@ -213,25 +213,58 @@ def _outputs(source: str | Path, out_dir: str | Path, names: list[str]) -> dict[
     return paths
 
 
-def check_leakage(train: str | Path, other: str | Path, *, format: DataFormat | None = None) -> LeakageReport:
+class LeakageKeys:
+    """What a leakage check needs of one file, gathered by the pass that validates it (`add` is a
+    RecordValidator's `on_valid`): each valid record's line, and hashes of its prompt (case and spacing
+    ignored) and of itself; 24 bytes a record."""
+
+    def __init__(self, format: DataFormat | None = None) -> None:
+        self.format = format
+        self.lines = array("Q")
+        self.prompts = array("Q")
+        self.rows = array("Q")
+
+    def add(self, line: int, record: dict[str, Any], fmt: DataFormat, canonical: bytes) -> None:
+        self.format = self.format or fmt
+        self.lines.append(line)
+        self.prompts.append(hash64(prompt_key(record, fmt)))
+        self.rows.append(hash64(canonical))
+
+    @classmethod
+    def of_file(
+        cls, path: str | Path, format: DataFormat | None = None, *, what: str = "the data"
+    ) -> LeakageKeys:
+        """A pass of its own over `path` (a DataError if it holds broken records)."""
+        keys = cls(format)
+        validator = RecordValidator(path, format=format, collect_stats=False)
+        for line, record in validator:
+            keys.add(line, record, validator.format, canonical_json(record))  # type: ignore[arg-type]
+        require_valid(validator.report, what=what)
+        return keys
+
+
+def leakage(
+    train: LeakageKeys, other: LeakageKeys, train_path: str | Path, other_path: str | Path
+) -> LeakageReport:
     """How many rows of `other` share a prompt, or are identical, with a row of `train`."""
-    v_train = RecordValidator(train, format=format, collect_stats=False)
-    prompts: dict[int, int] = {}
-    rows: set[int] = set()
-    for line, record in v_train:
-        prompts.setdefault(hash64(prompt_key(record, v_train.format)), line)  # type: ignore[arg-type]
-        rows.add(hash64(canonical_json(record)))
-    require_valid(v_train.report, what="the training data")
-    report = LeakageReport(train=str(train), other=str(other))
-    v_other = RecordValidator(other, format=v_train.format, collect_stats=False)
-    for line, record in v_other:
+    first: dict[int, int] = {}
+    for line, prompt in zip(train.lines, train.prompts, strict=True):
+        first.setdefault(prompt, line)
+    rows = set(train.rows)
+    report = LeakageReport(train=str(train_path), other=str(other_path))
+    for line, prompt, row in zip(other.lines, other.prompts, other.rows, strict=True):
         report.other_rows += 1
-        first = prompts.get(hash64(prompt_key(record, v_other.format)))  # type: ignore[arg-type]
-        if first is not None:
+        found = first.get(prompt)
+        if found is not None:
             report.shared_prompts += 1
             if len(report.examples) < _EXAMPLES:
-                report.examples.append((line, first))
-        if hash64(canonical_json(record)) in rows:
+                report.examples.append((line, found))
+        if row in rows:
             report.identical_rows += 1
-    require_valid(v_other.report)
     return report
+
+
+def check_leakage(train: str | Path, other: str | Path, *, format: DataFormat | None = None) -> LeakageReport:
+    """How many rows of `other` share a prompt, or are identical, with a row of `train`: both files read."""
+    train_keys = LeakageKeys.of_file(train, format, what="the training data")
+    return leakage(train_keys, LeakageKeys.of_file(other, train_keys.format), train, other)

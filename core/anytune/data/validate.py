@@ -36,6 +36,11 @@ _DETECT_WINDOW = 64  # records read ahead to decide a file's format
 MAX_MESSAGE = 300  # characters of one issue's message
 
 
+# what a pass that validates a file can hand each valid record to (its line, the record, the file's format,
+# the record's canonical bytes), so that work needing every record rides on the one read
+OnValid = Callable[[int, dict[str, Any], DataFormat, bytes], None]
+
+
 @dataclass(frozen=True, slots=True)
 class Issue:
     path: str
@@ -381,8 +386,10 @@ class RecordValidator:
         on_issue: Callable[[Issue], None] | None = None,
         max_issues: int = 1000,
         collect_stats: bool = True,
+        on_valid: OnValid | None = None,
     ) -> None:
         self.path = Path(path)
+        self.on_valid = on_valid
         self.format = format
         self.counter = token_counter or ApproxCounter()
         self.max_seq_length = max_seq_length
@@ -418,9 +425,8 @@ class RecordValidator:
         return votes.most_common(1)[0][0] if votes else None
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        known = (
-            _known_clean(self.path, self.format) if not self.collect_stats and self.on_issue is None else None
-        )
+        reread = not self.collect_stats and self.on_issue is None and self.on_valid is None
+        known = _known_clean(self.path, self.format) if reread else None
         if known is not None:
             yield from self._reread(known)
             return
@@ -473,6 +479,8 @@ class RecordValidator:
             self._fingerprint.add(raw.value, canonical)
             if self._stats is not None:
                 self._stats.add(raw.line, raw.value, canonical)
+            if self.on_valid is not None:
+                self.on_valid(raw.line, raw.value, self.format, canonical)
             yield raw.line, raw.value
         if self.report.records == 0:
             self._issue(None, None, "contains no records", _ONE_RECORD[self.kind], "error")
@@ -541,8 +549,10 @@ def validate_file(
     max_seq_length: int | None = None,
     on_issue: Callable[[Issue], None] | None = None,
     max_issues: int = 1000,
+    on_valid: OnValid | None = None,
 ) -> ValidationReport:
-    """Read the whole file; return the report. Never raises for bad records: they are in the report."""
+    """Read the whole file; return the report. Never raises for bad records: they are in the report.
+    `on_valid(line, record, format, canonical bytes)` sees each valid record (what else needs one pass)."""
     validator = RecordValidator(
         path,
         format=format,
@@ -550,6 +560,7 @@ def validate_file(
         max_seq_length=max_seq_length,
         on_issue=on_issue,
         max_issues=max_issues,
+        on_valid=on_valid,
     )
     for _ in validator:
         pass

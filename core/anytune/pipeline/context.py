@@ -5,6 +5,7 @@ across providers and its second process make their own."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 
 from anytune.hookspecs import Backend
 from anytune.jobs import Event, JobStatus
@@ -12,6 +13,10 @@ from anytune.pipeline.bounded import Bounded
 from anytune.pipeline.datachecks import DataChecks
 from anytune.plugins import PluginManager, get_plugin_manager
 from anytune.registry import Registry
+
+
+def _anything(_paths: Sequence[str]) -> None:
+    return None
 
 
 class Pipeline:
@@ -22,6 +27,9 @@ class Pipeline:
         self._plugins = plugins
         self.data = DataChecks()
         self.poll_after: Bounded[str, float] = Bounded(4096)  # the backends' pacing hints, by job
+        # the files a job names may be read (raises if not): everything, unless the owner of this pipeline
+        # says otherwise (the service: only what is under ANYTUNE_DATA_ROOT, whatever route brought the path)
+        self.may_read: Callable[[Sequence[str]], None] = _anything
 
     @property
     def registry(self) -> Registry:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from anytune.data.split import SplitPlan, check_leakage, plan_split, write_split
+from anytune.data.split import LeakageKeys, LeakageReport, SplitPlan, leakage, plan_split, write_split
 from anytune.data.validate import ValidationReport, remember_clean, require_valid, validate_file
 from anytune.errors import AnytuneError
 from anytune.hookspecs import Capabilities, DataBundle, DatasetRef
@@ -23,6 +23,7 @@ from anytune.settings import anytune_home
 from anytune.spec import DataFormat, JobSpec
 
 REMEMBERED = 32  # files per process
+KEYS_REMEMBERED = 8  # files whose leakage keys are kept (a 200k-row file's are 4.8 MB)
 
 
 def unchanged(path: str, *extra: Any) -> tuple[Any, ...] | None:
@@ -33,6 +34,11 @@ def unchanged(path: str, *extra: Any) -> tuple[Any, ...] | None:
     except OSError:
         return None
     return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, *extra)
+
+
+def several_splits(spec: JobSpec) -> bool:
+    """Whether the job's files are checked against each other for shared prompts."""
+    return bool(spec.data.validation or spec.data.test or spec.data.validation_split)
 
 
 def data_format(spec: JobSpec) -> DataFormat | None:
@@ -47,17 +53,47 @@ class DataChecks:
     def __init__(self) -> None:
         self._validated: Bounded[tuple[Any, ...], ValidationReport] = Bounded(REMEMBERED)
         self._plans: Bounded[tuple[Any, ...], SplitPlan] = Bounded(REMEMBERED)
+        # the leakage keys of the files validated last (24 bytes a row), and the checks made from them
+        self._keys: Bounded[tuple[Any, ...], LeakageKeys] = Bounded(KEYS_REMEMBERED)
+        self._leaks: Bounded[tuple[Any, ...], LeakageReport] = Bounded(REMEMBERED)
         self._lock = threading.RLock()
 
-    def validate(self, path: str, fmt: DataFormat | None, max_seq_length: int | None) -> ValidationReport:
-        """validate_file, remembered while the file is unchanged."""
+    def validate(
+        self, path: str, fmt: DataFormat | None, max_seq_length: int | None, *, keys: bool = False
+    ) -> ValidationReport:
+        """validate_file, remembered while the file is unchanged. `keys`: gather what a leakage check needs
+        on the same pass (a job with more than one split), so that the check reads nothing again."""
         key = unchanged(path, fmt, max_seq_length)
         if key is None:  # validate_file says what is wrong with the path, in its words
             return validate_file(path, format=fmt, max_seq_length=max_seq_length)
         with self._lock:
             report: ValidationReport | None = self._validated.get(key)
             if report is None:
-                report = self._validated[key] = validate_file(path, format=fmt, max_seq_length=max_seq_length)
+                gathered = LeakageKeys(fmt) if keys else None
+                on_valid = gathered.add if gathered is not None else None
+                report = validate_file(path, format=fmt, max_seq_length=max_seq_length, on_valid=on_valid)
+                self._validated[key] = report
+                if gathered is not None and report.errors == 0:
+                    self._keys[key] = gathered
+        return report
+
+    def leakage(self, spec: JobSpec, train: DatasetRef, other: DatasetRef) -> LeakageReport:
+        """Rows of `other` that share a prompt with `train`, from the keys their validation gathered (read
+        again only where it gathered none: a report adopted from another process), remembered."""
+        fmt, max_seq_length = data_format(spec), spec.hyperparameters.max_seq_length
+        ends = (unchanged(train.path, fmt, max_seq_length), unchanged(other.path, fmt, max_seq_length))
+        with self._lock:
+            known = self._leaks.get(ends) if None not in ends else None
+            if known is not None:
+                return known
+            train_keys = self._keys.get(ends[0]) if ends[0] else None
+            other_keys = self._keys.get(ends[1]) if ends[1] else None
+        train_keys = train_keys or LeakageKeys.of_file(train.path, train.format, what="the training data")
+        other_keys = other_keys or LeakageKeys.of_file(other.path, other.format)
+        report = leakage(train_keys, other_keys, train.path, other.path)
+        if None not in ends:
+            with self._lock:
+                self._leaks[ends] = report
         return report
 
     def plan_split(
@@ -84,7 +120,7 @@ class DataChecks:
         for path in (spec.data.train, spec.data.validation, spec.data.test):
             if path:
                 try:
-                    self.validate(path, fmt, spec.hyperparameters.max_seq_length)
+                    self.validate(path, fmt, spec.hyperparameters.max_seq_length, keys=several_splits(spec))
                 except AnytuneError:  # the preflights say what is wrong, in their words
                     pass
 
@@ -161,7 +197,7 @@ def check_data(
         refs["test"] = split("test", spec.data.test)
     for other in ("validation", "test"):
         if other in refs:
-            leak = check_leakage(refs["train"].path, refs[other].path, format=refs["train"].format)
+            leak = checks.leakage(spec, refs["train"], refs[other])
             if leak.leaked:
                 line, train_line = leak.examples[0]
                 warnings.append(
@@ -182,7 +218,9 @@ def _check_split(
     path: str,
     origin: str | None = None,
 ) -> DatasetRef:
-    report = checks.validate(path, data_format(spec), spec.hyperparameters.max_seq_length)
+    report = checks.validate(
+        path, data_format(spec), spec.hyperparameters.max_seq_length, keys=several_splits(spec)
+    )
     require_valid(report, what=f"the {split_name} data")
     assert report.format is not None and report.stats is not None and report.fingerprint
     if split_name != "test":

@@ -87,6 +87,7 @@ def evaluate_targets(
             f"{first.label}: no evaluation data",
             hint="pass --data FILE, or set evaluation.data or data.test in the job file",
         )
+    p.may_read([data])
     single_job = len(resolved) == 1 and first.label.startswith("job-")
     labels = {("fine-tuned" if single_job else t.label): t for t in resolved}
     subjects: dict[str, tuple[Backend, ModelArtifact]] = {}

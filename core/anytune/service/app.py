@@ -45,6 +45,7 @@ def create_app(
         responses=ERRORS,
     )
     app.state.client = client = client or InProcessClient(registry)
+    client.pipeline.may_read = check_data_paths  # whatever route names a file: only ANYTUNE_DATA_ROOT's
     app.state.registry = registry if registry is not None else client.pipeline.registry
     app.state.auth = auth
     _handle_errors(app)

@@ -56,7 +56,9 @@ def delete_webhook(webhook_id: str, registry: Registry = Depends(the_registry)) 
     "/metrics",
     dependencies=[scope("read")],
     response_class=Response,  # errors are JSON like every route's; only the metrics are text
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}
+    },
 )
 def metrics(registry: Registry = Depends(the_registry)) -> PlainTextResponse:
     """Prometheus' text format: jobs by status and provider, polls and provider errors by provider."""
