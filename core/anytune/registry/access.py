@@ -74,6 +74,11 @@ def create_token(registry: Registry, name: str, scope: str) -> tuple[str, TokenI
     """A new token (returned once, never stored) and what is kept of it."""
     if scope not in SCOPES:
         raise UsageError(f"unknown scope {scope!r}", hint=f"give one of {', '.join(SCOPES)}")
+    if not 0 < len(name) <= 200 or "\x00" in name:
+        raise UsageError(
+            f"a token's name is 1 to 200 characters, without NUL ({len(name)} given)",
+            hint="say what the token is for, briefly",
+        )
     token = PREFIX + secrets.token_urlsafe(32)
     row = TokenRow(
         id=secrets.token_hex(6), name=name, token_hash=_hash(token), scope=scope, created_at=utcnow()

@@ -452,9 +452,10 @@ class Registry:
             return [self._model(r, self._aliases(s, r.name, r.version)) for r in rows]
 
     def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
-        if alias.isdigit() or alias == "latest" or not alias:
+        if alias.isdigit() or alias == "latest" or not alias or len(alias) > 100 or "\x00" in alias:
             raise UsageError(
-                f"{alias!r} cannot be an alias", hint="use a word such as production or candidate"
+                f"{alias[:100]!r} cannot be an alias (a word of at most 100 characters)",
+                hint="use a word such as production or candidate",
             )
         with self.session() as s, s.begin():
             exists = s.scalar(select(ModelRow.id).where(ModelRow.name == name, ModelRow.version == version))

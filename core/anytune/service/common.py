@@ -191,6 +191,10 @@ async def spec_of(request: Request) -> JobSpec:
         raise UsageError(f"the body is not JSON: {exc.msg}") from None
     except UnicodeDecodeError as exc:  # bytes that are not text at all (found by schemathesis)
         raise UsageError(f"the body is not JSON: not UTF-8 text at byte {exc.start}") from None
+    except RecursionError:
+        raise UsageError("the body is not a job spec: JSON nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits: Python's limit on converting one
+        raise UsageError(f"the body is not a job spec: {exc}") from None
     if not isinstance(raw, dict):
         raise UsageError("the body must be a job spec (a JSON object)")
     return spec_from_dict(raw, source="request body")

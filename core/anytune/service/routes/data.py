@@ -43,10 +43,9 @@ def validate_data(body: ValidateBody) -> dict[str, Any]:
     return report.model_dump(mode="json")  # type: ignore[no-any-return]
 
 
-@router.post("/quotes", dependencies=[scope("read")])
+@router.post("/quotes", dependencies=[scope("read")], openapi_extra=SPEC_BODY)
 async def quotes(
     request: Request,
-    _spec: dict[str, Any] = SPEC_BODY,
     providers: str = "all",
     hardware: str | None = None,
     client: InProcessClient = Depends(the_client),

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from anytune.client.inprocess import InProcessClient
+from anytune.errors import UsageError
 from anytune.jobs import new_job_id
 from anytune.registry import Registry
 from anytune.registry.access import claim_key, complete_key, release_key
@@ -40,6 +41,12 @@ async def create_job(
 ) -> JSONResponse:
     """Check, record and submit a job (201 with the job); the same Idempotency-Key and body give the
     same job (200)."""
+    if idempotency_key is not None and not (
+        0 < len(idempotency_key) <= 200 and idempotency_key.isprintable()
+    ):
+        raise UsageError(
+            "the Idempotency-Key must be 1 to 200 printable characters", hint="a UUID is a good key"
+        )
     spec = await spec_of(request)
     check_data_paths(spec_paths(spec))
     body = await request.body()
