@@ -18,11 +18,27 @@ import pytest
 from anytune.testing.running import emulated
 
 try:  # hypothesis keeps caches (and examples) in .hypothesis/; tests write nothing into the working tree
+    from hypothesis import settings as _hypothesis
     from hypothesis.configuration import set_hypothesis_home_dir
 
     set_hypothesis_home_dir(tempfile.mkdtemp(prefix="anytune-hypothesis-"))
+    # The suite is deterministic: property tests draw the same examples on every run ("ci", the default), so
+    # a new example found on a random day never turns CI red at random. To search further, run them with
+    # random examples, 20 times as many (docs/testing.md):
+    #     ANYTUNE_HYPOTHESIS=thorough .venv/bin/python -m pytest tests/test_data_properties.py ...
+    _hypothesis.register_profile("ci", derandomize=True, database=None, print_blob=True)
+    _hypothesis.register_profile("thorough", derandomize=False, database=None, print_blob=True)
+    _hypothesis.load_profile(os.environ.get("ANYTUNE_HYPOTHESIS", "ci"))
 except ImportError:
     pass
+
+
+def examples(n: int) -> int:
+    """A property test's number of examples: `n` in CI, 20x with ANYTUNE_HYPOTHESIS=thorough (or
+    ANYTUNE_HYPOTHESIS_SCALE)."""
+    default = "20" if os.environ.get("ANYTUNE_HYPOTHESIS") == "thorough" else "1"
+    return n * int(os.environ.get("ANYTUNE_HYPOTHESIS_SCALE") or default)
+
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never wait on DNS for the hub: tests are offline by rule
 os.environ.pop("ANYTUNE_DATABASE_URL", None)

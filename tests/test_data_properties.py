@@ -21,6 +21,7 @@ from anytune.client import quote
 from anytune.data import readers
 from anytune.data.validate import MAX_MESSAGE, validate_file
 from anytune.spec import JobSpec
+from tests.conftest import examples
 
 GOOD = {
     "messages": [
@@ -149,7 +150,7 @@ def _check_report(path: Path) -> None:
 
 
 SETTINGS = settings(
-    max_examples=700,
+    max_examples=examples(700),
     deadline=None,
     suppress_health_check=[
         HealthCheck.too_slow,
@@ -171,7 +172,7 @@ def test_validate_names_a_line_for_every_error_in_any_jsonl_file(
     _check_report(path)
 
 
-@settings(SETTINGS, max_examples=300)
+@settings(SETTINGS, max_examples=examples(300))
 @given(data=csv_files())
 def test_validate_names_a_line_for_every_error_in_any_csv_file(data: bytes, tmp_path: Path) -> None:
     path = tmp_path / "data.csv"
@@ -179,7 +180,7 @@ def test_validate_names_a_line_for_every_error_in_any_csv_file(data: bytes, tmp_
     _check_report(path)
 
 
-@settings(SETTINGS, max_examples=40)
+@settings(SETTINGS, max_examples=examples(40))
 @given(data=jsonl_files())
 def test_quote_refuses_bad_data_with_lines_and_never_crashes(
     data: bytes, tmp_path: Path, monkeypatch
@@ -307,7 +308,7 @@ valid_records = {
 }
 
 
-@settings(SETTINGS, max_examples=120)
+@settings(SETTINGS, max_examples=examples(120))
 @given(
     kind=st.sampled_from(sorted(valid_records)),
     data=st.data(),
@@ -357,6 +358,31 @@ def test_valid_records_of_every_format_reach_every_provider_without_a_crash(
         if quote.available:
             assert quote.billable_tokens and quote.billable_tokens > 0, (provider, kind, quote)
     assert all(reasons)
+
+
+def test_a_chat_with_no_text_to_train_on_is_refused_by_bedrock_with_its_line(tmp_path: Path) -> None:
+    """Found by the property test above on a random day: a user turn that is only an image and an answer that
+    is only tool calls made a Bedrock Llama row "available" with 0 billable tokens."""
+    from anytune.client import Client
+
+    image = [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]
+    call = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    record = {"messages": [{"role": "user", "content": image}, {"role": "assistant", "tool_calls": call}]}
+    path = tmp_path / "no-text.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    client = Client()
+    for model in ("llama3-1-8b-instruct", "nova-micro"):
+        spec = JobSpec.model_validate(
+            {
+                "base_model": "m",
+                "provider": "bedrock",
+                "provider_options": {"bedrock": {"base_model": model}},
+                "data": {"train": str(path)},
+            }
+        )
+        pre = client.preflight(spec, quote_only=True)
+        assert not pre.quote.available and pre.quote.billable_tokens is None, (model, pre.quote)
+        assert any(p.line == 1 and "no text" in p.message for p in pre.prepared.errors), pre.prepared.problems
 
 
 def test_the_strategies_reach_every_hostile_case() -> None:

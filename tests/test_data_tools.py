@@ -15,7 +15,7 @@ from anytune.data.stats import StatsAccumulator
 from anytune.data.tokens import ApproxCounter, HFTokenizerCounter, get_token_counter
 from anytune.data.validate import check_record, validate_file
 from anytune.errors import DataError, UsageError
-from tests.conftest import reversal_rows, write_jsonl
+from tests.conftest import examples, reversal_rows, write_jsonl
 
 F = DataFormat
 INSTRUCTION = {"instruction": "Add the numbers", "input": "1 2", "output": "3", "system": "Be brief."}
@@ -410,7 +410,9 @@ def test_the_word_cached_count_equals_tokenizers_and_tiktoken_on_hostile_text(tm
     assert words is not None
     encoding = words._encode.__self__  # the tiktoken encoding it counts new words with
 
-    @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=examples(1500), deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     @given(st.lists(st.lists(st.sampled_from(_FRAGMENTS), max_size=30).map("".join), min_size=1, max_size=8))
     def check(texts: list[str]) -> None:
         expected = [len(e.ids) for e in reference.encode_batch(texts, add_special_tokens=False)]
@@ -454,7 +456,9 @@ def test_the_llama3_count_with_special_tokens_equals_quicktoks_own_scan():
     counter = QuicktokCounter("llama3")
     encoding = quicktok.get_encoding("llama3")
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=examples(400), deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     @given(st.lists(st.lists(st.sampled_from(_LLAMA3_FRAGMENTS), max_size=20).map("".join), max_size=40))
     def check(texts: list[str]) -> None:
         assert counter.count_many(texts, special=True) == [

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from anytune.errors import AnytuneError
 from anytune.jobfile import load_job_file
 from anytune.pipeline.capabilities import check_spec
+from tests.conftest import examples
 
 FIELDS = [
     "name",
@@ -118,7 +119,7 @@ def _outcome(path: Path, caps: Any) -> AnytuneError | None:
 
 
 @settings(
-    max_examples=200,
+    max_examples=examples(200),
     deadline=5000,  # per example: generous, for a busy CI machine; typical cases take milliseconds
     database=None,  # nothing written into the working tree
     phases=[Phase.explicit, Phase.generate],  # a failure is reported as found, without minutes of shrinking

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from anytune.client import Client  # noqa: E402
 from anytune.registry.access import create_token  # noqa: E402
 from anytune.service.app import check_data_paths, create_app  # noqa: E402
+from tests.conftest import examples  # noqa: E402
 
 APP = create_app()
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
@@ -32,7 +33,7 @@ def token(openai_emu: Any) -> str:
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_every_route_answers_as_its_document_says(case: Any, token: str) -> None:
     """Every check but `positive_data_acceptance`: a spec that fits the document's JSON shape can still be
     refused for what it says (an unknown model, a data file that does not exist), with a 4xx in the error
