@@ -330,3 +330,23 @@ def test_a_providers_prices_and_dates_come_from_its_plugin():
     catalog = load_catalog()
     assert str(catalog.providers["openai"].new_jobs_end) == "2027-01-06"
     assert catalog.price("together", method="sft", adapter="lora", params_b=8.0) is not None
+
+
+def test_modules_and_functions_of_the_core_stay_small():
+    """No module of the core over 600 lines and no function over 80 (the Alembic migrations are written
+    once, as their tool lays them out): a reader sees a module's job, and a function's steps, at once."""
+    long_modules, long_functions = [], []
+    for path in (CORE / "anytune").rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        text = path.read_text()
+        if text.count("\n") > 600:
+            long_modules.append(f"{path.relative_to(CORE)}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                if size > 80:
+                    long_functions.append(f"{path.relative_to(CORE)}:{node.lineno} {node.name}: {size} lines")
+    assert long_modules == [] and long_functions == []
+    front = (CORE / "anytune" / "client" / "inprocess.py").read_text().count("\n")
+    assert front < 250, f"the in-process Client, a thin front over the pipeline, has {front} lines"
