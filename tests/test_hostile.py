@@ -144,8 +144,9 @@ def test_an_unknown_provider_is_a_usage_error(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------- 2. secrets
 
 
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
 def test_a_provider_error_that_echoes_keys_is_masked_on_the_console(
-    openai_emu, tmp_path, capsys, monkeypatch
+    openai_emu, tmp_path, capsys, monkeypatch, debug
 ):
     monkeypatch.setenv("WANDB_API_KEY", WANDB)  # an OpenAI job never reads it; it is a secret all the same
     openai_emu.faults.add(
@@ -154,8 +155,9 @@ def test_a_provider_error_that_echoes_keys_is_masked_on_the_console(
         status=400,
         message=f"Invalid request: key {KEY} (wandb {WANDB[:14]}, and {KEY[:12]})",
     )
-    code, output = cli(capsys, "run", str(openai_job(tmp_path)))
+    code, output = cli(capsys, *(["--debug"] if debug else []), "run", str(openai_job(tmp_path)))
     assert code == 1 and "Invalid request: key ***" in output
+    assert ("Traceback (most recent call last)" in output) is debug  # --debug shows the traceback, masked
     for secret in (KEY, KEY[:12], WANDB[:14]):
         assert secret not in output
     stored = json.dumps([j.model_dump(mode="json") for j in Registry().list_jobs(limit=None)])

@@ -65,6 +65,19 @@ def test_openai_refuses_an_over_long_example(openai_emu, tmp_path, capsys, comma
 
 
 @pytest.mark.parametrize("command", ["run", "quote"])
+def test_a_broken_line_is_refused_with_exit_2_by_run_and_by_quote(openai_emu, tmp_path, capsys, command):
+    """Not a provider's rule but anytune's own checks: every provider refuses, the line is named, exit 2
+    (`anytune quote` printed "refused" and exited 0)."""
+    train = write_jsonl(tmp_path / "broken.jsonl", [*reversal_rows(11), "{not json"])
+    args = [command, str(openai_job(tmp_path, train))] + (
+        ["--providers", "openai"] if command == "quote" else []
+    )
+    code, output = cli(*args, capsys=capsys)
+    assert_refused(code, output, f"{train}:12")
+    no_job_recorded()
+
+
+@pytest.mark.parametrize("command", ["run", "quote"])
 def test_openai_refuses_fewer_than_ten_examples(openai_emu, tmp_path, capsys, command):
     train = write_jsonl(tmp_path / "few.jsonl", reversal_rows(7))
     args = [command, str(openai_job(tmp_path, train))] + (

@@ -98,6 +98,14 @@ def _with_plugin_commands(args: list[str]) -> None:
     get_plugin_manager().add_commands(app)
 
 
+def _print_traceback() -> None:
+    """The traceback for `--debug`, with every known secret masked like everything else printed (an
+    exception's message may carry a provider's echo of a key)."""
+    from anytune.secrets import redact
+
+    sys.stderr.write(redact(traceback.format_exc()))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
@@ -120,12 +128,12 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except AnytuneError as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         print_error(exc)
         code = exc.exit_code
     except Exception as exc:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}")
         err.print("[dim]hint: run again with --debug for the traceback, and report it if it is a bug[/]")
         code = 1

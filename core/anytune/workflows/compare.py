@@ -25,7 +25,7 @@ from anytune.api import Preflight
 from anytune.cost.catalog import extra_prices, load_catalog
 from anytune.cost.quotes import unavailable
 from anytune.cost.table import QuoteTable
-from anytune.errors import AnytuneError, UsageError
+from anytune.errors import AnytuneError, DataError, UsageError
 from anytune.hookspecs import Quote
 from anytune.pipeline.context import Pipeline
 from anytune.pipeline.preflight import preflight
@@ -308,7 +308,10 @@ class _Quoter:
                 q = pre.backend.quote(_spec_for(self.spec, target), pre.prepared)
         except AnytuneError as exc:
             reason = "; ".join(exc.details[:3]) if exc.details else exc.message
-            return unavailable(target.provider, reason, model=model, hardware=target.hardware)
+            refused = unavailable(target.provider, reason, model=model, hardware=target.hardware)
+            if isinstance(exc, DataError):  # broken lines: refused by every provider, each line listed
+                refused.problems = list(exc.details) or [exc.message]
+            return refused
         return q if q.provider == target.provider else q.model_copy(update={"provider": target.provider})
 
     def cheapest(self, target: Target) -> Quote:
