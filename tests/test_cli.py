@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,60 @@ def test_jobs_show_prints_a_loss_as_a_number_and_a_share_as_a_percentage(capsys,
     text = " ".join(out.split())
     assert "eval_loss 1.230" in text and "exact_match 50.0%" in text
     assert "123.0%" not in text
+
+
+def test_run_without_a_terminal_tells_the_evaluations_progress(openai_emu, tmp_path: Path):
+    """In a log (no terminal) an evaluation says which model it is at, and again every
+    ANYTUNE_PROGRESS_SECONDS (30 by default), as training does: minutes of generation never pass in silence."""
+    openai_emu.faults.add(method="POST", path="/v1/chat/completions", delay=0.25, times=1000)
+    rows = reversal_rows(30, seed=8)
+    data = {
+        "train": str(write_jsonl(tmp_path / "train.jsonl", rows[:24])),
+        "test": str(write_jsonl(tmp_path / "test.jsonl", rows[24:])),
+    }
+    job = job_yaml(
+        tmp_path / "job.yaml",
+        name="talkative",
+        base_model="gpt-4o-mini",
+        provider="openai",
+        data=data,
+        hyperparameters={"epochs": 1},
+        evaluation={"metrics": ["exact_match"], "limit": 6},
+    )
+    env = cli_env(tmp_path, ANYTUNE_PROGRESS_SECONDS="0.5", ANYTUNE_POLL_INTERVAL="0")
+    done = run_anytune("run", str(job), env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("evaluating ")]
+    assert any(line.startswith("evaluating base") for line in lines), done.stdout
+    assert any(line.startswith("evaluating fine-tuned") for line in lines), done.stdout
+    assert len(lines) >= 4, lines  # 12 answers at 0.25 s: a line each half second besides the two stages
+    assert "held-out evaluation" in done.stdout
+
+
+def test_at_80_columns_every_listed_id_is_whole_and_accepted_by_jobs_show(tmp_path: Path):
+    """Jobs made in the same second share all but the last characters of their ids: a table that cut ids
+    to fit showed `job-1a250…` for each, which `jobs show` could not take. A job's name is taken too."""
+    from anytune.registry import Registry
+    from anytune.spec import JobSpec
+
+    env = cli_env(tmp_path, COLUMNS="80")
+    registry = Registry(f"sqlite:///{tmp_path / 'home' / 'registry.db'}")
+    made = [
+        registry.create_job(
+            JobSpec.model_validate(
+                {"name": f"same-second-{i}", "base_model": "m", "data": {"train": "t.jsonl"}}
+            )
+        ).id
+        for i in range(3)
+    ]
+    listed = run_anytune("jobs", "list", "--no-refresh", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 80
+    shown = re.findall(r"job-[0-9a-f…]+", listed.stdout)
+    assert sorted(shown) == sorted(made), listed.stdout
+    for job_id in shown:
+        one = run_anytune("jobs", "show", job_id, "--json", env=env)
+        assert one.returncode == 0 and json.loads(one.stdout)["id"] == job_id
+    by_name = run_anytune("jobs", "show", "same-second-1", "--json", env=env)
+    assert by_name.returncode == 0 and json.loads(by_name.stdout)["id"] == made[1]
+    assert "the newest job of that name" in by_name.stderr

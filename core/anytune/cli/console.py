@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +16,7 @@ from anytune.formatting import duration, metric, money, share
 from anytune.secrets import RedactingStream
 
 __all__ = [
+    "StageProgress",
     "duration",
     "err",
     "metric",
@@ -73,3 +77,54 @@ def status_text(status: str, provider_status: str | None = None) -> str:
     style = STATUS_STYLE.get(status, "")
     raw = f" [dim]({escape(provider_status)})[/]" if provider_status and provider_status != status else ""
     return f"[{style}]{status}[/]{raw}"
+
+
+PLAIN_EVERY_S = 30.0  # without a terminal: one progress line this often (ANYTUNE_PROGRESS_SECONDS)
+
+
+def plain_every() -> float:
+    return float(os.environ.get("ANYTUNE_PROGRESS_SECONDS") or PLAIN_EVERY_S)
+
+
+class StageProgress:
+    """Long work that is not training (an evaluation): on a terminal a spinner that says what is being done;
+    without one (a log file, CI) a line when the stage changes and one every `plain_every()` seconds while it
+    runs, so that minutes of generation never pass in silence. `with StageProgress("evaluating") as p: p(stage)`."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.stage = ""
+        self.started = time.monotonic()
+        self._spinner: Any = None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __enter__(self) -> StageProgress:
+        if out.is_terminal:
+            self._spinner = out.status(f"{self.what}...")
+            self._spinner.__enter__()
+        else:
+            self._ticker = threading.Thread(target=self._tick, name="anytune-progress", daemon=True)
+            self._ticker.start()
+        return self
+
+    def __call__(self, stage: str) -> None:
+        changed, self.stage = stage != self.stage, stage
+        if self._spinner is not None:
+            self._spinner.update(f"{self.what} {stage}...")
+        elif changed:
+            self._line()
+
+    def _line(self) -> None:
+        out.print(f"  {self.what} {self.stage} ({duration(time.monotonic() - self.started)})")
+
+    def _tick(self) -> None:
+        while not self._stop.wait(plain_every()):
+            self._line()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        if self._spinner is not None:
+            self._spinner.__exit__(None, None, None)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from anytune.cli.console import err, out, print_json
+from anytune.cli.console import StageProgress, err, out, print_json
 from anytune.formatting import is_fraction
 from anytune.formatting import metric as show
 from anytune.paths import resolved
@@ -79,8 +79,8 @@ def print_eval(result: EvalResult, examples: int = 3) -> None:
 
 
 def evaluate_job(client: Client, job_id: str) -> EvalResult:
-    with out.status("evaluating on held-out data...") as status:
-        result = client.evaluate(job_id, on_progress=lambda s: status.update(f"evaluating {s}..."))
+    with StageProgress("evaluating") as progress:
+        result = client.evaluate(job_id, on_progress=progress)
     print_eval(result)
     return result
 
@@ -132,10 +132,8 @@ def eval_command(
         changes["max_new_tokens"] = max_new_tokens
     if judge is not None:
         changes["judge"] = judge
-    with out.status("evaluating...") as status:
-        result = client.evaluate_targets(
-            targets, changes=changes, on_progress=lambda s: status.update(f"evaluating {s}...")
-        )
+    with StageProgress("evaluating") as progress:
+        result = client.evaluate_targets(targets, changes=changes, on_progress=progress)
     if against is not None:
         _drift(client, targets[0], result, against, alpha, tolerance, fail_on_drift, as_json)
         return

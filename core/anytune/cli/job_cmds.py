@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,19 @@ from rich.progress import (
 from rich.table import Table
 
 from anytune.api import RunObserver
-from anytune.cli.console import duration, err, metric, money, out, print_json, share, status_text, when
+from anytune.cli.console import (
+    StageProgress,
+    duration,
+    err,
+    metric,
+    money,
+    out,
+    plain_every,
+    print_json,
+    share,
+    status_text,
+    when,
+)
 
 if TYPE_CHECKING:
     from anytune.api import Preflight
@@ -86,16 +97,13 @@ def _preflight_panel(pre: Preflight) -> Panel:
     return Panel(grid, title="job", title_align="left", expand=False)
 
 
-PLAIN_EVERY_S = 30.0  # without a terminal: one progress line this often (ANYTUNE_PROGRESS_SECONDS)
-
-
 class _JobDisplay:
     """Draws a followed job: a live bar on a terminal; without one (a log file, CI), its log lines and a
     progress line every so often, so that minutes of training never pass in silence."""
 
     def __init__(self) -> None:
         self.live = out.is_terminal
-        self.every = float(os.environ.get("ANYTUNE_PROGRESS_SECONDS") or PLAIN_EVERY_S)
+        self.every = plain_every()
         self.total: int | None = None
         self.step: int | None = None
         self.started = time.monotonic()
@@ -215,13 +223,13 @@ def run(
 
 class _RunDisplay(RunObserver):
     """`anytune run` drawn stage by stage: the preflight's panel and warnings, the submitted job, a live
-    display while it runs, its outcome, then a spinner while it is evaluated."""
+    display while it runs, its outcome, then the evaluation's progress (a spinner, or a line every 30 s in a log)."""
 
     def __init__(self, client: Client, detach: bool) -> None:
         self.client, self.detach = client, detach
         self.display = _JobDisplay()
         self.job: Job | None = None
-        self._status: Any = None
+        self._evaluation: StageProgress | None = None
 
     def preflight(self, pre: Preflight) -> None:
         out.print(_preflight_panel(pre))
@@ -244,14 +252,13 @@ class _RunDisplay(RunObserver):
             _print_outcome(self.client, job)
 
     def evaluating(self, stage: str) -> None:
-        if self._status is None:
-            self._status = out.status("evaluating on held-out data...")
-            self._status.__enter__()
-        self._status.update(f"evaluating {stage}...")
+        if self._evaluation is None:
+            self._evaluation = StageProgress("evaluating").__enter__()
+        self._evaluation(stage)
 
     def close(self) -> None:
-        if self._status is not None:
-            self._status.__exit__(None, None, None)
+        if self._evaluation is not None:
+            self._evaluation.__exit__(None, None, None)
 
 
 def _print_outcome(client: Client, job: Job) -> None:
@@ -313,8 +320,11 @@ def list_jobs(
         out.print("no jobs yet: `anytune run JOB.yaml` starts one")
         return
     t = Table(title="jobs", title_justify="left")
-    for col in ("id", "name", "provider", "status", "progress", "created", "duration"):
-        t.add_column(col)
+    # ids are never cut: jobs made in the same second share all but their last characters, so a cut id is
+    # not one `jobs show` can take; the other columns wrap instead on a narrow terminal
+    t.add_column("id", no_wrap=True, min_width=max(len(j.id) for j in jobs))
+    for col in ("name", "provider", "status", "progress", "created", "duration"):
+        t.add_column(col, overflow="fold")
     for j in jobs:
         t.add_row(*_job_row(j))
     out.print(t)
@@ -322,12 +332,14 @@ def list_jobs(
 
 @app.command("show")
 def show(
-    job_id: str = typer.Argument(..., help="Job id (or a unique prefix)."),
+    job_id: str = typer.Argument(..., help="Job id (or a unique prefix), or a job's name (its newest job)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Everything about one job: status, metrics, artifact, cost, models and evaluations."""
     client = _client()
     job = client.refresh(job_id)
+    if not job.id.startswith(job_id):
+        err.print(f"[dim]{escape(job_id)}: the newest job of that name, {job.id}[/]")
     models = client.models_for_job(job.id)
     evals = client.evaluations(job_id=job.id)
     if as_json:

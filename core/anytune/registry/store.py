@@ -165,9 +165,18 @@ class Registry:
             return matches[0]
         if len(matches) > 1:
             raise UsageError(f"job id prefix {job_id!r} is ambiguous", hint="give more characters of the id")
+        named = s.scalars(
+            select(JobRow)
+            .where(JobRow.name == job_id)
+            .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+            .limit(1)
+        ).first()
+        if named is not None:  # a job's name where its id was asked: the newest job of that name
+            return named
         raise NotFoundError(f"no job {job_id!r}", hint="`anytune jobs list` shows the jobs")
 
     def get_job(self, job_id: str) -> Job:
+        """By id, unique id prefix, or name (the newest job of that name)."""
         with self.session() as s:
             return _job(self._resolve_job(s, job_id))
 
