@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "foundation",
         (
             "anytune.errors",
+            "anytune.asgi",
             "anytune.settings",
             "anytune.paths",
             "anytune.locks",

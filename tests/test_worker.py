@@ -301,6 +301,6 @@ def test_a_provider_limit_holds_across_workers(emulator, tmp_path):
     time.sleep(0.7)  # that lease runs out
     claimed = limited._claim()
     assert len(claimed) == 1 and claimed[0] in jobs
-    limited._release(claimed[0], delay=0)
+    limited.leases.release(claimed[0], limited.name, delay=0)
     drive([limited], client.registry, jobs)
     assert all(client.registry.get_job(j).status is JobStatus.SUCCEEDED for j in jobs)

@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from anytune.api import ClientAPI, EvalTarget, Preflight, ReportFiles, RunObserver, RunResult
+from anytune.jobs import Job, JobStatus
 
 if TYPE_CHECKING:
     from anytune.cost.table import QuoteTable
+    from anytune.evaluation.runner import EvalResult
     from anytune.spec import JobSpec
 
 
@@ -43,6 +45,35 @@ class Client(ClientAPI):
 
                 cls = InProcessClient
         return super().__new__(cls)
+
+    def run(
+        self,
+        spec: JobSpec,
+        *,
+        evaluate: bool = True,
+        detach: bool = False,
+        interval: float | None = None,
+        observer: RunObserver | None = None,
+    ) -> RunResult:
+        """The walk, the same in both transports (what each does at a step: `_submit_for_run`,
+        `_evaluation_of_run`)."""
+        seen = observer or RunObserver()
+        job = self._submit_for_run(spec, seen)
+        seen.submitted(job)
+        if detach:
+            return RunResult(job)
+        job = self.follow(job.id, interval=interval, on_update=seen.progress)
+        if not evaluate or job.status is not JobStatus.SUCCEEDED or job.spec.evaluation is None:
+            return RunResult(job)
+        return RunResult(job, self._evaluation_of_run(job, seen, interval))
+
+    def _submit_for_run(self, spec: JobSpec, seen: RunObserver) -> Job:
+        """Checked, recorded and submitted (the preflight shown to `seen` where it runs here)."""
+        raise NotImplementedError
+
+    def _evaluation_of_run(self, job: Job, seen: RunObserver, interval: float | None) -> EvalResult:
+        """The evaluation of a job that succeeded in `run`."""
+        raise NotImplementedError
 
     def __enter__(self) -> Client:
         return self

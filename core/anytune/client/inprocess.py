@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from anytune.api import EvalTarget, Preflight, ReportFiles, RunObserver, RunResult, no_progress
+from anytune.api import EvalTarget, Preflight, ReportFiles, RunObserver, no_progress
 from anytune.client import Client
 from anytune.hookspecs import Backend
-from anytune.jobs import Event, Job, JobStatus, ModelArtifact
+from anytune.jobs import Event, Job, ModelArtifact
 from anytune.pipeline import control, derive, evaluate, follow, submit
 from anytune.pipeline.context import Pipeline
 from anytune.pipeline.export import export
@@ -62,26 +62,13 @@ class InProcessClient(Client):
     def submit_prepared(self, pre: Preflight, *, job_id: str | None = None) -> Job:
         return submit.submit_preflight(self.pipeline, pre, job_id=job_id)
 
-    def run(
-        self,
-        spec: JobSpec,
-        *,
-        evaluate: bool = True,
-        detach: bool = False,
-        interval: float | None = None,
-        observer: RunObserver | None = None,
-    ) -> RunResult:
-        seen = observer or RunObserver()
+    def _submit_for_run(self, spec: JobSpec, seen: RunObserver) -> Job:
         pre = self.preflight(spec)
         seen.preflight(pre)
-        job = self.submit_prepared(pre)
-        seen.submitted(job)
-        if detach:
-            return RunResult(job)
-        job = self.follow(job.id, interval=interval, on_update=seen.progress)
-        if not evaluate or job.status is not JobStatus.SUCCEEDED or job.spec.evaluation is None:
-            return RunResult(job)
-        return RunResult(job, self.evaluate(job.id, on_progress=seen.evaluating))
+        return self.submit_prepared(pre)
+
+    def _evaluation_of_run(self, job: Job, seen: RunObserver, interval: float | None) -> EvalResult:
+        return self.evaluate(job.id, on_progress=seen.evaluating)
 
     def follow(
         self,

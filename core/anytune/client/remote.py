@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from anytune import errors
-from anytune.api import EvalTarget, ReportFiles, RunObserver, RunResult, no_progress
+from anytune.api import EvalTarget, ReportFiles, RunObserver, no_progress
 from anytune.client import Client
 from anytune.errors import AnytuneError, BackendError, UsageError
 from anytune.jobs import Event, Job, JobStatus, ModelArtifact
@@ -110,26 +110,13 @@ class RemoteClient(Client):
                     raise
                 time.sleep(0.5)  # the first copy of this request is still being handled
 
-    def run(
-        self,
-        spec: JobSpec,
-        *,
-        evaluate: bool = True,
-        detach: bool = False,
-        interval: float | None = None,
-        observer: RunObserver | None = None,
-    ) -> RunResult:
-        """Submitted on the server, followed there; the evaluation is its worker's (read from the job's log)."""
+    def _submit_for_run(self, spec: JobSpec, seen: RunObserver) -> Job:
+        return self.submit(spec)  # the server checks it (no preflight to show here)
+
+    def _evaluation_of_run(self, job: Job, seen: RunObserver, interval: float | None) -> EvalResult:
+        """The server's worker evaluates the job; its result is the job's `evaluated` event."""
         from anytune.evaluation.runner import EvalResult
 
-        seen = observer or RunObserver()
-        job = self.submit(spec)
-        seen.submitted(job)
-        if detach:
-            return RunResult(job)
-        job = self.follow(job.id, interval=interval, on_update=seen.progress)
-        if not evaluate or job.status is not JobStatus.SUCCEEDED or job.spec.evaluation is None:
-            return RunResult(job)
         seen.evaluating("on the server")
         after = 0
         while True:
@@ -139,7 +126,7 @@ class RemoteClient(Client):
                     result = event.data["evaluation"]
                     if result is None:
                         raise AnytuneError(event.message)
-                    return RunResult(job, EvalResult.model_validate(result))
+                    return EvalResult.model_validate(result)
             time.sleep(self.poll_delay(job.id) if interval is None else interval)
 
     def follow(

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from anytune import __version__
+from anytune.asgi import replay_body
 from anytune.client.inprocess import InProcessClient
 from anytune.errors import AnytuneError
 from anytune.registry import Registry
@@ -123,21 +124,7 @@ class RequestGuard:
                 return
             if not message.get("more_body"):
                 break
-        await self.app(scope, _replay(bytes(body), receive), send)
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    """A `receive` that gives the body read already, then whatever the connection says next."""
-    given = False
-
-    async def replayed() -> dict[str, Any]:
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
+        await self.app(scope, replay_body(bytes(body), receive), send)
 
 
 async def _answer(send: Any, status: int, kind: str, message: str) -> None:

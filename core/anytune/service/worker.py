@@ -140,7 +140,7 @@ class Worker:
             except Exception as exc:  # one job's trouble never stops the others
                 report.errors[job_id] = str(exc)
                 log.warning("worker %s: job %s: %s", self.name, job_id, exc)
-                self._release(job_id, delay=self._backoff(job_id), ok=False)
+                self.leases.release(job_id, self.name, delay=self._backoff(job_id), ok=False)
         try:
             report.delivered = self.webhooks.tick()
         except Exception as exc:  # a webhook's trouble never stops the jobs
@@ -154,20 +154,6 @@ class Worker:
 
     def _claim(self) -> list[str]:
         return self.leases.claim(self.name, batch=self.batch, lease_s=self.lease_s, limits=self.limits)
-
-    def _release(
-        self,
-        job_id: str,
-        *,
-        delay: float,
-        stage: str | None = None,
-        polled: bool = False,
-        ok: bool = True,
-        changed: bool = False,
-    ) -> None:
-        self.leases.release(
-            job_id, self.name, delay=delay, stage=stage, polled=polled, ok=ok, changed=changed
-        )
 
     def _backoff(self, job_id: str) -> float:
         return self.leases.backoff(job_id)
@@ -185,7 +171,9 @@ class Worker:
             if (
                 age < self.submit_grace_s
             ):  # its submitter may still be at it (seconds, usually): look again soon
-                self._release(job_id, delay=min(self.submit_grace_s - age, SUBMITTING_RECHECK_S))
+                self.leases.release(
+                    job_id, self.name, delay=min(self.submit_grace_s - age, SUBMITTING_RECHECK_S)
+                )
                 return
             job = self.client.resume(job_id)  # find_existing first: never a second paid job
             report.resumed.append(job_id)
@@ -197,21 +185,23 @@ class Worker:
             except BackendError as exc:
                 if not exc.retryable:
                     raise
-                self._release(job_id, delay=self._backoff(job_id), polled=True, ok=False)
+                self.leases.release(job_id, self.name, delay=self._backoff(job_id), polled=True, ok=False)
                 return
             finally:
                 POLL_SECONDS.observe(job.provider, time.perf_counter() - started)
             report.polled.append(job_id)
             changed = job.status is not before
         if not job.status.terminal:
-            self._release(job_id, delay=self.client.poll_delay(job_id), polled=True, changed=changed)
+            self.leases.release(
+                job_id, self.name, delay=self.client.poll_delay(job_id), polled=True, changed=changed
+            )
             return
         if job.status is JobStatus.SUCCEEDED and self.evaluate and job.spec.evaluation is not None:
-            self._release(job_id, delay=0, stage="evaluate", polled=True, changed=changed)
+            self.leases.release(job_id, self.name, delay=0, stage="evaluate", polled=True, changed=changed)
             self._claim_again(job_id)
             self._evaluate(job_id, report)
             return
-        self._release(job_id, delay=0, stage="done", polled=True, changed=changed)
+        self.leases.release(job_id, self.name, delay=0, stage="done", polled=True, changed=changed)
         report.finished.append(job_id)
 
     def _claim_again(self, job_id: str) -> None:
@@ -228,5 +218,5 @@ class Worker:
             report.errors[job_id] = exc.message
         else:
             report.evaluated.append(job_id)
-        self._release(job_id, delay=0, stage="done")
+        self.leases.release(job_id, self.name, delay=0, stage="done")
         report.finished.append(job_id)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from anytune.asgi import replay_body
 from anytune.testing.faults import Fault, Faults
 
 ErrorBody = Callable[[int, str, str | None], dict[str, Any]]
@@ -159,19 +160,11 @@ class EmulatorMiddleware:
                 fault.status, self.error_body(fault.status, message, fault.code), retry
             )
         messages: list[dict[str, Any]] = []
-        sent_body = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent_body
-            if not sent_body:
-                sent_body = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
         async def capture(message: dict[str, Any]) -> None:
             messages.append(message)
 
-        await self.app(scope, replay, capture)
+        await self.app(scope, replay_body(body, receive), capture)
         start = messages[0]
         start["headers"] = list(start.get("headers", [])) + [
             (k.encode(), v.encode()) for k, v in base_headers.items()
