@@ -239,9 +239,9 @@ def test_run_without_a_terminal_tells_the_evaluations_progress(openai_emu, tmp_p
     env = cli_env(tmp_path, ANYTUNE_PROGRESS_SECONDS="0.5", ANYTUNE_POLL_INTERVAL="0")
     done = run_anytune("run", str(job), env=env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("evaluating ")]
-    assert any(line.startswith("evaluating base") for line in lines), done.stdout
-    assert any(line.startswith("evaluating fine-tuned") for line in lines), done.stdout
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip().startswith("evaluating ")]
+    assert any(line.startswith("evaluating base") for line in lines), done.stderr
+    assert any(line.startswith("evaluating fine-tuned") for line in lines), done.stderr
     assert len(lines) >= 4, lines  # 12 answers at 0.25 s: a line each half second besides the two stages
     assert "held-out evaluation" in done.stdout
 
@@ -265,6 +265,7 @@ def test_at_80_columns_every_listed_id_is_whole_and_accepted_by_jobs_show(tmp_pa
     listed = run_anytune("jobs", "list", "--no-refresh", env=env)
     assert listed.returncode == 0, listed.stderr
     assert max(len(line) for line in listed.stdout.splitlines()) <= 80
+    assert all(f"same-second-{i}" in listed.stdout for i in range(3)) and "pending" in listed.stdout
     shown = re.findall(r"job-[0-9a-f…]+", listed.stdout)
     assert sorted(shown) == sorted(made), listed.stdout
     for job_id in shown:

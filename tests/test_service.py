@@ -332,8 +332,9 @@ def test_no_route_reads_a_file_outside_the_data_root(api, tmp_path, monkeypatch)
     inside = http.post(
         f"/v1/jobs/{done.id}/migrate", json={"to": "together"}, headers=bearer(client, "submit")
     )
-    # its own data is inside the folder: the migration goes on to Together's own checks (no key here)
-    assert inside.json()["error"]["type"] == "CredentialsError", inside.text
+    # its own data is inside the folder: the migration goes on to Together's own checks (which need a key, or
+    # a Together that answers: not here)
+    assert "outside the server's data folder" not in inside.text, inside.text
 
 
 def test_a_body_of_bytes_that_are_not_text_is_a_400(api):

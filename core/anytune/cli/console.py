@@ -87,9 +87,10 @@ def plain_every() -> float:
 
 
 class StageProgress:
-    """Long work that is not training (an evaluation): on a terminal a spinner that says what is being done;
-    without one (a log file, CI) a line when the stage changes and one every `plain_every()` seconds while it
-    runs, so that minutes of generation never pass in silence. `with StageProgress("evaluating") as p: p(stage)`."""
+    """Long work that is not training (an evaluation), told on stderr: on a terminal a spinner that says what
+    is being done; without one (a log file, CI) a line when the stage changes and one every `plain_every()`
+    seconds while it runs, so that minutes of generation never pass in silence.
+    `with StageProgress("evaluating") as p: p(stage)`."""
 
     def __init__(self, what: str) -> None:
         self.what = what
@@ -100,8 +101,8 @@ class StageProgress:
         self._ticker: threading.Thread | None = None
 
     def __enter__(self) -> StageProgress:
-        if out.is_terminal:
-            self._spinner = out.status(f"{self.what}...")
+        if err.is_terminal:  # on stderr: stdout may be a result (`anytune eval --json`)
+            self._spinner = err.status(f"{self.what}...")
             self._spinner.__enter__()
         else:
             self._ticker = threading.Thread(target=self._tick, name="anytune-progress", daemon=True)
@@ -116,7 +117,7 @@ class StageProgress:
             self._line()
 
     def _line(self) -> None:
-        out.print(f"  {self.what} {self.stage} ({duration(time.monotonic() - self.started)})")
+        err.print(f"  {self.what} {self.stage} ({duration(time.monotonic() - self.started)})")
 
     def _tick(self) -> None:
         while not self._stop.wait(plain_every()):

@@ -279,17 +279,20 @@ def _print_outcome(client: Client, job: Job) -> None:
 # ------------------------------------------------------------------------------------------- jobs ...
 
 
-def _job_row(j: Job) -> list[str]:
-    progress = share(j.progress)
-    return [
-        j.id,
-        escape(j.name),
-        escape(j.provider),
-        status_text(j.status.value, j.provider_status),
-        progress,
-        when(j.created_at),
-        duration(j.duration_s),
-    ]
+JOB_COLUMNS = ("id", "name", "provider", "status", "progress", "created", "duration")
+NARROW = 110  # below this many columns the table leaves out `progress` and `created`
+
+
+def _job_row(j: Job) -> dict[str, str]:
+    return {
+        "id": j.id,
+        "name": escape(j.name),
+        "provider": escape(j.provider),
+        "status": status_text(j.status.value, j.provider_status),
+        "progress": share(j.progress),
+        "created": when(j.created_at),
+        "duration": duration(j.duration_s),
+    }
 
 
 @app.command("list")
@@ -321,12 +324,15 @@ def list_jobs(
         return
     t = Table(title="jobs", title_justify="left")
     # ids are never cut: jobs made in the same second share all but their last characters, so a cut id is
-    # not one `jobs show` can take; the other columns wrap instead on a narrow terminal
-    t.add_column("id", no_wrap=True, min_width=max(len(j.id) for j in jobs))
-    for col in ("name", "provider", "status", "progress", "created", "duration"):
-        t.add_column(col, overflow="fold")
+    # not one `jobs show` can take. A narrow terminal leaves columns out instead (`jobs show` has them all).
+    columns = [c for c in JOB_COLUMNS if out.width >= NARROW or c not in ("progress", "created")]
+    for col in columns:
+        t.add_column(
+            col, no_wrap=col in ("id", "provider"), min_width=len(jobs[0].id) if col == "id" else None
+        )
     for j in jobs:
-        t.add_row(*_job_row(j))
+        row = _job_row(j)
+        t.add_row(*(row[c] for c in columns))
     out.print(t)
 
 

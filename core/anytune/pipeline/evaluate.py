@@ -1,4 +1,4 @@
-"""Stage 9, evaluate: the same held-out prompts through each model's own backend (`generate()`), the same
+"""Stage 8, evaluate: the same held-out prompts through each model's own backend (`generate()`), the same
 metrics on the answers, with intervals and paired comparisons (`anytune.evaluation`), stored with the data's
 fingerprint so later comparisons use only like with like. A job's own evaluation after success is noted in
 its log with its scores (what a client following the job through a server reads)."""

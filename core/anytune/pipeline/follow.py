@@ -1,4 +1,4 @@
-"""Stage 5, follow: poll the backend, record what changed (`result`), register the model of a succeeded
+"""Stage 6, follow: poll the backend, record what changed (`result`), register the model of a succeeded
 job (`register`), until the job ends. `follow_loop` is the loop both transports share: in this process it
 polls the provider; through a server it reads what the server's workers recorded."""
 

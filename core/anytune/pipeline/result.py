@@ -1,6 +1,6 @@
-"""Stage 6, result: what one poll of the backend means for the job record. The status change if the status
-machine allows it (a refused one becomes a warning event), progress, metrics, cost, the error of a failed
-job, and for a succeeded job its artifact, fetched from the backend once."""
+"""Stage 6, follow, its second half: what one poll of the backend means for the job record. The status
+change if the status machine allows it (a refused one becomes a warning event), progress, metrics, cost, the
+error of a failed job, and for a succeeded job its artifact, fetched from the backend once."""
 
 from __future__ import annotations
 
