@@ -293,9 +293,15 @@ def test_report_markdown_escapes_what_the_data_says(tmp_path):
     assert "<script>" not in written.html.read_text()
 
 
-def test_a_wrong_together_key_is_a_credentials_error_not_a_spec_one(tmp_path, capsys, monkeypatch):
-    with emulated("together", api_key="tg-the-right-key-0123456789", tick=2.0) as emu:
-        monkeypatch.setenv("TOGETHER_API_KEY", "tg-a-wrong-key-9876543210")
+def test_a_wrong_together_key_is_a_credentials_error_not_a_spec_one(tmp_path, capsys):
+    from anytune.testing.running import environment
+
+    # the wrong key inside the emulator's environment, put back in order (a monkeypatch undone after the
+    # emulator's block left the right key set for every later test)
+    with (
+        emulated("together", api_key="tg-the-right-key-0123456789", tick=2.0) as emu,
+        environment({"TOGETHER_API_KEY": "tg-a-wrong-key-9876543210"}),
+    ):
         job = job_yaml(
             tmp_path / "job.yaml",
             base_model="meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
