@@ -45,6 +45,18 @@ os.environ.pop("ANYTUNE_DATABASE_URL", None)
 
 
 @pytest.fixture(autouse=True)
+def _environment_as_it_was() -> Iterator[None]:
+    """Every test ends with the environment it began with. Set up first, so torn down last: an emulator's
+    variables undone by its block and then set back by a monkeypatch recorded inside it (the emulator's key,
+    its URL) leaked into every later test (found: TOGETHER_API_KEY, OPENAI_API_KEY, AZURE_OPENAI_*)."""
+    before = dict(os.environ)
+    yield
+    if dict(os.environ) != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
+@pytest.fixture(autouse=True)
 def anytune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "anytune-home"
     monkeypatch.setenv("ANYTUNE_HOME", str(home))
