@@ -166,3 +166,72 @@ def assert_conforms(
     left, seen = check_all(openapi, exchanges, host, deviations)
     assert left == [], summary(left)
     assert seen == set(range(len(deviations))), "a listed deviation no longer occurs: drop it"
+
+
+# ------------------------------------------------------------------------------- Swagger 2.0 (Azure's)
+
+
+class Swagger2:
+    """A Swagger 2.0 document (Microsoft's Azure OpenAI authoring API is one; openapi-core reads OpenAPI 3
+    only): each exchange on a path it describes is checked for its documented status, headers, required
+    query parameters and, with jsonschema, its JSON bodies (an error against `default`)."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.routes = [
+            (re.compile(re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path, item)
+            for path, item in doc["paths"].items()
+        ]
+
+    @classmethod
+    def load(cls, name: str) -> Swagger2:
+        text = (FIXTURES / name).read_text()
+        return cls(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+
+    def route(self, exchange: Exchange) -> tuple[str, dict[str, Any]] | None:
+        for pattern, path, item in self.routes:
+            if pattern.match(exchange.path) and exchange.method.lower() in item:
+                return path, item[exchange.method.lower()]
+        return None
+
+    def _schema_problems(self, schema: dict[str, Any], body: bytes, where: str) -> list[str]:
+        import jsonschema
+
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return [f"{where}: not JSON"]
+        validator = jsonschema.Draft4Validator({**schema, "definitions": self.doc["definitions"]})
+        return [
+            f"{where}: {'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message[:160]}"
+            for e in validator.iter_errors(value)
+        ]
+
+    def problems(self, exchange: Exchange) -> list[str]:
+        found = self.route(exchange)
+        if found is None:
+            return []
+        path, op = found
+        where = f"{exchange.method} {path} {exchange.status}"
+        problems: list[str] = []
+        query = dict(parse_qsl(exchange.query))
+        for param in op.get("parameters", []):
+            if "$ref" in param:
+                param = self.doc["parameters"][param["$ref"].rsplit("/", 1)[-1]]
+            if param["in"] == "query" and param.get("required") and param["name"] not in query:
+                problems.append(f"{where} request: query parameter {param['name']} missing")
+            if param["in"] == "body" and exchange.request_body:
+                problems += self._schema_problems(param["schema"], exchange.request_body, f"{where} request")
+        responses = op["responses"]
+        answer = responses.get(str(exchange.status)) or (
+            responses.get("default") if exchange.status >= 400 else None
+        )
+        if answer is None:
+            documented = ", ".join(k for k in responses if k != "default")
+            return [*problems, f"{where}: status not documented (the document says {documented})"]
+        for header in answer.get("headers", {}):
+            if header.lower() not in exchange.response_headers:
+                problems.append(f"{where}: header {header} missing")
+        if "schema" in answer and exchange.response_body:
+            problems += self._schema_problems(answer["schema"], exchange.response_body, f"{where} response")
+        return problems

@@ -274,8 +274,14 @@ def test_a_file_that_is_not_json_lines_is_one_error_that_says_what_it_is(tmp_pat
         "gz.jsonl": (gzip.compress(text.encode()), "a gzip-compressed file, not text"),
         "gz.jsonl.gz": (gzip.compress(text.encode()), "a gzip-compressed file, not text"),
         "bz.jsonl": (bz2.compress(text.encode()), "a bzip2-compressed file, not text"),
-        "u16.jsonl": (text.encode("utf-16"), "UTF-16 text"),
-        "u16.csv": ("prompt,completion\nhi,there\n".encode("utf-16"), "UTF-16 text"),
+        "u16.jsonl": (text.encode("utf-16"), "UTF-16LE text (it starts with a UTF-16 byte-order mark)"),
+        "u16.csv": ("prompt,completion\nhi,there\n".encode("utf-16"), "UTF-16LE text"),
+        # UTF-32 was called UTF-16 (its mark starts like one); without a mark neither was recognised
+        "u32.jsonl": (text.encode("utf-32"), "UTF-32LE text (it starts with a UTF-32 byte-order mark)"),
+        "u16le.jsonl": (text.encode("utf-16-le"), "UTF-16LE text (no byte-order mark)"),
+        "u16be.jsonl": (text.encode("utf-16-be"), "UTF-16BE text (no byte-order mark)"),
+        "u32be.jsonl": (text.encode("utf-32-be"), "UTF-32BE text (no byte-order mark)"),
+        "u32le.csv": ("prompt,completion\nhi,there\n".encode("utf-32-le"), "`iconv -f UTF-32LE -t UTF-8"),
         "array.json": (
             json.dumps([CHAT] * 5, indent=2).encode(),
             "one JSON array written over several lines",
@@ -302,6 +308,17 @@ def test_a_file_that_is_not_json_lines_is_one_error_that_says_what_it_is(tmp_pat
         path.write_text("\n".join([first, *rows]) + "\n")
         report = validate_file(path)
         assert (report.errors, report.valid) == (errors, 5 + (errors == 0)), (first[:10], report.issues)
+    # lines of `{bad}` were called "pretty-printed": each is a broken record of its own, line by line
+    path = tmp_path / "bad.jsonl"
+    path.write_text("{bad}\n" * 300)
+    report = validate_file(path)
+    assert report.errors == 300 and "pretty-printed" not in str(report.issues)
+    assert report.issues[299]["line"] == 300 and "not valid JSON" in report.issues[0]["message"]
+    # a JSON array on one line: the hint says how to make JSON Lines of it
+    path = tmp_path / "one-line-array.jsonl"
+    path.write_text(json.dumps([CHAT] * 5) + "\n")
+    (issue,) = validate_file(path).issues
+    assert "array of 5 records" in issue["hint"] and "jq -c '.[]'" in issue["hint"], issue
 
 
 def test_parquet_rows_are_validated(tmp_path: Path):

@@ -280,7 +280,7 @@ def test_quote_chooses_a_flavor_by_the_memory_model_and_says_why(tmp_path, capsy
     assert row["available"] and row["hardware"] in ("t4", "l4", "a10g")  # 4-bit 7B fits 16-24 GB
     memory = next(a for a in row["assumptions"] if a.startswith("memory:"))
     assert "7B qlora" in memory and "weights 3.9" in memory and "GB per GPU" in memory
-    assert any("cheapest of" in a and "too small: t4-medium;" in a for a in row["assumptions"])
+    assert any("cheapest of" in a and "too small: t4-small, t4-medium;" in a for a in row["assumptions"])
 
     code, out = quote_rows(capsys, tmp_path, "meta-llama/Llama-3.1-8B-Instruct", adapter={"type": "full"})
     [row] = json.loads(out)["quotes"]
@@ -351,3 +351,57 @@ def test_offline_mode_is_refused_before_the_job_is_recorded(tmp_path, tiny_model
     with pytest.raises(Exception, match="HF_HUB_OFFLINE"):
         Client().submit(spec(chat_splits(tmp_path, seed=13), tiny_model))
     assert Client().registry.list_jobs() == []
+
+
+def test_every_flavor_huggingface_hub_names_is_rented_and_priced(hub):
+    """The emulator refused t4-small, a10g-small, cpu-performance and the rtx-pro-6000 flavors that
+    huggingface_hub's JobHardware lists, and the quote's catalog did not know them."""
+    from huggingface_hub import JobHardware
+
+    from anytune.plugin import load_catalog
+    from anytune_hf.catalog import flavor_named
+
+    catalog = load_catalog()
+    api = HFBackend().api()
+    listed = {h.name for h in api.list_jobs_hardware()}  # GET /api/jobs/hardware
+    for flavor in (h.value for h in JobHardware):
+        known = flavor_named(flavor)
+        assert known is not None and known.price > 0, f"{flavor} is not priced"
+        entry = catalog.price("hf", hardware=known.hardware)
+        assert entry is not None and catalog.sources["hf"].seen, flavor  # priced, with source and date
+        assert flavor in listed, f"GET /api/jobs/hardware does not list {flavor}"
+        job = api.run_job(
+            image="python:3.12", command=["python", "-c", "print(1)"], flavor=flavor, namespace="alice"
+        )
+        assert job.flavor == flavor
+    with pytest.raises(Exception, match="Invalid flavor"):
+        api.run_job(image="python:3.12", command=["true"], flavor="tpu-v5", namespace="alice")
+
+
+def test_attempts_rerun_and_labels_are_served(hub):
+    """`attempts` (retries of a failed run), `rerun_job` (/duplicate) and `update_job_labels` (/labels) were
+    not served."""
+    api = HFBackend().api()
+    flaky = (  # fails its first run, succeeds on the second
+        "import pathlib; p = pathlib.Path('tried'); n = int(p.read_text()) if p.exists() else 0; "
+        "p.write_text(str(n + 1)); raise SystemExit(0 if n >= 1 else 3)"
+    )
+    job = api.run_job(image="python:3.12", command=["python", "-c", flaky], attempts=3, namespace="alice")
+    wait_for(lambda: api.inspect_job(job_id=job.id, namespace="alice").status.stage in ("COMPLETED", "ERROR"))
+    done = api.inspect_job(job_id=job.id, namespace="alice")
+    assert done.status.stage == "COMPLETED" and hub.jobs[job.id].retry == 1
+    once = api.run_job(
+        image="python:3.12", command=["python", "-c", "raise SystemExit(3)"], namespace="alice"
+    )
+    wait_for(
+        lambda: api.inspect_job(job_id=once.id, namespace="alice").status.stage in ("COMPLETED", "ERROR")
+    )
+    assert api.inspect_job(job_id=once.id, namespace="alice").status.stage == "ERROR"  # attempts: 1
+    again = api.rerun_job(job_id=job.id, namespace="alice")
+    assert again.id != job.id and hub.jobs[again.id].spec["attempts"] == 3
+    labeled = api.update_job_labels(job_id=again.id, labels={"team": "nlp", "run": "b-2"}, namespace="alice")
+    assert labeled.labels == {"team": "nlp", "run": "b-2"}
+    with pytest.raises(Exception, match="labels"):
+        api.update_job_labels(job_id=again.id, labels={"bad key": "x"}, namespace="alice")
+    with pytest.raises(Exception, match="attempts"):
+        api.run_job(image="python:3.12", command=["true"], attempts=0, namespace="alice")

@@ -402,6 +402,18 @@ def test_records_no_parser_takes_are_line_numbered_errors(tmp_path, capsys):
     assert report["valid"] == 2
 
 
+def test_a_huge_unknown_key_is_named_in_a_short_line(tmp_path, capsys):
+    """The warning names the key (its field), and a 5 MB key was printed whole on one line."""
+    row = {**reversal_rows(1)[0], "k" * 5_000_000: 1}
+    path = write_jsonl(tmp_path / "bigkey.jsonl", [row])
+    code, out = cli(capsys, "validate", str(path))
+    assert code == 0 and "unknown key" in out, out[:500]
+    assert max(len(line) for line in out.splitlines()) < 400
+    assert "5,000,000 characters in all" in out
+    code, out = cli(capsys, "validate", str(path), "--json")
+    assert len(out) < 5000
+
+
 def test_a_line_longer_than_the_limit_is_one_error_read_in_bounded_memory(tmp_path, monkeypatch):
     from anytune.data import readers
     from anytune.data.validate import validate_file

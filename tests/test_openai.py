@@ -201,6 +201,33 @@ def test_rate_limits_and_server_errors_are_survived(emulator, chat_data):
     ] == [429, 500, 200]
 
 
+def test_a_create_put_off_for_longer_than_anytune_waits_leaves_a_resumable_job(emulator, chat_data):
+    """A 429 asking for 600 s on the create: one request (anytune waits at most 120 s in one call), and the
+    job was FAILED with a hint that claimed "anytune retried with back-off". It stays pending, says what
+    happened, and a resume later submits it: one job on the provider."""
+    emulator.faults.add(
+        method="POST",
+        path="/v1/fine_tuning/jobs",
+        status=429,
+        retry_after_ms=600_000,
+        code="rate_limit_exceeded",
+    )
+    client = Client()
+    with pytest.raises(BackendError) as info:
+        client.submit(openai_spec(chat_data))
+    error = info.value
+    assert emulator.recorder.count("POST", "/v1/fine_tuning/jobs") == 1
+    assert "asked to wait 600 s" in error.message and "not retried" in error.message, error.message
+    assert "retried with back-off" not in str(error) and "anytune jobs resume" in error.hint
+    assert error.retry_after == 600
+    [job] = client.registry.list_jobs()
+    assert job.status is JobStatus.PENDING and job.provider_ref is None and not emulator.jobs
+    assert any("stays pending" in e.message for e in client.events(job.id))
+    emulator.faults.clear()
+    job = client.follow(client.resume(job.id).id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED and len(emulator.jobs) == 1
+
+
 def test_refusals_are_not_retried_and_keep_the_provider_message(emulator, chat_data):
     emulator.fine_tuning_enabled = False
     client = Client()

@@ -53,13 +53,78 @@ def test_a_new_plugin_installs_and_its_conformance_run_names_what_is_missing(tmp
     ("args", "said"),
     [
         (["Acme Cloud"], "is not a plugin name anytune can use"),
+        (["a" * 300], "is not a plugin name anytune can use"),
         (["acme", "--dir", "{full}"], "exists and is not empty"),
+        (["acme", "--dir", "{file}"], "exists and is not a folder"),
+        (["acme", "--dir", "/dev/null"], "exists and is not a folder"),
+        (["acme", "--dir", "/proc/x"], "cannot write the package to /proc/x"),
+        (["acme", "--dir", "{dangling}"], "is a symbolic link to nothing"),
+        (["acme", "--dir", "d" * 5000], "File name too long"),
+        (["acme", "--dir", "d/" * 2500], "File name too long"),
+        # the built-in plugin's module (anytune_openai) and a name another plugin serves
+        (["openai"], "'openai' is taken"),
+        (["azure-openai"], "'azure-openai' is taken"),
+        (["acme", "--label", 'Acme "Cloud"'], "a label may hold"),
+        (["acme", "--label", "Acme\\Cloud"], "a label may hold"),
+        (["acme", "--label", 'x"""y'], "a label may hold"),
+        (["acme", "--label", 'a: "b'], "a label may hold"),
+        (["acme", "--label", "x" * 81], "a label may hold"),
     ],
 )
-def test_plugins_new_refuses_clearly(tmp_path: Path, capsys, args, said):
+def test_plugins_new_refuses_clearly(tmp_path: Path, capsys, monkeypatch, args, said):
+    """Each was an internal error, or wrote a package that does not parse, or one that shadows a plugin."""
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
-    args = [a.format(full=tmp_path / "full") for a in args]
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    args = [
+        a.format(full=tmp_path / "full", file=tmp_path / "file", dangling=tmp_path / "dangling") for a in args
+    ]
+    before = sorted(p.name for p in tmp_path.iterdir())
     code, output = anytune_in_process(capsys, "plugins", "new", *args)
-    assert code == 2 and said in output and "Traceback" not in output
-    assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
+    assert code == 2 and said in " ".join(output.split()) and "internal error" not in output, output
+    assert max(len(line) for line in output.splitlines()) < 400
+    assert (tmp_path / "full" / "keep.txt").read_text() == "mine" and (
+        tmp_path / "file"
+    ).read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_every_label_it_takes_writes_files_that_parse(tmp_path: Path):
+    """The label is written into Python, TOML, YAML and Markdown as it is."""
+    import ast
+    import tomllib
+
+    import yaml
+
+    from anytune.scaffold import new_plugin
+
+    for i, label in enumerate(["O'Reilly (EU)", "Ünïcode AI", "A & B, Inc.", "x+y/z - 2"]):
+        made = new_plugin("acme", tmp_path / str(i), label)
+        for path in made.files:
+            text = path.read_text()
+            if path.suffix == ".py":
+                ast.parse(text, str(path))
+            elif path.suffix == ".toml":
+                assert label in tomllib.loads(text)["project"]["description"]
+            elif path.suffix == ".yaml":
+                yaml.safe_load(text)
+
+
+def test_a_write_that_fails_half_way_leaves_nothing(tmp_path: Path, monkeypatch):
+    from anytune import scaffold
+
+    real = Path.write_text
+    calls = []
+
+    def failing(self, *args, **kwargs):  # the disk fills on the fourth file
+        calls.append(self)
+        if len(calls) == 4:
+            raise OSError(28, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", failing)
+    with pytest.raises(scaffold.UsageError, match="No space left on device"):
+        scaffold.new_plugin("acme", tmp_path / "acme")
+    assert not (tmp_path / "acme").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from anytune.data import clean_files
 from anytune.registry import Registry
 from tests.conftest import anytune_in_process, job_yaml, reversal_rows, write_jsonl
 
@@ -160,10 +161,13 @@ def _count_opens(monkeypatch: pytest.MonkeyPatch, *paths: Path) -> dict[Path, in
     return opened
 
 
-def test_one_run_reads_each_data_file_once_for_its_checks(openai_emu, tmp_path, capsys, monkeypatch):
-    """The checks of a run (validation, statistics, prompts shared between train and test) read each file
-    once; the other read of each is the provider's conversion of train and the evaluation of test after
-    training (three of each before: the leakage check read both files again)."""
+@pytest.mark.parametrize("kept", [True, False], ids=["small-files-kept", "large-files-streamed"])
+def test_one_run_parses_each_data_file_once(kept, openai_emu, tmp_path, capsys, monkeypatch):
+    """The checks of a run (validation, statistics, prompts shared between train and test) parse each file
+    once, and keep a small file's records for the provider's conversion of train and the evaluation of test
+    after training (three parses of each before). A file too large to hold is read a second time instead."""
+    if not kept:
+        monkeypatch.setattr(clean_files, "KEEP_BYTES", 100)
     rows = reversal_rows(60, seed=6)
     train = write_jsonl(tmp_path / "train.jsonl", rows[:45])
     test = write_jsonl(tmp_path / "test.jsonl", rows[45:])
@@ -179,7 +183,56 @@ def test_one_run_reads_each_data_file_once_for_its_checks(openai_emu, tmp_path, 
     opened = _count_opens(monkeypatch, train, test)
     code, output = cli("run", str(job), capsys=capsys)
     assert code == 0 and "held-out evaluation" in output, output
-    assert opened == {train.resolve(): 2, test.resolve(): 2}
+    reads = 1 if kept else 2
+    assert opened == {train.resolve(): reads, test.resolve(): reads}
+
+
+def _varied_chats(n: int) -> list[dict]:
+    """Chats with what a conversion might be tempted to edit in place: system turns, weights, names, content
+    parts, tool calls and their answers."""
+    rows: list[dict] = []
+    for i, row in enumerate(reversal_rows(n, seed=9)):
+        user, answer = row["messages"]
+        kind = i % 4
+        if kind == 1:
+            row = {"messages": [{"role": "system", "content": "Be brief."}, user, {**answer, "weight": 1}]}
+        elif kind == 2:
+            parts = [{"type": "text", "text": user["content"]}]
+            row = {"messages": [{"role": "user", "content": parts, "name": "ann"}, answer, user, answer]}
+        elif kind == 3:
+            call = {
+                "id": f"c{i}",
+                "type": "function",
+                "function": {"name": "rev", "arguments": json.dumps({"s": user["content"]})},
+            }
+            row = {
+                "messages": [
+                    user,
+                    {"role": "assistant", "content": None, "tool_calls": [call]},
+                    {"role": "tool", "tool_call_id": f"c{i}", "content": "ok"},
+                    answer,
+                ]
+            }
+        rows.append(row)
+    return rows
+
+
+def test_no_provider_changes_the_records_it_is_given(tmp_path, capsys):
+    """Every provider's conversion of a quote takes the records the validation kept (one list for all of them,
+    and for the evaluation after): none may change one, or the next pass would read what it changed."""
+    train = write_jsonl(tmp_path / "train.jsonl", _varied_chats(40))
+    job = job_yaml(
+        tmp_path / "job.yaml",
+        name="shared",
+        base_model="meta-llama/Llama-3.1-8B-Instruct",
+        data={"train": str(train)},
+    )
+    code, output = cli("quote", str(job), "--providers", "all", "--json", capsys=capsys)
+    assert code in (0, 2), output
+    key = clean_files.file_key(train)
+    kept = clean_files.kept_records(key) if key else None
+    assert kept is not None, "the validation kept the small file's records"
+    assert kept == [(n, json.loads(line)) for n, line in enumerate(train.read_text().splitlines(), 1)]
 
 
 def test_one_run_with_validation_split_reads_the_training_file_at_most_twice(

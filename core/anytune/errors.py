@@ -83,11 +83,13 @@ class BackendError(AnytuneError):
         retryable: bool = False,
         provider_message: str | None = None,
         status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.retryable = retryable
         self.provider_message = provider_message
         self.status = status
+        self.retry_after = retry_after  # seconds the provider asked to wait, where it asked
 
     @property
     def credentials(self) -> bool:

@@ -123,8 +123,26 @@ def _with_retries(
                         return existing
                 return call()
     except Exception as exc:
-        raise failure_of(exc).error from exc
+        raise _final_error(failure_of(exc), policy) from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _final_error(failure: Failure, policy: RetryPolicy) -> BackendError:
+    """The error a retry loop ends with. A provider that asked for a longer wait than anytune's limit was
+    not retried: its error says so (the backend's hint, "anytune retried with back-off", would not be true),
+    and carries the wait for whoever may try again later (a worker, `anytune jobs resume`)."""
+    error = failure.error
+    if not failure.retryable or failure.delay is None or failure.delay <= policy.max_retry_after:
+        return error
+    return BackendError(
+        f"{error.message} (it asked to wait {failure.delay:.0f} s before trying again, longer than anytune "
+        f"waits in one call, {policy.max_retry_after:.0f} s: not retried)",
+        hint=f"try again in {failure.delay:.0f} s",
+        retryable=True,
+        provider_message=error.provider_message,
+        status=error.status,
+        retry_after=failure.delay,
+    )
 
 
 def create_once(

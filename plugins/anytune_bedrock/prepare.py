@@ -65,7 +65,9 @@ def _turns(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, s
         elif role in ("user", "assistant"):
             if not text.strip():  # an image, tool calls: nothing Bedrock's text models train on
                 said = "the answer" if role == "assistant" else "a user message"
-                raise ConversionError(f"{said} has no text (only images or tool calls); Bedrock trains on text")
+                raise ConversionError(
+                    f"{said} has no text (only images or tool calls); Bedrock trains on text"
+                )
             turns.append({"role": str(role), "text": text})
         else:
             raise ConversionError(f"role {str(role)[:20]!r}: Bedrock takes system, user and assistant")

@@ -22,6 +22,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -89,6 +90,7 @@ class Job:
     logs: list[tuple[str, str]] = field(default_factory=list)
     workdir: str | None = None
     space: str | None = None  # an AutoTrain project: its Space id
+    retry: int = 0  # runs after the first (the spec's `attempts` allows attempts - 1)
 
     @property
     def status(self) -> str:  # the conformance convention: `status` is the provider's status
@@ -138,6 +140,8 @@ class HubEmulator(EmulatorBase):
             r("/api/jobs/{ns}", self.jobs_route, methods=["GET", "POST"]),
             r("/api/jobs/{ns}/{job_id}", self.get_job),
             r("/api/jobs/{ns}/{job_id}/cancel", self.cancel_job, methods=["POST"]),
+            r("/api/jobs/{ns}/{job_id}/duplicate", self.duplicate_job, methods=["POST"]),
+            r("/api/jobs/{ns}/{job_id}/labels", self.job_labels, methods=["PUT"]),
             r("/api/jobs/{ns}/{job_id}/logs", self.job_logs),
             r("/api/jobs/{ns}/{job_id}/metrics", self.job_metrics),
             r("/api/create_project", self.create_project, methods=["POST"]),
@@ -425,7 +429,7 @@ class HubEmulator(EmulatorBase):
             "owner": {"id": "6" * 24, "name": USER, "type": "user"},
             "initiator": {"type": "user", "id": "6" * 24, "name": USER},
             "network": None,
-            "retry": 0,
+            "retry": job.retry,
             "expose": {"ports": [], "portsPublic": []},
             "url": f"{base}/jobs/{USER}/{job.id}",
         }
@@ -459,10 +463,7 @@ class HubEmulator(EmulatorBase):
             self._user(request)
             if not body.get("command") or not (body.get("dockerImage") or body.get("spaceId")):
                 raise HubError(400, "a job needs a command and a dockerImage or spaceId")
-            flavors = {e.flavor or e.hardware for e in load_catalog().entries if e.provider == "hf"}
-            flavor = body.get("flavor", "cpu-basic")
-            if flavor not in flavors | {"cpu-basic"}:
-                raise HubError(400, f"Invalid flavor: {flavor}")
+            _check_job_spec(body)
             job = Job(id=uuid.uuid4().hex[:24], spec={**body, "endpoint": base}, created=self.clock.now())
             self.jobs[job.id] = job
             return self._json(200, self._job_json(job, base))
@@ -480,6 +481,38 @@ class HubEmulator(EmulatorBase):
             return self._json(200, self._job_json(job, base))
 
         return await self._call(get)
+
+    async def duplicate_job(self, request: Any) -> Any:
+        """`rerun_job`: a new job with the same spec (its retry and resource settings included)."""
+        base = str(request.base_url).rstrip("/")
+
+        def duplicate() -> Any:
+            self._user(request)
+            old = self._job(request.path_params["job_id"])
+            job = Job(id=uuid.uuid4().hex[:24], spec=dict(old.spec), created=self.clock.now())
+            self.jobs[job.id] = job
+            return self._json(200, self._job_json(job, base))
+
+        return await self._call(duplicate)
+
+    async def job_labels(self, request: Any) -> Any:
+        """`update_job_labels`: the user's labels replaced (keys and values of at most 100 characters,
+        letters, digits, `-` and `_`)."""
+        base = str(request.base_url).rstrip("/")
+        body = await self._raw_json(request)
+
+        def update() -> Any:
+            self._user(request)
+            job = self._job(request.path_params["job_id"])
+            labels = body.get("labels")
+            if not isinstance(labels, dict) or not all(
+                isinstance(x, str) and LABEL.fullmatch(x) for pair in labels.items() for x in pair
+            ):
+                raise HubError(400, "labels: keys and values of 1-100 letters, digits, '-' or '_'")
+            job.spec["labels"] = dict(labels)
+            return self._json(200, self._job_json(job, base))
+
+        return await self._call(update)
 
     async def cancel_job(self, request: Any) -> Any:
         def cancel() -> Any:
@@ -550,6 +583,13 @@ class HubEmulator(EmulatorBase):
             if job.reader is not None:
                 job.reader.join(timeout=10)
             code = job.process.returncode
+            if code != 0 and job.retry + 1 < int(job.spec.get("attempts") or 1):  # another attempt
+                job.retry += 1
+                job.logs.append(
+                    (now_iso(now), f"===== Job failed with exit code: {code}; retry {job.retry} =====")
+                )
+                self._start(job, now)
+                return
             job.stage = "COMPLETED" if code == 0 else "ERROR"
             job.message = None if code == 0 else f"Job failed with exit code: {code}"
             job.finished = now
@@ -699,3 +739,20 @@ class HubEmulator(EmulatorBase):
             return self._json(200, {"message": "Training stopped", "success": True})
 
         return await self._call(stop)
+
+
+LABEL = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+def _check_job_spec(body: dict[str, Any]) -> None:
+    """What the Hub refuses in a job's spec: no command or image, a flavor it does not rent (every one of
+    huggingface_hub's `JobHardware` is in the catalog), attempts that are not a count."""
+    if not body.get("command") or not (body.get("dockerImage") or body.get("spaceId")):
+        raise HubError(400, "a job needs a command and a dockerImage or spaceId")
+    flavors = {e.flavor or e.hardware for e in load_catalog().entries if e.provider == "hf"}
+    flavor = body.get("flavor", "cpu-basic")
+    if flavor not in flavors:
+        raise HubError(400, f"Invalid flavor: {flavor}")
+    attempts = body.get("attempts", 1)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10:
+        raise HubError(400, f"attempts: a whole number from 1 to 10, not {attempts!r}")

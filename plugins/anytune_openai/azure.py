@@ -37,6 +37,7 @@ from anytune.plugin import (
     Problem,
     ProviderRef,
     Quote,
+    SdkErrors,
     Snapshot,
     SubmitRequest,
     UsageError,
@@ -48,7 +49,7 @@ from anytune.plugin import (
 )
 from anytune_openai.backend import OPTIONS, POLL_AFTER, STATUS, OpenAIBackend
 from anytune_openai.catalog import Catalog, load_catalog
-from anytune_openai.errors import classify, sdk_call
+from anytune_openai.errors import azure_errors
 
 TIERS = ("standard", "globalstandard", "developer")
 DEFAULT_TIER = "standard"  # regional: the data stays in the resource's region
@@ -88,6 +89,7 @@ class AzureOpenAIBackend(OpenAIBackend):
         "WANDB_API_KEY",
     )
 
+    errors: ClassVar[SdkErrors] = azure_errors  # Azure's error codes (invalidPayload, quotaExceeded, ...)
     upload_limit: int = 512 * 1024 * 1024  # bigger files go through Blob Storage and Azure's file import
 
     def __init__(self, policy: Any = None) -> None:
@@ -111,7 +113,7 @@ class AzureOpenAIBackend(OpenAIBackend):
         def create() -> str:
             blob_url = _blob_url(container, prepared.name)
             _put_blob(blob_url, prepared.path)
-            made = sdk_call(
+            made = self.errors.call(
                 client.with_options(max_retries=0).post,
                 "/files/import",
                 body={"purpose": "fine-tune", "filename": prepared.name, "content_url": blob_url},
@@ -120,7 +122,10 @@ class AzureOpenAIBackend(OpenAIBackend):
             return str(made["id"])
 
         return upload_once(
-            self.name, prepared.sha256, find, lambda: create_once(create, find, classify, self.policy)
+            self.name,
+            prepared.sha256,
+            find,
+            lambda: create_once(create, find, self.errors.classify, self.policy),
         )
 
     def catalog(self) -> Catalog:

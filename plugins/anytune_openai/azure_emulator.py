@@ -6,8 +6,11 @@ other unified layers see it (LiteLLM PRs 22625, 24687):
   header (or `Authorization: Bearer` with a Microsoft Entra token);
 - a job's create must carry `trainingType` (standard, globalstandard, developer; LiteLLM sends 1): without
   it Azure answers the misleading "The specified base model does not support fine-tuning.";
-- statuses: `pending` where OpenAI says validating_files or queued; `organization_id` and an empty
-  `result_files` come back as null;
+- statuses: `pending` where OpenAI says validating_files or queued;
+- creates (`POST /openai/files`, `/openai/files/import`, `/openai/fine_tuning/jobs`) answer 201 with a
+  `Location` header, and errors carry the Microsoft REST guidelines' `error.code` (the authoring API's
+  `ErrorCode`: invalidPayload, notFound, unauthorized, quotaExceeded, ...) instead of OpenAI's `type` and
+  `param`; fields a job does not have yet are left out, not sent as null (Microsoft's examples);
 - a fine-tuned model is named `<base>.ft-<hex>` and answers only through a deployment:
   `/openai/deployments/{name}/chat/completions`. `deployments` maps names to models; with
   `auto_deploy=True` (as `anytune emulate azure-openai` runs) every base and fine-tuned model is deployed
@@ -31,6 +34,23 @@ TRAINING_TYPES = {
     "1": "standard",
 }
 AZURE_STATUS = {"validating_files": "pending", "queued": "pending"}
+# The authoring API's ErrorCode (azure-openai-openapi.yaml), and the one each HTTP status gets by default
+ERROR_CODES = frozenset(
+    {
+        "conflict", "invalidPayload", "forbidden", "notFound", "unexpectedEntityState",
+        "itemDoesAlreadyExist", "serviceUnavailable", "internalFailure", "quotaExceeded",
+        "jsonlValidationFailed", "fileImportFailed", "tooManyRequests", "unauthorized", "contentFilter",
+    }
+)  # fmt: skip
+CODE_OF_STATUS = {
+    400: "invalidPayload",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "notFound",
+    409: "conflict",
+    429: "tooManyRequests",
+    503: "serviceUnavailable",
+}
 
 
 ARM_DEPLOYMENT = (
@@ -74,10 +94,14 @@ class AzureOpenAIEmulator(OpenAIEmulator):
         from starlette.routing import Route
 
         return [
-            Route("/openai/files", self._versioned(self._files), methods=["GET", "POST"]),
+            Route("/openai/files", self._versioned(self._created(self._files)), methods=["GET", "POST"]),
             Route("/openai/files/{file_id}", self._versioned(self._file), methods=["GET", "DELETE"]),
             Route("/openai/files/{file_id}/content", self._versioned(self._file_content), methods=["GET"]),
-            Route("/openai/fine_tuning/jobs", self._versioned(self._jobs), methods=["GET", "POST"]),
+            Route(
+                "/openai/fine_tuning/jobs",
+                self._versioned(self._created(self._jobs)),
+                methods=["GET", "POST"],
+            ),
             Route("/openai/fine_tuning/jobs/{job_id}", self._versioned(self._job), methods=["GET"]),
             Route(
                 "/openai/fine_tuning/jobs/{job_id}/{action:str}",
@@ -96,7 +120,7 @@ class AzureOpenAIEmulator(OpenAIEmulator):
                 methods=["POST"],
             ),
             Route(ARM_DEPLOYMENT, self._versioned(self._arm_deployment), methods=["PUT", "GET", "DELETE"]),
-            Route("/openai/files/import", self._versioned(self._import), methods=["POST"]),
+            Route("/openai/files/import", self._versioned(self._created(self._import)), methods=["POST"]),
             Route("/_blob/{container}/{name}", self._blob, methods=["PUT"]),
             Route("/_emulator/state", self._state, methods=["GET"]),
         ]
@@ -185,6 +209,29 @@ class AzureOpenAIEmulator(OpenAIEmulator):
 
         return await self._with_body(request, run)
 
+    @staticmethod
+    def _created(handler: Any) -> Any:
+        """A create answers 201 with the new item's address in `Location` (OpenAI answers 200)."""
+
+        async def run(request: Any) -> Any:
+            import json
+
+            response = await handler(request)
+            if request.method != "POST" or response.status_code != 200:
+                return response
+            item = json.loads(response.body)
+            collection = (
+                "/openai/fine_tuning/jobs" if item.get("object") == "fine_tuning.job" else "/openai/files"
+            )
+            version = request.query_params.get("api-version")
+            response.status_code = 201
+            response.headers["location"] = (
+                f"{request.base_url}{collection[1:]}/{item['id']}?api-version={version}"
+            )
+            return response
+
+        return run
+
     def _versioned(self, handler: Any) -> Any:
         async def run(request: Any) -> Any:
             if not request.query_params.get("api-version"):
@@ -204,7 +251,20 @@ class AzureOpenAIEmulator(OpenAIEmulator):
     # --------------------------------------------------------------------------------- Azure's bodies
 
     def _json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> Any:  # type: ignore[override]
+        if status >= 400 and isinstance(body, dict) and isinstance(body.get("error"), dict):
+            error = body["error"]
+            body = self._error_body(status, str(error.get("message")), error.get("code"), error.get("param"))
         return OpenAIEmulator._json(status, _azure_view(body), headers)
+
+    def _error_body(self, status: int, message: str, code: str | None, target: str | None = None) -> Any:
+        """Azure's error shape: `code` from its enumeration (a code of another Azure API, PascalCase, such
+        as the deployments' DeploymentNotFound, is kept; OpenAI's own codes are not Azure's)."""
+        if not (code and (code in ERROR_CODES or code[:1].isupper() or code.isdigit())):
+            code = CODE_OF_STATUS.get(status, "internalFailure" if status >= 500 else "invalidPayload")
+        error: dict[str, Any] = {"code": code, "message": message}
+        if target:
+            error["target"] = target
+        return {"error": error}
 
     def _create(self, body: dict[str, Any]) -> EmulatedJob:
         tier = TRAINING_TYPES.get(str(body.get("trainingType", "")).lower())
@@ -246,14 +306,11 @@ class AzureOpenAIEmulator(OpenAIEmulator):
 
 
 def _azure_view(body: Any) -> Any:
-    """OpenAI's job objects as Azure returns them (pending, nulls)."""
+    """OpenAI's job objects as Azure returns them: `pending`, and no field it has no value for (Microsoft's
+    examples leave them out; its schema has no nullable field)."""
     if isinstance(body, dict) and body.get("object") == "fine_tuning.job":
-        return {
-            **body,
-            "status": AZURE_STATUS.get(body.get("status", ""), body.get("status")),
-            "organization_id": None,
-            "result_files": body.get("result_files") or None,
-        }
+        job = {k: v for k, v in body.items() if v is not None and v != [] and k != "organization_id"}
+        return {**job, "status": AZURE_STATUS.get(body.get("status", ""), body.get("status"))}
     if isinstance(body, dict) and isinstance(body.get("data"), list):
         return {**body, "data": [_azure_view(item) for item in body["data"]]}
     return body

@@ -28,6 +28,7 @@ from anytune.plugin import (
     ProviderRef,
     Quote,
     RetryPolicy,
+    SdkErrors,
     Snapshot,
     SubmitRequest,
     UsageError,
@@ -40,7 +41,7 @@ from anytune.plugin import (
     upload_once,
 )
 from anytune_openai.catalog import Catalog, OpenAIModel, load_catalog
-from anytune_openai.errors import classify, sdk_call, sdk_iter, sdk_list
+from anytune_openai.errors import openai_errors
 from anytune_openai.prepare import MAX_FILE_BYTES, prepare
 
 STATUS: dict[str, JobStatus] = {
@@ -73,6 +74,7 @@ class OpenAIBackend(Backend):
     pacing: ClassVar[dict[str, float]] = POLL_AFTER
     options_known: ClassVar[frozenset[str]] = OPTIONS
     secrets: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY", "WANDB_API_KEY")
+    errors: ClassVar[SdkErrors] = openai_errors  # the SDK's exceptions in this service's words
 
     def __init__(self, policy: RetryPolicy | None = None) -> None:
         self.policy = policy or RetryPolicy()
@@ -259,11 +261,10 @@ class OpenAIBackend(Backend):
         reference as `price_tier` so that the actual cost uses the same price."""
         return None
 
-    @staticmethod
-    def _find_file(client: Any, name: str) -> str | None:
+    def _find_file(self, client: Any, name: str) -> str | None:
         """An earlier upload of this content (files are named by their content), unless the service
         refused it."""
-        for f in sdk_iter(client.files.list, purpose="fine-tune"):
+        for f in self.errors.iter(client.files.list, purpose="fine-tune"):
             if f.filename == name and getattr(f, "status", "processed") != "error":
                 return str(f.id)
         return None
@@ -282,7 +283,10 @@ class OpenAIBackend(Backend):
             return str(made.id)
 
         return upload_once(
-            self.name, prepared.sha256, find, lambda: create_once(create, find, classify, self.policy)
+            self.name,
+            prepared.sha256,
+            find,
+            lambda: create_once(create, find, self.errors.classify, self.policy),
         )
 
     def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
@@ -341,7 +345,7 @@ class OpenAIBackend(Backend):
         job = create_once(
             lambda: creator.fine_tuning.jobs.create(**body),
             lambda: self._find_job(client, request.job_id),
-            classify,
+            self.errors.classify,
             self.policy,
         )
         return ProviderRef(
@@ -356,15 +360,15 @@ class OpenAIBackend(Backend):
         )
 
     def _find_job(self, client: Any, job_id: str) -> Any | None:
-        page = sdk_call(client.fine_tuning.jobs.list, metadata={JOB_TAG: job_id}, limit=10)
+        page = self.errors.call(client.fine_tuning.jobs.list, metadata={JOB_TAG: job_id}, limit=10)
         return next((j for j in page.data if (j.metadata or {}).get(JOB_TAG) == job_id), None)
 
     def poll(self, ref: ProviderRef, cursor: str | None = None) -> Snapshot:
         client = self._client()
-        job = sdk_call(client.fine_tuning.jobs.retrieve, ref.id)
+        job = self.errors.call(client.fine_tuning.jobs.retrieve, ref.id)
         new: list[Any] = []
         # Events come newest first, a page at a time: read back to the last one already recorded.
-        for ev in sdk_iter(client.fine_tuning.jobs.list_events, ref.id, limit=100):
+        for ev in self.errors.iter(client.fine_tuning.jobs.list_events, ref.id, limit=100):
             if ev.id == cursor:
                 break
             new.append(ev)
@@ -412,22 +416,22 @@ class OpenAIBackend(Backend):
         )
 
     def cancel(self, ref: ProviderRef) -> None:
-        sdk_call(self._client().fine_tuning.jobs.cancel, ref.id)
+        self.errors.call(self._client().fine_tuning.jobs.cancel, ref.id)
 
     def pause(self, ref: ProviderRef) -> None:
-        sdk_call(self._client().fine_tuning.jobs.pause, ref.id)
+        self.errors.call(self._client().fine_tuning.jobs.pause, ref.id)
 
     def resume(self, ref: ProviderRef) -> None:
-        sdk_call(self._client().fine_tuning.jobs.resume, ref.id)
+        self.errors.call(self._client().fine_tuning.jobs.resume, ref.id)
 
     def result(self, ref: ProviderRef) -> ModelArtifact:
         client = self._client()
-        job = sdk_call(client.fine_tuning.jobs.retrieve, ref.id)
+        job = self.errors.call(client.fine_tuning.jobs.retrieve, ref.id)
         if not job.fine_tuned_model:
             raise BackendError(f"{self.label} job {ref.id} has no fine-tuned model (status {job.status})")
         checkpoints = [
             {"step": c.step_number, "model": c.fine_tuned_model_checkpoint, "metrics": c.metrics.model_dump()}
-            for c in sdk_list(client.fine_tuning.jobs.checkpoints.list, ref.id, limit=100)
+            for c in self.errors.list(client.fine_tuning.jobs.checkpoints.list, ref.id, limit=100)
         ]
         model = self.catalog().resolve(job.model)
         retires = model.serves_until() if model else None  # the fine-tune stops working then
@@ -438,7 +442,7 @@ class OpenAIBackend(Backend):
             base_model=job.model,
             metadata={
                 "trained_tokens": job.trained_tokens,
-                "result_files": list(job.result_files or []),
+                "result_files": list(getattr(job, "result_files", None) or []),  # Azure leaves it out
                 "checkpoints": sorted(checkpoints, key=lambda c: c["step"]),
                 "hyperparameters": job.method.model_dump().get(job.method.type, {}).get("hyperparameters")
                 if job.method
@@ -459,7 +463,7 @@ class OpenAIBackend(Backend):
         name = self._served_model(model)
         outputs = []
         for messages in prompts:
-            answer = sdk_call(
+            answer = self.errors.call(
                 client.chat.completions.create,
                 model=name,
                 messages=messages,

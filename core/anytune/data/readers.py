@@ -189,9 +189,34 @@ def _not_text(head: bytes) -> str | None:
     for magic, name in _COMPRESSED:
         if magic.match(head):
             return f"a {name}-compressed file, not text: decompress it first"
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "UTF-16 text (it starts with a UTF-16 byte-order mark); anytune reads UTF-8: save it as UTF-8"
+    wide = _wide_encoding(head)
+    if wide is not None:
+        return (
+            f"{wide}; anytune reads UTF-8: save it as UTF-8 (e.g. `iconv -f {wide.split()[0]} -t UTF-8 FILE`)"
+        )
     return None
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """UTF-16 or UTF-32 (with its byte order) where `head` shows one: its byte-order mark, or the zero bytes
+    that text in the ASCII range has in it (a JSON line starts with `{`, `[` or a space)."""
+    for bom, name in (
+        (b"\xff\xfe\x00\x00", "UTF-32LE text (it starts with a UTF-32 byte-order mark)"),
+        (b"\x00\x00\xfe\xff", "UTF-32BE text (it starts with a UTF-32 byte-order mark)"),
+        (b"\xff\xfe", "UTF-16LE text (it starts with a UTF-16 byte-order mark)"),
+        (b"\xfe\xff", "UTF-16BE text (it starts with a UTF-16 byte-order mark)"),
+    ):
+        if head.startswith(bom):
+            return name
+    if len(head) < 8 or head.count(0) < len(head) // 3:
+        return None
+    zeros = tuple(i for i in range(4) if head[i] == 0)
+    return {
+        (1, 2, 3): "UTF-32LE text (no byte-order mark)",
+        (0, 1, 2): "UTF-32BE text (no byte-order mark)",
+        (1, 3): "UTF-16LE text (no byte-order mark)",
+        (0, 2): "UTF-16BE text (no byte-order mark)",
+    }.get(zeros)
 
 
 def _one_document(fh: Any) -> str | None:
@@ -201,7 +226,7 @@ def _one_document(fh: Any) -> str | None:
     not look like that."""
     line = fh.readline(4096)  # an opening line is short, and other lines follow it
     first = line.removeprefix(b"\xef\xbb\xbf").strip()
-    if first[:1] not in (b"[", b"{") or not line.endswith(b"\n"):
+    if first[:1] not in (b"[", b"{") or not line.endswith(b"\n") or not _opens(first):
         return None
     second = fh.readline(4096)  # inside a document, no value either (a record of JSON Lines is one)
     if not second.endswith(b"\n") or parse_line(second.strip())[1] is None:
@@ -218,6 +243,27 @@ def _one_document(fh: Any) -> str | None:
             "record per line, e.g. `jq -c '.[]' FILE > FILE.jsonl`"
         )
     return "JSON written over several lines (pretty-printed), not JSON Lines: write each record on one line"
+
+
+def _opens(line: bytes) -> bool:
+    """Whether `line` leaves a bracket open (strings skipped): the first line of a document written over many
+    lines does; a broken record on one line (`{bad}`) closes what it opens."""
+    depth, in_string, escaped = 0, False, False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return depth > 0
 
 
 def _read_jsonl(path: Path) -> Iterator[RawRecord]:

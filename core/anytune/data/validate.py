@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from anytune.data.clean_files import file_key, keepable, kept_records, known_clean, remember_clean
 from anytune.data.fingerprint import Fingerprinter
 from anytune.data.formats import OPTIONAL_KEYS, REQUIRED_KEYS, DataFormat, detect_record
 from anytune.data.readers import RawRecord, file_kind, parse_line, position_word, read_records
@@ -33,7 +32,14 @@ _MESSAGE_KEYS = frozenset(
     {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call", "refusal"}
 )
 _DETECT_WINDOW = 64  # records read ahead to decide a file's format
-MAX_MESSAGE = 300  # characters of one issue's message
+MAX_MESSAGE = 300  # characters of one issue's message (and of its hint)
+MAX_FIELD = 100  # characters of the field it names (a key of the user's can be megabytes long)
+
+
+def _cut(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 40, 20)]}... ({len(text):,} characters in all)"
 
 
 # what a pass that validates a file can hand each valid record to (its line, the record, the file's format,
@@ -341,6 +347,16 @@ def check_record(record: Any, fmt: DataFormat) -> list[Problem]:
     return c.problems
 
 
+def _array_hint(value: Any) -> str | None:
+    """A line that is an array of records: JSON Lines wants one record per line."""
+    if isinstance(value, list) and value and all(isinstance(x, dict) for x in value[:10]):
+        return (
+            f"this line is one JSON array of {len(value)} records: write one record per line, e.g. "
+            "`jq -c '.[]' FILE > FILE.jsonl`"
+        )
+    return None
+
+
 def _unknown_format_message(record: dict[str, Any]) -> str:
     keys = ", ".join(sorted(record)) or "none"
     return (
@@ -405,8 +421,9 @@ class RecordValidator:
     def _issue(
         self, line: int | None, field: str | None, message: str, hint: str | None, severity: str
     ) -> None:
-        if len(message) > MAX_MESSAGE:  # a message quotes the bad value: never the whole of a huge one
-            message = f"{message[: MAX_MESSAGE - 60]}... ({len(message):,} characters in all)"
+        # a message quotes the bad value, a field or hint may name a bad key: never the whole of a huge one
+        message, hint = _cut(message, MAX_MESSAGE), _cut(hint, MAX_MESSAGE)
+        field = _cut(field, MAX_FIELD)
         issue = Issue(str(self.path), line, field, message, hint, severity, self.unit)  # type: ignore[arg-type]
         if severity == "error":
             self.report.errors += 1
@@ -426,7 +443,7 @@ class RecordValidator:
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
         reread = not self.collect_stats and self.on_issue is None and self.on_valid is None
-        known = _known_clean(self.path, self.format) if reread else None
+        known = known_clean(self.path, self.format) if reread else None
         if known is not None:
             yield from self._reread(known)
             return
@@ -448,6 +465,7 @@ class RecordValidator:
             yield from head
             yield from records
 
+        kept: list[tuple[int, Any]] | None = [] if self.collect_stats and keepable(self.path) else None
         for raw in all_records():
             if raw.warning:
                 self._issue(raw.line, None, raw.warning, None, "warning")
@@ -463,7 +481,7 @@ class RecordValidator:
                     _unknown_format_message(raw.value)
                     if isinstance(raw.value, dict)
                     else f"must be a JSON object, not {_kind(raw.value)}",
-                    _key_hint(raw.value, None) if isinstance(raw.value, dict) else None,
+                    _key_hint(raw.value, None) if isinstance(raw.value, dict) else _array_hint(raw.value),
                     "error",
                 )
                 continue
@@ -481,6 +499,8 @@ class RecordValidator:
                 self._stats.add(raw.line, raw.value, canonical)
             if self.on_valid is not None:
                 self.on_valid(raw.line, raw.value, self.format, canonical)
+            if kept is not None:
+                kept.append((raw.line, raw.value))
             yield raw.line, raw.value
         if self.report.records == 0:
             self._issue(None, None, "contains no records", _ONE_RECORD[self.kind], "error")
@@ -489,7 +509,7 @@ class RecordValidator:
         if self.format is not None and self.report.valid:
             self.report.fingerprint = self._fingerprint.hexdigest(self.format.value)
         if self.collect_stats and self.report.errors == 0 and self.report.format is not None:
-            remember_clean(self.path, self.report)
+            remember_clean(self.path, self.report, kept)
 
     def _reread(self, known: ValidationReport) -> Iterator[tuple[int, dict[str, Any]]]:
         """Another pass over a JSONL file this process has validated clean, unchanged since: every line
@@ -497,48 +517,17 @@ class RecordValidator:
         quote across providers). The report is the one that pass made."""
         self.format = known.format
         self.report = known.model_copy(update={"stats": None})
-        key = _file_key(self.path) or (str(self.path), id(self))  # (changed meanwhile: shared with none)
+        key = file_key(self.path) or (str(self.path), id(self))  # (changed meanwhile: shared with none)
+        kept = kept_records(key)
+        if kept is not None:  # a small file's records, kept from the validation's own parse
+            yield from kept
+            return
         # passes over it at the same time (a quote's providers, on threads) share one parse
         yield from read_clean(self.path, key, _value_of)
 
 
-# JSONL files validated clean in this process, while unchanged: (path, size, mtime, inode) -> the report
-_CLEAN: dict[tuple[Any, ...], ValidationReport] = {}
-_CLEAN_LOCK = threading.Lock()
-_CLEAN_MAX = 64
-
-
 def _value_of(line: bytes) -> Any:
     return parse_line(line)[0]  # no line is over the limit and each holds a record: the validation checked
-
-
-def _file_key(path: Path) -> tuple[Any, ...] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-def remember_clean(path: Path, report: ValidationReport) -> None:
-    """`path` holds only valid records, as `report` says (this process validated it, or one quoting the same
-    job did): while it is unchanged, a pass that needs no checks or stats only parses it."""
-    if file_kind(path) != "jsonl" or report.issues_truncated:
-        return
-    key = _file_key(path)
-    if key is not None:
-        with _CLEAN_LOCK:
-            if len(_CLEAN) >= _CLEAN_MAX:
-                _CLEAN.pop(next(iter(_CLEAN)))
-            _CLEAN[key] = report.model_copy(update={"stats": None})
-
-
-def _known_clean(path: Path, format: DataFormat | None) -> ValidationReport | None:
-    key = _file_key(path)
-    known = _CLEAN.get(key) if key is not None else None
-    if known is None or (format is not None and known.format is not format):
-        return None
-    return known
 
 
 def validate_file(

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from anytune.data.clean_files import remember_clean
 from anytune.data.split import LeakageKeys, LeakageReport, SplitPlan, leakage, plan_split, write_split
-from anytune.data.validate import ValidationReport, remember_clean, require_valid, validate_file
+from anytune.data.validate import ValidationReport, require_valid, validate_file
 from anytune.errors import AnytuneError
 from anytune.hookspecs import Capabilities, DataBundle, DatasetRef
 from anytune.pipeline.bounded import Bounded

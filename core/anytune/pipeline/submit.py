@@ -41,6 +41,8 @@ def submit(p: Pipeline, job: Job, backend: Backend, request: SubmitRequest) -> J
             if isinstance(exc, AnytuneError)
             else BackendError(f"{job.provider} failed to start the job: {type(exc).__name__}: {exc}")
         )
+        if isinstance(error, BackendError) and error.retryable:
+            raise _not_yet(p, job, error) from exc
         p.registry.update_job(job.id, status=JobStatus.FAILED, error=error.message)
         p.note(
             job.id, [Event(kind=EventKind.STATUS, level="error", message=f"submit failed: {error.message}")]
@@ -61,6 +63,32 @@ def submit(p: Pipeline, job: Job, backend: Backend, request: SubmitRequest) -> J
         if not exc.retryable:
             raise
         return p.registry.get_job(job.id)  # submitted; the follow will ride out the outage
+
+
+def _not_yet(p: Pipeline, job: Job, error: BackendError) -> BackendError:
+    """A submit the provider put off (rate limited, an outage that outlasted the retries): the job stays
+    `pending`, resumable, instead of failing; a resume asks the provider first for a job it may have made."""
+    when = f" in {error.retry_after:.0f} s" if error.retry_after else " later"
+    p.note(
+        job.id,
+        [
+            Event(
+                kind=EventKind.STATUS,
+                level="warning",
+                message=f"not submitted yet: {error.message}; the job stays pending, to resume{when}",
+            )
+        ],
+    )
+    told = f"{error.hint}; " if error.hint and error.retry_after is None else ""
+    return BackendError(
+        f"{job.provider} did not take job {job.id} yet: {error.message}",
+        hint=f"{told}the job is recorded and nothing was paid for: `anytune jobs resume {job.id}`{when} "
+        "submits it (a server's worker tries again by itself)",
+        retryable=True,
+        provider_message=error.provider_message,
+        status=error.status,
+        retry_after=error.retry_after,
+    )
 
 
 def resubmit(p: Pipeline, job: Job) -> Job:

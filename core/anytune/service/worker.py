@@ -140,7 +140,8 @@ class Worker:
             except Exception as exc:  # one job's trouble never stops the others
                 report.errors[job_id] = str(exc)
                 log.warning("worker %s: job %s: %s", self.name, job_id, exc)
-                self.leases.release(job_id, self.name, delay=self._backoff(job_id), ok=False)
+                wait = getattr(exc, "retry_after", None) or 0.0  # a provider's own "not before"
+                self.leases.release(job_id, self.name, delay=max(self._backoff(job_id), wait), ok=False)
         try:
             report.delivered = self.webhooks.tick()
         except Exception as exc:  # a webhook's trouble never stops the jobs

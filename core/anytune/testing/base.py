@@ -90,11 +90,16 @@ class EmulatorBase:
             Starlette(routes=routes),
             faults=self.faults,
             recorder=self.recorder,
-            error_body=lambda status, message, code: error_body(status, message, code),
+            error_body=lambda status, message, code: self._error_body(status, message, code),
             authorize=self._authorized,
             extra_headers=extra_headers,
             api_prefix=api_prefix,
         )
+
+    def _error_body(self, status: int, message: str, code: str | None) -> Any:
+        """The body of an error the emulator's middleware answers (a refused key, an injected fault): OpenAI's
+        shape unless the provider has its own."""
+        return error_body(status, message, code)
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         auth = headers.get("authorization", "")

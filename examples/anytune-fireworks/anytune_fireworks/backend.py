@@ -83,6 +83,46 @@ def job_name(job_id: str) -> str:
     return "anytune-" + hashlib.sha1(job_id.encode()).hexdigest()[:16]
 
 
+def _retired_fields(spec: JobSpec) -> list[Problem]:
+    """What the job asks that Fireworks' API (v5.10) no longer takes, and is therefore not sent: the
+    gradient accumulation (Training V2 refuses the field; folded into the batch where there is one), a
+    region (gone from the job's schema) and early stopping (deprecated: managed training does not stop
+    early)."""
+    hp, options = spec.hyperparameters, spec.options_for("fireworks")
+    problems = []
+    if hp.gradient_accumulation_steps is not None:
+        folded = (
+            f"sent as batchSizeSamples = batch_size x {hp.gradient_accumulation_steps}"
+            if hp.batch_size is not None
+            else "ignored: set batch_size, and the samples per step are batch_size x this"
+        )
+        problems.append(
+            Problem(
+                "warning",
+                "hyperparameters.gradient_accumulation_steps",
+                f"Fireworks' Training V2 batches by samples and refuses gradient accumulation; {folded}",
+            )
+        )
+    if options.get("region"):
+        problems.append(
+            Problem(
+                "warning",
+                "provider_options.fireworks.region",
+                "Fireworks' API no longer takes a region for a fine-tuning job (v5.10): ignored",
+            )
+        )
+    if options.get("early_stop") or hp.early_stopping is not None:
+        field = "provider_options.fireworks.early_stop" if options.get("early_stop") else "hyperparameters"
+        problems.append(
+            Problem(
+                "warning",
+                field,
+                "Fireworks' managed training does not stop early (earlyStop is deprecated): ignored",
+            )
+        )
+    return problems
+
+
 def _rank_ok(r: int, top: int) -> bool:
     return 4 <= r <= top and r & (r - 1) == 0
 
@@ -216,6 +256,7 @@ class FireworksBackend(Backend):
                     f"outside Fireworks' suggested {low:g} to {high:g}",
                 )
             )
+        problems += _retired_fields(spec)
         if hp.max_seq_length and model.context and hp.max_seq_length > model.context:
             error("hyperparameters.max_seq_length", f"{model.id} takes at most {model.context:,} tokens")
         if not os.environ.get("FIREWORKS_API_KEY"):
@@ -343,17 +384,15 @@ class FireworksBackend(Backend):
             config["baseModel"] = load_catalog().resolve(spec.model_for(self.name))
         for ours, theirs in (
             ("learning_rate", "learningRate"),
-            ("batch_size", "batchSizeSamples"),
             ("max_seq_length", "maxContextLength"),
-            ("gradient_accumulation_steps", "gradientAccumulationSteps"),
             ("warmup_steps", "learningRateWarmupSteps"),
             ("weight_decay", "optimizerWeightDecay"),
         ):
             value = getattr(hp, ours)
             if value is not None:
                 config[theirs] = value
-        if options.get("region"):
-            config["region"] = options["region"]
+        if hp.batch_size is not None:  # Training V2 batches by samples: accumulation folds into the batch
+            config["batchSizeSamples"] = hp.batch_size * (hp.gradient_accumulation_steps or 1)
         body: dict[str, Any] = {"dataset": train, "displayName": spec.name[:60]}
         if kind == "dpo":
             body["trainingConfig"] = config
@@ -363,8 +402,6 @@ class FireworksBackend(Backend):
             body.update(config)
             if evaluation:
                 body["evaluationDataset"] = evaluation
-            if options.get("early_stop") or hp.early_stopping is not None:
-                body["earlyStop"] = True
         return body
 
     # ------------------------------------------------------------------------------------ follow a job

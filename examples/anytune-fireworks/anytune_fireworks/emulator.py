@@ -2,9 +2,12 @@
 fireworks`), written from Fireworks' public API reference (docs.fireworks.ai/api-reference, and the shapes
 of its generated Python SDK):
 
-- datasets: create (`datasetId`, `dataset.userUploaded`), `:upload` (multipart, one JSONL file, each line
-  checked: roles, a system message only first, an assistant answer; DPO's preference layout), get, delete;
-  states UPLOADING -> READY;
+- datasets: create (`datasetId`, `dataset.userUploaded`, `format` kept and echoed), `:upload` (multipart,
+  one JSONL file, each line checked: roles, a system message only first, an assistant answer; DPO's
+  preference layout; answers the uploaded file's object, FileUploadResponse), get, delete; states
+  UPLOADING -> READY;
+- a job's create refuses a field the v5.10 job schema does not have (`region`) as the gateway does, and
+  `gradientAccumulationSteps` (Training V2 refuses it when set);
 - supervised fine-tuning jobs and DPO jobs: create with a caller-chosen id (`?supervisedFineTuningJobId=`,
   `?dpoJobId=`; the same id again is 409 ALREADY_EXISTS), get, list (pageSize, pageToken), delete,
   `:cancel`; states CREATING -> VALIDATING -> PENDING -> RUNNING -> WRITING_RESULTS -> COMPLETED (or
@@ -30,6 +33,21 @@ from typing import Any, ClassVar
 from anytune.plugin import JobStatus
 from anytune.testing import ApiError, Clock, EmulatorBase, base_answer, nearest_answer
 
+# gatewaySupervisedFineTuningJob's fields (Gateway REST API v5.10; DPO's trainingConfig takes the training
+# ones). `region` is gone from it; gradientAccumulationSteps, batchSize and earlyStop are deprecated.
+SFT_FIELDS = frozenset(
+    {
+        "name", "displayName", "createTime", "completedTime", "dataset", "awsS3Config",
+        "azureBlobStorageConfig", "state", "status", "createdBy", "outputModel", "baseModel", "warmStartFrom",
+        "jinjaTemplate", "earlyStop", "epochs", "learningRate", "maxContextLength", "loraRank", "wandbConfig",
+        "evaluationDataset", "isTurbo", "evalAutoCarveout", "updateTime", "nodes", "batchSize", "mtpEnabled",
+        "mtpNumDraftTokens", "mtpFreezeBaseModel", "jobProgress", "metricsFileSignedUrl",
+        "trainerLogsSignedUrl", "renderSamplesSignedUrl", "gradientAccumulationSteps",
+        "learningRateWarmupSteps", "lrScheduler", "batchSizeSamples", "estimatedCost",
+        "optimizerWeightDecay", "purpose", "encryptionState",
+    }
+)  # fmt: skip
+DATASET_FORMATS = frozenset({"FORMAT_UNSPECIFIED", "CHAT", "COMPLETION", "RL"})
 GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13, 503: 14}
 TUNABLE = {
     "accounts/fireworks/models/llama-v3p1-8b-instruct",
@@ -60,6 +78,8 @@ class Dataset:
     display_name: str = ""
     state: str = "UPLOADING"
     records: list[dict[str, Any]] = field(default_factory=list)
+    format: str = "FORMAT_UNSPECIFIED"
+    uploaded: tuple[str, int, float] | None = None  # (filename, bytes, when) of the file sent to :upload
 
     def obj(self) -> dict[str, Any]:
         return {
@@ -69,7 +89,20 @@ class Dataset:
             "state": self.state,
             "exampleCount": str(len(self.records)),
             "userUploaded": {},
+            "format": self.format,
             "status": {"code": "OK", "message": ""},
+        }
+
+    def upload_obj(self) -> dict[str, Any]:
+        """The documented answer of `:upload` (FileUploadResponse): the uploaded file."""
+        filename, size, when = self.uploaded or ("", 0, self.created)
+        return {
+            "id": self.name.rsplit("/", 1)[-1],
+            "object": "file",
+            "bytes": size,
+            "created_at": int(when),
+            "filename": filename,
+            "purpose": "fine-tune",
         }
 
 
@@ -215,7 +248,10 @@ class FireworksEmulator(EmulatorBase):
             name = f"accounts/{account}/datasets/{dataset_id}"
             if name in self.datasets:
                 raise FireworksError(409, f"dataset {name} already exists")
-            dataset = Dataset(name, self.clock.now(), str(body["dataset"].get("displayName", "")))
+            fmt = str(body["dataset"].get("format") or "FORMAT_UNSPECIFIED")
+            if fmt not in DATASET_FORMATS:
+                raise FireworksError(400, f'invalid value for enum field format: "{fmt}"')
+            dataset = Dataset(name, self.clock.now(), str(body["dataset"].get("displayName", "")), format=fmt)
             self.datasets[name] = dataset
             return self._json(200, dataset.obj())
 
@@ -226,6 +262,7 @@ class FireworksEmulator(EmulatorBase):
         form = await request.form()
         upload = form.get("file")
         content = await upload.read() if upload is not None and hasattr(upload, "read") else b""
+        filename = str(getattr(upload, "filename", "") or "")
 
         def run() -> Any:
             dataset = self._found(self.datasets, name, "dataset")
@@ -246,7 +283,8 @@ class FireworksEmulator(EmulatorBase):
             if len(records) < 3:
                 raise FireworksError(400, f"a dataset needs at least 3 examples, got {len(records)}")
             dataset.records, dataset.state = records, "READY"
-            return self._json(200, {"filenameToSignedUrls": {}})
+            dataset.uploaded = (filename, len(content), self.clock.now())
+            return self._json(200, dataset.upload_obj())
 
         return self._handle(run)
 
@@ -299,6 +337,15 @@ class FireworksEmulator(EmulatorBase):
                 if name in self.jobs:
                     raise FireworksError(409, f"{collection[:-1]} {name} already exists")
                 config = body.get("trainingConfig", {}) if kind == "dpo" else body
+                for key in config:  # the gateway refuses a field its schema does not have
+                    if key not in SFT_FIELDS:
+                        raise FireworksError(400, f'proto: (line 1:2): unknown field "{key}"')
+                if config.get("gradientAccumulationSteps"):
+                    raise FireworksError(
+                        400,
+                        "gradientAccumulationSteps is not supported by Training V2: batches are set by "
+                        "batchSizeSamples",
+                    )
                 base = config.get("baseModel") or config.get("warmStartFrom")
                 if base not in TUNABLE:
                     raise FireworksError(

@@ -259,3 +259,87 @@ def test_anywhere_example_runs_on_the_emulator_with_only_the_provider_flag(tmp_p
     assert run.returncode == 0, run.stdout + run.stderr
     assert "succeeded in" in run.stdout and "held-out evaluation" in run.stdout
     assert "model registered as reverse-letters-anywhere@1" in run.stdout
+
+
+SPEC = Path(__file__).with_name("fireworks-openapi.yaml")  # Fireworks' Gateway REST API v5.10, assembled
+
+
+def _schemas() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(SPEC.read_text())["components"]["schemas"]
+
+
+def test_requests_carry_no_deprecated_or_removed_field_and_answers_match_the_reference(emulator, tmp_path):
+    """The backend sent gradientAccumulationSteps (Training V2 refuses it), region (gone from v5.10) and
+    earlyStop (deprecated); `:upload` answered `{"filenameToSignedUrls": {}}`, not the file's object."""
+    import jsonschema
+
+    schemas = _schemas()
+    job_fields = schemas["gatewaySupervisedFineTuningJob"]["properties"]
+    retired = {k for k, v in job_fields.items() if "Deprecated" in str(v.get("description", ""))}
+    assert {"gradientAccumulationSteps", "earlyStop", "batchSize"} <= retired
+    asked = spec(
+        tmp_path,
+        data={
+            "train": write(tmp_path / "train.jsonl", chats(24)),
+            "validation": write(tmp_path / "val.jsonl", chats(6, offset=40)),
+        },
+        evaluation=None,
+        hyperparameters={
+            "epochs": 2,
+            "batch_size": 8,
+            "gradient_accumulation_steps": 2,
+            "early_stopping": {"patience": 2},
+        },
+        provider_options={"fireworks": {"region": "US_IOWA_1", "early_stop": True}},
+    )
+    client = Client()
+    warnings = " ".join(client.preflight(asked).warnings)
+    assert "batchSizeSamples = batch_size x 2" in warnings and "no longer takes a region" in warnings
+    assert "does not stop early" in warnings
+    job = client.follow(client.submit(asked).id, interval=0)
+    assert job.status is JobStatus.SUCCEEDED
+
+    exchanges = emulator.recorder.exchanges
+    [create] = [json.loads(e.request_body) for e in exchanges if e.path.endswith("/supervisedFineTuningJobs")]
+    assert set(create) <= set(job_fields) and not set(create) & retired, create
+    assert create["batchSizeSamples"] == 16  # the accumulation folded into the batch, as V2 counts it
+    datasets = [
+        json.loads(e.request_body) for e in exchanges if e.method == "POST" and e.path.endswith("/datasets")
+    ]
+    body_fields = schemas["GatewayCreateDatasetBody"]["properties"]
+    assert datasets and all(set(d) <= set(body_fields) for d in datasets)
+    uploads = [e for e in exchanges if e.path.endswith(":upload")]
+    upload_schema = schemas["FileUploadResponse"]
+    for e in uploads:
+        answer = json.loads(e.response_body)
+        jsonschema.validate(answer, upload_schema)
+        assert answer["object"] == "file" and answer["bytes"] > 0 and answer["filename"].endswith(".jsonl")
+    reads = [json.loads(e.response_body) for e in exchanges if e.method == "GET" and "/datasets/" in e.path]
+    assert reads and {r.get("format") for r in reads if r.get("state") == "READY"} == {"CHAT"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [("region", "US_IOWA_1", 'unknown field "region"'), ("gradientAccumulationSteps", 2, "Training V2")],
+)
+def test_the_emulator_refuses_what_fireworks_no_longer_takes(emulator, tmp_path, field, value, says):
+    import httpx
+
+    backend = FireworksBackend()
+    job = Client().submit(spec(tmp_path))  # a READY dataset to name
+    dataset = json.loads(
+        next(
+            e.request_body
+            for e in emulator.recorder.exchanges
+            if e.path.endswith("/supervisedFineTuningJobs")
+        )
+    )["dataset"]
+    answer = httpx.post(
+        f"{os.environ['FIREWORKS_BASE_URL']}/v1/accounts/{ACCOUNT}/supervisedFineTuningJobs",
+        headers={"Authorization": f"Bearer {os.environ['FIREWORKS_API_KEY']}"},
+        json={"dataset": dataset, "baseModel": LLAMA, field: value},
+    )
+    assert answer.status_code == 400 and says in answer.json()["message"], answer.text
+    assert backend and job
