@@ -345,3 +345,117 @@ def test_a_body_of_bytes_that_are_not_text_is_a_400(api):
         headers={**bearer(client, "submit"), "Content-Type": "application/json"},
     )
     assert answer.status_code == 400 and "not UTF-8" in answer.json()["error"]["message"]
+
+
+# every string a route takes, with a file outside ANYTUNE_DATA_ROOT in it: what each kind of slot becomes
+def _secret_values(secret: str) -> dict[str, Any]:
+    return {
+        "overrides": [f"data.train={secret}", f"data.test={secret}", f"evaluation.data={secret}"],
+        "targets": [secret],
+        "kinds": [secret],
+        "metrics": [secret],
+    }
+
+
+def _fill(schema: dict[str, Any], doc: dict[str, Any], secret: str, name: str = "") -> Any:
+    """A value for `schema` with the secret file's path in every string it holds."""
+    if "$ref" in schema:
+        return _fill(doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]], doc, secret, name)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            options = [s for s in schema[key] if s.get("type") != "null"]
+            return _fill(options[0], doc, secret, name) if options else None
+    if name in _secret_values(secret):
+        return _secret_values(secret)[name]
+    kind = schema.get("type")
+    if kind == "object":
+        return {k: _fill(v, doc, secret, k) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [_fill(schema.get("items") or {"type": "string"}, doc, secret, name)]
+    if kind == "integer":
+        return 1
+    if kind == "boolean":
+        return True
+    return secret
+
+
+def test_no_route_of_the_openapi_document_reads_a_file_outside_the_data_root(api, tmp_path, monkeypatch):
+    """Every operation of the service's OpenAPI document, called with the path of a file outside
+    ANYTUNE_DATA_ROOT in every string it takes (body fields, query and path parameters; a job spec's data
+    and evaluation files; overrides naming them), with a read token and with an admin token: the file is
+    never opened (Python's audit hook sees every open), its contents never come back, no answer is a 500."""
+    import sys
+    from urllib.parse import quote
+
+    http, client = api
+    allowed = tmp_path / "allowed"
+    body = job_body(allowed, seed=7)
+    done = client.follow(client.submit(spec_from_dict(body)).id, interval=0)
+    secret_dir = tmp_path / "private"
+    secret_dir.mkdir()
+    secret = secret_dir / "secret.jsonl"
+    secret.write_text('{"messages": [{"role": "TOPSECRET-42", "content": "x"}]}\n')
+    (secret_dir / "tokenizer.json").write_text('{"TOPSECRET": 1}')
+    monkeypatch.setenv("ANYTUNE_DATA_ROOT", str(allowed))
+    opened: list[str] = []
+    watching = [True]
+
+    def audit(event: str, args: tuple[Any, ...]) -> None:
+        if watching[0] and event == "open" and args and str(args[0]).startswith(str(secret_dir)):
+            opened.append(str(args[0]))
+
+    sys.addaudithook(audit)  # (a hook stays for the process: `watching` turns it off after this test)
+    doc = http.get("/openapi.json").json()
+    spec_with_secret = {
+        **body,
+        "data": {"train": str(secret), "validation": str(secret), "test": str(secret)},
+        "evaluation": {"metrics": ["exact_match"], "data": str(secret)},
+    }
+    tokens = {scope: bearer(client, scope) for scope in ("read", "admin")}
+    calls = 0
+    try:
+        for path, item in doc["paths"].items():
+            for method, op in item.items():
+                params = op.get("parameters", [])
+                schema = (
+                    (op.get("requestBody") or {}).get("content", {}).get("application/json", {}).get("schema")
+                )
+                for path_value in {str(secret), done.id}:
+                    url = path
+                    for p in params:
+                        if p["in"] == "path":
+                            url = url.replace("{" + p["name"] + "}", quote(path_value, safe=""))
+                    query = {
+                        p["name"]: str(secret) for p in params if p["in"] == "query" and p["name"] != "stream"
+                    }
+                    if schema is None:
+                        payload = None
+                    elif "job spec" in str(schema.get("description", "")):
+                        payload = spec_with_secret
+                    else:
+                        payload = _fill(schema, doc, str(secret))
+                    for auth in tokens.values():
+                        answer = http.request(method.upper(), url, params=query, json=payload, headers=auth)
+                        calls += 1
+                        where = f"{method.upper()} {url}"
+                        assert answer.status_code < 500, (where, answer.status_code, answer.text[:300])
+                        assert "TOPSECRET" not in answer.text, (where, answer.text[:300])
+                        assert opened == [], (where, opened)
+        # one slot at a time where the others are good: the tokenizer of a validation is a folder it reads
+        for auth in tokens.values():
+            answer = http.post(
+                "/v1/data/validate",
+                json={"path": body["data"]["train"], "tokenizer": str(secret_dir)},
+                headers=auth,
+            )
+            assert answer.status_code in (400, 403) and "TOPSECRET" not in answer.text, answer.text[:300]
+            assert answer.status_code == 403 or "outside the server's data folder" in answer.text, answer.text
+            assert opened == [], opened
+        # a provider no plugin serves was an internal error (500) where no data root refused first
+        monkeypatch.delenv("ANYTUNE_DATA_ROOT")
+        answer = http.post(f"/v1/jobs/{done.id}/migrate", json={"to": "nowhere"}, headers=tokens["admin"])
+        assert answer.status_code == 400 and "unknown backend" in answer.text, answer.text[:300]
+    finally:
+        watching[0] = False
+    assert calls >= 4 * 25  # every operation, both ids, both tokens
+    assert [j.id for j in client.registry.list_jobs()] == [done.id]

@@ -23,6 +23,7 @@ class Report(Protocol):
 
     def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any: ...
 
+
 Key = tuple[Any, ...]  # (resolved path, size, mtime, inode)
 Records = list[tuple[int, Any]]  # (line number, record)
 

@@ -144,7 +144,7 @@ def status_of(exc: AnytuneError) -> int:
         return 404
     if isinstance(exc, SpecError | DataError | CapabilityError):
         return 422
-    if isinstance(exc, UsageError):
+    if isinstance(exc, UsageError) or exc.exit_code == 2:  # the caller's input (an unknown provider too)
         return 400
     if isinstance(exc, BackendError):
         return 502

@@ -31,7 +31,10 @@ def validate_data(body: ValidateBody) -> dict[str, Any]:
     from anytune.data.tokens import get_token_counter
     from anytune.data.validate import validate_file
 
-    check_data_paths([body.path])
+    named = body.tokenizer and not body.tokenizer.startswith(("quicktok:", "tiktoken:", "approx"))
+    check_data_paths(
+        [body.path, *([body.tokenizer] if named and body.tokenizer else [])]
+    )  # a folder read too
     fmt = None if body.format == "auto" else DataFormat(body.format)
     report = validate_file(
         body.path,
