@@ -106,15 +106,14 @@ def wait_for(condition: Any, timeout: float = 120.0) -> None:
 def test_a_timeout_fails_with_the_reason_and_resume_starts_from_the_pushed_checkpoint(
     hub, tmp_path, tiny_model
 ):
+    import os
+    import signal
+
     client = Client()
     data = chat_splits(tmp_path, seed=4)
-    long_run = {
-        "epochs": 50,
-        "learning_rate": 3e-3,
-        "batch_size": 8,
-    }  # 200 steps: still running when it times out
+    run = {"epochs": 15, "learning_rate": 3e-3, "batch_size": 8}  # 60 steps, a checkpoint every 10
     job = client.submit(
-        spec(data, tiny_model, hyperparameters=long_run, hf={"timeout": "10m", "checkpoint_steps": 20})
+        spec(data, tiny_model, hyperparameters=run, hf={"timeout": "10m", "checkpoint_steps": 10})
     )
     [remote] = hub.jobs.values()
     assert remote.spec["timeoutSeconds"] == 600
@@ -123,10 +122,14 @@ def test_a_timeout_fails_with_the_reason_and_resume_starts_from_the_pushed_check
     def checkpoint_pushed() -> bool:
         client.refresh(job.id)  # polls: the emulated job starts on the first one
         stored = hub.repos.get(("model", repo))
-        return stored is not None and any("checkpoints/" in f for f in stored.files()[1])
+        pushed = stored is not None and any("checkpoints/" in f for f in stored.files()[1])
+        if pushed:  # frozen where it is, so that it is still running when its time is up, however fast
+            os.killpg(remote.process.pid, signal.SIGSTOP)
+        return pushed
 
     wait_for(checkpoint_pushed)
     hub.clock.advance(601)  # ten minutes and a second on the emulator's clock: past the job's timeout
+    os.killpg(remote.process.pid, signal.SIGCONT)  # the Hub's SIGTERM is then handled at once
     failed = client.refresh(job.id)
     assert failed.status is JobStatus.FAILED and failed.provider_status == "ERROR"
     assert "timeout" in (failed.error or "").lower() and "600" in (failed.error or "")
@@ -327,9 +330,7 @@ def test_anywhere_example_runs_with_only_the_provider_flag(tmp_path, tiny_model)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "succeeded in" in run.stdout and "held-out evaluation" in run.stdout
     assert "model registered as reverse-letters-anywhere@1: alice/" in run.stdout
-    local = run_anytune("run", str(example), "--provider", "local", *small, env=env, timeout=600)
-    assert local.returncode == 0, local.stdout + local.stderr
-    assert "model registered as reverse-letters-anywhere@2" in local.stdout
+    # the same file with --provider local: tests/test_anywhere.py
 
 
 def test_the_model_checked_is_the_one_the_job_trains(tmp_path, tiny_model):

@@ -636,15 +636,31 @@ class HubEmulator(EmulatorBase):
         if proc is not None and proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=CANCEL_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                if not self._exited(proc, CANCEL_GRACE_S):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
             except ProcessLookupError:
                 pass
         if job.reader is not None:
             job.reader.join(timeout=10)
         job.stage, job.message, job.finished = stage, message, self.clock.now()
+
+    def _exited(self, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+        """Whether `proc` ends within `timeout`, waited for off the state lock: a job that stops may still
+        call the Hub (the runner pushes the checkpoint its trainer saved on SIGTERM), and held the lock would
+        keep it waiting until the grace period ran out and it was killed."""
+        waiting = threading.Condition(self._lock)  # wait() lets go of the (re-entrant) lock, then takes it back
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                with waiting:
+                    waiting.wait(min(0.1, left))
+            except RuntimeError:  # not called under the lock: a plain wait
+                time.sleep(min(0.1, left))
+        return True
 
     def close(self) -> None:
         """Stop every job still running (the server is going away)."""
