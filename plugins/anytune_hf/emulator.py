@@ -649,7 +649,9 @@ class HubEmulator(EmulatorBase):
         """Whether `proc` ends within `timeout`, waited for off the state lock: a job that stops may still
         call the Hub (the runner pushes the checkpoint its trainer saved on SIGTERM), and held the lock would
         keep it waiting until the grace period ran out and it was killed."""
-        waiting = threading.Condition(self._lock)  # wait() lets go of the (re-entrant) lock, then takes it back
+        waiting = threading.Condition(
+            self._lock
+        )  # wait() lets go of the (re-entrant) lock, then takes it back
         deadline = time.monotonic() + timeout
         while proc.poll() is None:
             left = deadline - time.monotonic()
