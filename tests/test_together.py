@@ -295,3 +295,20 @@ def test_a_zstd_archive_is_kept_where_the_hint_says(emulator, chat_data):
         client.follow(job.id, interval=0)
     kept = Path(info.value.hint.split("kept at ", 1)[1].split(":", 1)[0])
     assert kept.is_file() and kept.read_bytes() == zstd
+
+
+def test_an_upload_failing_for_a_moment_is_tried_again_and_a_known_file_is_not_waited_for(
+    emulator, chat_data
+):
+    """The SDK's retries are off for the upload (it retried Together's 409, "this file exists", with back-off:
+    about 3.5 s for each upload of data Together already had); anytune's retries take a 503."""
+    emulator.faults.add(method="POST", path="/v1/files", status=503, times=1)
+    client = Client()
+    first = client.submit(together_spec(chat_data))
+    posts = [e.status for e in emulator.recorder.exchanges if e.method == "POST" and e.path == "/v1/files"]
+    assert posts[:2] == [503, 302], posts
+    mark = len(emulator.recorder.exchanges)
+    again = client.submit(together_spec(chat_data, suffix="again"))
+    posts = [e for e in emulator.recorder.exchanges[mark:] if e.method == "POST" and e.path == "/v1/files"]
+    assert [e.status for e in posts] == [409], [e.status for e in posts]  # asked once, not three times
+    assert first.provider_ref is not None and again.provider_ref is not None

@@ -39,6 +39,7 @@ from anytune.plugin import (
     UsageError,
     anytune_home,
     create_once,
+    retry_call,
     secret_from_env,
     token_cost,
     token_priced,
@@ -278,8 +279,16 @@ class TogetherBackend(Backend):
 
     def _upload(self, client: Any, prepared: PreparedFile) -> str:
         """Upload through the SDK (which reuses a file Together already has with the same checksum) and make
-        sure Together accepted it."""
-        uploaded = sdk_call(client.files.upload, Path(prepared.path), purpose="fine-tune", check=True)
+        sure Together accepted it. The SDK's own retries are off for it: it retried Together's 409 (the
+        answer that the file exists, which it then reads as the file's id) with back-off, about 3.5 s
+        wasted for each upload of data Together already had; anytune's retries take the transient failures
+        (an upload is named by its checksum, so trying it again is safe)."""
+        once = client.with_options(max_retries=0)
+        uploaded = retry_call(
+            lambda: once.files.upload(Path(prepared.path), purpose="fine-tune", check=True),
+            classify,
+            self.policy,
+        )
         info = sdk_call(client.files.retrieve, uploaded.id)
         if getattr(info, "processing_status", None) == "PENDING":
             # sent before a crash but never checked (the SDK asks for the check right after sending, and a
