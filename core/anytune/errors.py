@@ -10,6 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text`, or its start and its length where it is longer than `limit`: a message quotes the user's bad
+    value (a key, a name, a path), never the whole of a huge one."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 40, 20)]}... ({len(text):,} characters in all)"
+
+
 class AnytuneError(Exception):
     """Base class of every error anytune raises on purpose."""
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from string import Template
 
 from anytune import __version__
-from anytune.errors import UsageError
+from anytune.errors import UsageError, shorten
 from anytune.settings import today
 
 NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
@@ -134,5 +134,4 @@ def _check_folder(folder: Path) -> None:
 
 
 def _short(value: object) -> str:
-    text = str(value)
-    return text if len(text) <= 120 else f"{text[:100]}... ({len(text):,} characters)"
+    return shorten(str(value), 120)

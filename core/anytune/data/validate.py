@@ -25,7 +25,7 @@ from anytune.data.records import canonical_json
 from anytune.data.shared_read import read_clean
 from anytune.data.stats import DataStats, StatsAccumulator
 from anytune.data.tokens import ApproxCounter, TokenCounter
-from anytune.errors import DataError
+from anytune.errors import DataError, shorten
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 _MESSAGE_KEYS = frozenset(
@@ -37,9 +37,7 @@ MAX_FIELD = 100  # characters of the field it names (a key of the user's can be 
 
 
 def _cut(text: str | None, limit: int) -> str | None:
-    if text is None or len(text) <= limit:
-        return text
-    return f"{text[: max(limit - 40, 20)]}... ({len(text):,} characters in all)"
+    return None if text is None else shorten(text, limit)
 
 
 # what a pass that validates a file can hand each valid record to (its line, the record, the file's format,
