@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("contract", ("anytune.hookspecs",)),
+    ("storage", ("anytune.storage",)),
     ("data engine", ("anytune.data",)),
     ("cost engine", ("anytune.cost",)),
     ("evaluation engine", ("anytune.evaluation",)),

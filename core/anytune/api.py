@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from anytune.cost.table import QuoteTable
     from anytune.data.validate import ValidationReport
     from anytune.evaluation.runner import EvalResult
+    from anytune.registry.datasets import StoredDataset
     from anytune.registry.records import EvaluationRecord, ModelVersion
 
 
@@ -213,6 +214,37 @@ class ClientAPI(Protocol):
         self, ref: str, out_dir: Path, *, dtype: str = "float32", register: bool = True
     ) -> tuple[ModelArtifact, ModelVersion | None]:
         """A model as full weights that load without anytune, registered as a new version."""
+        ...
+
+    def pull(
+        self, ref: str, out_dir: Path | None = None, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> ModelVersion:
+        """The model's files (adapter, merged weights, tokenizer) on this machine, in `out_dir` (default
+        `$ANYTUNE_HOME/models/NAME/VERSION`; a version pulled there already is not fetched again), and the
+        version with its artifact pointing at them. A hosted provider's model has no files: refused with how
+        to call it. `on_progress(bytes_done, bytes_total)` while the files come."""
+        ...
+
+    # --------------------------------------------------------------------------------------- datasets
+
+    def upload(
+        self, path: str | Path, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> StoredDataset:
+        """Keep a data file as a dataset, validated (a refusal names line and field, and nothing is kept),
+        named by the SHA-256 of its bytes: a file kept already is not sent again. A job names it as
+        `dataset:sha256:<hex>` (`.ref`). Through a server, the upload resumes after a dropped connection."""
+        ...
+
+    def datasets(self) -> list[StoredDataset]:
+        """The datasets kept, newest first."""
+        ...
+
+    def dataset(self, dataset_id: str) -> StoredDataset:
+        """One dataset by `sha256:<hex>` (or `dataset:sha256:<hex>`)."""
+        ...
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Forget a dataset; refused while a job that has not ended reads it."""
         ...
 
     # ------------------------------------------------------------------------------------- evaluation

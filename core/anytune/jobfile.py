@@ -274,7 +274,7 @@ def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
             continue
         for field in fields:
             value = block.get(field)
-            if isinstance(value, str) and value and "://" not in value:
+            if isinstance(value, str) and value and "://" not in value and not value.startswith("dataset:"):
                 p = Path(value).expanduser()
                 if not p.is_absolute():
                     block[field] = str(resolved(base / p))

@@ -19,6 +19,7 @@ from anytune import __version__
 from anytune.cli import (
     cost_cmds,
     data_cmds,
+    dataset_cmds,
     emulate_cmds,
     eval_cmds,
     job_cmds,
@@ -75,6 +76,7 @@ app.command("export")(serve_cmds.export)
 app.command("prices")(cost_cmds.prices)
 app.add_typer(job_cmds.app, name="jobs")
 app.add_typer(model_cmds.app, name="models")
+app.add_typer(dataset_cmds.app, name="datasets")
 app.add_typer(plugin_cmds.app, name="plugins")
 app.command("emulate")(emulate_cmds.emulate)
 app.command("server")(server_cmds.server)

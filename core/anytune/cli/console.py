@@ -17,6 +17,7 @@ from anytune.secrets import RedactingStream
 
 __all__ = [
     "StageProgress",
+    "TransferBar",
     "duration",
     "err",
     "metric",
@@ -129,3 +130,50 @@ class StageProgress:
             self._ticker.join()
         if self._spinner is not None:
             self._spinner.__exit__(None, None, None)
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
+class TransferBar:
+    """A file going up or down, told on stderr: on a terminal a bar; without one a line at the start, at the
+    end and every `plain_every()` seconds between. `bar(name, done, total)` after each chunk."""
+
+    def __init__(self, verb: str) -> None:
+        self.verb = verb
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._last: dict[str, float] = {}
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if err.is_terminal:
+            self._bar(name, done, total)
+            return
+        now = time.monotonic()
+        first = name not in self._last
+        if first or done >= total or now - self._last[name] >= plain_every():
+            self._last[name] = now
+            err.print(
+                f"  {self.verb} {escape(name)}: {share(done / total) if total else '100%'} "
+                f"({megabytes(done)} of {megabytes(total)})"
+            )
+
+    def _bar(self, name: str, done: int, total: int) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=err,
+            )
+            self._progress.start()
+        if name not in self._tasks:
+            self._tasks[name] = self._progress.add_task(f"{self.verb} {escape(name)}", total=total)
+        self._progress.update(self._tasks[name], completed=done, total=total)
+        if all(t.finished for t in self._progress.tasks):
+            self._progress.stop()
+            self._progress, self._tasks = None, {}

@@ -1,7 +1,8 @@
-"""`anytune models list|show`."""
+"""`anytune models list|show|promote|pull`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -111,6 +112,28 @@ def demote(
     """Remove an alias (the version it pointed at stays)."""
     _client().remove_alias(name, alias)
     out.print(f"removed {name}@{alias}")
+
+
+@app.command("pull")
+def pull(
+    ref: str = typer.Argument(..., help="NAME, NAME@VERSION or NAME@ALIAS."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder to unpack into (default: $ANYTUNE_HOME/models/NAME/VERSION)."
+    ),
+) -> None:
+    """The model's files (adapter, merged weights, tokenizer) on this machine, from the server (a dropped
+    download resumes; the archive's SHA-256 is checked), ready for `anytune serve` or any loader."""
+    from anytune.cli.console import TransferBar
+
+    bar = TransferBar("pulling")
+    model = _client().pull(ref, out_dir, on_progress=lambda done, total: bar(ref, done, total))
+    folder = model.artifact.merged_path or model.artifact.path
+    out.print(f"[green]✓[/] {escape(model.ref)} in {escape(str(Path(folder).parent if folder else '-'))}")
+    if model.artifact.merged_path:
+        out.print(f"  merged weights: {escape(model.artifact.merged_path)}")
+    if model.artifact.path and model.artifact.path != model.artifact.merged_path:
+        out.print(f"  adapter ({model.artifact.adapter_type or model.kind}): {escape(model.artifact.path)}")
+    out.print(f"  serve it: anytune serve {escape(model.ref)}")
 
 
 @app.command("export-mlflow")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from anytune.cli.console import err, out
 from anytune.errors import UsageError
+
+if TYPE_CHECKING:
+    from anytune.api import EvalTarget
 
 
 def serve(
@@ -38,15 +42,12 @@ def serve(
         import uvicorn
     except ImportError:
         raise UsageError("serving needs uvicorn and starlette", hint="pip install 'anytune[serve]'") from None
-    from anytune.cli.target import in_process_only
     from anytune.client.inprocess import InProcessClient
     from anytune.hookspecs import GenerationParams
     from anytune.workflows.serving import build_app
 
-    in_process_only("`anytune serve`")
-    client = InProcessClient()
-    target = client.resolve_target(ref)
-    backend = client.backend(target.provider)
+    target = _pulled_target(ref) if _through_server() else InProcessClient().resolve_target(ref)
+    backend = InProcessClient().backend(target.provider)
     caps = backend.capabilities()
     if not caps.supports_generate:
         raise UsageError(f"the {target.provider} backend cannot generate text, so it cannot serve")
@@ -65,6 +66,23 @@ def serve(
         + ("  (Bearer key required)" if api_key else "")
     )
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def _through_server() -> bool:
+    from anytune.cli.target import server_url
+
+    return server_url() is not None
+
+
+def _pulled_target(ref: str) -> EvalTarget:
+    """A server's model, its files pulled here first (not fetched again when they are here already)."""
+    from anytune.api import EvalTarget
+    from anytune.cli.console import TransferBar
+    from anytune.cli.target import cli_client
+
+    bar = TransferBar("pulling")
+    model = cli_client().pull(ref, on_progress=lambda done, total: bar(ref, done, total))
+    return EvalTarget(model.ref, model.provider, model.artifact, model.base_model, None, model)
 
 
 def is_loopback(host: str) -> bool:
@@ -88,11 +106,12 @@ def export(
 ) -> None:
     """Merge a local adapter into its base model and save full weights (safetensors) with the tokenizer: a
     folder any transformers / vLLM / TGI setup loads without peft."""
-    from anytune.cli.target import in_process_only
-    from anytune.client.inprocess import InProcessClient
+    from anytune.cli.target import cli_client
 
-    in_process_only("`anytune export`")
-    client = InProcessClient()
+    if _through_server():  # merged here from the pulled files; the server's registry is not written
+        _pulled_target(ref)
+        register = False
+    client = cli_client()
     with out.status(f"merging {escape(ref)} into its base model..."):
         artifact, version = client.export(ref, out_dir, dtype=dtype, register=register)
     out.print(f"[green]✓[/] merged weights in {escape(artifact.model_id)}")

@@ -28,6 +28,12 @@ def server(
         help="Workers in this process that follow every job to its end (0: API only; more than 1 needs "
         "PostgreSQL; `anytune worker` runs more on other machines).",
     ),
+    submit_in_workers: bool = typer.Option(
+        False,
+        "--submit-in-workers",
+        help="Record checked jobs and leave their submit to the workers (local jobs then train on the "
+        "machine of the worker that takes them; needs a shared ANYTUNE_STORAGE_URL and database).",
+    ),
     openapi: bool = typer.Option(False, "--openapi", help="Print the API's OpenAPI document and exit."),
 ) -> None:
     """Serve anytune's REST API (/v1: jobs, quotes, plugins, prices, health) over this machine's registry,
@@ -57,7 +63,9 @@ def server(
         f"anytune API on http://{host}:{port}/v1 (OpenAPI at /docs), {workers} worker(s); Ctrl-C stops it"
     )
     try:
-        uvicorn.run(create_app(auth=not no_auth), host=host, port=port, log_level="warning")
+        app = create_app(auth=not no_auth)
+        app.state.client.pipeline.defer_submit = submit_in_workers
+        uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         stop.set()
         for thread in threads:

@@ -1,10 +1,10 @@
 """Which Client the CLI talks to: this process's, or a server's (`anytune --server URL`, `$ANYTUNE_SERVER`).
 
 An empty value means in-process. Against a server the CLI writes nothing to a registry of its own: jobs,
-quotes, models, evaluations and reports are the server's work (its plugins, catalog and registry; data paths
-are read there); commands that need the model files on this machine (serving, exports) say so and stop. The
-data tools (validate, stats, convert, split) read and write files only, so they stay on this machine either
-way.
+quotes, models, evaluations and reports are the server's work (its plugins, catalog and registry). A job's
+data files on this machine are uploaded first (only those the server does not hold); serving and exports
+pull the model's files first and then work here. The data tools (validate, stats, convert, split) read and
+write files only, so they stay on this machine either way.
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ def server_url() -> str | None:
 def cli_client() -> Client:
     """The Client for a command: over HTTP when a server is named, else in this process. Commands use only
     its interface (`anytune.api.ClientAPI`), so each works the same either way."""
+    from anytune.cli.console import TransferBar
     from anytune.client import Client
 
-    return Client(url=server_url())
+    client = Client(url=server_url())
+    if hasattr(client, "on_upload"):  # a job's local data files go up to the server first: show them going
+        client.on_upload = TransferBar("uploading")
+    return client
 
 
 def in_process_only(what: str) -> None:

@@ -15,17 +15,19 @@ from anytune.api import EvalTarget, Preflight, ReportFiles, RunObserver, no_prog
 from anytune.client import Client
 from anytune.hookspecs import Backend
 from anytune.jobs import Event, Job, ModelArtifact
-from anytune.pipeline import control, derive, evaluate, follow, submit
+from anytune.pipeline import archive, control, datasets, derive, evaluate, follow, submit
 from anytune.pipeline.context import Pipeline
 from anytune.pipeline.export import export
 from anytune.pipeline.preflight import preflight
 from anytune.plugins import PluginManager
 from anytune.registry import Registry
+from anytune.registry.datasets import get_stored, list_stored
 from anytune.spec import EvalSpec, JobSpec
 
 if TYPE_CHECKING:
     from anytune.cost.table import QuoteTable
     from anytune.evaluation.runner import EvalResult
+    from anytune.registry.datasets import StoredDataset
     from anytune.registry.records import EvaluationRecord, ModelVersion
 
 
@@ -148,6 +150,29 @@ class InProcessClient(Client):
         self, ref: str, out_dir: Path, *, dtype: str = "float32", register: bool = True
     ) -> tuple[ModelArtifact, ModelVersion | None]:
         return export(self.pipeline, ref, out_dir, dtype=dtype, register=register)
+
+    def pull(
+        self, ref: str, out_dir: Path | None = None, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> ModelVersion:
+        return archive.pull_here(self.pipeline, ref, out_dir, on_progress)
+
+    # --------------------------------------------------------------------------------------- datasets
+
+    def upload(
+        self, path: str | Path, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> StoredDataset:
+        return datasets.keep_file(
+            self.registry, Path(path), project=self.pipeline.project, on_progress=on_progress
+        )
+
+    def datasets(self) -> list[StoredDataset]:
+        return list_stored(self.registry, self.pipeline.project)
+
+    def dataset(self, dataset_id: str) -> StoredDataset:
+        return get_stored(self.registry, datasets.dataset_id(dataset_id), self.pipeline.project)
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        datasets.forget(self.registry, dataset_id, project=self.pipeline.project)
 
     # ------------------------------------------------------------------------------------- evaluation
 

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from anytune import errors
 from anytune.api import EvalTarget, ReportFiles, RunObserver, no_progress
 from anytune.client import Client
+from anytune.client.answers import server_error
 from anytune.errors import AnytuneError, BackendError, UsageError
 from anytune.jobs import Event, Job, JobStatus, ModelArtifact
 from anytune.pipeline.follow import follow_loop
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from anytune.cost.table import QuoteTable
     from anytune.evaluation.runner import EvalResult
+    from anytune.registry.datasets import StoredDataset
 
 RETRY_S = 60.0  # how long a request is retried while the server cannot be reached (it may be restarting)
 
@@ -59,8 +60,15 @@ class RemoteClient(Client):
         token = token if token is not None else os.environ.get("ANYTUNE_TOKEN") or None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        # told of each upload's progress (name, bytes sent, bytes in all): the CLI draws a bar
+        self.on_upload: Callable[[str, int, int], None] | None = None
 
     # ------------------------------------------------------------------------------------------ HTTP
+
+    @property
+    def http(self) -> httpx.Client:
+        """The connection to the server (`anytune.client.transfers` streams files through it)."""
+        return self._http
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """One request, its JSON answer; an error answer is raised as the AnytuneError the server raised."""
@@ -100,7 +108,7 @@ class RemoteClient(Client):
         if job_id is not None:
             raise UsageError("a job id cannot be chosen through the server")
         key = f"cli-{uuid.uuid4().hex}"
-        body = spec.model_dump(mode="json", exclude_none=True)
+        body = self._uploaded(spec).model_dump(mode="json", exclude_none=True)
         while True:
             try:
                 answer = self.call("POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
@@ -204,7 +212,85 @@ class RemoteClient(Client):
         body = {"to": to, "overrides": list(overrides)}
         return Job.model_validate(self.call("POST", f"/v1/jobs/{job_id}/migrate", json=body))
 
+    # --------------------------------------------------------------------------------------- datasets
+
+    def _uploaded(self, spec: JobSpec) -> JobSpec:
+        """The spec with each data file of this machine uploaded (unless the server has its bytes already)
+        and named by its dataset; a path that is no file here is left as it is (a path on the server)."""
+        data = {
+            field: self._uploaded_file(value)
+            for field in ("train", "validation", "test")
+            if (value := getattr(spec.data, field))
+        }
+        changes: dict[str, Any] = {"data": spec.data.model_copy(update=data)}
+        evaluation = spec.evaluation
+        if evaluation is not None and evaluation.data:
+            changes["evaluation"] = evaluation.model_copy(
+                update={"data": self._uploaded_file(evaluation.data)}
+            )
+        return spec.model_copy(update=changes)
+
+    def _uploaded_file(self, value: str) -> str:
+        if value.startswith("dataset:") or not Path(value).expanduser().is_file():
+            return value
+        name = Path(value).name
+
+        def shown(done: int, total: int) -> None:
+            if self.on_upload is not None:
+                self.on_upload(name, done, total)
+
+        return self.upload(value, on_progress=shown).ref
+
+    def upload(
+        self, path: str | Path, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> StoredDataset:
+        """Asked by hash first; then sent in one streamed PATCH from the server's offset, which a dropped
+        connection (or a process that died: the upload's id is kept in `$ANYTUNE_HOME/uploads`) resumes."""
+        from anytune.client.transfers import upload
+
+        return upload(self, Path(path), on_progress)
+
+    def datasets(self) -> list[StoredDataset]:
+        from anytune.registry.datasets import StoredDataset
+
+        return [StoredDataset.model_validate(d) for d in self.call("GET", "/v1/datasets")]
+
+    def dataset(self, dataset_id: str) -> StoredDataset:
+        from anytune.pipeline.datasets import dataset_id as id_of
+        from anytune.registry.datasets import StoredDataset
+
+        return StoredDataset.model_validate(self.call("GET", f"/v1/datasets/{id_of(dataset_id)}"))
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        from anytune.pipeline.datasets import dataset_id as id_of
+
+        self.call("DELETE", f"/v1/datasets/{id_of(dataset_id)}")
+
     # ----------------------------------------------------------------------------------------- models
+
+    def pull(
+        self, ref: str, out_dir: Path | None = None, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> ModelVersion:
+        """Downloaded with Range from where a dropped connection left the part file, checked against the
+        server's SHA-256, unpacked."""
+        from anytune.client.transfers import download
+        from anytune.pipeline.archive import pull_into
+
+        model = self.resolve_target(ref).model  # a job's id names the model it registered
+        if model is None:
+            raise UsageError(
+                f"{ref} registered no model", hint="`anytune models list` shows those that can be pulled"
+            )
+        exact = f"{model.name}@{model.version}"
+        # its first byte, for the digest and the ETag (a HEAD would carry no error body to explain a refusal)
+        first = self._send("GET", f"/v1/models/{exact}/files", headers={"Range": "bytes=0-0"})
+        digest = first.headers.get("x-content-sha256", "")
+
+        def fetch(part: Path) -> Path:
+            download(self, f"/v1/models/{exact}/files", part, first.headers.get("etag"), on_progress)
+            return part
+
+        return pull_into(model, digest, out_dir, fetch)
 
     def list_models(self, name: str | None = None) -> list[ModelVersion]:
         answer = self.call("GET", "/v1/models", params={"name": name} if name else None)
@@ -227,10 +313,17 @@ class RemoteClient(Client):
     def export(
         self, ref: str, out_dir: Path, *, dtype: str = "float32", register: bool = True
     ) -> tuple[ModelArtifact, ModelVersion | None]:
-        raise UsageError(
-            "exports write the model's files where its weights are, and the server holds them",
-            hint="run `anytune export` on the server machine, or unset ANYTUNE_SERVER",
-        )
+        """Pulled, then merged on this machine (with its local backend); nothing is registered on the
+        server (`register` asks for what only the server's own export can do)."""
+        if register:
+            raise UsageError(
+                "an export through a server is written on this machine and cannot be registered there",
+                hint="pass register=False (`anytune export --no-register`), or export on the server machine",
+            )
+        from anytune.self.inprocess import InProcessClient
+
+        model = self.pull(ref)
+        return InProcessClient().backend(model.provider).export(model.artifact, out_dir, dtype=dtype), None
 
     # ------------------------------------------------------------------------------------- evaluation
 
@@ -267,6 +360,8 @@ class RemoteClient(Client):
         sent = ("data", "metrics", "compare_base", "limit", "max_new_tokens", "judge")
         given = {**(spec.model_dump(mode="json") if spec else {}), **(changes or {})}
         body = {"targets": targets, **{k: v for k, v in given.items() if k in sent and v is not None}}
+        if body.get("data"):
+            body["data"] = self._uploaded_file(str(body["data"]))
         on_progress("on the server")
         return EvalResult.model_validate(self.call("POST", "/v1/evaluations", json=body, timeout=None))
 
@@ -315,7 +410,7 @@ class RemoteClient(Client):
             for k, v in (("providers", providers), ("hardware", hardware))
             if v
         }
-        body = spec.model_dump(mode="json", exclude_none=True)
+        body = self._uploaded(spec).model_dump(mode="json", exclude_none=True)
         return QuoteTable.from_json(spec, self.call("POST", "/v1/quotes", json=body, params=params))
 
     def report(self, targets: list[str], out_dir: Path | None = None) -> ReportFiles:
@@ -341,25 +436,3 @@ class RemoteClient(Client):
 
     def close(self) -> None:
         self._http.close()
-
-
-def server_error(status: int, body: Any, text: str) -> AnytuneError:
-    """The server's error as the AnytuneError class it names (a generic one if it names none)."""
-    detail = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(detail, dict):
-        return BackendError(f"the anytune server answered {status}: {text[:300]}", status=status)
-    cls = getattr(errors, str(detail.get("type")), None)
-    message, hint, details = detail.get("message", ""), detail.get("hint"), detail.get("details") or []
-    exc: AnytuneError
-    if cls is BackendError:
-        exc = BackendError(message, hint=hint, status=status)
-    elif isinstance(cls, type) and issubclass(cls, AnytuneError):
-        try:
-            exc = cls(message, hint=hint, details=details)
-        except TypeError:  # an error class with other arguments: its words all the same
-            exc = AnytuneError(message, hint=hint, details=details)
-    else:  # AccessDenied, IdempotencyConflict, RequestError: the service's own
-        exc = AnytuneError(message, hint=hint, details=details)
-    exc.details = list(details)
-    exc.status = status  # type: ignore[attr-defined]
-    return exc

@@ -14,6 +14,7 @@ from anytune.hookspecs import CREDENTIALS, Backend, Capabilities, DataBundle, Pr
 from anytune.pipeline.capabilities import check_spec, raise_for_problems
 from anytune.pipeline.context import Pipeline
 from anytune.pipeline.datachecks import check_data
+from anytune.pipeline.datarefs import local_spec
 from anytune.pipeline.evaluate import resolve_judge
 from anytune.spec import JobSpec
 
@@ -51,7 +52,7 @@ def check(p: Pipeline, spec: JobSpec, *, quote_only: bool = False) -> Checked:
         ]
     warnings = [str(x) for x in raise_for_problems(problems, spec.provider)]
     check_evaluation(p, spec)
-    data = check_data(p.data, None if quote_only else p.registry, spec, caps)
+    data = check_data(p.data, None if quote_only else p.registry, local_spec(p, spec), caps)
     return Checked(
         spec, backend, caps, data.bundle, data.reports, warnings + data.warnings, quote_only=quote_only
     )

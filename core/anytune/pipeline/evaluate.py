@@ -15,6 +15,7 @@ from anytune.evaluation.runner import EvalResult, evaluate
 from anytune.hookspecs import Backend
 from anytune.jobs import Cost, Event, JobStatus, ModelArtifact
 from anytune.pipeline.context import Pipeline
+from anytune.pipeline.datarefs import local_file
 from anytune.pipeline.follow import refresh
 from anytune.spec import EvalSpec
 
@@ -88,6 +89,7 @@ def evaluate_targets(
             hint="pass --data FILE, or set evaluation.data or data.test in the job file",
         )
     p.may_read([data])
+    data = local_file(p, data)
     single_job = len(resolved) == 1 and first.label.startswith("job-")
     labels = {("fine-tuned" if single_job else t.label): t for t in resolved}
     subjects: dict[str, tuple[Backend, ModelArtifact]] = {}

@@ -11,6 +11,7 @@ from anytune.errors import AnytuneError, BackendError, UsageError
 from anytune.hookspecs import Backend, DataBundle, PreparedData, SubmitRequest
 from anytune.jobs import Cost, Event, EventKind, Job, JobStatus
 from anytune.pipeline.context import Pipeline
+from anytune.pipeline.datarefs import datasets_here
 from anytune.pipeline.follow import refresh
 from anytune.pipeline.preflight import preflight
 from anytune.pipeline.prepare import data_refusal, mapped_prepare
@@ -23,9 +24,17 @@ def submit_spec(p: Pipeline, spec: JobSpec, *, job_id: str | None = None) -> Job
     return submit_preflight(p, preflight(p, spec), job_id=job_id)
 
 
+QUEUED = "queued for a worker"
+
+
 def submit_preflight(p: Pipeline, pre: Preflight, *, job_id: str | None = None) -> Job:
-    """Record a job that passed its preflight, then submit it."""
+    """Record a job that passed its preflight, then submit it (or leave that to a worker: `defer_submit`)."""
     job = record(p, pre, job_id=job_id)
+    if p.defer_submit:
+        p.note(
+            job.id, [Event(kind=EventKind.STATUS, message=f"{QUEUED}: the worker that takes it submits it")]
+        )
+        return p.registry.update_job(job.id, provider_status=QUEUED)
     request = SubmitRequest(job_id=job.id, spec=pre.spec, prepared=pre.prepared)
     return submit(p, job, pre.backend, request)
 
@@ -97,7 +106,7 @@ def resubmit(p: Pipeline, job: Job) -> Job:
     if job.data is None:
         raise UsageError(f"job {job.id} has no recorded data to resubmit")
     backend = p.backend(job.provider)
-    request = SubmitRequest(job_id=job.id, spec=job.spec, prepared=recorded_data(job, backend))
+    request = SubmitRequest(job_id=job.id, spec=job.spec, prepared=recorded_data(p, job, backend))
     existing = backend.find_existing(request)
     if existing is not None:
         p.note(job.id, [Event(kind=EventKind.STATUS, message=f"found the job on {job.provider}")])
@@ -112,9 +121,10 @@ def resubmit(p: Pipeline, job: Job) -> Job:
     return submit(p, job, backend, request)
 
 
-def recorded_data(job: Job, backend: Backend) -> PreparedData:
+def recorded_data(p: Pipeline, job: Job, backend: Backend) -> PreparedData:
     """The prepared data recorded with a job; prepared again (same content, same file names) where the files
-    left the cache, or where the job was recorded before prepare() existed."""
+    left the cache, or where the job was recorded before prepare() existed. On another machine than the one
+    that recorded it (a worker), uploaded datasets are read from the storage layer there."""
     assert job.data is not None
     if "provider" in job.data:
         prepared = PreparedData.model_validate(job.data)
@@ -123,6 +133,7 @@ def recorded_data(job: Job, backend: Backend) -> PreparedData:
         bundle = prepared.data
     else:
         bundle = DataBundle.model_validate(job.data)
+    bundle = datasets_here(p, job.spec, bundle)
     prepared = mapped_prepare(backend, job.spec, bundle)
     if prepared.errors:
         raise data_refusal(job.provider, prepared.errors)

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -79,6 +90,38 @@ class DatasetRow(Base):
     tokens: Mapped[int | None] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(Text)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StoredDatasetRow(Base):
+    """A data file uploaded to the service, kept in the storage layer under `datasets/<hex>`: its id is the
+    SHA-256 of its bytes, so the same file uploaded twice is kept once (one row per project that has it, one
+    blob for all)."""
+
+    __tablename__ = "stored_datasets"
+
+    project: Mapped[str] = mapped_column(String(100), primary_key=True, default="default")
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)  # sha256:<hex of the bytes>
+    name: Mapped[str] = mapped_column(String(300))  # the file name it was uploaded as
+    size: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(String(30))
+    rows: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int | None] = mapped_column(BigInteger)
+    fingerprint: Mapped[str] = mapped_column(String(80))  # the content fingerprint (anytune.data.fingerprint)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class UploadRow(Base):
+    """A data file on its way up in parts: its bytes so far are a file on the server's disk (their count is
+    the offset a resumed upload goes on from); the row says how long it will be and what it should hash to."""
+
+    __tablename__ = "dataset_uploads"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project: Mapped[str] = mapped_column(String(100), default="default", index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    length: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(80))  # what the client says it hashes to
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -29,7 +29,7 @@ from anytune.service.common import (
     error_body,
     status_of,
 )
-from anytune.service.routes import admin, data, jobs, models
+from anytune.service.routes import admin, data, datasets, jobs, models
 
 __all__ = ["check_data_paths", "create_app"]
 
@@ -50,7 +50,7 @@ def create_app(
     app.state.registry = registry if registry is not None else client.pipeline.registry
     app.state.auth = auth
     _handle_errors(app)
-    for router in (admin.health, jobs.router, data.router, models.router, admin.router):
+    for router in (admin.health, jobs.router, data.router, datasets.router, models.router, admin.router):
         app.include_router(router)
     app.add_middleware(RequestGuard, max_body=MAX_BODY_BYTES)
     return app
@@ -109,6 +109,9 @@ class RequestGuard:
         if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
             await _answer(send, 400, "UsageError", "a NUL character in the path or the query")
             return
+        if _streamed(scope["method"], scope["path"]):  # an upload: the route reads it as it arrives
+            await self.app(scope, receive, send)
+            return
         length = dict(scope.get("headers") or []).get(b"content-length", b"")
         if length.isdigit() and int(length) > self.max_body:
             await _answer(send, 413, "RequestTooLarge", f"the body is over {self.max_body} bytes")
@@ -125,6 +128,13 @@ class RequestGuard:
             if not message.get("more_body"):
                 break
         await self.app(scope, replay_body(bytes(body), receive), send)
+
+
+def _streamed(method: str, path: str) -> bool:
+    return any(
+        method == m and (path == p or (p.endswith("/") and path.startswith(p) and "/" not in path[len(p) :]))
+        for m, p in datasets.STREAMED
+    )
 
 
 async def _answer(send: Any, status: int, kind: str, message: str) -> None:

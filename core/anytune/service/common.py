@@ -30,7 +30,7 @@ from anytune.registry import Registry
 from anytune.registry.access import AccessDenied, IdempotencyConflict, check_token
 from anytune.spec import DataFormat, JobSpec
 
-MAX_BODY_BYTES = 1 * 2**20  # a job spec or a quote request; data files are paths on the server
+MAX_BODY_BYTES = 1 * 2**20  # a job spec or a quote request; data files come up as uploads (/v1/datasets)
 INT_MAX = 2**31 - 1  # every integer a request may carry fits the databases' INTEGER
 API_PREFIX = "/v1"
 
@@ -55,7 +55,7 @@ class WebhookBody(BaseModel):
 
 
 class ValidateBody(BaseModel):
-    path: str = Field(..., description="a data file on the server")
+    path: str = Field(..., description="an uploaded dataset (dataset:sha256:<hex>) or a file on the server")
     format: DataFormat | Literal["auto"] = Field(
         "auto", description="the file's format, or auto to detect it"
     )
@@ -96,7 +96,7 @@ SPEC_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "description": "A job spec: the job file's fields as a JSON object (docs/job-spec.md). "
-                    "Data paths are paths on the server.",
+                    "Data fields name uploaded datasets (dataset:sha256:<hex>) or paths on the server.",
                     "example": {
                         "name": "demo",
                         "base_model": "gpt-4o-mini",
@@ -129,8 +129,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         403: "the token's scope is too narrow",
         404: "no such job, model, webhook or route",
         405: "a method the path does not have (Allow lists those it has)",
-        409: "an Idempotency-Key whose first request is still being handled",
-        413: "the body is over 1 MB",
+        409: "an Idempotency-Key whose first request is still being handled, an upload sent from "
+        "another offset than the server's, or a dataset a running job reads",
+        413: "the body is over 1 MB (an upload: over the server's upload limit)",
         422: "an invalid spec, data a provider refuses, or a key reused with another body",
         502: "a provider's error",
     }.items()
@@ -140,6 +141,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def status_of(exc: AnytuneError) -> int:
     if isinstance(exc, AccessDenied | IdempotencyConflict):
         return exc.status
+    own = getattr(type(exc), "http_status", None)  # an error of the service's own routes (409, 413)
+    if isinstance(own, int):
+        return own
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, SpecError | DataError | CapabilityError):
@@ -201,13 +205,16 @@ async def spec_of(request: Request) -> JobSpec:
 
 
 def check_data_paths(paths: list[str]) -> None:
-    """Data files are paths on the server: with ANYTUNE_DATA_ROOT set, only files under it may be read
-    (a request must not make the server read, and quote back, any file its user can read)."""
+    """Data files are uploaded datasets (`dataset:sha256:...`, always allowed) or paths on the server: with
+    ANYTUNE_DATA_ROOT set, only files under it may be read (a request must not make the server read, and
+    quote back, any file its user can read)."""
     root = os.environ.get("ANYTUNE_DATA_ROOT")
     if not root:
         return
     base = resolved(root)
     for path in paths:
+        if path.startswith("dataset:"):
+            continue
         if not resolved(path).is_relative_to(base):
             raise UsageError(
                 f"{path}: outside the server's data folder",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from anytune.client.inprocess import InProcessClient
 from anytune.errors import AnytuneError, BackendError
 from anytune.jobs import JobStatus, utcnow
+from anytune.pipeline.submit import QUEUED
 from anytune.registry import Registry
 from anytune.registry.access import submit_grace_s as submit_grace_s_default
 from anytune.registry.leases import Leases
@@ -170,13 +171,15 @@ class Worker:
         if job.status is JobStatus.PENDING and job.provider_ref is None:
             age = (utcnow() - job.updated_at).total_seconds()
             if (
-                age < self.submit_grace_s
+                age < self.submit_grace_s and job.provider_status != QUEUED
             ):  # its submitter may still be at it (seconds, usually): look again soon
                 self.leases.release(
                     job_id, self.name, delay=min(self.submit_grace_s - age, SUBMITTING_RECHECK_S)
                 )
                 return
-            job = self.client.resume(job_id)  # find_existing first: never a second paid job
+            job = self.client.resume(
+                job_id
+            )  # find_existing first: never a second paid job (a queued one: now)
             report.resumed.append(job_id)
             changed = True
         else:

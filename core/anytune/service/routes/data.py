@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from anytune.client.inprocess import InProcessClient
+from anytune.pipeline.datarefs import local_file
 from anytune.service.common import (
     API_PREFIX,
     SPEC_BODY,
@@ -26,8 +27,9 @@ router = APIRouter(prefix=API_PREFIX)
 
 
 @router.post("/data/validate", dependencies=[scope("submit")])
-def validate_data(body: ValidateBody) -> dict[str, Any]:
-    """`anytune validate` on a file on the server: every issue with its line and field (the first 200)."""
+def validate_data(body: ValidateBody, client: InProcessClient = Depends(the_client)) -> dict[str, Any]:
+    """`anytune validate` on a file on the server or an uploaded dataset (`dataset:sha256:...`): every issue
+    with its line and field (the first 200)."""
     from anytune.data.tokens import get_token_counter
     from anytune.data.validate import validate_file
 
@@ -36,13 +38,16 @@ def validate_data(body: ValidateBody) -> dict[str, Any]:
         [body.path, *([body.tokenizer] if named and body.tokenizer else [])]
     )  # a folder read too
     fmt = None if body.format == "auto" else DataFormat(body.format)
+    path = local_file(client.pipeline, body.path)  # an uploaded dataset: the file that holds it
     report = validate_file(
-        body.path,
+        path,
         format=fmt,
         token_counter=get_token_counter(body.tokenizer),
         max_seq_length=body.max_seq_length,
         max_issues=200,
     )
+    if path != body.path:
+        report.path = body.path
     return report.model_dump(mode="json")  # type: ignore[no-any-return]
 
 

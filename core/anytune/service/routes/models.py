@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from anytune.client.inprocess import InProcessClient
@@ -41,6 +41,50 @@ def list_models(
 def get_model(ref: str, client: InProcessClient = Depends(the_client)) -> dict[str, Any]:
     """`name` (newest version), `name@3` or `name@alias`."""
     return client.get_model(ref).model_dump(mode="json")  # type: ignore[no-any-return]
+
+
+FILES_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/x-tar": {}}, "description": "the model's files as one tar"},
+    206: {"content": {"application/x-tar": {}}, "description": "the bytes a Range asked for"},
+    416: {"description": "a Range outside the archive"},
+}
+
+
+@router.head(
+    "/models/{ref}/files",
+    dependencies=[scope("read")],
+    response_class=Response,
+    responses=FILES_ANSWERS,
+)
+def model_files_size(ref: str, request: Request, client: InProcessClient = Depends(the_client)) -> Response:
+    """The archive's size, SHA-256 and ETag, without its bytes (what a download that resumes asks first)."""
+    return model_files(ref, request, client)
+
+
+@router.get(
+    "/models/{ref}/files",
+    dependencies=[scope("read")],
+    response_class=Response,
+    responses=FILES_ANSWERS,
+)
+def model_files(ref: str, request: Request, client: InProcessClient = Depends(the_client)) -> Response:
+    """The model's files (adapter, merged weights, tokenizer, its record) as one tar, its SHA-256 in
+    `X-Content-SHA256` and the ETag; a dropped download resumes with `Range` (and `If-Range`). A hosted
+    provider's model has no files: the error says how to call it."""
+    from fastapi.responses import FileResponse
+
+    from anytune.pipeline.archive import model_archive
+    from anytune.storage import open_storage
+
+    model, key, digest = model_archive(client.pipeline, ref)
+    path = open_storage().local_file(key)
+    filename = f"{model.name}-v{model.version}.tar"
+    return FileResponse(
+        path,
+        media_type="application/x-tar",
+        filename=filename,
+        headers={"X-Content-SHA256": digest, "ETag": f'"{digest.removeprefix("sha256:")}"'},
+    )
 
 
 @router.put("/models/{name}/aliases/{alias}", dependencies=[scope("submit")])

@@ -1,0 +1,50 @@
+"""Uploaded datasets in a job: a spec's data fields may name `dataset:sha256:<hex>` instead of a path. The
+stages read such a field through the file that holds the dataset on this machine (the storage layer's blob,
+or its copy fetched from a bucket), while the job keeps the name it was given: the record says which dataset,
+and a worker on another machine finds the same bytes through the same storage."""
+
+from __future__ import annotations
+
+import os
+
+from anytune.hookspecs import DataBundle
+from anytune.pipeline.context import Pipeline
+from anytune.pipeline.datasets import is_dataset_ref, local_path
+from anytune.spec import JobSpec
+
+
+def local_file(p: Pipeline, value: str) -> str:
+    """A data field as a path to read here: a path as it is, a dataset as the file that holds it."""
+    if not is_dataset_ref(value):
+        return value
+    return str(local_path(p.registry, value, project=p.project))
+
+
+def local_spec(p: Pipeline, spec: JobSpec) -> JobSpec:
+    """`spec` with every dataset named by the file that holds it here (the same spec if it names none)."""
+    data = {
+        field: local_file(p, value)
+        for field in ("train", "validation", "test")
+        if is_dataset_ref(value := getattr(spec.data, field))
+    }
+    evaluation = spec.evaluation
+    changes = {}
+    if data:
+        changes["data"] = spec.data.model_copy(update=data)
+    if evaluation is not None and evaluation.data and is_dataset_ref(evaluation.data):
+        changes["evaluation"] = evaluation.model_copy(update={"data": local_file(p, evaluation.data)})
+    return spec.model_copy(update=changes) if changes else spec
+
+
+def datasets_here(p: Pipeline, spec: JobSpec, bundle: DataBundle) -> DataBundle:
+    """A recorded job's data bundle with each uploaded dataset's file as it is on this machine (the paths
+    recorded are those of the machine that checked the job)."""
+    changes = {}
+    for split in ("train", "validation", "test"):
+        ref, named = getattr(bundle, split), getattr(spec.data, split)
+        if ref is not None and is_dataset_ref(named) and not os.path.exists(ref.path):
+            changes[split] = ref.model_copy(update={"path": local_file(p, named)})
+    return bundle.model_copy(update=changes) if changes else bundle
+
+
+__all__ = ["datasets_here", "local_file", "local_spec"]
