@@ -473,3 +473,16 @@ def test_an_upload_left_unfinished_expires_with_its_bytes(http, anytune_home, mo
     )  # expiry runs on a new upload
     assert http.get(where).status_code == 404
     assert list((anytune_home / "uploads").glob("*.part")) == []
+
+
+def test_two_requests_never_write_one_upload_at_once(http, anytune_home):
+    import fcntl
+
+    started = http.post("/v1/datasets/uploads", json={"name": "twice.jsonl", "length": 1000})
+    where, upload_id = started.headers["location"], started.json()["id"]
+    assert http.patch(where, content=b"{" * 10, headers={"Upload-Offset": "0"}).status_code == 204
+    with (anytune_home / "uploads" / f"{upload_id}.part").open("r+b") as other:  # as a request still writing
+        fcntl.flock(other, fcntl.LOCK_EX)
+        busy = http.patch(where, content=b"x" * 10, headers={"Upload-Offset": "10"})
+    assert busy.status_code == 409 and "another request" in busy.json()["error"]["message"]
+    assert http.get(where).json()["offset"] == 10

@@ -154,7 +154,7 @@ class InProcessClient(Client):
     def pull(
         self, ref: str, out_dir: Path | None = None, *, on_progress: Callable[[int, int], None] | None = None
     ) -> ModelVersion:
-        return archive.pull_here(self.pipeline, ref, out_dir, on_progress)
+        return archive.pull_here(archive.version_of(self.resolve_target(ref), ref), out_dir, on_progress)
 
     # --------------------------------------------------------------------------------------- datasets
 

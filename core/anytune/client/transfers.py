@@ -77,6 +77,9 @@ def upload(client: Server, path: Path, on_progress: Callable[[int, int], None] |
                 ) from None
             time.sleep(0.5)
             continue
+        if answer.status_code == 409 and time.monotonic() < deadline:  # the server still writes the last try
+            time.sleep(0.5)
+            continue
         if answer.status_code >= 400:
             raise server_error(answer.status_code, json_or_none(answer), answer.text)
         if answer.status_code in (200, 201):

@@ -19,9 +19,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from anytune.api import EvalTarget
 from anytune.errors import CapabilityError, DataError, UsageError
-from anytune.pipeline.context import Pipeline
-from anytune.pipeline.evaluate import resolve_target
 from anytune.registry.records import ModelVersion
 from anytune.storage import open_storage
 
@@ -43,17 +42,21 @@ def folders_of(model: ModelVersion) -> dict[str, Path]:
     return found
 
 
-def model_archive(p: Pipeline, ref: str) -> tuple[ModelVersion, str, str]:
-    """The version `ref` names, its archive's storage key and its `sha256:<hex>` (built on first ask)."""
-    model = resolve_target(p, ref).model
-    if model is None:
+def version_of(target: EvalTarget, ref: str) -> ModelVersion:
+    """The registered version a resolved target is (a job's model, or the model named)."""
+    if target.model is None:
         raise UsageError(
             f"{ref} is not a registered model", hint="name a model: NAME, NAME@VERSION, NAME@ALIAS"
         )
+    return target.model
+
+
+def model_archive(model: ModelVersion) -> tuple[str, str]:
+    """The version's archive: its storage key and its `sha256:<hex>` (built on first ask)."""
     storage, key = open_storage(), archive_key(model)
     digest_key = f"{key}.sha256"
     if storage.exists(key) and storage.exists(digest_key):  # written before, here or by the trainer's machine
-        return model, key, storage.local_file(digest_key).read_text().strip()
+        return key, storage.local_file(digest_key).read_text().strip()
     folders = folders_of(model)
     if not folders:
         artifact = model.artifact
@@ -73,14 +76,14 @@ def model_archive(p: Pipeline, ref: str) -> tuple[ModelVersion, str, str]:
         (Path(tmp) / "digest").write_text(digest)
         storage.put_file(key, tar_path)
         storage.put_file(digest_key, Path(tmp) / "digest")
-    return model, key, digest
+    return key, digest
 
 
-def share(p: Pipeline, model: ModelVersion) -> None:
+def share(model: ModelVersion) -> None:
     """Put a version's archive in the storage layer now (a worker that trained it, before its files are out
     of every other machine's reach); a version with no files here is left alone."""
     if folders_of(model):
-        model_archive(p, f"{model.name}@{model.version}")
+        model_archive(model)
 
 
 def write_archive(model: ModelVersion, folders: dict[str, Path], target: Path) -> str:
@@ -188,10 +191,10 @@ def pull_into(
 
 
 def pull_here(
-    p: Pipeline, ref: str, out_dir: Path | None, on_progress: Callable[[int, int], None] | None
+    model: ModelVersion, out_dir: Path | None, on_progress: Callable[[int, int], None] | None
 ) -> ModelVersion:
     """`pull` in this process: the archive is in this machine's storage already."""
-    model, key, digest = model_archive(p, ref)
+    key, digest = model_archive(model)
     tar = open_storage().local_file(key)
     if on_progress is not None:
         on_progress(tar.stat().st_size, tar.stat().st_size)
@@ -225,5 +228,6 @@ __all__ = [
     "pulled",
     "share",
     "unpack",
+    "version_of",
     "write_archive",
 ]

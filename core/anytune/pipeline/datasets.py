@@ -9,6 +9,7 @@ file, which a resumed upload continues and a new upload of the same file replace
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -88,6 +89,12 @@ class InUse(UsageError):
     http_status = 409
 
 
+class Busy(UsageError):
+    """An upload that another request is writing (a client's retry before the server saw its drop)."""
+
+    http_status = 409
+
+
 class WrongOffset(UsageError):
     """A part sent for another offset than the one the server has (the client resumes from the server's)."""
 
@@ -142,8 +149,14 @@ async def receive(
     from starlette.concurrency import run_in_threadpool
 
     with part.open("r+b" if part.exists() else "wb") as f:
+        try:  # one request writes an upload at a time (on any number of server processes)
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy("another request is sending this upload's bytes now") from None
+        size = os.fstat(f.fileno()).st_size
+        if size != offset:  # another request wrote since this one looked
+            raise WrongOffset(size, offset)
         f.seek(offset)
-        f.truncate()
         try:
             async for chunk in chunks:
                 if not chunk:
@@ -227,11 +240,15 @@ def expire_uploads(registry: Registry, hours: float | None = None) -> list[str]:
     if hours is None:
         raw = os.environ.get("ANYTUNE_UPLOAD_EXPIRY_HOURS", "").strip()
         hours = float(raw) if raw.replace(".", "", 1).isdigit() else 24.0
-    stale = stale_uploads(registry, utcnow() - timedelta(hours=hours))
+    cutoff = utcnow() - timedelta(hours=hours)
+    stale = stale_uploads(registry, cutoff)
     for upload_id in stale:
         HASHES.forget(upload_id)
         (uploads_dir() / f"{upload_id}.part").unlink(missing_ok=True)
         remove_upload(registry, upload_id)
+    for part in uploads_dir().glob("*.part"):  # one-request uploads cut short by a crash have no row
+        if not part.name.startswith("up-") and part.stat().st_mtime < cutoff.timestamp():
+            part.unlink(missing_ok=True)
     return stale
 
 
@@ -307,6 +324,7 @@ def local_path(
 __all__ = [
     "HASHES",
     "PREFIX",
+    "Busy",
     "InUse",
     "TooLarge",
     "WrongOffset",

@@ -25,5 +25,5 @@ def register(p: Pipeline, job: Job) -> ModelVersion | None:
     if version is not None and os.environ.get("ANYTUNE_STORAGE_URL"):
         from anytune.pipeline.archive import share
 
-        share(p, version)  # trained on this machine: its files go where every machine can pull them
+        share(version)  # trained on this machine: its files go where every machine can pull them
     return version

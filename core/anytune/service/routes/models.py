@@ -73,10 +73,11 @@ def model_files(ref: str, request: Request, client: InProcessClient = Depends(th
     provider's model has no files: the error says how to call it."""
     from fastapi.responses import FileResponse
 
-    from anytune.pipeline.archive import model_archive
+    from anytune.pipeline.archive import model_archive, version_of
     from anytune.storage import open_storage
 
-    model, key, digest = model_archive(client.pipeline, ref)
+    model = version_of(client.resolve_target(ref), ref)
+    key, digest = model_archive(model)
     path = open_storage().local_file(key)
     filename = f"{model.name}-v{model.version}.tar"
     return FileResponse(
