@@ -137,6 +137,7 @@ def test_killing_the_server_at_random_never_loses_or_doubles_a_job(tmp_path, mon
             ANYTUNE_HOME=str(home),
             ANYTUNE_POLL_INTERVAL="0.05",
             ANYTUNE_SUBMIT_GRACE_S="3",
+            ANYTUNE_LEASE_S="10",  # a killed worker's jobs are taken over in 10 s, wherever the kills land
             PYTHONUNBUFFERED="1",
         )
         server = Server(env, free_port(), tmp_path / "server.log")

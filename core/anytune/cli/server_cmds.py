@@ -75,7 +75,10 @@ def server(
 def worker(
     count: int = typer.Option(1, "--count", "-n", min=1, help="Workers in this process."),
     lease: float = typer.Option(
-        120.0, "--lease", help="Seconds a claim on a job holds; a killed worker's jobs wait this long."
+        120.0,
+        "--lease",
+        envvar="ANYTUNE_LEASE_S",
+        help="Seconds a claim on a job holds; a killed worker's jobs wait this long.",
     ),
 ) -> None:
     """Follow every job of this registry to its end, beside `anytune server` (on PostgreSQL, any number of

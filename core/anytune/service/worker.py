@@ -68,6 +68,12 @@ def provider_limits() -> dict[str, int]:
     return limits
 
 
+def lease_s_default() -> float:
+    """120 s, or `$ANYTUNE_LEASE_S`: how long a killed worker's jobs wait before another takes them (crash
+    rehearsals shorten it, so that their length does not hang on where the kills land)."""
+    return float(os.environ.get("ANYTUNE_LEASE_S") or 120.0)
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -88,9 +94,9 @@ class TickReport:
 class Worker:
     """`Worker(client).run(stop_event)`, or `tick()` for one pass (tests drive it that way).
 
-    `lease_s`: how long a claim holds (a killed worker's jobs wait this long); `batch`: jobs claimed per
-    pass; `submit_grace_s`: how old an unconfirmed job must be before this worker finishes submitting it.
-    `registry`: where the leases and webhooks are (the client's, which is the default)."""
+    `lease_s`: how long a claim holds (a killed worker's jobs wait this long; `$ANYTUNE_LEASE_S`, 120 s);
+    `batch`: jobs claimed per pass; `submit_grace_s`: how old an unconfirmed job must be before this worker
+    finishes submitting it. `registry`: where the leases and webhooks are (the client's, which is the default)."""
 
     def __init__(
         self,
@@ -98,7 +104,7 @@ class Worker:
         *,
         registry: Registry | None = None,
         name: str | None = None,
-        lease_s: float = 120.0,
+        lease_s: float | None = None,
         batch: int = 16,
         idle_s: float = 1.0,
         submit_grace_s: float | None = None,
@@ -107,7 +113,7 @@ class Worker:
     ) -> None:
         self.client = client
         self.name = name or worker_name()
-        self.lease_s = lease_s
+        self.lease_s = lease_s if lease_s is not None else lease_s_default()
         self.batch = batch
         self.idle_s = idle_s
         self.submit_grace_s = submit_grace_s if submit_grace_s is not None else submit_grace_s_default()
