@@ -64,6 +64,12 @@ def test_a_job_from_a_laptop_uploads_its_data_and_its_model_comes_back_to_serve(
         report = run_anytune("report", job_id, "--out", str(laptop / "report"), env=env)
         assert report.returncode == 0, report.stdout + report.stderr
         assert (laptop / "report" / "report.html").exists()
+        scored = run_anytune(
+            "eval", "laptop@1", "--data", str(laptop / "data" / "test.jsonl"), "--limit", "3", env=env
+        )
+        assert scored.returncode == 0, scored.stdout + scored.stderr
+        assert "uploading" not in scored.stderr  # the server holds those bytes already: asked by hash
+        assert "held-out evaluation (3 examples, dataset:sha256:" in scored.stdout
         listed = run_anytune("datasets", "list", env=env)
         assert (
             listed.returncode == 0 and "train.jsonl" in listed.stdout and "dataset:sha256:" in listed.stdout

@@ -89,7 +89,7 @@ def evaluate_targets(
             hint="pass --data FILE, or set evaluation.data or data.test in the job file",
         )
     p.may_read([data])
-    data = local_file(p, data)
+    named, data = data, local_file(p, data)  # an uploaded dataset keeps its name in the result
     single_job = len(resolved) == 1 and first.label.startswith("job-")
     labels = {("fine-tuned" if single_job else t.label): t for t in resolved}
     subjects: dict[str, tuple[Backend, ModelArtifact]] = {}
@@ -100,6 +100,8 @@ def evaluate_targets(
     metrics = resolve_metrics(spec.metrics, p.plugins.metrics())
     judge = resolve_judge(p, spec.judge) if spec.judge else None
     result = evaluate(subjects, data, spec, metrics, on_progress, judge=judge)
+    if named != data:
+        result.dataset_path = named
     add_serving_costs(p, resolved)
     _store(p, result, labels, first)
     return result
