@@ -37,14 +37,17 @@ def local_spec(p: Pipeline, spec: JobSpec) -> JobSpec:
 
 
 def datasets_here(p: Pipeline, spec: JobSpec, bundle: DataBundle) -> DataBundle:
-    """A recorded job's data bundle with each uploaded dataset's file as it is on this machine (the paths
-    recorded are those of the machine that checked the job)."""
-    changes = {}
-    for split in ("train", "validation", "test"):
-        ref, named = getattr(bundle, split), getattr(spec.data, split)
-        if ref is not None and is_dataset_ref(named) and not os.path.exists(ref.path):
-            changes[split] = ref.model_copy(update={"path": local_file(p, named)})
-    return bundle.model_copy(update=changes) if changes else bundle
+    """A recorded job's data bundle as it is on this machine: where the files recorded (on the machine that
+    checked the job) are not here and the job names uploaded datasets, its data is checked again from the
+    storage layer (the same bytes, and the same split where validation rows are carved out of them)."""
+    recorded = [ref for ref in (bundle.train, bundle.validation, bundle.test) if ref is not None]
+    named = [spec.data.train, spec.data.validation, spec.data.test]
+    if all(os.path.exists(ref.path) for ref in recorded) or not any(is_dataset_ref(n) for n in named):
+        return bundle
+    from anytune.pipeline.datachecks import check_data
+
+    caps = p.backend(spec.provider).capabilities()
+    return check_data(p.data, None, local_spec(p, spec), caps).bundle
 
 
 __all__ = ["datasets_here", "local_file", "local_spec"]
