@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -338,8 +339,9 @@ def s3_url(monkeypatch):  # type: ignore[no-untyped-def]
         monkeypatch.setenv(key, value)
     import boto3
 
-    boto3.client("s3").create_bucket(Bucket="anytune-test")
-    yield "s3://anytune-test/team"
+    bucket = f"anytune-test-{uuid.uuid4().hex[:8]}"  # moto's state outlives its server: a bucket per test
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    yield f"s3://{bucket}/team"
     moto.stop()
 
 
@@ -374,7 +376,8 @@ def test_a_server_on_s3_storage_keeps_uploads_there_and_trains_from_them(s3_url,
     kept = client.upload(path)
     import boto3
 
-    listed = boto3.client("s3").list_objects_v2(Bucket="anytune-test", Prefix="team/datasets/")
+    bucket = s3_url.removeprefix("s3://").split("/")[0]
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="team/datasets/")
     assert [o["Key"] for o in listed["Contents"]] == [f"team/datasets/{kept.id.removeprefix('sha256:')}"]
     spec = spec_from_dict(
         {"name": "s3", "base_model": "tiny", "provider": "local", "data": {"train": kept.ref}}, source="test"
