@@ -93,12 +93,13 @@ def test_jobs_mode_lora_runs_streams_loss_pushes_registers_and_is_evaluated(hub,
     assert any(name.startswith("data/") for name in staged) and f"jobs/{job.id}/request.json" in staged
 
 
-def wait_for(condition: Any, timeout: float = 120.0) -> None:
+def wait_for(condition: Any, timeout: float = 120.0, *, seen: Any = None) -> None:
+    """Until `condition()`; on a timeout, `seen()` says what there was to see (a stalled job's last lines)."""
     import time
 
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
+        assert time.monotonic() < deadline, f"timed out waiting: {seen() if seen else ''}"
         time.sleep(0.2)
 
 
@@ -127,7 +128,18 @@ def test_a_timeout_fails_with_the_reason_and_resume_starts_from_the_pushed_check
             os.killpg(remote.process.pid, signal.SIGSTOP)
         return pushed
 
-    wait_for(checkpoint_pushed)
+    def last_lines() -> list[
+        str
+    ]:  # this wait timed out in 3 of about 12 runs on 2026-12-07: what was the job at?
+        stored = hub.repos.get(("model", repo))
+        files = sorted(stored.files()[1]) if stored is not None else None
+        return [
+            f"stage={remote.stage}",
+            f"repo files={files}",
+            *[line[:300] for _, line in remote.logs][-25:],
+        ]
+
+    wait_for(checkpoint_pushed, seen=last_lines)
     hub.clock.advance(601)  # ten minutes and a second on the emulator's clock: past the job's timeout
     os.killpg(remote.process.pid, signal.SIGCONT)  # the Hub's SIGTERM is then handled at once
     failed = client.refresh(job.id)
