@@ -69,13 +69,9 @@ def upload(client: Server, path: Path, on_progress: Callable[[int, int], None] |
                 timeout=httpx_timeout(),  # the last part waits for the server's validation
             )
         except _transport_errors() as exc:
-            if time.monotonic() > deadline:
-                raise BackendError(
-                    f"the upload of {path.name} to {client.url} keeps failing: {type(exc).__name__}",
-                    hint="run the same command again: the upload goes on from where the server has it",
-                    retryable=True,
-                ) from None
-            time.sleep(0.5)
+            _pause_or_give_up(
+                deadline, exc, f"the upload of {path.name} to {client.url}", "where the server has it"
+            )
             continue
         if answer.status_code == 409 and time.monotonic() < deadline:  # the server still writes the last try
             time.sleep(0.5)
@@ -136,13 +132,7 @@ def download(
                             on_progress(done, total)
             return
         except _transport_errors() as exc:
-            if time.monotonic() > deadline:
-                raise BackendError(
-                    f"the download from {client.url} keeps failing: {type(exc).__name__}",
-                    hint="run the same command again: it goes on from where it stopped",
-                    retryable=True,
-                ) from None
-            time.sleep(0.5)
+            _pause_or_give_up(deadline, exc, f"the download from {client.url}", "where it stopped")
 
 
 def _file_from(
@@ -156,6 +146,17 @@ def _file_from(
             done += len(chunk)
             if on_progress is not None:
                 on_progress(done, size)
+
+
+def _pause_or_give_up(deadline: float, exc: Exception, what: str, resumes_from: str) -> None:
+    """After a dropped connection: wait a moment and go on, or, with no progress for RETRY_S, say so."""
+    if time.monotonic() > deadline:
+        raise BackendError(
+            f"{what} keeps failing: {type(exc).__name__}",
+            hint=f"run the same command again: it goes on from {resumes_from}",
+            retryable=True,
+        ) from None
+    time.sleep(0.5)
 
 
 def _transport_errors() -> tuple[type[Exception], ...]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from anytune.api import EvalTarget
 from anytune.errors import CapabilityError, DataError, UsageError
+from anytune.pipeline.datasets import sha256_of_file
 from anytune.registry.records import ModelVersion
 from anytune.storage import open_storage
 
@@ -107,7 +108,7 @@ def write_archive(model: ModelVersion, folders: dict[str, Path], target: Path) -
                     tar.add(
                         path, f"{name}/{path.relative_to(folder).as_posix()}", recursive=False, filter=plain
                     )
-    return _sha256(target)
+    return sha256_of_file(target)
 
 
 def unpack(tar_path: Path, out_dir: Path, digest: str | None = None) -> ModelVersion:
@@ -178,7 +179,7 @@ def pull_into(
     part = folder.parent / f".{folder.name}.tar.part"
     tar = fetch(part)
     try:
-        got = _sha256(tar)
+        got = sha256_of_file(tar)
         if got != digest:
             raise DataError(
                 f"the archive of {model.ref} hashes to {got}, not {digest}",
@@ -199,14 +200,6 @@ def pull_here(
     if on_progress is not None:
         on_progress(tar.stat().st_size, tar.stat().st_size)
     return pull_into(model, digest, out_dir, lambda _part: tar)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return f"sha256:{h.hexdigest()}"
 
 
 def pulled(folder: Path) -> ModelVersion | None:
