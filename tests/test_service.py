@@ -168,11 +168,11 @@ def test_a_retry_after_a_crash_mid_submit_gets_the_recorded_job_not_409_forever(
     # a key whose request died before recording anything is free again after the grace period
     assert claim_key(registry, "k2", body, "job-a") is None
     with registry.session() as s, s.begin():
-        row = s.get(IdempotencyRow, "k2")
+        row = s.get(IdempotencyRow, ("default", "k2"))
         row.created_at = row.created_at - timedelta(seconds=SUBMIT_GRACE_S + 1)
     assert claim_key(registry, "k2", body, "job-b") is None
     with registry.session() as s:
-        assert s.get(IdempotencyRow, "k2").job_id == "job-b"
+        assert s.get(IdempotencyRow, ("default", "k2")).job_id == "job-b"
     registry.engine.dispose()
 
 

@@ -28,7 +28,7 @@ pytest.importorskip("fastapi")
 API = sorted(name for name, value in vars(ClientAPI).items() if callable(value) and not name.startswith("_"))
 # what each transport has beyond the interface, on purpose (the in-process one runs the stages itself)
 EXTRAS = {
-    InProcessClient: {"backend", "preflight", "submit_prepared"},
+    InProcessClient: {"backend", "in_project", "preflight", "submit_prepared"},
     RemoteClient: {"call"},
 }
 

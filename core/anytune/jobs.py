@@ -183,6 +183,7 @@ class Job(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str
+    project: str = Field("default", description="the project it belongs to (a service's team)")
     name: str
     provider: str
     spec: JobSpec

@@ -22,6 +22,12 @@ def database_url() -> str:
     return f"sqlite:///{anytune_home() / 'registry.db'}"
 
 
+def current_project() -> str:
+    """`$ANYTUNE_PROJECT`, or `default`: the project this machine's registry is seen from (a server's
+    tokens each see their own, whatever this says)."""
+    return os.environ.get("ANYTUNE_PROJECT") or "default"
+
+
 def cache_dir(*parts: str) -> Path:
     """A folder under the home for things that can be rebuilt (converted models, tiny models)."""
     path = anytune_home().joinpath("cache", *parts)

@@ -25,6 +25,7 @@ from anytune.cli import (
     job_cmds,
     model_cmds,
     plugin_cmds,
+    project_cmds,
     serve_cmds,
     server_cmds,
 )
@@ -82,6 +83,7 @@ app.command("emulate")(emulate_cmds.emulate)
 app.command("server")(server_cmds.server)
 app.command("worker")(server_cmds.worker)
 app.add_typer(server_cmds.app, name="tokens")
+app.add_typer(project_cmds.app, name="projects")
 
 
 BUILT_IN = frozenset(

@@ -121,36 +121,52 @@ def _start_workers(count: int, **options: float) -> tuple[threading.Event, list[
     return stop, threads
 
 
+PROJECT = typer.Option(None, "--project", help="The token's project (default: $ANYTUNE_PROJECT or default).")
+
+
 @app.command("create")
 def create(
     name: str = typer.Option("token", "--name", help="What the token is for (shown in `tokens list`)."),
-    scope: str = typer.Option("read", "--scope", help="read, submit (also read) or admin (everything)."),
+    scope: str = typer.Option(
+        "read", "--scope", help="read, submit (also read) or admin (everything in its project)."
+    ),
+    project: str | None = PROJECT,
 ) -> None:
-    """Make an API token for the service running on this registry; it is printed once and stored hashed."""
+    """Make an API token for the service running on this registry; it is printed once and stored hashed.
+    It sees and acts in its project only."""
     from anytune.registry import Registry
     from anytune.registry.access import create_token
 
-    token, info = create_token(Registry(), name, scope)
-    err.print(f"token {info.id} ({info.scope}) for {escape(info.name)}; it is shown only now:")
+    token, info = create_token(Registry(project=project), name, scope)
+    err.print(
+        f"token {info.id} ({info.scope}, project {escape(info.project)}) for {escape(info.name)}; "
+        "it is shown only now:"
+    )
     out.print(token)
 
 
 @app.command("list")
-def list_cmd() -> None:
-    """The tokens (never their values): id, name, scope, last use, revoked."""
+def list_cmd(
+    project: str | None = typer.Option(None, "--project", help="Only this project's (default: every one)."),
+) -> None:
+    """The tokens (never their values): id, project, name, scope, last use, revoked."""
     from anytune.registry import Registry
     from anytune.registry.access import list_tokens
 
-    for t in list_tokens(Registry()):
+    registry = Registry(project=project) if project else Registry().everywhere()
+    for t in list_tokens(registry):
         used = t.last_used_at.isoformat(timespec="seconds") if t.last_used_at else "never"
-        out.print(f"{t.id}  {escape(t.name)}  {t.scope}  last used {used}{'  revoked' if t.revoked else ''}")
+        out.print(
+            f"{t.id}  {escape(t.project)}  {escape(t.name)}  {t.scope}  last used {used}"
+            f"{'  revoked' if t.revoked else ''}"
+        )
 
 
 @app.command("revoke")
 def revoke(token_id: str = typer.Argument(..., help="The token's id, from `tokens list`.")) -> None:
-    """Revoke a token: requests with it are refused from now on."""
+    """Revoke a token (of any project): requests with it are refused from now on."""
     from anytune.registry import Registry
     from anytune.registry.access import revoke_token
 
-    revoke_token(Registry(), token_id)
+    revoke_token(Registry().everywhere(), token_id)
     out.print(f"revoked {token_id}")

@@ -2,7 +2,8 @@
 `anytune.pipeline`: each method is one stage or one registry read (documented in `anytune.api.ClientAPI`).
 
 Beyond the interface, for code that runs the stages itself (tests, the service, a comparison): `pipeline`
-(the stages' shared state), `registry`, `plugins`, `backend(name)`, `preflight()` and `submit_prepared()`.
+(the stages' shared state), `registry`, `plugins`, `backend(name)`, `preflight()`, `submit_prepared()`, and
+`in_project(name)` (the service: a token's project; a remote Client's project is its token's).
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ class InProcessClient(Client):
         token: str | None = None,
     ) -> None:
         self.pipeline = Pipeline(registry, plugins)
+        self._projects: dict[str, InProcessClient] = {}
+
+    def in_project(self, project: str) -> InProcessClient:
+        """This client seen from another project (made once, kept: asked for at every request and job)."""
+        if project == self.registry.project:
+            return self
+        found = self._projects.get(project)
+        if found is None:
+            found = self._projects[project] = InProcessClient(plugins=self.plugins)
+            found.pipeline = self.pipeline.in_project(project)
+        return found
 
     @property
     def registry(self) -> Registry:
@@ -161,18 +173,16 @@ class InProcessClient(Client):
     def upload(
         self, path: str | Path, *, on_progress: Callable[[int, int], None] | None = None
     ) -> StoredDataset:
-        return datasets.keep_file(
-            self.registry, Path(path), project=self.pipeline.project, on_progress=on_progress
-        )
+        return datasets.keep_file(self.registry, Path(path), on_progress=on_progress)
 
     def datasets(self) -> list[StoredDataset]:
-        return list_stored(self.registry, self.pipeline.project)
+        return list_stored(self.registry)
 
     def dataset(self, dataset_id: str) -> StoredDataset:
-        return get_stored(self.registry, datasets.dataset_id(dataset_id), self.pipeline.project)
+        return get_stored(self.registry, datasets.dataset_id(dataset_id))
 
     def delete_dataset(self, dataset_id: str) -> None:
-        datasets.forget(self.registry, dataset_id, project=self.pipeline.project)
+        datasets.forget(self.registry, dataset_id)
 
     # ------------------------------------------------------------------------------------- evaluation
 

@@ -29,7 +29,11 @@ MANIFEST = "anytune-model.json"
 
 
 def archive_key(model: ModelVersion) -> str:
-    named = hashlib.sha256(f"{model.name}@{model.version}".encode()).hexdigest()[:32]
+    """Where a version's archive is kept: one key per project, name and version (the project `default`
+    keeps the key it had before projects, so archives made then are still found)."""
+    version = f"{model.name}@{model.version}"
+    named = hashlib.sha256((version if model.project == "default" else f"{model.project}/{version}").encode())
+    named = named.hexdigest()[:32]
     return f"models/{named}.tar"
 
 

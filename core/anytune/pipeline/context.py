@@ -30,11 +30,16 @@ class Pipeline:
         # the files a job names may be read (raises if not): everything, unless the owner of this pipeline
         # says otherwise (the service: only what is under ANYTUNE_DATA_ROOT, whatever route brought the path)
         self.may_read: Callable[[Sequence[str]], None] = _anything
-        # whose datasets `dataset:` names in a spec resolve to (a service's project; `default` here)
-        self.project = "default"
         # record a checked job and leave its submit to a worker (`anytune server --submit-in-workers`): the
         # worker that submits a local job is the machine that trains it
         self.defer_submit = False
+
+    def in_project(self, project: str) -> Pipeline:
+        """The same stages on the same registry and plugins, seen from `project` (what the owner of this
+        pipeline allows, it allows there too)."""
+        other = Pipeline(self.registry.in_project(project), self.plugins)
+        other.may_read, other.defer_submit = self.may_read, self.defer_submit
+        return other
 
     @property
     def registry(self) -> Registry:

@@ -17,7 +17,7 @@ def local_file(p: Pipeline, value: str) -> str:
     """A data field as a path to read here: a path as it is, a dataset as the file that holds it."""
     if not is_dataset_ref(value):
         return value
-    return str(local_path(p.registry, value, project=p.project))
+    return str(local_path(p.registry, value))
 
 
 def local_spec(p: Pipeline, spec: JobSpec) -> JobSpec:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from anytune.errors import DataError, NotFoundError, UsageError
 from anytune.jobs import utcnow
 from anytune.registry import Registry
-from anytune.registry.datasets import DEFAULT_PROJECT, StoredDataset, add_stored, get_stored
+from anytune.registry.datasets import StoredDataset, add_stored, get_stored
 from anytune.settings import anytune_home
 from anytune.storage import Storage, open_storage
 
@@ -178,7 +178,6 @@ def keep(
     digest: str,
     name: str,
     *,
-    project: str = DEFAULT_PROJECT,
     expected: str | None = None,
     storage: Storage | None = None,
 ) -> StoredDataset:
@@ -190,7 +189,7 @@ def keep(
                 hint="the file changed while it was sent, or the upload was corrupted: send it again",
             )
         try:
-            return get_stored(registry, digest, project)
+            return get_stored(registry, digest)
         except NotFoundError:  # not kept in this project yet
             pass
         report = _validated(part, name)
@@ -209,7 +208,7 @@ def keep(
             fingerprint=report.fingerprint,
             created_at=utcnow(),
         )
-        return add_stored(registry, dataset, project)
+        return add_stored(registry, dataset)
     finally:
         part.unlink(missing_ok=True)
 
@@ -252,14 +251,12 @@ def expire_uploads(registry: Registry, hours: float | None = None) -> list[str]:
     return stale
 
 
-def forget(
-    registry: Registry, dataset: str, *, project: str = DEFAULT_PROJECT, storage: Storage | None = None
-) -> None:
+def forget(registry: Registry, dataset: str, *, storage: Storage | None = None) -> None:
     """Forget a project's dataset, refused while a job that has not ended reads it; its bytes go when no
     project keeps them any more."""
     from anytune.registry.datasets import jobs_using, remove_stored
 
-    found = get_stored(registry, dataset_id(dataset), project)
+    found = get_stored(registry, dataset_id(dataset))
     using = jobs_using(registry, found.id)
     if using:
         raise InUse(
@@ -267,7 +264,7 @@ def forget(
             + ", ".join(using[:5]),
             hint="cancel them or wait until they end",
         )
-    if remove_stored(registry, found.id, project):
+    if remove_stored(registry, found.id):
         (storage or open_storage()).delete(blob_key(found.id))
 
 
@@ -275,7 +272,6 @@ def keep_file(
     registry: Registry,
     path: Path,
     *,
-    project: str = DEFAULT_PROJECT,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> StoredDataset:
     """A file on this machine kept as a dataset (in-process: no server between), the same bytes once;
@@ -292,7 +288,7 @@ def keep_file(
 
     digest = sha256_of_file(path, seen)
     try:
-        return get_stored(registry, digest, project)
+        return get_stored(registry, digest)
     except NotFoundError:
         pass
     part = uploads_dir() / f"{uuid.uuid4().hex}.part"
@@ -300,15 +296,13 @@ def keep_file(
         os.link(path, part)
     except OSError:
         shutil.copyfile(path, part)
-    return keep(registry, part, sha256_of_file(part), path.name, project=project, expected=digest)
+    return keep(registry, part, sha256_of_file(part), path.name, expected=digest)
 
 
-def local_path(
-    registry: Registry, ref: str, *, project: str = DEFAULT_PROJECT, storage: Storage | None = None
-) -> Path:
+def local_path(registry: Registry, ref: str, *, storage: Storage | None = None) -> Path:
     """The file to read for `dataset:sha256:<hex>`: the stored blob itself, or its copy fetched from a
     bucket. A dataset the project does not have is not found, whoever else has its bytes."""
-    found = get_stored(registry, dataset_id(ref), project)
+    found = get_stored(registry, dataset_id(ref))
     storage = storage or open_storage()
     try:
         return storage.local_file(blob_key(found.id))

@@ -15,8 +15,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from anytune.errors import AnytuneError, UsageError
+from anytune.errors import AnytuneError, NotFoundError, UsageError
 from anytune.jobs import utcnow
+from anytune.registry.projects import project_exists
 from anytune.registry.store import Registry
 from anytune.registry.tables import IdempotencyRow, JobRow, TokenRow
 
@@ -58,6 +59,7 @@ class TokenInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked: bool
+    project: str = "default"  # what the token sees and acts in (its admin scope too: that project's only)
 
 
 def _hash(text: str) -> str:
@@ -66,12 +68,12 @@ def _hash(text: str) -> str:
 
 def _info(row: TokenRow) -> TokenInfo:
     return TokenInfo(
-        row.id, row.name, row.scope, row.created_at, row.last_used_at, row.revoked_at is not None
+        row.id, row.name, row.scope, row.created_at, row.last_used_at, row.revoked_at is not None, row.project
     )
 
 
 def create_token(registry: Registry, name: str, scope: str) -> tuple[str, TokenInfo]:
-    """A new token (returned once, never stored) and what is kept of it."""
+    """A new token of the registry's project (returned once, never stored) and what is kept of it."""
     if scope not in SCOPES:
         raise UsageError(f"unknown scope {scope!r}", hint=f"give one of {', '.join(SCOPES)}")
     if not 0 < len(name) <= 200 or "\x00" in name:
@@ -79,9 +81,18 @@ def create_token(registry: Registry, name: str, scope: str) -> tuple[str, TokenI
             f"a token's name is 1 to 200 characters, without NUL ({len(name)} given)",
             hint="say what the token is for, briefly",
         )
+    if not project_exists(registry, registry.owner):
+        raise NotFoundError(
+            f"no project {registry.owner!r}", hint=f"`anytune projects create {registry.owner}` makes it"
+        )
     token = PREFIX + secrets.token_urlsafe(32)
     row = TokenRow(
-        id=secrets.token_hex(6), name=name, token_hash=_hash(token), scope=scope, created_at=utcnow()
+        id=secrets.token_hex(6),
+        project=registry.owner,
+        name=name,
+        token_hash=_hash(token),
+        scope=scope,
+        created_at=utcnow(),
     )
     with registry.session() as s, s.begin():
         s.add(row)
@@ -90,19 +101,21 @@ def create_token(registry: Registry, name: str, scope: str) -> tuple[str, TokenI
 
 def list_tokens(registry: Registry) -> list[TokenInfo]:
     with registry.session() as s:
-        return [_info(r) for r in s.scalars(select(TokenRow).order_by(TokenRow.created_at))]
+        q = select(TokenRow).where(*registry.mine(TokenRow)).order_by(TokenRow.created_at)
+        return [_info(r) for r in s.scalars(q)]
 
 
 def revoke_token(registry: Registry, token_id: str) -> None:
     with registry.session() as s, s.begin():
         row = s.get(TokenRow, token_id)
-        if row is None:
-            raise UsageError(f"no token {token_id!r}", hint="`anytune tokens list` shows them")
+        if row is None or registry.project not in (None, row.project):
+            raise NotFoundError(f"no token {token_id!r}", hint="`anytune tokens list` shows them")
         row.revoked_at = row.revoked_at or utcnow()
 
 
 def check_token(registry: Registry, token: str | None, needed: str) -> TokenInfo:
-    """The token's record if it is valid and its scope covers `needed`; AccessDenied otherwise."""
+    """The token's record if it is valid and its scope covers `needed`; AccessDenied otherwise. Any
+    project's token is found here (its record says which project it acts in)."""
     if not token:
         raise AccessDenied("this route needs an API token", hint="send Authorization: Bearer <token>")
     with registry.session() as s, s.begin():
@@ -132,12 +145,16 @@ def claim_key(registry: Registry, key: str, body: bytes, job_id: str) -> str | N
     digest = hashlib.sha256(body).hexdigest()
     try:
         with registry.session() as s, s.begin():
-            s.add(IdempotencyRow(key=key, body_hash=digest, job_id=job_id, created_at=utcnow()))
+            s.add(
+                IdempotencyRow(
+                    project=registry.owner, key=key, body_hash=digest, job_id=job_id, created_at=utcnow()
+                )
+            )
         return None
     except IntegrityError:
         pass
     with registry.session() as s, s.begin():
-        row = s.get(IdempotencyRow, key, with_for_update=True)
+        row = s.get(IdempotencyRow, (registry.owner, key), with_for_update=True)
         if row is None:  # released meanwhile (the first request failed): try once more
             return claim_key(registry, key, body, job_id)
         if row.body_hash != digest:
@@ -159,7 +176,7 @@ def claim_key(registry: Registry, key: str, body: bytes, job_id: str) -> str | N
 
 def complete_key(registry: Registry, key: str, job_id: str) -> None:
     with registry.session() as s, s.begin():
-        row = s.get(IdempotencyRow, key)
+        row = s.get(IdempotencyRow, (registry.owner, key))
         if row is not None:
             row.job_id, row.completed_at = job_id, utcnow()
 
@@ -167,6 +184,6 @@ def complete_key(registry: Registry, key: str, job_id: str) -> None:
 def release_key(registry: Registry, key: str) -> None:
     """The submit failed before any job was recorded: the key may be used again."""
     with registry.session() as s, s.begin():
-        row = s.get(IdempotencyRow, key)
+        row = s.get(IdempotencyRow, (registry.owner, key))
         if row is not None and row.completed_at is None and s.get(JobRow, row.job_id or "") is None:
             s.delete(row)

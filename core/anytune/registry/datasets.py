@@ -1,5 +1,6 @@
-"""Uploaded datasets and the uploads on their way: the rows that say what a blob in the storage layer is
-(`anytune.pipeline.datasets` receives, checks and keeps the bytes; this module is only the SQL)."""
+"""Uploaded datasets and the uploads on their way, each a project's (the registry's): the rows that say
+what a blob in the storage layer is (`anytune.pipeline.datasets` receives, checks and keeps the bytes; this
+module is only the SQL)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from anytune.errors import NotFoundError
 from anytune.jobs import JobStatus
 from anytune.registry.store import Registry
 from anytune.registry.tables import JobRow, StoredDatasetRow, UploadRow
-
-DEFAULT_PROJECT = "default"
 
 
 class StoredDataset(BaseModel):
@@ -48,22 +47,22 @@ def _stored(row: StoredDatasetRow) -> StoredDataset:
     return StoredDataset.model_validate(row, from_attributes=True)
 
 
-def add_stored(registry: Registry, dataset: StoredDataset, project: str = DEFAULT_PROJECT) -> StoredDataset:
+def add_stored(registry: Registry, dataset: StoredDataset) -> StoredDataset:
     """Record a dataset (once: a second upload of the same bytes finds the first's row)."""
     try:
         with registry.session() as s, s.begin():
-            row = s.get(StoredDatasetRow, (project, dataset.id))
+            row = s.get(StoredDatasetRow, (registry.owner, dataset.id))
             if row is not None:
                 return _stored(row)
-            s.add(StoredDatasetRow(project=project, **dataset.model_dump()))
+            s.add(StoredDatasetRow(project=registry.owner, **dataset.model_dump()))
     except IntegrityError:  # recorded by a request that finished first
         pass
-    return get_stored(registry, dataset.id, project)
+    return get_stored(registry, dataset.id)
 
 
-def get_stored(registry: Registry, dataset_id: str, project: str = DEFAULT_PROJECT) -> StoredDataset:
+def get_stored(registry: Registry, dataset_id: str) -> StoredDataset:
     with registry.session() as s:
-        row = s.get(StoredDatasetRow, (project, dataset_id))
+        row = s.get(StoredDatasetRow, (registry.owner, dataset_id))
         if row is None:
             raise NotFoundError(
                 f"no dataset {dataset_id!r} on this server",
@@ -72,31 +71,34 @@ def get_stored(registry: Registry, dataset_id: str, project: str = DEFAULT_PROJE
         return _stored(row)
 
 
-def list_stored(registry: Registry, project: str = DEFAULT_PROJECT) -> list[StoredDataset]:
+def list_stored(registry: Registry) -> list[StoredDataset]:
     """Newest first."""
     with registry.session() as s:
-        q = select(StoredDatasetRow).where(StoredDatasetRow.project == project)
+        q = select(StoredDatasetRow).where(StoredDatasetRow.project == registry.owner)
         rows = s.scalars(q.order_by(StoredDatasetRow.created_at.desc(), StoredDatasetRow.id))
         return [_stored(r) for r in rows]
 
 
-def remove_stored(registry: Registry, dataset_id: str, project: str = DEFAULT_PROJECT) -> bool:
+def remove_stored(registry: Registry, dataset_id: str) -> bool:
     """Forget a project's dataset; True if no project keeps the same bytes any more (the blob may go)."""
     with registry.session() as s, s.begin():
         s.execute(
             delete(StoredDatasetRow).where(
-                StoredDatasetRow.project == project, StoredDatasetRow.id == dataset_id
+                StoredDatasetRow.project == registry.owner, StoredDatasetRow.id == dataset_id
             )
         )
         return s.scalar(select(StoredDatasetRow.id).where(StoredDatasetRow.id == dataset_id).limit(1)) is None
 
 
 def jobs_using(registry: Registry, dataset_id: str) -> list[str]:
-    """The jobs that have not ended and name the dataset in their spec (their workers will read it)."""
+    """The project's jobs that have not ended and name the dataset in their spec (their workers will read
+    it)."""
     ref = f"dataset:{dataset_id}"
     terminal = [s.value for s in JobStatus if s.terminal]
     with registry.session() as s:
-        rows = s.execute(select(JobRow.id, JobRow.spec).where(JobRow.status.not_in(terminal))).all()
+        rows = s.execute(
+            select(JobRow.id, JobRow.spec).where(JobRow.status.not_in(terminal), *registry.mine(JobRow))
+        ).all()
     return [job_id for job_id, spec in rows if ref in _data_fields(spec)]
 
 
@@ -109,16 +111,16 @@ def _data_fields(spec: dict[str, object] | None) -> list[str]:
     return [f for f in fields if isinstance(f, str)]
 
 
-def add_upload(registry: Registry, upload: Upload, project: str = DEFAULT_PROJECT) -> Upload:
+def add_upload(registry: Registry, upload: Upload) -> Upload:
     with registry.session() as s, s.begin():
-        s.add(UploadRow(project=project, **upload.model_dump()))
+        s.add(UploadRow(project=registry.owner, **upload.model_dump()))
     return upload
 
 
-def get_upload(registry: Registry, upload_id: str, project: str = DEFAULT_PROJECT) -> Upload:
+def get_upload(registry: Registry, upload_id: str) -> Upload:
     with registry.session() as s:
         row = s.get(UploadRow, upload_id)
-        if row is None or row.project != project:
+        if row is None or row.project != registry.owner:
             raise NotFoundError(
                 f"no upload {upload_id!r}", hint="it finished, was cancelled, or expired: start a new one"
             )
@@ -136,7 +138,6 @@ def stale_uploads(registry: Registry, before: datetime) -> list[str]:
 
 
 __all__ = [
-    "DEFAULT_PROJECT",
     "StoredDataset",
     "Upload",
     "add_stored",

@@ -15,7 +15,7 @@ from anytune.locks import file_lock
 
 # The newest migration in migrations/versions. A test checks it against Alembic's own idea of head, so
 # that opening an up-to-date database never has to import Alembic.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_SECONDS = 30  # how long a SQLite connection waits for another's lock, WAL switch included
 

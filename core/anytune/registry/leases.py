@@ -175,9 +175,13 @@ class Leases:
             )
 
     def counts(self) -> LeaseCounts:
+        """Of the registry's project (every project's, seen from everywhere)."""
+        mine = self.registry.mine(JobRow)
         with self.registry.session() as s:
             by_status = s.execute(
-                select(JobRow.provider, JobRow.status, func.count()).group_by(JobRow.provider, JobRow.status)
+                select(JobRow.provider, JobRow.status, func.count())
+                .where(*mine)
+                .group_by(JobRow.provider, JobRow.status)
             ).all()
             polls = s.execute(
                 select(
@@ -187,12 +191,13 @@ class Leases:
                     func.sum(LeaseRow.changes),
                 )
                 .join(LeaseRow, LeaseRow.job_id == JobRow.id)
+                .where(*mine)
                 .group_by(JobRow.provider)
             ).all()
             leased = s.execute(
                 select(JobRow.provider, func.count())
                 .join(LeaseRow, LeaseRow.job_id == JobRow.id)
-                .where(LeaseRow.owner.is_not(None))
+                .where(LeaseRow.owner.is_not(None), *mine)
                 .group_by(JobRow.provider)
             ).all()
         return LeaseCounts(

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import or_, select, update
 
-from anytune.errors import UsageError
+from anytune.errors import NotFoundError, UsageError
 from anytune.jobs import utcnow
 from anytune.registry.store import Registry
 from anytune.registry.tables import EventRow, JobRow, WebhookRow
@@ -79,6 +79,7 @@ def add_webhook(
         last = 0 if from_start else (s.scalar(select(EventRow.id).order_by(EventRow.id.desc()).limit(1)) or 0)
         row = WebhookRow(
             id=secrets.token_hex(6),
+            project=registry.owner,
             url=url,
             secret=secret,
             kinds=kinds,
@@ -95,19 +96,21 @@ def add_webhook(
 
 def list_webhooks(registry: Registry) -> list[WebhookInfo]:
     with registry.session() as s:
-        return [_info(r) for r in s.scalars(select(WebhookRow).order_by(WebhookRow.created_at))]
+        q = select(WebhookRow).where(*registry.mine(WebhookRow)).order_by(WebhookRow.created_at)
+        return [_info(r) for r in s.scalars(q)]
 
 
 def remove_webhook(registry: Registry, webhook_id: str) -> None:
     with registry.session() as s, s.begin():
         row = s.get(WebhookRow, webhook_id)
-        if row is None:
-            raise UsageError(f"no webhook {webhook_id!r}")
+        if row is None or registry.project not in (None, row.project):
+            raise NotFoundError(f"no webhook {webhook_id!r}", hint="GET /v1/webhooks lists them")
         s.delete(row)
 
 
 class Outbox:
-    """The deliverer's side: claim receivers that are due, read what each has pending, move its cursor."""
+    """The deliverer's side: claim receivers that are due, read what each has pending, move its cursor.
+    Every project's receivers, each given only its own project's events."""
 
     def __init__(self, registry: Registry, *, owner: str, lease_s: float = 60.0) -> None:
         self.registry = registry
@@ -149,7 +152,7 @@ class Outbox:
             rows = s.execute(
                 select(EventRow, JobRow)
                 .join(JobRow, JobRow.id == EventRow.job_id)
-                .where(EventRow.id > hook.cursor, EventRow.time <= settled)
+                .where(EventRow.id > hook.cursor, EventRow.time <= settled, JobRow.project == hook.project)
                 .order_by(EventRow.id)
                 .limit(batch)
             ).all()

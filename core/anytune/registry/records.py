@@ -14,6 +14,7 @@ from anytune.spec_upgrades import upgraded_dict
 class ModelVersion(BaseModel):
     """An immutable version of a registered model, with its lineage and how to call it."""
 
+    project: str = "default"
     name: str
     version: int
     aliases: list[str] = Field(default_factory=list)

@@ -8,28 +8,32 @@ poll's events are stored once, and `register_result` that a job registers one mo
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, and_, delete, func, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from anytune.errors import NotFoundError, UsageError
 from anytune.jobs import Cost, Event, Job, JobStatus, ModelArtifact, check_transition, new_job_id, utcnow
+from anytune.registry.caps import admit
 from anytune.registry.db import open_engine
-from anytune.registry.records import DatasetRecord, EvaluationRecord, ModelVersion
-from anytune.registry.tables import DatasetRow, EvaluationRow, EventRow, JobRow, ModelAliasRow, ModelRow
+from anytune.registry.model_store import ModelStore
+from anytune.registry.records import DatasetRecord, ModelVersion
+from anytune.registry.tables import DatasetRow, EventRow, JobRow, ModelRow
 from anytune.secrets import redact
-from anytune.settings import database_url
+from anytune.settings import current_project, database_url
 from anytune.spec import JobSpec
 
 
 def _job(row: JobRow) -> Job:
     return Job(
         id=row.id,
+        project=row.project,
         name=row.name,
         provider=row.provider,
         spec=row.spec,  # upgraded from the version it was written in (Job.spec)
@@ -99,13 +103,34 @@ def _event(row: EventRow) -> Event:
     )
 
 
-class Registry:
-    """The registry on one database. `Registry()` opens the default one ($ANYTUNE_DATABASE_URL or SQLite)."""
+class Registry(ModelStore):
+    """The registry on one database, seen from one project. `Registry()` opens the default database
+    ($ANYTUNE_DATABASE_URL or SQLite) in the default project (`$ANYTUNE_PROJECT`, or `default`).
 
-    def __init__(self, url: str | None = None, *, engine: Engine | None = None) -> None:
+    Every read and write keeps to `project`: another project's jobs and models are not found, as if they
+    were not there. `in_project(name)` is the same database seen from another project; `everywhere()` sees
+    every project at once (the service's workers, which follow every team's jobs, and its operator)."""
+
+    def __init__(
+        self, url: str | None = None, *, engine: Engine | None = None, project: str | None = None
+    ) -> None:
         self.url = url or database_url()
         self.engine = engine or open_engine(self.url)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self.project: str | None = project or current_project()
+
+    def in_project(self, project: str) -> Registry:
+        """This database, seen from `project` (sharing the engine and its connections)."""
+        return self._view(project)
+
+    def everywhere(self) -> Registry:
+        """This database, every project at once."""
+        return self._view(None)
+
+    def _view(self, project: str | None) -> Registry:
+        view = copy.copy(self)
+        view.project = project
+        return view
 
     def session(self) -> Session:
         return self._session()
@@ -141,6 +166,7 @@ class Registry:
         now = utcnow()
         row = JobRow(
             id=job_id or new_job_id(),
+            project=self.owner,
             name=spec.display_name(),
             provider=spec.provider,
             status=JobStatus.PENDING.value,
@@ -153,21 +179,23 @@ class Registry:
             updated_at=now,
         )
         with self.session() as s, s.begin():
+            admit(s, self.owner, cost)  # the project's caps, checked in the transaction that records
             s.add(row)
         return _job(row)
 
     def _resolve_job(self, s: Session, job_id: str) -> JobRow:
         row = s.get(JobRow, job_id)
-        if row is not None:
+        if row is not None and self.project in (None, row.project):
             return row
-        matches = s.scalars(select(JobRow).where(JobRow.id.startswith(job_id)).limit(2)).all()
+        mine = self.mine(JobRow)
+        matches = s.scalars(select(JobRow).where(JobRow.id.startswith(job_id), *mine).limit(2)).all()
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
             raise UsageError(f"job id prefix {job_id!r} is ambiguous", hint="give more characters of the id")
         named = s.scalars(
             select(JobRow)
-            .where(JobRow.name == job_id)
+            .where(JobRow.name == job_id, *mine)
             .order_by(JobRow.created_at.desc(), JobRow.id.desc())
             .limit(1)
         ).first()
@@ -191,11 +219,11 @@ class Registry:
     ) -> list[Job]:
         """Newest first; `after` (a job id) starts the page after that job (keyset paging: the service's
         cursor)."""
-        q = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id.desc())
+        q = select(JobRow).where(*self.mine(JobRow)).order_by(JobRow.created_at.desc(), JobRow.id.desc())
         if after is not None:
             with self.session() as s:
                 mark = s.get(JobRow, after)
-            if mark is None:
+            if mark is None or self.project not in (None, mark.project):
                 raise UsageError(f"unknown cursor {after!r}", hint="start again without a cursor")
             q = q.where(
                 or_(
@@ -243,7 +271,9 @@ class Registry:
         with self.session() as s, s.begin():
             # The conditional UPDATE takes the row's write lock (SQLite: the database's) before anything is read.
             claimed = s.execute(
-                update(JobRow).where(JobRow.id == job_id, same_cursor).values(event_cursor=cursor_after)
+                update(JobRow)
+                .where(JobRow.id == job_id, same_cursor, *self.mine(JobRow))
+                .values(event_cursor=cursor_after)
             ).rowcount
             if not claimed:
                 return None
@@ -270,13 +300,14 @@ class Registry:
                 select(ModelRow).where(ModelRow.job_id == row.id).order_by(ModelRow.version).limit(1)
             ).first()
             if existing is not None:
-                return self._model(existing, self._aliases(s, existing.name, existing.version))
+                return self._model(existing, self._aliases(s, existing))
             artifact = ModelArtifact.model_validate(row.artifact)
             retires = artifact.base_model_retires
             model = self._insert_model(
                 s,
                 name,
                 artifact,
+                project=row.project,  # the job's, whoever registers it (a worker sees every project)
                 job_id=row.id,
                 spec=row.spec,
                 cost=row.cost,
@@ -302,6 +333,8 @@ class Registry:
         self, job_id: str, *, after: int = 0, kind: str | None = None, limit: int | None = None
     ) -> list[Event]:
         q = select(EventRow).where(EventRow.job_id == job_id, EventRow.seq > after).order_by(EventRow.seq)
+        if self.project is not None:  # another project's job has no events to show here
+            q = q.where(EventRow.job_id.in_(select(JobRow.id).where(JobRow.id == job_id, *self.mine(JobRow))))
         if kind:
             q = q.where(EventRow.kind == kind)
         if limit:
@@ -352,190 +385,3 @@ class Registry:
             if row is None:
                 raise NotFoundError(f"no dataset {fingerprint!r}")
             return DatasetRecord.model_validate(row, from_attributes=True)
-
-    # ------------------------------------------------------------------------------------------- models
-
-    def register_model(
-        self,
-        name: str,
-        artifact: ModelArtifact,
-        *,
-        job_id: str | None = None,
-        dataset_fingerprint: str | None = None,
-        spec: dict[str, Any] | None = None,
-        metrics: dict[str, Any] | None = None,
-        cost: dict[str, Any] | None = None,
-        base_model_retires: datetime | None = None,
-        description: str | None = None,
-    ) -> ModelVersion:
-        """Add a new immutable version of `name` (1, 2, 3...)."""
-        for _attempt in range(5):
-            try:
-                with self.session() as s, s.begin():
-                    row = self._insert_model(
-                        s,
-                        name,
-                        artifact,
-                        job_id=job_id,
-                        dataset_fingerprint=dataset_fingerprint,
-                        spec=spec,
-                        metrics=metrics,
-                        cost=cost,
-                        base_model_retires=base_model_retires,
-                        description=description,
-                    )
-                return self._model(row, [])
-            except IntegrityError:  # another process took this version number first: take the next
-                continue
-        raise UsageError(f"could not register a new version of {name!r}: too many concurrent writers")
-
-    @staticmethod
-    def _insert_model(s: Session, name: str, artifact: ModelArtifact, **lineage: Any) -> ModelRow:
-        last = s.scalar(select(func.max(ModelRow.version)).where(ModelRow.name == name)) or 0
-        row = ModelRow(
-            name=name,
-            version=last + 1,
-            provider=artifact.provider,
-            model_id=artifact.model_id,
-            kind=artifact.kind,
-            base_model=artifact.base_model,
-            adapter_type=artifact.adapter_type,
-            artifact=artifact.model_dump(mode="json"),
-            created_at=utcnow(),
-            **{**lineage, "metrics": lineage.get("metrics") or {}},
-        )
-        s.add(row)
-        s.flush()
-        return row
-
-    def _model(self, row: ModelRow, aliases: list[str]) -> ModelVersion:
-        data = {c: getattr(row, c) for c in ModelVersion.model_fields if c != "aliases" and hasattr(row, c)}
-        return ModelVersion(**data, aliases=sorted(aliases))
-
-    def _aliases(self, s: Session, name: str, version: int) -> list[str]:
-        return list(
-            s.scalars(
-                select(ModelAliasRow.alias).where(
-                    ModelAliasRow.name == name, ModelAliasRow.version == version
-                )
-            )
-        )
-
-    def get_model(self, ref: str) -> ModelVersion:
-        """`name` (newest version), `name@3`, or `name@alias`."""
-        name, _, selector = ref.partition("@")
-        with self.session() as s:
-            q = select(ModelRow).where(ModelRow.name == name)
-            if not selector or selector == "latest":
-                row = s.scalars(q.order_by(ModelRow.version.desc()).limit(1)).first()
-            elif selector.isdigit():
-                row = s.scalars(q.where(ModelRow.version == int(selector))).first()
-            else:
-                version = s.scalar(
-                    select(ModelAliasRow.version).where(
-                        ModelAliasRow.name == name, ModelAliasRow.alias == selector
-                    )
-                )
-                row = s.scalars(q.where(ModelRow.version == version)).first() if version else None
-            if row is None:
-                raise NotFoundError(
-                    f"no model {ref!r}", hint="`anytune models list` shows the registered models"
-                )
-            return self._model(row, self._aliases(s, row.name, row.version))
-
-    def list_models(self, name: str | None = None) -> list[ModelVersion]:
-        q = select(ModelRow).order_by(ModelRow.name, ModelRow.version.desc())
-        if name:
-            q = q.where(ModelRow.name == name)
-        with self.session() as s:
-            aliases: dict[tuple[str, int], list[str]] = {}
-            for a in s.scalars(select(ModelAliasRow)):
-                aliases.setdefault((a.name, a.version), []).append(a.alias)
-            return [self._model(r, aliases.get((r.name, r.version), [])) for r in s.scalars(q)]
-
-    def models_for_job(self, job_id: str) -> list[ModelVersion]:
-        with self.session() as s:
-            rows = s.scalars(
-                select(ModelRow).where(ModelRow.job_id == job_id).order_by(ModelRow.version)
-            ).all()
-            return [self._model(r, self._aliases(s, r.name, r.version)) for r in rows]
-
-    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
-        if alias.isdigit() or alias == "latest" or not alias or len(alias) > 100 or "\x00" in alias:
-            raise UsageError(
-                f"{alias[:100]!r} cannot be an alias (a word of at most 100 characters)",
-                hint="use a word such as production or candidate",
-            )
-        with self.session() as s, s.begin():
-            exists = s.scalar(select(ModelRow.id).where(ModelRow.name == name, ModelRow.version == version))
-            if exists is None:
-                raise NotFoundError(f"no model {name}@{version}")
-            row = s.get(ModelAliasRow, (name, alias))
-            if row is None:
-                s.add(ModelAliasRow(name=name, alias=alias, version=version, updated_at=utcnow()))
-            else:
-                row.version, row.updated_at = version, utcnow()
-        return self.get_model(f"{name}@{version}")
-
-    def remove_alias(self, name: str, alias: str) -> None:
-        with self.session() as s, s.begin():
-            s.execute(delete(ModelAliasRow).where(ModelAliasRow.name == name, ModelAliasRow.alias == alias))
-
-    # -------------------------------------------------------------------------------------- evaluations
-
-    def add_evaluation(
-        self,
-        *,
-        subject: str,
-        provider: str,
-        model_id: str,
-        dataset_path: str,
-        dataset_fingerprint: str,
-        metrics: dict[str, Any],
-        n: int,
-        job_id: str | None = None,
-        model_name: str | None = None,
-        model_version: int | None = None,
-        samples: dict[str, Any] | None = None,
-    ) -> EvaluationRecord:
-        row = EvaluationRow(
-            job_id=job_id,
-            model_name=model_name,
-            model_version=model_version,
-            subject=subject,
-            provider=provider,
-            model_id=model_id,
-            dataset_path=dataset_path,
-            dataset_fingerprint=dataset_fingerprint,
-            metrics=metrics,
-            n=n,
-            samples=samples,
-            created_at=utcnow(),
-        )
-        with self.session() as s, s.begin():
-            s.add(row)
-        return EvaluationRecord.model_validate(row, from_attributes=True)
-
-    def evaluations(
-        self,
-        *,
-        job_id: str | None = None,
-        model_name: str | None = None,
-        model_version: int | None = None,
-        dataset_fingerprint: str | None = None,
-        subject: str | None = None,
-    ) -> list[EvaluationRecord]:
-        """Stored evaluations, oldest first, filtered by any of the arguments."""
-        q = select(EvaluationRow).order_by(EvaluationRow.id)
-        if job_id:
-            q = q.where(EvaluationRow.job_id == job_id)
-        if model_name:
-            q = q.where(EvaluationRow.model_name == model_name)
-        if model_version is not None:
-            q = q.where(EvaluationRow.model_version == model_version)
-        if dataset_fingerprint:
-            q = q.where(EvaluationRow.dataset_fingerprint == dataset_fingerprint)
-        if subject:
-            q = q.where(EvaluationRow.subject == subject)
-        with self.session() as s:
-            return [EvaluationRecord.model_validate(r, from_attributes=True) for r in s.scalars(q)]

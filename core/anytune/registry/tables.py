@@ -38,14 +38,32 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+DEFAULT_PROJECT = "default"  # where everything recorded before projects lives, and a lone user's work
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime()}
+
+
+class ProjectRow(Base):
+    """A team's corner of the registry: its jobs, models, datasets, evaluations, tokens and webhooks are seen
+    by its tokens only. The caps are the operator's (None: no cap)."""
+
+    __tablename__ = "projects"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    monthly_budget_usd: Mapped[float | None] = mapped_column(Float)
+    max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class JobRow(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project: Mapped[str] = mapped_column(
+        String(100), default=DEFAULT_PROJECT, server_default=DEFAULT_PROJECT, index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(100), index=True)
     status: Mapped[str] = mapped_column(String(20), index=True)
@@ -127,9 +145,10 @@ class UploadRow(Base):
 
 class ModelRow(Base):
     __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("name", "version", name="uq_models_name_version"),)
+    __table_args__ = (UniqueConstraint("project", "name", "version", name="uq_models_project_name_version"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project: Mapped[str] = mapped_column(String(100), default=DEFAULT_PROJECT, server_default=DEFAULT_PROJECT)
     name: Mapped[str] = mapped_column(String(200), index=True)
     version: Mapped[int] = mapped_column(Integer)
     job_id: Mapped[str | None] = mapped_column(String(40), ForeignKey("jobs.id", ondelete="SET NULL"))
@@ -151,6 +170,9 @@ class ModelRow(Base):
 class ModelAliasRow(Base):
     __tablename__ = "model_aliases"
 
+    project: Mapped[str] = mapped_column(
+        String(100), primary_key=True, default=DEFAULT_PROJECT, server_default=DEFAULT_PROJECT
+    )
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     alias: Mapped[str] = mapped_column(String(100), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
@@ -164,6 +186,9 @@ class EvaluationRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str | None] = mapped_column(
         String(40), ForeignKey("jobs.id", ondelete="SET NULL"), index=True
+    )
+    project: Mapped[str] = mapped_column(
+        String(100), default=DEFAULT_PROJECT, server_default=DEFAULT_PROJECT, index=True
     )
     model_name: Mapped[str | None] = mapped_column(String(200))
     model_version: Mapped[int | None] = mapped_column(Integer)
@@ -184,6 +209,9 @@ class TokenRow(Base):
     __tablename__ = "api_tokens"
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    project: Mapped[str] = mapped_column(
+        String(100), default=DEFAULT_PROJECT, server_default=DEFAULT_PROJECT, index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     scope: Mapped[str] = mapped_column(String(20))
@@ -198,6 +226,9 @@ class IdempotencyRow(Base):
 
     __tablename__ = "idempotency_keys"
 
+    project: Mapped[str] = mapped_column(
+        String(100), primary_key=True, default=DEFAULT_PROJECT, server_default=DEFAULT_PROJECT
+    )
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     body_hash: Mapped[str] = mapped_column(String(64))
     job_id: Mapped[str | None] = mapped_column(String(40))
@@ -236,6 +267,9 @@ class WebhookRow(Base):
     __tablename__ = "webhooks"
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True)
+    project: Mapped[str] = mapped_column(
+        String(100), default=DEFAULT_PROJECT, server_default=DEFAULT_PROJECT, index=True
+    )
     url: Mapped[str] = mapped_column(Text)
     secret: Mapped[str] = mapped_column(String(200))
     kinds: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)

@@ -127,12 +127,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         400: "bad input (a usage error)",
         401: "no token, or an unknown or revoked one",
         403: "the token's scope is too narrow",
-        404: "no such job, model, webhook or route",
+        404: "no such job, model, dataset, webhook or route in the token's project",
         405: "a method the path does not have (Allow lists those it has)",
         409: "an Idempotency-Key whose first request is still being handled, an upload sent from "
         "another offset than the server's, or a dataset a running job reads",
         413: "the body is over 1 MB (an upload: over the server's upload limit)",
         422: "an invalid spec, data a provider refuses, or a key reused with another body",
+        429: "a job over its project's cap: its spend this month, or its jobs at once (QuotaExceeded)",
         502: "a provider's error",
     }.items()
 }
@@ -162,25 +163,30 @@ def error_body(
 
 
 def the_client(request: Request) -> InProcessClient:
-    """The Client every route works through (the app's)."""
+    """The Client every route works through: the app's, seen from the project of the request's token."""
     client: InProcessClient = request.app.state.client
-    return client
+    project = getattr(request.state, "project", None)
+    return client if project is None else client.in_project(project)
 
 
 def the_registry(request: Request) -> Registry:
-    """The registry of the service's own records (tokens, idempotency keys, webhooks, leases)."""
+    """The registry of the service's own records (tokens, idempotency keys, webhooks), seen from the
+    project of the request's token."""
     registry: Registry = request.app.state.registry
-    return registry
+    project = getattr(request.state, "project", None)
+    return registry if project is None else registry.in_project(project)
 
 
 def scope(needed: str) -> Any:
-    """A route's dependency: the request's token must have `needed` (or a wider) scope."""
+    """A route's dependency: the request's token must have `needed` (or a wider) scope. The token's project
+    is then the request's: every route after this sees that project's objects only (another project's ids
+    are not found, 404, so its names do not leak)."""
 
     def check(request: Request, authorization: str | None = Header(None)) -> None:
         if not request.app.state.auth:
             return
         token = authorization[7:].strip() if authorization and authorization.startswith("Bearer ") else None
-        check_token(the_registry(request), token, needed)
+        request.state.project = check_token(request.app.state.registry, token, needed).project
 
     return Depends(check)
 

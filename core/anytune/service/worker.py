@@ -118,7 +118,9 @@ class Worker:
         self.idle_s = idle_s
         self.submit_grace_s = submit_grace_s if submit_grace_s is not None else submit_grace_s_default()
         self.evaluate = evaluate
-        registry = registry if registry is not None else client.pipeline.registry
+        # every project's jobs and webhooks: each job is then worked on in its own project (`_client_of`)
+        registry = (registry if registry is not None else client.pipeline.registry).everywhere()
+        self.everywhere = registry
         self.leases = Leases(registry)
         self.webhooks = Deliverer(registry, owner=self.name)
         self.limits = dict(limits) if limits is not None else provider_limits()
@@ -168,11 +170,16 @@ class Worker:
 
     # -------------------------------------------------------------------------------------------- work
 
+    def _client_of(self, job_id: str) -> InProcessClient:
+        """The client in the job's project: what it registers, evaluates and reads goes there."""
+        return self.client.in_project(self.everywhere.get_job(job_id).project)
+
     def _work(self, job_id: str, report: TickReport) -> None:
         lease = self.leases.get(job_id)
-        job = self.client.get_job(job_id)
+        client = self._client_of(job_id)
+        job = client.get_job(job_id)
         if lease is not None and lease.stage == "evaluate":
-            self._evaluate(job_id, report)
+            self._evaluate(client, job_id, report)
             return
         if job.status is JobStatus.PENDING and job.provider_ref is None:
             age = (utcnow() - job.updated_at).total_seconds()
@@ -183,15 +190,13 @@ class Worker:
                     job_id, self.name, delay=min(self.submit_grace_s - age, SUBMITTING_RECHECK_S)
                 )
                 return
-            job = self.client.resume(
-                job_id
-            )  # find_existing first: never a second paid job (a queued one: now)
+            job = client.resume(job_id)  # find_existing first: never a second paid job (a queued one: now)
             report.resumed.append(job_id)
             changed = True
         else:
             started, before = time.perf_counter(), job.status
             try:
-                job = self.client.refresh(job_id)
+                job = client.refresh(job_id)
             except BackendError as exc:
                 if not exc.retryable:
                     raise
@@ -203,13 +208,13 @@ class Worker:
             changed = job.status is not before
         if not job.status.terminal:
             self.leases.release(
-                job_id, self.name, delay=self.client.poll_delay(job_id), polled=True, changed=changed
+                job_id, self.name, delay=client.poll_delay(job_id), polled=True, changed=changed
             )
             return
         if job.status is JobStatus.SUCCEEDED and self.evaluate and job.spec.evaluation is not None:
             self.leases.release(job_id, self.name, delay=0, stage="evaluate", polled=True, changed=changed)
             self._claim_again(job_id)
-            self._evaluate(job_id, report)
+            self._evaluate(client, job_id, report)
             return
         self.leases.release(job_id, self.name, delay=0, stage="done", polled=True, changed=changed)
         report.finished.append(job_id)
@@ -218,11 +223,11 @@ class Worker:
         """Take the job back for its evaluation, with a lease long enough for one (it runs the model)."""
         self.leases.claim_again(job_id, self.name, max(self.lease_s, 3600))
 
-    def _evaluate(self, job_id: str, report: TickReport) -> None:
+    def _evaluate(self, client: InProcessClient, job_id: str, report: TickReport) -> None:
         """The spec's evaluation; the Client notes its result in the job's log (`evaluated`, with the scores)
         where a client that is not here (`anytune run` against the server) reads it."""
         try:
-            self.client.evaluate(job_id, on_progress=lambda _s: None)
+            client.evaluate(job_id, on_progress=lambda _s: None)
         except AnytuneError as exc:
             log.warning("worker %s: evaluating %s failed: %s", self.name, job_id, exc.message)
             report.errors[job_id] = exc.message

@@ -105,8 +105,13 @@ def quote_providers(
 
     `processes`: 2 quotes the local backend's rows in a second process (see `_apart`), 1 everything in this
     one; None (the default) chooses 2 for data of 16 MB or more on a machine with two cores or more."""
+    from anytune.pipeline.datarefs import local_spec
+
     started = time.perf_counter()
     prices = [str(x) for x in prices]
+    # uploaded datasets named by the files that hold them here, found in the caller's project (or not
+    # found: a 404 for the whole quote, not a row's problem), before a second process that knows no project
+    spec = local_spec(p, spec)
     with extra_prices(prices):
         quoter = _Quoter(p, spec)
         chosen = targets(p.plugins.backend_names(), providers, hardware)
