@@ -44,8 +44,9 @@ def free_port() -> int:
 class Server:
     """`anytune server` as its own process, killed with SIGKILL and started again on the same port."""
 
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+    def __init__(self, env: dict[str, str], port: int, log: Path, *, user: str | None = None) -> None:
         self.env, self.port, self.log = env, port, log
+        self.user = user  # another Unix user to run it as (the tests running as root can)
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills = 0
         self.start_args = ["--no-auth", "--workers", "1"]
@@ -67,6 +68,7 @@ class Server:
                 env=self.env,
                 stdout=fh,
                 stderr=subprocess.STDOUT,
+                **_as_user(self.user),
             )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -87,6 +89,16 @@ class Server:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
+
+
+def _as_user(user: str | None) -> dict[str, Any]:
+    """Popen's arguments that run a process as `user`, with that user's group and no other."""
+    if user is None:
+        return {}
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def job_body(folder: Path, i: int) -> dict[str, Any]:

@@ -1,14 +1,24 @@
-"""The laptop workflow: the CLI on one home, the server and its worker on another, the server allowed to read
-no data folder at all (`ANYTUNE_DATA_ROOT` an empty folder), so the job's data can reach it only through the
-upload. `anytune run`, `report`, `models pull` and `serve` from the laptop side all exit 0, and the served
-model answers a chat completion here."""
+"""The laptop workflow, two machines honestly apart: the CLI on one home, the server and its worker on
+another, run as another Unix user that cannot read the laptop's home or data (mode 700, checked before it
+starts), and allowed to read no data folder at all (`ANYTUNE_DATA_ROOT` an empty folder), so the job's data
+can reach it only through the upload. `anytune run`, `report`, `models pull` and `serve` from the laptop side
+all exit 0, and the served model answers a chat completion here.
+
+The server runs as `nobody` where the tests run as root (CI does); elsewhere as the same user, with only the
+data folder fenced. tests/benchmarks/two_users_quickstart.py is the same with the quick start's real model."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -17,30 +27,92 @@ from tests.test_service_crash import Server, free_port
 
 pytest.importorskip("fastapi")
 
+OTHER_USER = "nobody"
+
+
+def other_user() -> str | None:
+    """A user to run the server as: `nobody`, where this process may switch to it (root)."""
+    import pwd
+
+    try:
+        pwd.getpwnam(OTHER_USER)
+    except KeyError:
+        return None
+    return OTHER_USER if os.geteuid() == 0 else None
+
+
+@contextmanager
+def machine_of(user: str | None) -> Iterator[Path]:
+    """A folder for the other "machine": its own, mode 700 (owned by `user` where there is one). The
+    interpreter must stay reachable for it: the Python under /root is, with /root made passable (o+x, not
+    readable: nothing in it can be listed) while the test runs, and restored after."""
+    home = Path(tempfile.mkdtemp(prefix="anytune-server-"))
+    root, before = Path("/root"), None
+    try:
+        if user is not None:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            os.chown(home, entry.pw_uid, entry.pw_gid)
+            if str(Path(sys.executable).resolve()).startswith("/root/"):
+                before = stat.S_IMODE(root.stat().st_mode)
+                root.chmod(before | stat.S_IXOTH)
+        home.chmod(0o700)
+        yield home
+    finally:
+        if before is not None:
+            root.chmod(before)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def can_read(user: str | None, path: Path) -> bool:
+    """Whether `user` can read the file (or list the folder) at `path`, tried as that user."""
+    code = f"import os, sys; p = {str(path)!r}; (os.listdir if os.path.isdir(p) else open)(p)"
+    from tests.test_service_crash import _as_user
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, **_as_user(user)).returncode == 0
+
 
 def test_a_job_from_a_laptop_uploads_its_data_and_its_model_comes_back_to_serve(tiny_model, tmp_path):
-    fenced = tmp_path / "server-data"  # the only folder the server may read paths in: empty
-    fenced.mkdir()
-    server_home = tmp_path / "server-home"
-    server = Server(
-        dict(
-            os.environ,
-            ANYTUNE_HOME=str(server_home),
-            ANYTUNE_DATA_ROOT=str(fenced),
-            ANYTUNE_POLL_INTERVAL="0.1",
-        ),
-        free_port(),
-        tmp_path / "server.log",
-    )
-    server.start()
+    user = other_user()
+    with machine_of(user) as server_machine:
+        run_it(user, server_machine, tiny_model, tmp_path)
+
+
+def run_it(user: str | None, server_machine: Path, tiny_model: Path, tmp_path: Path) -> None:
     laptop = tmp_path / "laptop"
     rows = reversal_rows(60, seed=13)
     write_jsonl(laptop / "data" / "train.jsonl", rows[:50])
     write_jsonl(laptop / "data" / "test.jsonl", rows[50:])
+    laptop.chmod(0o700)
+    if user is not None:  # the server's user can read neither the laptop's data nor its home
+        assert not can_read(user, laptop / "data" / "train.jsonl") and not can_read(user, laptop)
+        assert can_read(None, laptop / "data" / "train.jsonl")  # (the check itself works)
+    base = server_machine / "base-model"  # the base model is the server's, on its machine
+    shutil.copytree(tiny_model, base)
+    fenced = server_machine / "data"  # the only folder the server may read paths in: empty
+    fenced.mkdir()
+    if user is not None:
+        subprocess.run(["chown", "-R", f"{user}:", str(server_machine)], check=True)
+    server = Server(
+        dict(
+            os.environ,
+            HOME=str(server_machine),
+            ANYTUNE_HOME=str(server_machine / "home"),
+            ANYTUNE_DATA_ROOT=str(fenced),
+            ANYTUNE_POLL_INTERVAL="0.1",
+            HF_HOME=str(server_machine / "hf"),
+            XDG_CACHE_HOME=str(server_machine / "cache"),
+        ),
+        free_port(),
+        tmp_path / "server.log",
+        user=user,
+    )
+    server.start()
     job = job_yaml(
         laptop / "job.yaml",
         name="laptop",
-        base_model=str(tiny_model),
+        base_model=str(base),
         adapter={"type": "lora", "r": 8},
         hyperparameters={"max_steps": 8, "batch_size": 8, "learning_rate": 3e-3},
         data={"train": "data/train.jsonl", "test": "data/test.jsonl"},
@@ -106,6 +178,8 @@ def test_a_job_from_a_laptop_uploads_its_data_and_its_model_comes_back_to_serve(
         assert isinstance(answer.choices[0].message.content, str)
         assert not (laptop / "home" / "registry.db").exists()  # the laptop keeps no registry of its own
         assert list(fenced.iterdir()) == []
+        if user is not None:  # what the server wrote is its user's
+            assert (server_machine / "home" / "registry.db").stat().st_uid != os.geteuid()
     finally:
         if serving is not None:
             serving.kill()
