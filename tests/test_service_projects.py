@@ -459,3 +459,26 @@ def test_the_operator_makes_projects_and_their_tokens_from_the_cli(capsys: pytes
     listed = {p["name"]: p for p in json.loads(out)}
     assert set(listed) == {"default", "team-a"}
     assert listed["team-a"]["monthly_budget_usd"] is None and listed["team-a"]["max_concurrent_jobs"] == 2
+
+
+def test_each_projects_webhooks_are_given_its_own_events_only():
+    from anytune.jobs import Event
+    from anytune.registry import Registry
+    from anytune.registry.outbox import Outbox, add_webhook
+    from anytune.spec import JobSpec
+
+    everywhere = Registry().everywhere()
+    hooks, jobs = {}, {}
+    for name in ("alpha", "beta"):
+        create_project(everywhere, name)
+        mine = everywhere.in_project(name)
+        hooks[name] = add_webhook(mine, f"http://127.0.0.1:9/{name}", from_start=True)[0].id
+        spec = JobSpec.model_validate({"name": name, "base_model": "m", "data": {"train": "t.jsonl"}})
+        jobs[name] = mine.create_job(spec).id
+        mine.add_events(jobs[name], [Event(message=f"{name} {i}") for i in range(3)])
+    outbox = Outbox(everywhere, owner="w")
+    assert set(outbox.claim()) == set(hooks.values())  # the deliverer serves every project's receivers
+    for name, hook in hooks.items():
+        pending = outbox.pending(hook, settle_s=0, batch=100)
+        assert pending is not None and {e.job_id for e in pending.events} == {jobs[name]}
+        assert [e.message for e in pending.events] == [f"{name} {i}" for i in range(3)]
