@@ -66,11 +66,23 @@ def machine_of(user: str | None) -> Iterator[Path]:
 
 
 def can_read(user: str | None, path: Path) -> bool:
-    """Whether `user` can read the file (or list the folder) at `path`, tried as that user."""
-    code = f"import os, sys; p = {str(path)!r}; (os.listdir if os.path.isdir(p) else open)(p)"
+    """Whether `user` can read the file (or list the folder) at `path`, tried as that user: the child says
+    which, so that a child that could not run at all is not taken for a refusal."""
     from tests.test_service_crash import _as_user
 
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, **_as_user(user)).returncode == 0
+    code = (
+        "import os, sys\n"
+        f"p = {str(path)!r}\n"
+        "try:\n"
+        "    os.listdir(p) if os.path.isdir(p) else open(p).close()\n"
+        "except PermissionError:\n"
+        "    print('denied')\n"
+        "else:\n"
+        "    print('read')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, **_as_user(user))
+    assert done.returncode == 0 and done.stdout.strip() in ("read", "denied"), done.stderr
+    return done.stdout.strip() == "read"
 
 
 def test_a_job_from_a_laptop_uploads_its_data_and_its_model_comes_back_to_serve(tiny_model, tmp_path):

@@ -43,9 +43,9 @@ def main() -> None:
     laptop.chmod(0o700)
     shutil.copy(ROOT / "examples" / "quickstart.yaml", laptop / "quickstart.yaml")
     shutil.copytree(ROOT / "examples" / "data" / "reverse", laptop / "data" / "reverse")
-    assert not can_read(user, laptop / "data" / "reverse" / "train.jsonl") and not can_read(user, laptop)
-    print(f"the server runs as {user}; it cannot read {laptop} (checked)")
     with machine_of(user) as machine:
+        assert not can_read(user, laptop / "data" / "reverse" / "train.jsonl") and not can_read(user, laptop)
+        print(f"the server runs as {user}; it cannot read {laptop} (checked)")
         (machine / "data").mkdir()
         subprocess.run(["chown", "-R", f"{user}:", str(machine)], check=True)
         server = Server(
