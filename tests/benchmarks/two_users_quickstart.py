@@ -93,7 +93,7 @@ def main() -> None:
             while True:
                 try:
                     answer = client.chat.completions.create(
-                        model="reverse-letters",
+                        model=client.models.list().data[0].id,  # the name it serves the version as
                         messages=[{"role": "user", "content": "Reverse the letters of: anytune"}],
                         max_tokens=16,
                     )
