@@ -4,12 +4,16 @@ run where the registry's database is reachable (the server's machine): no token 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from anytune.cli.console import out, print_json
+
+if TYPE_CHECKING:
+    from anytune.registry.projects import ProjectInfo
 
 app = typer.Typer(
     help="Projects of the service (the operator's): each team's jobs, models, datasets and tokens, with caps.",
@@ -24,7 +28,7 @@ def _money(value: float | None) -> str:
     return "-" if value is None else f"${value:,.2f}"
 
 
-def _print(infos: list, as_json: bool) -> None:  # type: ignore[type-arg]
+def _print(infos: list[ProjectInfo], as_json: bool) -> None:
     if as_json:
         print_json([dataclasses.asdict(i) | {"created_at": i.created_at.isoformat()} for i in infos])
         return
