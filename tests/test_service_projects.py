@@ -459,6 +459,8 @@ def test_the_operator_makes_projects_and_their_tokens_from_the_cli(capsys: pytes
     listed = {p["name"]: p for p in json.loads(out)}
     assert set(listed) == {"default", "team-a"}
     assert listed["team-a"]["monthly_budget_usd"] is None and listed["team-a"]["max_concurrent_jobs"] == 2
+    code, out = anytune_in_process(capsys, "--server", "http://127.0.0.1:9", "projects", "list")
+    assert code == 2 and "server operator's" in out  # a laptop pointed at a server is refused, not misled
 
 
 def test_each_projects_webhooks_are_given_its_own_events_only():

@@ -15,9 +15,25 @@ from anytune.cli.console import out, print_json
 if TYPE_CHECKING:
     from anytune.registry.projects import ProjectInfo
 
+
+def _here() -> None:
+    """Projects are made where the database is: a laptop pointed at a server has no business here (and would
+    only see a registry of its own)."""
+    import os
+
+    from anytune.errors import UsageError
+
+    if os.environ.get("ANYTUNE_SERVER"):
+        raise UsageError(
+            "projects are the server operator's, managed on the server's machine against its database",
+            hint="run it there (`anytune --server '' projects ...` if ANYTUNE_SERVER is set there too)",
+        )
+
+
 app = typer.Typer(
     help="Projects of the service (the operator's): each team's jobs, models, datasets and tokens, with caps.",
     no_args_is_help=True,
+    callback=_here,
 )
 
 BUDGET = typer.Option(None, "--monthly-budget-usd", min=0, help="Spend cap per calendar month (UTC), in USD.")
