@@ -84,6 +84,24 @@ def test_stop_and_list(emu, tmp_path):
     assert [(j["jobName"], j["status"]) for j in listed] == [(job.provider_job_id, "Stopped")]
 
 
+def test_the_backend_signs_with_the_environments_credentials_whatever_boto3_met_first(emu, monkeypatch):
+    """boto3's default session keeps the credentials it first resolved for the whole process: an S3 client
+    made first under other credentials (the storage tests') made every later Bedrock call sign with them, a
+    401 from the emulator, in a shuffled order of the suite (seed 4444). The backend makes its own session."""
+    import boto3
+
+    before = boto3.DEFAULT_SESSION
+    try:
+        boto3.DEFAULT_SESSION = None
+        with monkeypatch.context() as other:
+            other.setenv("AWS_ACCESS_KEY_ID", "someone-else")
+            boto3.client("s3", region_name="us-east-1")  # the default session now holds someone else's key
+        assert boto3.DEFAULT_SESSION.get_credentials().access_key == "someone-else"
+        assert BedrockBackend().list_jobs("us-east-1") == []  # signed with the emulator's key: no 401
+    finally:
+        boto3.DEFAULT_SESSION = before
+
+
 def test_the_same_client_request_token_makes_one_job(emu, tmp_path):
     client = Client()
     job = client.submit(spec(chat_splits(tmp_path, seed=7)))

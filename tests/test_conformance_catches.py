@@ -113,3 +113,17 @@ def test_a_method_not_written_is_named(suite, monkeypatch):
     monkeypatch.setattr(TogetherBackend, "cancel", cancel)
     failure = broken(suite, "cancel")
     assert failure.what == "TogetherBackend.cancel() is not written yet: ask the provider to stop the job"
+
+
+def test_a_check_cut_short_by_the_providers_refusal_says_why(suite, monkeypatch):
+    """A check that could not finish because the provider refused (an AnytuneError that is not "not written
+    yet") is reported with the refusal's words; it raised UnboundLocalError instead (a shuffled run, seed
+    4444, where Bedrock's emulator refused the credentials)."""
+    from anytune.errors import BackendError
+
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        raise BackendError("Together refused the credentials (401)", hint="check TOGETHER_API_KEY")
+
+    monkeypatch.setattr(TogetherBackend, "submit", refuse)
+    failure = broken(suite, "cancel")
+    assert "the check could not finish: Together refused the credentials (401)" in failure.what

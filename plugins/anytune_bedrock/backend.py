@@ -134,7 +134,11 @@ class BedrockBackend(Backend):
             # total_max_attempts counts the first try (botocore's max_attempts counts only retries)
             attempts = 1 if create else self.policy.attempts
             config = Config(retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=10)
-            self._clients[key] = boto3.client(service, region_name=region, config=config)
+            # a session of its own: boto3's default session keeps the credentials it first found for every
+            # later client of the process, whatever the environment says by then (the key above would
+            # change, and the client made for it would still sign with the old key)
+            session = boto3.session.Session()
+            self._clients[key] = session.client(service, region_name=region, config=config)
         return self._clients[key]
 
     def _setting(self, spec: JobSpec | None, option: str) -> Any:

@@ -35,7 +35,8 @@ class S3Storage:
                 raise UsageError(
                     "an s3:// storage needs boto3", hint="pip install 'anytune[bedrock]' (or boto3)"
                 ) from None
-            self._client = boto3.client("s3")
+            # a session of its own: boto3's default one keeps the credentials it first found for the process
+            self._client = boto3.session.Session().client("s3")
         return self._client
 
     def _key(self, key: str) -> str:

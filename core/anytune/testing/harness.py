@@ -254,10 +254,10 @@ class ConformanceHarness:
         except Exception as exc:
             missing = not_written(exc)
             if missing:
-                where, said = missing
+                where, why = missing
                 raise PromiseBroken(
                     promise,
-                    f"{where} is not written yet" + (f": {said}" if said else ""),
+                    f"{where} is not written yet" + (f": {why}" if why else ""),
                     f"write {where}; its docstring says what it must do (the contract: anytune.hookspecs.Backend "
                     "for a backend, anytune.testing.EmulatorBase for an emulator)",
                 ) from None
