@@ -118,7 +118,8 @@ def test_the_same_client_request_token_makes_one_job(emu, tmp_path):
     }
     import boto3
 
-    bedrock_front = boto3.client("bedrock", region_name="us-east-1")  # through the front, as the backend
+    # through the front, as the backend (a session of its own, as the backend: not the default one)
+    bedrock_front = boto3.session.Session().client("bedrock", region_name="us-east-1")
     again = bedrock_front.create_model_customization_job(
         **args, clientRequestToken=remote.client_request_token
     )

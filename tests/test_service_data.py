@@ -340,7 +340,9 @@ def s3_url(monkeypatch):  # type: ignore[no-untyped-def]
     import boto3
 
     bucket = f"anytune-test-{uuid.uuid4().hex[:8]}"  # moto's state outlives its server: a bucket per test
-    boto3.client("s3").create_bucket(Bucket=bucket)
+    boto3.session.Session().client("s3").create_bucket(
+        Bucket=bucket
+    )  # (not the default session: it keeps its first credentials)
     yield f"s3://{bucket}/team"
     moto.stop()
 
@@ -377,7 +379,7 @@ def test_a_server_on_s3_storage_keeps_uploads_there_and_trains_from_them(s3_url,
     import boto3
 
     bucket = s3_url.removeprefix("s3://").split("/")[0]
-    listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="team/datasets/")
+    listed = boto3.session.Session().client("s3").list_objects_v2(Bucket=bucket, Prefix="team/datasets/")
     assert [o["Key"] for o in listed["Contents"]] == [f"team/datasets/{kept.id.removeprefix('sha256:')}"]
     spec = spec_from_dict(
         {"name": "s3", "base_model": "tiny", "provider": "local", "data": {"train": kept.ref}}, source="test"
