@@ -118,7 +118,7 @@ class Worker:
         self.idle_s = idle_s
         self.submit_grace_s = submit_grace_s if submit_grace_s is not None else submit_grace_s_default()
         self.evaluate = evaluate
-        # every project's jobs and webhooks: each job is then worked on in its own project (`_client_of`)
+        # every project's jobs and webhooks: each job is then worked on in its own project (`_work`)
         registry = (registry if registry is not None else client.pipeline.registry).everywhere()
         self.everywhere = registry
         self.leases = Leases(registry)
@@ -170,14 +170,10 @@ class Worker:
 
     # -------------------------------------------------------------------------------------------- work
 
-    def _client_of(self, job_id: str) -> InProcessClient:
-        """The client in the job's project: what it registers, evaluates and reads goes there."""
-        return self.client.in_project(self.everywhere.get_job(job_id).project)
-
     def _work(self, job_id: str, report: TickReport) -> None:
         lease = self.leases.get(job_id)
-        client = self._client_of(job_id)
-        job = client.get_job(job_id)
+        job = self.everywhere.get_job(job_id)
+        client = self.client.in_project(job.project)  # what it registers, evaluates and reads goes there
         if lease is not None and lease.stage == "evaluate":
             self._evaluate(client, job_id, report)
             return
