@@ -85,6 +85,28 @@ def can_read(user: str | None, path: Path) -> bool:
     return done.stdout.strip() == "read"
 
 
+def server_on(machine: Path, user: str | None, log: Path, **env: str) -> Server:
+    """`anytune server` on the other "machine": its home and caches there, an empty folder as the only one it
+    may read data paths in, all owned by `user` (who runs it)."""
+    (machine / "data").mkdir(exist_ok=True)
+    if user is not None:
+        subprocess.run(["chown", "-R", f"{user}:", str(machine)], check=True)
+    return Server(
+        dict(
+            os.environ,
+            HOME=str(machine),
+            ANYTUNE_HOME=str(machine / "home"),
+            ANYTUNE_DATA_ROOT=str(machine / "data"),
+            HF_HOME=str(machine / "hf"),
+            XDG_CACHE_HOME=str(machine / "cache"),
+            **env,
+        ),
+        free_port(),
+        log,
+        user=user,
+    )
+
+
 def test_a_job_from_a_laptop_uploads_its_data_and_its_model_comes_back_to_serve(tiny_model, tmp_path):
     user = other_user()
     with machine_of(user) as server_machine:
@@ -102,24 +124,8 @@ def run_it(user: str | None, server_machine: Path, tiny_model: Path, tmp_path: P
         assert can_read(None, laptop / "data" / "train.jsonl")  # (the check itself works)
     base = server_machine / "base-model"  # the base model is the server's, on its machine
     shutil.copytree(tiny_model, base)
-    fenced = server_machine / "data"  # the only folder the server may read paths in: empty
-    fenced.mkdir()
-    if user is not None:
-        subprocess.run(["chown", "-R", f"{user}:", str(server_machine)], check=True)
-    server = Server(
-        dict(
-            os.environ,
-            HOME=str(server_machine),
-            ANYTUNE_HOME=str(server_machine / "home"),
-            ANYTUNE_DATA_ROOT=str(fenced),
-            ANYTUNE_POLL_INTERVAL="0.1",
-            HF_HOME=str(server_machine / "hf"),
-            XDG_CACHE_HOME=str(server_machine / "cache"),
-        ),
-        free_port(),
-        tmp_path / "server.log",
-        user=user,
-    )
+    server = server_on(server_machine, user, tmp_path / "server.log", ANYTUNE_POLL_INTERVAL="0.1")
+    fenced = server_machine / "data"
     server.start()
     job = job_yaml(
         laptop / "job.yaml",

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import run_anytune  # noqa: E402
-from tests.test_service_crash import Server, free_port  # noqa: E402
-from tests.test_service_laptop import can_read, machine_of, other_user  # noqa: E402
+from tests.test_service_crash import free_port  # noqa: E402
+from tests.test_service_laptop import can_read, machine_of, other_user, server_on  # noqa: E402
 
 
 def step(name: str, started: float, done: subprocess.CompletedProcess[str]) -> None:
@@ -46,21 +46,7 @@ def main() -> None:
     with machine_of(user) as machine:
         assert not can_read(user, laptop / "data" / "reverse" / "train.jsonl") and not can_read(user, laptop)
         print(f"the server runs as {user}; it cannot read {laptop} (checked)")
-        (machine / "data").mkdir()
-        subprocess.run(["chown", "-R", f"{user}:", str(machine)], check=True)
-        server = Server(
-            dict(
-                os.environ,
-                HOME=str(machine),
-                ANYTUNE_HOME=str(machine / "home"),
-                ANYTUNE_DATA_ROOT=str(machine / "data"),
-                HF_HOME=str(machine / "hf"),
-                XDG_CACHE_HOME=str(machine / "cache"),
-            ),
-            free_port(),
-            laptop / "server.log",
-            user=user,
-        )
+        server = server_on(machine, user, laptop / "server.log")
         server.start()
         env = dict(
             os.environ,
