@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import pytest
 
 from anytune.jobs import JobStatus
 from anytune.registry.store import Registry
+from anytune.testing.server import free_port
 from tests.conftest import OPENAI_TEST_KEY, TOGETHER_TEST_KEY, chat_splits, emulated
 
 pytest.importorskip("fastapi")
@@ -33,12 +33,6 @@ httpx = pytest.importorskip("httpx")
 
 JOBS = int(os.environ.get("ANYTUNE_CRASH_JOBS", "40"))
 KILLS = int(os.environ.get("ANYTUNE_CRASH_KILLS", "6"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import threading
 import time
@@ -9,6 +11,23 @@ from typing import Any
 
 
 def free_port() -> int:
+    """A port on 127.0.0.1 that nothing holds now.
+
+    Under pytest-xdist, each worker draws from a range of its own below the kernel's ephemeral ports
+    (32768 and up): a port the kernel hands to one worker's `bind(0)` between this call and the server's
+    own bind could otherwise be the port another worker was just given.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        slot = int(worker[2:]) % 8
+        low, size = 10_000 + slot * 2_800, 2_800
+        for port in random.Random().sample(range(low, low + size), 200):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
