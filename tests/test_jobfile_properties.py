@@ -18,8 +18,6 @@ from anytune.jobfile import load_job_file
 from anytune.pipeline.capabilities import check_spec
 from tests.conftest import examples
 
-pytestmark = pytest.mark.xdist_group("jobfile-properties")  # one worker: a module fixture
-
 FIELDS = [
     "name",
     "base_model",

@@ -19,8 +19,7 @@ from anytune.testing.server import EmulatorServer, free_port
 from anytune_openai.emulator import OpenAIEmulator
 from tests.conftest import cli_env, reversal_rows, run_anytune, write_jsonl
 
-# one worker runs the whole module: its module fixture trains the models every test reads
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reports")]
+pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # The flags the machine notes ask for: no sandbox as root, and no background traffic on a closed network.
