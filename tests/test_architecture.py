@@ -41,13 +41,17 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "anytune.spec_upgrades",
             "anytune.jobs",
             "anytune.jobfile",
+            # what a job spec holds of a grader: its fields, templates and formula (pydantic and the stdlib)
+            "anytune.graders.spec",
+            "anytune.graders.formula",
+            "anytune.graders.templates",
         ),
     ),
     ("contract", ("anytune.hookspecs",)),
     ("storage", ("anytune.storage",)),
     ("data engine", ("anytune.data",)),
     ("cost engine", ("anytune.cost",)),
-    ("evaluation engine", ("anytune.evaluation",)),
+    ("evaluation engine", ("anytune.evaluation", "anytune.graders")),
     ("registry", ("anytune.registry",)),
     (
         "plugin surface",

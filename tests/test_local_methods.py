@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from anytune.client import Client
-from anytune.errors import CapabilityError
+from anytune.errors import AnytuneError, CapabilityError
 from anytune.jobs import JobStatus
 from anytune.spec import JobSpec
 from tests.conftest import preference_rows, reversal_rows, write_jsonl
@@ -140,4 +140,74 @@ def test_what_the_worker_would_refuse_is_refused_before_the_job_is_recorded(tiny
     assert "at least one reward function" in str(submit({"type": "grpo"}, train))
     assert "cannot be imported" in str(submit({"type": "grpo", "reward_functions": ["no.such:fn"]}, train))
     assert "SimPO" in str(submit({"type": "dpo", "loss_type": "simpo"}, pairs))
+    assert client.registry.list_jobs() == []
+
+
+def _difference_interval(before: list[float], after: list[float]) -> tuple[float, float, float]:
+    """mean(after) - mean(before), and its 95% bootstrap interval (fixed seed: the test is deterministic)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = np.asarray(before), np.asarray(after)
+    draws = [rng.choice(b, len(b)).mean() - rng.choice(a, len(a)).mean() for _ in range(2000)]
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return float(b.mean() - a.mean()), float(low), float(high)
+
+
+def test_rft_rewards_the_model_with_its_compiled_multi_grader(tiny_model: Path, tmp_path: Path):
+    """The grader, compiled to TRL reward functions (the weighted sum as reward_weights, each part logged):
+    a task a tiny random model learns in seconds (start the answer with a space) plus a similarity."""
+    grader = {
+        "type": "multi",
+        "graders": {
+            "space": {"type": "string_check", "operation": "regex", "reference": r"^\s"},
+            "close": {"type": "text_similarity", "metric": "fuzzy_match", "reference": "{{item.reference}}"},
+        },
+        "formula": "0.8 * space + 0.2 * close",
+    }
+    method = {"type": "rft", "grader": grader, "samples_per_prompt": 8, "max_completion_tokens": 4}
+    job, logs = _run(
+        tiny_model,
+        tmp_path,
+        method,
+        reversal_rows(64),
+        adapter={"type": "full"},
+        hp={"max_steps": 30, "batch_size": 16, "learning_rate": 1e-2},
+    )
+    rewards = [d["reward"] for d in logs if "reward" in d]
+    assert len(rewards) >= 10 and all("rewards/space/mean" in d and "rewards/close/mean" in d for d in logs)
+    delta, low, high = _difference_interval(rewards[:5], rewards[-5:])
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    print(
+        f"reward: first 5 logged {first:.3f}, last 5 {last:.3f}, change {delta:+.3f} [{low:+.3f}, {high:+.3f}]"
+    )
+    assert low > 0, (delta, low, high, rewards)
+    assert job.artifact.metadata["method"] == "rft"
+
+
+def test_rft_refusals_come_before_anything_is_recorded(tiny_model: Path, tmp_path: Path):
+    train = write_jsonl(tmp_path / "train.jsonl", reversal_rows(8))
+    client = Client()
+
+    def submit(grader: dict[str, Any]) -> str:
+        spec = JobSpec.model_validate(
+            {
+                "base_model": str(tiny_model),
+                "provider": "local",
+                "method": {"type": "rft", "grader": grader},
+                "data": {"train": str(train)},
+            }
+        )
+        with pytest.raises(AnytuneError) as info:
+            client.submit(spec)
+        return str(info.value)
+
+    judge = {"type": "model_judge", "model": "gpt-4o-mini", "prompt": "Rate {{sample.output_text}} 0-10"}
+    assert "cannot run the model_judge grader" in submit(judge)
+    missing = {"type": "string_check", "operation": "equals", "reference": "{{item.answer}}"}
+    said = submit(missing)
+    assert f"{train}:1" in said and "no 'answer' field, which the grader reads" in said
+    crashing = {"type": "python", "source": "def grade(sample, item):\n    return 1 / 0\n"}
+    said = submit(crashing)
+    assert "the grader fails on this line's own answer" in said and "ZeroDivisionError" in said
     assert client.registry.list_jobs() == []

@@ -325,9 +325,16 @@ def test_no_route_reads_a_file_outside_the_data_root(api, tmp_path, monkeypatch)
         json={"to": "together", "overrides": [f"data.train={secret}"]},
         headers=bearer(client, "submit"),
     )
-    for answer in (quoted, moved):
+    grader_file = tmp_path / "grader.py"  # an RFT job's Python grader is a file the server would read too
+    grader_file.write_text("TOPSECRET = 1\ndef grade(sample, item):\n    return 1.0\n")
+    rft = {**body, "method": {"type": "rft", "grader": {"type": "python", "path": str(grader_file)}}}
+    graded = [
+        http.post(route, json=rft, headers=bearer(client, "submit")) for route in ("/v1/jobs", "/v1/quotes")
+    ]
+    for answer in (quoted, moved, *graded):
         assert answer.status_code == 400, answer.text
         assert "outside the server's data folder" in answer.text and "TOPSECRET" not in answer.text
+    assert str(grader_file) in graded[0].text
     assert [j.id for j in client.registry.list_jobs()] == [done.id]
     inside = http.post(
         f"/v1/jobs/{done.id}/migrate", json={"to": "together"}, headers=bearer(client, "submit")

@@ -246,10 +246,18 @@ def _index_lines(node: yaml.Node, prefix: tuple[str, ...], out: dict[tuple[str, 
 _UNION_FIELDS = {"method", "adapter"}
 
 
-def describe_error(err: Mapping[str, Any], source: str, lines: dict[tuple[str, ...], int]) -> str:
+def describe_error(
+    err: Mapping[str, Any], source: str, lines: dict[tuple[str, ...], int], *, tagged: bool = True
+) -> str:
+    """`file:line: field: message` for one of pydantic's errors. `tagged=False` when the caller has already
+    taken the union tags out of the location (a grader's)."""
     loc = [str(p) for p in err.get("loc", ())]
-    if len(loc) >= 2 and loc[0] in _UNION_FIELDS:
+    if tagged and len(loc) >= 2 and loc[0] in _UNION_FIELDS:
         loc = [loc[0], *loc[2:]]
+    if tagged and "grader" in loc:  # an RFT method's grader: its own union tags out too
+        from anytune.graders.spec import without_tags
+
+        loc = [str(p) for p in without_tags(tuple(loc))]
     field = ".".join(loc) or "(top level)"
     line = None
     for end in range(len(loc), 0, -1):
@@ -267,7 +275,21 @@ def describe_error(err: Mapping[str, Any], source: str, lines: dict[tuple[str, .
     return f"{where}: {field}: {message}"
 
 
+def _resolve_grader_paths(raw: dict[str, Any], base: Path) -> None:
+    """A Python grader's `path` is relative to the job file, like the data's."""
+    method = raw.get("method")
+    grader = method.get("grader") if isinstance(method, dict) else None
+    if not isinstance(grader, dict):
+        return
+    parts = grader.get("graders") if isinstance(grader.get("graders"), dict) else {"": grader}
+    for leaf in parts.values():
+        value = leaf.get("path") if isinstance(leaf, dict) and leaf.get("type") == "python" else None
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            leaf["path"] = str(resolved(base / Path(value).expanduser()))
+
+
 def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
+    _resolve_grader_paths(raw, base)
     for section, fields in (("data", _DATA_PATH_FIELDS), ("evaluation", ("data",))):
         block = raw.get(section)
         if not isinstance(block, dict):

@@ -15,6 +15,8 @@ re-exports them beside the contract (`anytune.hookspecs`); a plugin imports both
 - remote providers: `RetryPolicy`, `create_once` (a paid create, never twice), `retry_call` (reads through a
   client that does not retry), `upload_once`, `SdkErrors` (one error translation for an SDK), `Failure`,
   `http_failure`, `connection_failure`, `error_message`, `secret_from_env`
+- graders (RFT): `Grader` (scores an answer against a data item, as `anytune grade` does), `GraderFailed`,
+  `MultiGrader`, `grader_item`, `grader_leaves`, `linear_weights`
 - places and time: `anytune_home`, `cache_dir`, `today`
 """
 
@@ -54,6 +56,9 @@ from anytune.data.records import (
 from anytune.data.tokens import ApproxCounter, TokenCounter, get_token_counter
 from anytune.data.validate import RecordValidator, check_record
 from anytune.evaluation.metrics import token_f1
+from anytune.graders import Grader, GraderFailed, MultiGrader, grader_leaves
+from anytune.graders.datacheck import grader_item
+from anytune.graders.formula import linear_weights
 from anytune.remote import (
     Failure,
     RetryPolicy,
@@ -73,7 +78,10 @@ __all__ = [
     "BatchCounter",
     "ConversionError",
     "Failure",
+    "Grader",
+    "GraderFailed",
     "HFTokenizerFiles",
+    "MultiGrader",
     "PreparedWriter",
     "PriceCatalog",
     "RecordValidator",
@@ -98,10 +106,13 @@ __all__ = [
     "family_of",
     "full_text",
     "get_token_counter",
+    "grader_item",
+    "grader_leaves",
     "hardware_for_gpu",
     "hour_priced",
     "http_failure",
     "instruction_prompt",
+    "linear_weights",
     "load_catalog",
     "normalize_messages",
     "params_from_name",

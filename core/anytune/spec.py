@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from anytune.graders.spec import GraderSpec
+
 __all__ = [
     "SPEC_VERSION",
     "AdapterSpec",
@@ -30,6 +32,7 @@ __all__ = [
     "JobSpec",
     "Method",
     "MethodSpec",
+    "RFTMethod",
     "parse_format",
 ]
 
@@ -80,6 +83,9 @@ class Method(StrEnum):
     CPT = "cpt"  # continued pre-training on raw text
     PPO = "ppo"  # named so that a spec can say it; no built-in backend runs it (each says why)
     GRPO = "grpo"  # online RL with reward functions (the local backend)
+    RFT = (
+        "rft"  # reinforcement fine-tuning with a grader: one definition for every provider (docs/graders.md)
+    )
 
 
 _METHOD_SYNONYMS = {
@@ -90,6 +96,7 @@ _METHOD_SYNONYMS = {
     "preference": "dpo",
     "reward_model": "reward",
     "reward-model": "reward",
+    "reinforcement": "rft",
 }
 
 
@@ -131,8 +138,28 @@ class GRPOMethod(_Strict):
     num_generations: int | None = Field(None, strict=True, ge=2)
 
 
+class RFTMethod(_Strict):
+    """Reinforcement fine-tuning: the model writes several answers to each prompt and learns from the grader's
+    scores. The grader is compiled to what each provider runs (OpenAI's grader JSON, a Fireworks evaluator, a
+    Bedrock Lambda, TRL reward functions); the settings below are mapped to each provider's names."""
+
+    type: Literal["rft"] = "rft"
+    grader: GraderSpec
+    samples_per_prompt: int | None = Field(
+        None, strict=True, ge=2, le=128, description="Answers sampled per prompt (GRPO's group size)."
+    )
+    max_completion_tokens: int | None = Field(None, strict=True, ge=1, le=131_072)
+    temperature: float | None = Field(None, gt=0, le=2)
+    kl_beta: float | None = Field(None, ge=0, le=10, description="KL penalty towards the base model.")
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    compute_multiplier: float | None = Field(None, gt=0, le=10, description="OpenAI and Azure OpenAI only.")
+    eval_interval: int | None = Field(None, strict=True, ge=1)
+    eval_samples: int | None = Field(None, strict=True, ge=1)
+
+
 MethodSpec = Annotated[
-    SFTMethod | DPOMethod | RewardMethod | CPTMethod | PPOMethod | GRPOMethod, Field(discriminator="type")
+    SFTMethod | DPOMethod | RewardMethod | CPTMethod | PPOMethod | GRPOMethod | RFTMethod,
+    Field(discriminator="type"),
 ]
 
 
@@ -467,6 +494,16 @@ class JobSpec(_Strict):
                 "hyperparameters.early_stopping needs validation data: set data.validation or data.validation_split"
             )
         return self
+
+    def files_read(self) -> list[str]:
+        """Every file this spec makes whoever runs it read: its data, its evaluation data, its Python graders'
+        files (a server allows only those under ANYTUNE_DATA_ROOT)."""
+        from anytune.graders.spec import grader_files
+
+        evaluation = self.evaluation.data if self.evaluation is not None else None
+        paths = [p for p in (self.data.train, self.data.validation, self.data.test, evaluation) if p]
+        grader = getattr(self.method, "grader", None)
+        return paths + (grader_files(grader) if grader is not None else [])
 
     @property
     def method_type(self) -> Method:

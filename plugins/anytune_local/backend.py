@@ -106,7 +106,7 @@ class LocalBackend(Backend):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            methods=frozenset({Method.SFT, Method.CPT, Method.DPO, Method.REWARD, Method.GRPO}),
+            methods=frozenset({Method.SFT, Method.CPT, Method.DPO, Method.REWARD, Method.GRPO, Method.RFT}),
             adapters=frozenset(AdapterType),
             data_formats=frozenset(
                 {
@@ -159,6 +159,12 @@ class LocalBackend(Backend):
                 dpo_loss(spec)
             except CapabilityError as exc:
                 problems.append(Problem("error", "method.loss_type", exc.message))
+        if spec.method_type is Method.RFT:
+            from anytune_local.graders import refuse_unrunnable
+
+            reason = refuse_unrunnable(spec.method)
+            if reason:
+                problems.append(Problem("error", "method.grader", reason))
         if spec.method_type is Method.GRPO:
             from anytune.plugin import UsageError
             from anytune_local.rewards import resolve_rewards

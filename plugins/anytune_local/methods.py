@@ -7,10 +7,13 @@
   apo_zero, apo_down) and RPO (DPO + NLL on the chosen answer, `rpo_alpha`).
 - reward: a reward model (sequence classification, one score) trained on the same pairs.
 - grpo: online RL: the model samples several answers per prompt and learns from reward functions.
+- rft: GRPO rewarded by the job's grader (anytune_local.graders), each data line (with its answer as
+  `reference`) handed to the grader as the item.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from anytune.plugin import (
@@ -22,6 +25,7 @@ from anytune.plugin import (
     as_messages,
     convert_record,
     full_text,
+    grader_item,
     normalize_messages,
     prompt_and_target,
 )
@@ -87,6 +91,12 @@ def rows_for(spec: JobSpec, path: str, fmt: DataFormat, *, all_turns: bool = Fal
         elif method is Method.GRPO:
             prompt, target = prompt_and_target(record, fmt)
             out.append({"prompt": normalize_messages(prompt), "reference": target})
+        elif method is Method.RFT:
+            from anytune_local.graders import ITEM_COLUMN
+
+            prompt, _ = prompt_and_target(record, fmt)
+            item = json.dumps(grader_item(record, fmt), ensure_ascii=False)  # what `{{item.FIELD}}` reads
+            out.append({"prompt": normalize_messages(prompt), ITEM_COLUMN: item})
         else:
             raise CapabilityError(f"the local backend cannot run method {method.value!r}")
     return out
@@ -123,20 +133,34 @@ def config_for(spec: JobSpec, common: dict[str, Any], max_length: int) -> Any:
         from trl import RewardConfig
 
         return RewardConfig(**common, max_length=max_length)
-    if method is Method.GRPO:
+    if method in (Method.GRPO, Method.RFT):
         from trl import GRPOConfig
 
-        options = spec.options_for("local")
-        generations = spec.method.num_generations or 4
+        options, m = spec.options_for("local"), spec.method
+        rft = method is Method.RFT
+        generations = (m.samples_per_prompt if rft else m.num_generations) or 4
         batch = common["per_device_train_batch_size"]
         if batch % generations:
             common = {**common, "per_device_train_batch_size": max(generations, batch - batch % generations)}
+        max_completion = (m.max_completion_tokens if rft else None) or options.get(
+            "max_completion_length", 32
+        )
+        temperature = (m.temperature if rft else None) or options.get("temperature", 1.0)
+        beta = m.kl_beta if rft and m.kl_beta is not None else options.get("kl_beta", 0.0)
+        extra: dict[str, Any] = {}
+        if rft:
+            from anytune_local.graders import reward_functions
+
+            _, weights = reward_functions(spec.method)
+            if weights is not None:
+                extra["reward_weights"] = weights
         return GRPOConfig(
             **common,
             num_generations=generations,
-            max_completion_length=int(options.get("max_completion_length", 32)),
-            temperature=float(options.get("temperature", 1.0)),
-            beta=float(options.get("kl_beta", 0.0)),
+            max_completion_length=int(max_completion),
+            temperature=float(temperature),
+            beta=float(beta),
+            **extra,
         )
     raise CapabilityError(f"the local backend cannot run method {method.value!r}")
 
@@ -196,4 +220,11 @@ def trainer_for(
         from anytune_local.rewards import resolve_rewards
 
         return GRPOTrainer(reward_funcs=resolve_rewards(spec.method.reward_functions), **common)
+    if method is Method.RFT:
+        from trl import GRPOTrainer
+
+        from anytune_local.graders import reward_functions
+
+        funcs, _weights = reward_functions(spec.method)  # the weights are in the config
+        return GRPOTrainer(reward_funcs=funcs, **common)
     raise CapabilityError(f"the local backend cannot run method {method.value!r}")

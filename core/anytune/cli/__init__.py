@@ -22,6 +22,7 @@ from anytune.cli import (
     dataset_cmds,
     emulate_cmds,
     eval_cmds,
+    grade_cmds,
     job_cmds,
     model_cmds,
     plugin_cmds,
@@ -71,6 +72,7 @@ app.add_typer(data_cmds.app, name="data")
 app.command("run")(job_cmds.run)
 app.command("quote")(cost_cmds.quote)
 app.command("eval")(eval_cmds.eval_command)
+app.command("grade")(grade_cmds.grade)
 app.command("report")(eval_cmds.report_command)
 app.command("serve")(serve_cmds.serve)
 app.command("export")(serve_cmds.export)

@@ -16,6 +16,8 @@ METHOD_FORMATS: dict[Method, frozenset[DataFormat]] = {
     Method.CPT: frozenset({DataFormat.TEXT}) | SUPERVISED_FORMATS,
     Method.PPO: SUPERVISED_FORMATS,
     Method.GRPO: SUPERVISED_FORMATS,
+    # prompts with their answers for now: the answer is the grader's `item.reference` (docs/graders.md)
+    Method.RFT: SUPERVISED_FORMATS,
 }
 
 

@@ -37,8 +37,7 @@ def check(p: Pipeline, spec: JobSpec, *, quote_only: bool = False) -> Checked:
 
     `quote_only` is for comparisons: nothing is recorded (not even the data files' statistics), and a
     missing key is a warning (it is needed to submit, not to price)."""
-    evaluation = spec.evaluation.data if spec.evaluation is not None else None
-    p.may_read([x for x in (spec.data.train, spec.data.validation, spec.data.test, evaluation) if x])
+    p.may_read(spec.files_read())
     backend = p.backend(spec.provider)
     caps = backend.capabilities()
     problems = _with_alternatives(p, spec, check_spec(spec, caps, spec.provider))

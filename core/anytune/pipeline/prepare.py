@@ -13,7 +13,7 @@ from anytune.data.split import source_line
 from anytune.errors import DataError
 from anytune.hookspecs import Backend, DataBundle, PreparedData, Problem
 from anytune.pipeline.checks import Checked
-from anytune.spec import JobSpec
+from anytune.spec import JobSpec, Method
 
 
 def prepare(checked: Checked) -> PreparedData:
@@ -40,6 +40,10 @@ def mapped_prepare(backend: Backend, spec: JobSpec, bundle: DataBundle) -> Prepa
     """backend.prepare(), with each problem's line mapped back to the user's own file (a split file's lines
     come from the file it was cut from)."""
     prepared = backend.prepare(spec, bundle)
+    if spec.method_type is Method.RFT:  # the grader on the data, for every provider, before any upload
+        from anytune.graders.datacheck import grader_problems
+
+        prepared.problems.extend(grader_problems(spec.method.grader, bundle))
     origins = {
         ref.path: ref.origin
         for ref in (bundle.train, bundle.validation, bundle.test)

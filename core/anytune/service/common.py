@@ -229,6 +229,5 @@ def check_data_paths(paths: list[str]) -> None:
 
 
 def spec_paths(spec: JobSpec) -> list[str]:
-    """Every file a spec makes the server read: its data and its evaluation data."""
-    evaluation = spec.evaluation.data if spec.evaluation is not None else None
-    return [p for p in (spec.data.train, spec.data.validation, spec.data.test, evaluation) if p]
+    """Every file a spec makes the server read: its data, its evaluation data, its Python graders' files."""
+    return spec.files_read()

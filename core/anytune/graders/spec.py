@@ -1,0 +1,168 @@
+"""A grader, written once: what each provider's RFT job and anytune's evaluation score answers with.
+
+Every grader means the same thing everywhere: a score in [0, 1] for one sampled answer (`sample`) and one
+data item (`item`, the data line's fields). Text fields are templates in the syntax OpenAI's graders use
+(`{{sample.output_text}}`, `{{item.answer}}`), so the OpenAI and Azure compilers pass them through and the
+others render them the same way (`anytune.graders.templates`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from anytune.graders.formula import check_formula
+from anytune.graders.templates import check_template
+
+StringOperation = Literal["equals", "not_equals", "contains", "not_contains", "iequals", "icontains", "regex"]
+SimilarityMetric = Literal[
+    "fuzzy_match", "bleu", "rouge_1", "rouge_2", "rouge_3", "rouge_4", "rouge_5", "rouge_l"
+]
+
+
+class _Grader(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(None, max_length=100, description="Shown in reports; a multi grader's key.")
+
+
+class _Templated(_Grader):
+    @field_validator("input", "reference", "prompt", check_fields=False)
+    @classmethod
+    def _templates(cls, value: str) -> str:
+        return check_template(value)
+
+
+class StringCheckGrader(_Templated):
+    """1 when the check holds, else 0. The `i` operations ignore case; `regex` searches (Python syntax)."""
+
+    type: Literal["string_check"] = "string_check"
+    operation: StringOperation
+    input: str = Field("{{sample.output_text}}", max_length=10_000)
+    reference: str = Field(..., max_length=10_000, description='A template, e.g. "{{item.answer}}".')
+
+    @model_validator(mode="after")
+    def _regex_compiles(self) -> StringCheckGrader:
+        if self.operation == "regex" and "{{" not in self.reference:
+            import re
+
+            try:
+                re.compile(self.reference)
+            except re.error as exc:
+                raise ValueError(f"reference is not a regular expression: {exc}") from None
+        return self
+
+
+class TextSimilarityGrader(_Templated):
+    """How close the answer is to the reference, in [0, 1]: fuzzy_match (rapidfuzz's normalized Indel
+    similarity), sentence BLEU (sacrebleu), ROUGE-N F1 over normalized tokens, ROUGE-L."""
+
+    type: Literal["text_similarity"] = "text_similarity"
+    metric: SimilarityMetric = "fuzzy_match"
+    input: str = Field("{{sample.output_text}}", max_length=10_000)
+    reference: str = Field(..., max_length=10_000)
+    pass_threshold: float = Field(
+        0.5, ge=0, le=1, description="Where a provider's evaluation counts the answer as a pass."
+    )
+
+
+class ModelJudgeGrader(_Templated):
+    """A model reads the prompt (with the answer and the item filled in) and answers a number in `range`,
+    mapped to [0, 1]."""
+
+    type: Literal["model_judge"] = "model_judge"
+    model: str = Field(..., min_length=1, max_length=300)
+    prompt: str = Field(..., min_length=1, max_length=50_000)
+    range: tuple[float, float] = (0.0, 1.0)
+
+    @field_validator("range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not value[0] < value[1]:
+            raise ValueError("range is [low, high] with low < high")
+        return value
+
+
+class PythonGrader(_Grader):
+    """`grade(sample, item) -> float` in [0, 1], from `source` or from a file (`path`), run in a sandboxed
+    subprocess: a time and memory limit, no network, no file outside its own folder."""
+
+    type: Literal["python"] = "python"
+    source: str | None = Field(None, max_length=200_000)
+    path: str | None = Field(None, max_length=4096, description="A .py file, relative to the job file.")
+    entrypoint: str = Field("grade", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout_s: float = Field(10.0, gt=0, le=600, description="Per answer.")
+    memory_mb: int = Field(512, ge=64, le=16_384)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PythonGrader:
+        if (self.source is None) == (self.path is None):
+            raise ValueError("a python grader has either `source` or `path`, not both and not neither")
+        return self
+
+
+SingleGrader = Annotated[
+    StringCheckGrader | TextSimilarityGrader | ModelJudgeGrader | PythonGrader, Field(discriminator="type")
+]
+
+
+class MultiGrader(_Grader):
+    """Named graders combined by an arithmetic formula over their names (`0.7 * exact + 0.3 * close`;
+    + - * /, numbers, min, max, abs). The formula must stay within [0, 1] whatever its graders score."""
+
+    type: Literal["multi"] = "multi"
+    graders: dict[str, SingleGrader] = Field(..., min_length=1, max_length=12)
+    formula: str = Field(..., min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def _formula_reads_its_graders(self) -> MultiGrader:
+        for key in self.graders:
+            if not key.isidentifier():
+                raise ValueError(f"grader name {key!r} is not a name a formula can use (letters, digits, _)")
+        check_formula(self.formula, list(self.graders))
+        return self
+
+
+GraderSpec = Annotated[
+    StringCheckGrader | TextSimilarityGrader | ModelJudgeGrader | PythonGrader | MultiGrader,
+    Field(discriminator="type"),
+]
+
+
+class _Holder(BaseModel):
+    grader: GraderSpec
+
+
+def parse_grader(data: object) -> GraderSpec:
+    """A grader from its mapping (a job file's `grader:`, a grader file); pydantic's error when it is not one."""
+    return _Holder.model_validate({"grader": data}).grader
+
+
+def grader_files(grader: GraderSpec) -> list[str]:
+    """The files a grader makes whoever scores with it read (its Python graders' `path`): fenced like data
+    files on a server (ANYTUNE_DATA_ROOT)."""
+    return [leaf.path for _, leaf in grader_leaves(grader) if isinstance(leaf, PythonGrader) and leaf.path]
+
+
+def grader_leaves(grader: GraderSpec) -> list[tuple[str, SingleGrader]]:
+    """Every single grader in it, with its name (a multi grader's keys; else its `name` or its type)."""
+    if isinstance(grader, MultiGrader):
+        return list(grader.graders.items())
+    return [(grader.name or grader.type, grader)]
+
+
+_TAGS = {"string_check", "text_similarity", "model_judge", "python", "multi"}
+
+
+def without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic's location less the union tags it inserts (`grader.multi.graders.a.string_check.operation`
+    is `grader.graders.a.operation` in the file)."""
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        after_grader = i > 0 and loc[i - 1] == "grader"
+        after_name = i > 1 and loc[i - 2] == "graders"
+        if part in _TAGS and (after_grader or after_name):
+            continue
+        out.append(part)
+    return tuple(out)
