@@ -338,3 +338,86 @@ def test_grade_names_the_line_a_grader_cannot_score(tmp_path: Path, capsys: pyte
     assert code == 2
     assert f"{data}:3: the grader reads {{{{item.answer}}}} but there is no 'answer' there" in output
     assert "Traceback" not in output
+
+
+# ---------------------------------------------------------------------------------------- graders as metrics
+
+
+def test_a_grader_is_an_evaluation_metric_with_intervals_and_the_paired_change(tmp_path: Path):
+    from anytune.spec import EvalSpec
+    from tests.conftest import reversal_rows
+    from tests.test_client import make_client, spec
+
+    client, _ = make_client()  # the scripted fine-tune reverses the words; its base does not
+    data = {
+        "train": str(write_jsonl(tmp_path / "train.jsonl", reversal_rows(30))),
+        "test": str(write_jsonl(tmp_path / "test.jsonl", reversal_rows(12, seed=9))),
+    }
+    job = client.follow(client.submit(spec(data, name="rev")).id, interval=0)
+    graded = {
+        **MULTI,
+        "graders": {k: {**v, "reference": "{{item.reference}}"} for k, v in MULTI["graders"].items()},
+    }
+    result = client.evaluate(job.id, EvalSpec(metrics=["exact_match", {"grader": graded, "name": "reward"}]))
+    base, tuned = result.subject("base"), result.subject("fine-tuned")
+    assert tuned.metrics["reward"] == 1.0 and base.metrics["reward"] < 0.5
+    low, high = base.ci["reward"]
+    assert low <= base.metrics["reward"] <= high and len(tuned.scores["reward"]) == 12
+    [change] = [c for c in result.comparisons if c.metric == "reward"]
+    assert change.delta > 0 and change.low > 0 and change.wins == 12 - change.ties
+    stored = client.registry.evaluations(job_id=job.id, subject="fine-tuned")[-1]
+    assert stored.metrics["reward"] == 1.0
+
+
+def test_an_rft_jobs_own_grader_is_the_metric_grader(tmp_path: Path):
+    from anytune.errors import UsageError
+    from anytune.spec import EvalSpec
+    from tests.test_client import make_client, spec
+
+    client, _ = make_client()
+    data = {
+        "train": str(
+            write_jsonl(
+                tmp_path / "train.jsonl",
+                [
+                    {
+                        "messages": [
+                            {"role": "user", "content": "Reverse: a b"},
+                            {"role": "assistant", "content": "b a"},
+                        ]
+                    }
+                ]
+                * 4,
+            )
+        )
+    }
+    job = client.follow(client.submit(spec(data, name="sft")).id, interval=0)
+    with pytest.raises(UsageError, match="metric 'grader' is an RFT job's own grader"):
+        client.evaluate(job.id, EvalSpec(data=data["train"], metrics=["grader"]))
+    assert client.registry.evaluations(job_id=job.id) == []
+
+
+def test_anytune_eval_scores_a_grader_file_on_a_hosted_fine_tune(
+    openai_emu, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from anytune.client import Client
+    from tests.conftest import chat_splits
+    from tests.test_openai import openai_spec
+
+    data = chat_splits(tmp_path, seed=3)
+    job = Client().follow(Client().submit(openai_spec(data, evaluation=None)).id)
+    grader = tmp_path / "reward.yaml"
+    grader.write_text("type: text_similarity\nmetric: fuzzy_match\nreference: '{{item.reference}}'\n")
+    code, output = anytune_in_process(
+        capsys, "eval", job.id, "--data", data["train"], "--grader", str(grader), "--json"
+    )
+    assert code == 0, output
+    result, _ = json.JSONDecoder().raw_decode(output)  # the JSON on stdout; the progress lines follow it
+    base, tuned = (
+        next(s for s in result["subjects"] if s["subject"] == name) for name in ("base", "fine-tuned")
+    )
+    assert list(tuned["metrics"]) == ["reward"]  # with no --metrics, the grader is the metric
+    assert tuned["metrics"]["reward"] > base["metrics"]["reward"]
+    assert tuned["ci"]["reward"][0] <= tuned["metrics"]["reward"] <= tuned["ci"]["reward"][1]
+    [change] = [c for c in result["comparisons"] if c["metric"] == "reward"]
+    assert change["low"] > 0

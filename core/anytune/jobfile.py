@@ -275,21 +275,28 @@ def describe_error(
     return f"{where}: {field}: {message}"
 
 
-def _resolve_grader_paths(raw: dict[str, Any], base: Path) -> None:
-    """A Python grader's `path` is relative to the job file, like the data's."""
-    method = raw.get("method")
-    grader = method.get("grader") if isinstance(method, dict) else None
-    if not isinstance(grader, dict):
-        return
-    parts = grader.get("graders") if isinstance(grader.get("graders"), dict) else {"": grader}
-    for leaf in parts.values():
-        value = leaf.get("path") if isinstance(leaf, dict) and leaf.get("type") == "python" else None
-        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            leaf["path"] = str(resolved(base / Path(value).expanduser()))
+def resolve_grader_paths(raw: dict[str, Any], base: Path) -> None:
+    """A Python grader's `path` is relative to the job file, like the data's: the method's grader and the
+    evaluation's."""
+    method, evaluation = raw.get("method"), raw.get("evaluation")
+    graders = [method.get("grader")] if isinstance(method, dict) else []
+    if isinstance(evaluation, dict):
+        metrics = evaluation.get("metrics") if isinstance(evaluation.get("metrics"), list) else []
+        graders += [m.get("grader") for m in metrics if isinstance(m, dict)]
+        if isinstance(evaluation.get("graders"), dict):
+            graders += list(evaluation["graders"].values())
+    for grader in graders:
+        if not isinstance(grader, dict):
+            continue
+        parts = grader.get("graders") if isinstance(grader.get("graders"), dict) else {"": grader}
+        for leaf in parts.values():
+            value = leaf.get("path") if isinstance(leaf, dict) and leaf.get("type") == "python" else None
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                leaf["path"] = str(resolved(base / Path(value).expanduser()))
 
 
 def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
-    _resolve_grader_paths(raw, base)
+    resolve_grader_paths(raw, base)
     for section, fields in (("data", _DATA_PATH_FIELDS), ("evaluation", ("data",))):
         block = raw.get(section)
         if not isinstance(block, dict):

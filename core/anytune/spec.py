@@ -403,7 +403,15 @@ class EvalSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data: str | None = Field(None, description="Evaluation file; defaults to the job's data.test.")
-    metrics: list[str] = Field(default_factory=lambda: ["exact_match"], min_length=1)
+    metrics: list[str] = Field(
+        default_factory=lambda: ["exact_match"],
+        min_length=1,
+        description="Metric names; `{grader: ..., name: ...}` adds a grader as a metric (docs/graders.md), and "
+        "`grader` alone is an RFT job's own grader.",
+    )
+    graders: dict[str, GraderSpec] = Field(
+        default_factory=dict, description="Graders scored as metrics, by name (each name also in `metrics`)."
+    )
     compare_base: bool = Field(True, description="Also score the base model, for an A/B.")
     max_new_tokens: int = Field(64, strict=True, ge=1, le=4096)
     limit: int | None = Field(None, strict=True, ge=1, description="Score only the first N examples.")
@@ -413,6 +421,35 @@ class EvalSpec(BaseModel):
         description="A model that judges each pair of answers (a model reference, a job id, or provider:model "
         "for a provider's base model, e.g. openai:gpt-4o-mini); adds a `judge` head-to-head.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _graders_in_metrics(cls, data: Any) -> Any:
+        """`metrics: [exact_match, {grader: {...}, name: reward}]`: each grader entry moves to `graders`
+        under its name (`grader` when it has none), and its name stays in `metrics`."""
+        if not isinstance(data, dict) or not isinstance(data.get("metrics"), list):
+            return data
+        names, graders = [], dict(data.get("graders") or {})
+        for entry in data["metrics"]:
+            if isinstance(entry, dict) and "grader" in entry:
+                extra = sorted(set(entry) - {"grader", "name"})
+                if extra:
+                    raise ValueError(f"a grader metric has `grader` and `name` only, not {', '.join(extra)}")
+                name = str(entry.get("name") or "grader")
+                if name in graders or name in names:
+                    raise ValueError(f"two metrics are named {name!r}: give each grader its own `name`")
+                graders[name] = entry["grader"]
+                names.append(name)
+            else:
+                names.append(entry)
+        return {**data, "metrics": names, "graders": graders}
+
+    @model_validator(mode="after")
+    def _every_grader_is_a_metric(self) -> EvalSpec:
+        unused = sorted(set(self.graders) - set(self.metrics))
+        if unused:
+            raise ValueError(f"graders {', '.join(unused)} are not in metrics: add their names to metrics")
+        return self
 
 
 MAX_OPTIONS_BYTES = 64 * 1024
@@ -502,8 +539,11 @@ class JobSpec(_Strict):
 
         evaluation = self.evaluation.data if self.evaluation is not None else None
         paths = [p for p in (self.data.train, self.data.validation, self.data.test, evaluation) if p]
-        grader = getattr(self.method, "grader", None)
-        return paths + (grader_files(grader) if grader is not None else [])
+        graders = [
+            getattr(self.method, "grader", None),
+            *(self.evaluation.graders.values() if self.evaluation else []),
+        ]
+        return paths + [f for g in graders if g is not None for f in grader_files(g)]
 
     @property
     def method_type(self) -> Method:

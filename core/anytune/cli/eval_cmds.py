@@ -111,6 +111,13 @@ def eval_command(
         "--judge",
         help="A model that judges each pair of answers: NAME@VERSION, a job id, or provider:model.",
     ),
+    graders: list[Path] = typer.Option(
+        [],
+        "--grader",
+        "-g",
+        help="A grader file (or a job file with one) scored as a metric named after the file; repeatable. "
+        "With no --metrics, the graders are the only metrics.",
+    ),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Score models from any provider on the same held-out data, each through its own backend.
@@ -126,6 +133,8 @@ def eval_command(
         changes["data"] = str(resolved(data))
     if metrics:
         changes["metrics"] = [m.strip() for m in metrics.split(",") if m.strip()]
+    if graders:
+        changes.update(_grader_metrics(graders, list(changes.get("metrics") or [])))  # type: ignore[call-overload]
     if limit is not None:
         changes["limit"] = limit
     if max_new_tokens is not None:
@@ -142,6 +151,22 @@ def eval_command(
         return
     print_eval(result)
     out.print(f"[dim]stored; `anytune report {' '.join(targets)}` draws it[/]")
+
+
+def _grader_metrics(files: list[Path], metrics: list[str]) -> dict[str, object]:
+    """`--grader FILE ...` as EvalSpec changes: each grader under its file's name (`grader_` before it where
+    that is a built-in metric's name)."""
+    from anytune.evaluation.metrics import BUILTIN_METRICS
+    from anytune.graders.files import load_grader_file
+
+    graders: dict[str, object] = {}
+    for path in files:
+        name = path.stem if path.stem not in BUILTIN_METRICS else f"grader_{path.stem}"
+        if name in graders or name in metrics:
+            raise typer.BadParameter(f"two metrics would be named {name!r}: rename one grader file")
+        graders[name] = load_grader_file(path).model_dump(mode="json", exclude_none=True)
+        metrics.append(name)
+    return {"metrics": metrics, "graders": graders}
 
 
 def _drift(

@@ -13,6 +13,7 @@ import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from anytune.errors import UsageError
 from anytune.formatting import LOSS_METRICS
@@ -162,11 +163,16 @@ class MetricDef:
     corpus: CorpusMetric | None = None
     from_loss: bool = False
     higher_is_better: bool = True
+    # a grader: scores an answer against the whole data item (every field of the line), not a reference
+    item_example: Callable[[str, dict[str, Any]], float] | None = None
 
     def __call__(self, predictions: Sequence[str], references: Sequence[str]) -> float:
         if self.corpus is not None:
             return self.corpus(predictions, references)
-        assert self.example is not None
+        if self.example is None:
+            raise UsageError(
+                f"{self.name} is scored per data item, with the item (the evaluation runner does)"
+            )
         scores = [self.example(p, r) for p, r in zip(predictions, references, strict=True)]
         return sum(scores) / len(scores) if scores else 0.0
 

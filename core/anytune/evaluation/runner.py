@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -44,16 +45,26 @@ class EvalResult(BaseModel):
 
 def load_examples(path: str | Path, limit: int | None = None) -> tuple[list[Messages], list[str], str]:
     """Prompts and references of an eval file (any supervised format), and the file's fingerprint."""
+    prompts, references, _items, fingerprint = load_items(path, limit)
+    return prompts, references, fingerprint
+
+
+def load_items(
+    path: str | Path, limit: int | None = None
+) -> tuple[list[Messages], list[str], list[dict[str, Any]], str]:
+    """`load_examples`, and each line as a grader reads it (its fields, its answer as `reference`)."""
     validator = RecordValidator(path, collect_stats=False)
     prompts: list[Messages] = []
     references: list[str] = []
+    items: list[dict[str, Any]] = []
     for _, record in validator:
         if limit is None or len(prompts) < limit:
             prompt, target = prompt_and_target(record, validator.format)  # type: ignore[arg-type]
             prompts.append([{**m, "content": content_text(m.get("content"))} for m in prompt])
             references.append(target)
+            items.append({**record, "reference": target})  # as anytune.graders.datacheck.grader_item
     require_valid(validator.report, what="the evaluation data")
-    return prompts, references, validator.report.fingerprint or ""
+    return prompts, references, items, validator.report.fingerprint or ""
 
 
 def evaluate(
@@ -66,12 +77,12 @@ def evaluate(
 ) -> EvalResult:
     """Generate with every subject, score with every metric (with 95% intervals), and compare every subject
     with the first one (the base model, where there is one) on the same examples."""
-    prompts, references, fingerprint = load_examples(path, spec.limit)
+    prompts, references, items, fingerprint = load_items(path, spec.limit)
     params = GenerationParams(max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size)
     results: list[SubjectResult] = []
     for name, (backend, artifact) in subjects.items():
         on_progress(name)
-        results.append(_score(name, backend, artifact, prompts, references, metrics, params))
+        results.append(_score(name, backend, artifact, prompts, references, metrics, params, items))
     comparisons = _compared(results, metrics, references)
     if judge is not None and len(results) > 1:
         on_progress("the judge")
@@ -103,6 +114,7 @@ def _score(
     references: list[str],
     metrics: dict[str, MetricDef],
     params: GenerationParams,
+    items: list[dict[str, Any]] | None = None,
 ) -> SubjectResult:
     """One subject's answers (and the loss of each reference, for loss metrics), scored with every metric."""
     generating = [m for m in metrics.values() if not m.from_loss]
@@ -116,6 +128,14 @@ def _score(
             assert losses is not None
             value, (low, high), scores = loss_metric(metric, losses)
             values[metric], intervals[metric] = round(value, 4), (round(low, 4), round(high, 4))
+        elif definition.item_example is not None:  # a grader: the answer against the whole data line
+            assert items is not None
+            scores = [
+                float(definition.item_example(p, item)) for p, item in zip(predictions, items, strict=True)
+            ]
+            values[metric] = round(sum(scores) / len(scores), 4) if scores else 0.0
+            low, high = bootstrap_ci(definition, predictions, references, scores)
+            intervals[metric] = (round(low, 4), round(high, 4))
         else:
             scores = example_scores(definition, predictions, references)
             values[metric] = round(definition(predictions, references), 4) if references else 0.0

@@ -51,6 +51,14 @@ def load_grader_file(path: str | Path) -> GraderSpec:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read the grader file: {exc}") from None
     raw, lines = parse_yaml(text, str(path))
+    if isinstance(raw, dict):  # a Python grader's `path` is relative to the file that names it
+        from anytune.jobfile import resolve_grader_paths
+
+        method = raw.get("method")
+        if isinstance(method, dict) and "grader" in method:
+            resolve_grader_paths(raw, path.parent)
+        else:
+            resolve_grader_paths({"method": {"grader": raw.get("grader", raw)}}, path.parent)
     if isinstance(raw, dict) and isinstance(raw.get("method"), dict) and "grader" in raw["method"]:
         return grader_from(
             raw["method"]["grader"], source=str(path), lines=lines, prefix=("method", "grader")

@@ -62,6 +62,12 @@ class PythonSandbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __del__(self) -> None:  # a grader used as a metric is dropped, not closed: its process goes with it
+        try:
+            self.close()
+        except Exception:  # at interpreter exit, the modules it needs may be gone
+            pass
+
     def close(self) -> None:
         self._stop()
         if self._tmp is not None:

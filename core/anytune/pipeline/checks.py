@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from anytune.api import Preflight
 from anytune.data.validate import ValidationReport
 from anytune.errors import AnytuneError
-from anytune.evaluation.metrics import resolve_metrics
 from anytune.hookspecs import CREDENTIALS, Backend, Capabilities, DataBundle, Problem
 from anytune.pipeline.capabilities import check_spec, raise_for_problems
 from anytune.pipeline.context import Pipeline
 from anytune.pipeline.datachecks import check_data
 from anytune.pipeline.datarefs import local_spec
-from anytune.pipeline.evaluate import resolve_judge
+from anytune.pipeline.evaluate import metric_defs, resolve_judge
 from anytune.spec import JobSpec
 
 
@@ -62,7 +61,7 @@ def check_evaluation(p: Pipeline, spec: JobSpec) -> None:
     before anything is paid for."""
     if spec.evaluation is None:
         return
-    resolve_metrics(spec.evaluation.metrics, p.plugins.metrics())
+    metric_defs(p, spec.evaluation, spec)
     if spec.evaluation.judge:
         resolve_judge(p, spec.evaluation.judge)
 

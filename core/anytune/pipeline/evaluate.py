@@ -10,14 +10,15 @@ from typing import Any
 
 from anytune.api import EvalTarget, no_progress
 from anytune.errors import AnytuneError, UsageError
-from anytune.evaluation.metrics import resolve_metrics
+from anytune.evaluation.metrics import MetricDef, resolve_metrics
 from anytune.evaluation.runner import EvalResult, evaluate
+from anytune.graders.spec import grader_files
 from anytune.hookspecs import Backend
 from anytune.jobs import Cost, Event, JobStatus, ModelArtifact
 from anytune.pipeline.context import Pipeline
 from anytune.pipeline.datarefs import local_file
 from anytune.pipeline.follow import refresh
-from anytune.spec import EvalSpec
+from anytune.spec import EvalSpec, JobSpec
 
 Progress = Callable[[str], None]
 
@@ -45,6 +46,28 @@ def resolve_judge(p: Pipeline, ref: str) -> tuple[Backend, ModelArtifact]:
         return p.backend(provider), ModelArtifact.base(provider, model)
     target = resolve_target(p, ref)
     return p.backend(target.provider), target.artifact
+
+
+def metric_defs(p: Pipeline, spec: EvalSpec, job_spec: JobSpec | None = None) -> dict[str, MetricDef]:
+    """The evaluation's metrics in order: built-in and plugins' ones by name, and graders (the evaluation's
+    own, and `grader` for an RFT job's: a model is scored by the definition it was trained on)."""
+    from anytune.graders import Grader
+
+    graders = dict(spec.graders)
+    if "grader" in spec.metrics and "grader" not in graders:
+        own = getattr(job_spec.method, "grader", None) if job_spec is not None else None
+        if own is None:
+            raise UsageError(
+                "metric 'grader' is an RFT job's own grader, and there is none here",
+                hint="name a grader: evaluation.metrics: [{grader: {...}}], or `anytune eval --grader FILE`",
+            )
+        graders["grader"] = own
+    p.may_read([f for g in graders.values() for f in grader_files(g)])
+    named = resolve_metrics([m for m in spec.metrics if m not in graders], p.plugins.metrics())
+    return {
+        name: named[name] if name in named else MetricDef(name, item_example=Grader(graders[name]).score)
+        for name in spec.metrics
+    }
 
 
 def evaluate_job(
@@ -97,7 +120,7 @@ def evaluate_targets(
         backend = p.backend(first.provider)
         subjects["base"] = (backend, backend.base_artifact(first.artifact))
     subjects.update({label: (p.backend(t.provider), t.artifact) for label, t in labels.items()})
-    metrics = resolve_metrics(spec.metrics, p.plugins.metrics())
+    metrics = metric_defs(p, spec, first.job.spec if first.job else None)
     judge = resolve_judge(p, spec.judge) if spec.judge else None
     result = evaluate(subjects, data, spec, metrics, on_progress, judge=judge)
     if named != data:
