@@ -199,3 +199,25 @@ def test_quotes_scores_and_reports(client: ClientAPI, tmp_path: Path):
     written = client.report([done.job.id], tmp_path / "report")
     assert written.html.exists() and written.markdown.exists()
     assert done.job.id in written.html.read_text() or "fine-tuned" in written.html.read_text()
+
+
+def test_a_python_grader_file_scores_as_a_metric_through_either_transport(
+    client: ClientAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The grader's file is on this machine: a server gets its source (it may not read the file, and here is
+    fenced off from it)."""
+    from anytune.spec import EvalSpec
+
+    done = client.run(job(tmp_path, evaluation=None), interval=0.05)
+    grader = tmp_path / "graders" / "same.py"
+    grader.parent.mkdir()
+    grader.write_text(
+        "def grade(sample, item):\n    return float(sample['output_text'] == item['reference'])\n"
+    )
+    if isinstance(client, RemoteClient):
+        monkeypatch.setenv("ANYTUNE_DATA_ROOT", str(tmp_path / "the-server-reads-nothing-here"))
+    metrics = ["exact_match", {"grader": {"type": "python", "path": str(grader)}, "name": "same"}]
+    result = client.evaluate(done.job.id, EvalSpec(metrics=metrics, limit=4))
+    for subject in result.subjects:
+        assert subject.metrics["same"] == subject.metrics["exact_match"], subject
+    assert [c.metric for c in result.comparisons] == ["exact_match", "same"]

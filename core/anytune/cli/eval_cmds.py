@@ -158,13 +158,15 @@ def _grader_metrics(files: list[Path], metrics: list[str]) -> dict[str, object]:
     that is a built-in metric's name)."""
     from anytune.evaluation.metrics import BUILTIN_METRICS
     from anytune.graders.files import load_grader_file
+    from anytune.graders.spec import inline_sources
 
     graders: dict[str, object] = {}
     for path in files:
         name = path.stem if path.stem not in BUILTIN_METRICS else f"grader_{path.stem}"
         if name in graders or name in metrics:
             raise typer.BadParameter(f"two metrics would be named {name!r}: rename one grader file")
-        graders[name] = load_grader_file(path).model_dump(mode="json", exclude_none=True)
+        grader = inline_sources(load_grader_file(path))  # a server may score it: its Python goes as source
+        graders[name] = grader.model_dump(mode="json", exclude_none=True)
         metrics.append(name)
     return {"metrics": metrics, "graders": graders}
 

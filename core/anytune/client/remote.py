@@ -24,6 +24,7 @@ from anytune.api import EvalTarget, ReportFiles, RunObserver, no_progress
 from anytune.client import Client
 from anytune.client.answers import server_error
 from anytune.errors import AnytuneError, BackendError, UsageError
+from anytune.graders.spec import inline_sources
 from anytune.jobs import Event, Job, JobStatus, ModelArtifact
 from anytune.pipeline.follow import follow_loop
 from anytune.registry.records import EvaluationRecord, ModelVersion
@@ -224,10 +225,16 @@ class RemoteClient(Client):
         }
         changes: dict[str, Any] = {"data": spec.data.model_copy(update=data)}
         evaluation = spec.evaluation
-        if evaluation is not None and evaluation.data:
+        if evaluation is not None and (evaluation.data or evaluation.graders):
             changes["evaluation"] = evaluation.model_copy(
-                update={"data": self._uploaded_file(evaluation.data)}
+                update={
+                    "data": self._uploaded_file(evaluation.data) if evaluation.data else None,
+                    "graders": {k: inline_sources(g) for k, g in evaluation.graders.items()},
+                }
             )
+        grader = getattr(spec.method, "grader", None)
+        if grader is not None:  # a Python grader's file travels as its source
+            changes["method"] = spec.method.model_copy(update={"grader": inline_sources(grader)})
         return spec.model_copy(update=changes)
 
     def _uploaded_file(self, value: str) -> str:
@@ -357,11 +364,16 @@ class RemoteClient(Client):
         """Scored on the server, stored in its registry; waits, without a timeout, until the scoring ends."""
         from anytune.evaluation.runner import EvalResult
 
-        sent = ("data", "metrics", "compare_base", "limit", "max_new_tokens", "judge")
+        sent = ("data", "metrics", "compare_base", "limit", "max_new_tokens", "judge", "graders")
         given = {**(spec.model_dump(mode="json") if spec else {}), **(changes or {})}
-        body = {"targets": targets, **{k: v for k, v in given.items() if k in sent and v is not None}}
+        body = {"targets": targets, **{k: v for k, v in given.items() if k in sent and v not in (None, {})}}
         if body.get("data"):
             body["data"] = self._uploaded_file(str(body["data"]))
+        if body.get("graders"):  # a Python grader's file goes as its source: the server cannot read it here
+            graders = EvalSpec.model_validate(
+                {"metrics": list(body["graders"]), "graders": body["graders"]}
+            ).graders
+            body["graders"] = {k: inline_sources(g).model_dump(mode="json") for k, g in graders.items()}
         on_progress("on the server")
         return EvalResult.model_validate(self.call("POST", "/v1/evaluations", json=body, timeout=None))
 

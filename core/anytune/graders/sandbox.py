@@ -17,16 +17,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from anytune.errors import AnytuneError
+from anytune.errors import UsageError
 
 _CHILD = Path(__file__).with_name("_child.py")
 
 
-class GraderFailed(AnytuneError):
+class GraderFailed(UsageError):
     """A Python grader could not score an answer: it raised, returned no score in [0, 1], ran past its time
-    or memory limit, or did something the sandbox refuses."""
-
-    exit_code = 2
+    or memory limit, or did something the sandbox refuses. The user's grader is at fault: a usage error
+    (exit 2, HTTP 400)."""
 
 
 class PythonSandbox:

@@ -8,6 +8,7 @@ others render them the same way (`anytune.graders.templates`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -143,6 +144,22 @@ def grader_files(grader: GraderSpec) -> list[str]:
     """The files a grader makes whoever scores with it read (its Python graders' `path`): fenced like data
     files on a server (ANYTUNE_DATA_ROOT)."""
     return [leaf.path for _, leaf in grader_leaves(grader) if isinstance(leaf, PythonGrader) and leaf.path]
+
+
+def inline_sources(grader: GraderSpec) -> GraderSpec:
+    """The grader with each Python grader's file (where it is a file here) read into its `source`: what a
+    client sends a server, which cannot read this machine's files. Files beside it are not sent."""
+
+    def inline(leaf: SingleGrader) -> SingleGrader:
+        if isinstance(leaf, PythonGrader) and leaf.path and Path(leaf.path).is_file():
+            return leaf.model_copy(
+                update={"source": Path(leaf.path).read_text(encoding="utf-8"), "path": None}
+            )
+        return leaf
+
+    if isinstance(grader, MultiGrader):
+        return grader.model_copy(update={"graders": {k: inline(v) for k, v in grader.graders.items()}})
+    return inline(grader)
 
 
 def grader_leaves(grader: GraderSpec) -> list[tuple[str, SingleGrader]]:

@@ -25,6 +25,7 @@ from anytune.errors import (
     SpecError,
     UsageError,
 )
+from anytune.graders.spec import GraderSpec
 from anytune.paths import resolved
 from anytune.registry import Registry
 from anytune.registry.access import AccessDenied, IdempotencyConflict, check_token
@@ -80,6 +81,9 @@ class EvalBody(BaseModel):
     limit: int | None = Field(None, ge=1, le=INT_MAX, description="score only the first N examples")
     max_new_tokens: int | None = Field(None, ge=1, le=4096)
     judge: str | None = Field(None, description="a model that judges each pair of answers")
+    graders: dict[str, GraderSpec] | None = Field(
+        None, max_length=20, description="graders scored as metrics, by name (each name also in metrics)"
+    )
 
 
 class AliasBody(BaseModel):
