@@ -183,6 +183,22 @@ def test_rft_rewards_the_model_with_its_compiled_multi_grader(tiny_model: Path, 
     )
     assert low > 0, (delta, low, high, rewards)
     assert job.artifact.metadata["method"] == "rft"
+    from anytune.spec import EvalSpec
+
+    client = Client()  # the job's own grader as the metric: base and fine-tuned scored the same way
+    scored = client.evaluate(
+        job.id, EvalSpec(data=str(tmp_path / "train.jsonl"), metrics=["grader"], limit=24, max_new_tokens=4)
+    )
+    base, tuned = scored.subject("base"), scored.subject("fine-tuned")
+    [change] = scored.comparisons
+    print(
+        f"grader: base {base.metrics['grader']} {base.ci['grader']}, fine-tuned {tuned.metrics['grader']} "
+        f"{tuned.ci['grader']}, change {change.delta:+} [{change.low:+}, {change.high:+}]"
+    )
+    assert tuned.metrics["grader"] > base.metrics["grader"] and change.low > 0, (base, tuned, change)
+    written = client.report([job.id], tmp_path / "report")  # the reward curve is in the report
+    assert any(image.name == "reward.png" for image in written.images)
+    assert "Mean reward per step" in written.html.read_text()
 
 
 def test_rft_refusals_come_before_anything_is_recorded(tiny_model: Path, tmp_path: Path):

@@ -10,8 +10,11 @@ PALETTE = ["#8c8c8c", "#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#9
 
 
 def loss_curves(
-    curves: dict[str, tuple[list[tuple[float, float]], list[tuple[float, float]]]], path: Path
+    curves: dict[str, tuple[list[tuple[float, float]], list[tuple[float, float]]]],
+    path: Path,
+    ylabel: str = "loss",
 ) -> Path:
+    """Training (and validation) curves per model: the loss, or an RFT run's mean reward."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, (label, (train, evals)) in enumerate(curves.items()):
@@ -27,7 +30,7 @@ def loss_curves(
                 label=f"{label} (validation)",
             )
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -113,6 +113,10 @@ def write_report(client: ClientAPI, targets: list[str], out_dir: Path | None = N
         images.append(plots.loss_curves(curves, folder / "loss.png"))
     else:
         warnings.append("no training loss was recorded for these models (e.g. registered, not trained here)")
+    rewards = {s.label: _loss_curve(client, s, "reward") for s in subjects if s.target and s.target.job}
+    rewards = {k: v for k, v in rewards.items() if v[0]}
+    if rewards:  # reinforcement fine-tuning: the grader's mean reward per step
+        images.append(plots.loss_curves(rewards, folder / "reward.png", ylabel="mean reward"))
     metrics = list(subjects[-1].evaluation.metrics)
     shares = [m for m in metrics if is_fraction(m)]  # losses have their own scale: table only
     if shares:
@@ -141,7 +145,10 @@ def write_report(client: ClientAPI, targets: list[str], out_dir: Path | None = N
     return ReportFiles(folder, html_path, md_path, images, warnings)
 
 
-def _loss_curve(client: ClientAPI, s: Subject) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+def _loss_curve(
+    client: ClientAPI, s: Subject, key: str = "loss"
+) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """The training curve of `key` (loss, or an RFT run's reward) and its validation counterpart."""
     assert s.target is not None and s.target.job is not None
     train: list[tuple[float, float]] = []
     evals: list[tuple[float, float]] = []
@@ -149,10 +156,10 @@ def _loss_curve(client: ClientAPI, s: Subject) -> tuple[list[tuple[float, float]
         step = e.data.get("step")
         if step is None:
             continue
-        if "loss" in e.data:
-            train.append((float(step), float(e.data["loss"])))
-        if "eval_loss" in e.data:
-            evals.append((float(step), float(e.data["eval_loss"])))
+        if key in e.data:
+            train.append((float(step), float(e.data[key])))
+        if f"eval_{key}" in e.data:
+            evals.append((float(step), float(e.data[f"eval_{key}"])))
     return train, evals
 
 
@@ -317,6 +324,7 @@ def _html(c: ReportContext) -> str:
         parts.append("</table>")
     titles = {
         "loss.png": "Training loss",
+        "reward.png": "Mean reward per step (reinforcement fine-tuning)",
         "metrics.png": "Scores with 95% intervals",
         "cost_quality.png": "Cost and quality",
     }
