@@ -24,13 +24,7 @@ _DATA_PATH_FIELDS = ("train", "validation", "test")
 def load_job_file(path: str | Path, overrides: Iterable[str] = (), provider: str | None = None) -> JobSpec:
     """Read a YAML job file, apply `key.path=value` overrides and an optional provider, and validate."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such job file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the job file: {exc}") from None
-    raw, lines = parse_yaml(text, str(path))
+    raw, lines = read_yaml_file(path, "job file")
     if raw is None:
         raise SpecError(
             f"{path}:1: the job file is empty", hint="a job needs at least base_model and data.train"
@@ -43,6 +37,17 @@ def load_job_file(path: str | Path, overrides: Iterable[str] = (), provider: str
         raw["provider"] = provider
     _resolve_data_paths(raw, path.parent)
     return spec_from_dict(raw, source=str(path), lines=lines)
+
+
+def read_yaml_file(path: Path, what: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """A YAML file (a job file, a grader file) parsed with each key's line, or a SpecError saying why not."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read the {what}: {exc}") from None
+    return parse_yaml(text, str(path))
 
 
 def spec_from_dict(

@@ -41,16 +41,10 @@ def grader_from(
 
 def load_grader_file(path: str | Path) -> GraderSpec:
     """A grader file, or a job file whose `grader:` (or `method.grader:`) is read."""
-    from anytune.jobfile import parse_yaml
+    from anytune.jobfile import read_yaml_file
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such grader file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the grader file: {exc}") from None
-    raw, lines = parse_yaml(text, str(path))
+    raw, lines = read_yaml_file(path, "grader file")
     if isinstance(raw, dict):  # a Python grader's `path` is relative to the file that names it
         from anytune.jobfile import resolve_grader_paths
 
