@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "anytune.graders.spec",
             "anytune.graders.formula",
             "anytune.graders.templates",
+            "anytune.graders.runtime",
         ),
     ),
     ("contract", ("anytune.hookspecs",)),

@@ -13,7 +13,8 @@ import pytest
 from anytune.errors import SpecError
 from anytune.graders import Grader, GraderFailed, GraderInputError, PythonSandbox, parse_grader
 from anytune.graders.files import load_grader_file
-from anytune.graders.scoring import judge_score, rouge_n, similarity, string_check
+from anytune.graders.runtime import rouge_n, similarity, string_check
+from anytune.graders.scoring import judge_score
 from tests.conftest import anytune_in_process, write_jsonl
 
 MULTI = {
@@ -421,3 +422,135 @@ def test_anytune_eval_scores_a_grader_file_on_a_hosted_fine_tune(
     assert tuned["ci"]["reward"][0] <= tuned["metrics"]["reward"] <= tuned["ci"]["reward"][1]
     [change] = [c for c in result["comparisons"] if c["metric"] == "reward"]
     assert change["low"] > 0
+
+
+# ------------------------------------------------------------------ the grader as code providers run
+
+
+PORTABLE = {
+    "type": "multi",
+    "graders": {
+        "exact": {"type": "string_check", "operation": "iequals", "reference": "{{item.reference}}"},
+        "close": {"type": "text_similarity", "metric": "fuzzy_match", "reference": "{{item.reference}}"},
+        "words": {"type": "text_similarity", "metric": "rouge_l", "reference": "{{item.reference}}"},
+        "short": {
+            "type": "python",
+            "source": "def grade(sample, item):\n"
+            "    return float(len(sample['output_text']) <= len(item['reference']) + 2)\n",
+        },
+    },
+    "formula": "0.4 * exact + 0.2 * close + 0.2 * words + 0.2 * short",
+}
+ANSWERS = ["Paris", "paris!", "The capital is Paris, of course", "", "Lyon", "pArIs"]
+
+
+def test_the_generated_grader_module_needs_only_the_standard_library_and_scores_as_anytune(tmp_path: Path):
+    """What runs in a Fireworks evaluator and a Bedrock Lambda: run by a bare interpreter (no site-packages,
+    so neither anytune nor rapidfuzz), it gives anytune's own scores, part by part."""
+    import subprocess
+    import sys
+
+    from anytune.graders.portable import grader_module
+
+    grader = parse_grader(PORTABLE)
+    module = tmp_path / "generated.py"
+    module.write_text(grader_module(grader))
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import generated; "
+        f"print(json.dumps([generated.score_answer(a, {{'reference': 'Paris'}}) for a in {ANSWERS!r}]))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    with Grader(grader) as here:
+        expected = [here.parts(a, {"reference": "Paris"}) for a in ANSWERS]
+    got = json.loads(run.stdout)
+    assert len(got) == len(expected)
+    for answer, mine, theirs in zip(ANSWERS, expected, got, strict=True):
+        assert theirs == pytest.approx(mine), answer
+    assert len({round(g["score"], 6) for g in got}) >= 4  # the answers are told apart
+
+
+def test_fuzzy_match_without_rapidfuzz_is_rapidfuzzs_number():
+    import random
+
+    from rapidfuzz import fuzz
+
+    from anytune.graders import runtime
+
+    rng = random.Random(5)
+    for _ in range(200):
+        a = "".join(rng.choice("abc de") for _ in range(rng.randint(0, 12)))
+        b = "".join(rng.choice("abc de") for _ in range(rng.randint(0, 12)))
+        pure = 1.0 if not a and not b else 2 * runtime._lcs(a, b) / (len(a) + len(b))
+        assert pure == pytest.approx(fuzz.ratio(a, b) / 100), (a, b)
+
+
+def test_several_top_level_graders_are_their_mean_and_errors_name_the_item(tmp_path: Path):
+    from anytune.graders.spec import as_one
+
+    graders = [
+        {"type": "string_check", "operation": "equals", "reference": "{{item.reference}}", "name": "same"},
+        {"type": "string_check", "operation": "contains", "reference": "a"},
+    ]
+    one = as_one(parse_grader(graders))
+    assert one.type == "multi" and list(one.graders) == ["same", "g2"] and one.formula == "(same + g2) / 2"
+    with Grader(one) as grader:
+        assert grader.score("banana", {"reference": "banana"}) == 1.0
+        assert grader.score("cherry", {"reference": "banana"}) == 0.0
+        assert grader.score("apple", {"reference": "banana"}) == 0.5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "grader:\n  - {type: string_check, operation: equals, reference: x}\n"
+        "  - {type: text_similarity, metric: cosine, reference: x}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_grader_file(bad)
+    [detail] = info.value.details
+    assert "grader.1.metric: Input should be" in detail and "tagged-union" not in detail
+
+
+def test_the_openai_compiler_keeps_native_checks_and_runs_the_rest_as_anytunes_rules():
+    from anytune_openai.emulated_graders import grade, grader_problem
+    from anytune_openai.graders import compile_grader
+
+    grader = parse_grader(
+        {
+            "type": "multi",
+            "graders": {
+                "has": {"type": "string_check", "operation": "icontains", "reference": "{{item.reference}}"},
+                "exact": {"type": "string_check", "operation": "iequals", "reference": "{{item.reference}}"},
+                "judge": {
+                    "type": "model_judge",
+                    "model": "gpt-4o-mini",
+                    "prompt": "Rate it",
+                    "range": [0, 10],
+                },
+                "code": {
+                    "type": "python",
+                    "source": "def check(s, i):\n    return 1.0\n",
+                    "entrypoint": "check",
+                },
+            },
+            "formula": "0.4 * has + 0.3 * exact + 0.2 * judge + 0.1 * code",
+        }
+    )
+    compiled = compile_grader(grader)
+    parts = compiled["graders"]
+    assert parts["has"] == {
+        "type": "string_check",
+        "name": "has",
+        "input": "{{sample.output_text}}",
+        "reference": "{{item.reference}}",
+        "operation": "ilike",
+    }
+    assert parts["exact"]["type"] == "python" and "def grade(sample, item)" in parts["exact"]["source"]
+    assert parts["judge"]["type"] == "score_model" and parts["judge"]["range"] == [0.0, 10.0]
+    assert "return check(sample, item)" in parts["code"]["source"]
+    assert compiled["calculate_output"] == "0.4 * has + 0.3 * exact + 0.2 * ((judge - 0) / 10) + 0.1 * code"
+    assert grader_problem(compiled) is None  # valid as OpenAI checks it
+    item = {"reference": "Paris"}  # run as the emulator runs it: the judge answers mid-range (5 of 10)
+    assert grade(compiled, "paris", item) == pytest.approx(0.4 + 0.3 + 0.2 * 0.5 + 0.1)
+    broken = {**compiled, "calculate_output": "has + nobody"}
+    assert grader_problem(broken)[0] == "grader.calculate_output"

@@ -285,6 +285,8 @@ def resolve_grader_paths(raw: dict[str, Any], base: Path) -> None:
     evaluation's."""
     method, evaluation = raw.get("method"), raw.get("evaluation")
     graders = [method.get("grader")] if isinstance(method, dict) else []
+    if graders and isinstance(graders[0], list):  # several top-level graders
+        graders = list(graders[0])
     if isinstance(evaluation, dict):
         metrics = evaluation.get("metrics") if isinstance(evaluation.get("metrics"), list) else []
         graders += [m.get("grader") for m in metrics if isinstance(m, dict)]

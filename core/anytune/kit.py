@@ -16,7 +16,12 @@ re-exports them beside the contract (`anytune.hookspecs`); a plugin imports both
   client that does not retry), `upload_once`, `SdkErrors` (one error translation for an SDK), `Failure`,
   `http_failure`, `connection_failure`, `error_message`, `secret_from_env`
 - graders (RFT): `Grader` (scores an answer against a data item, as `anytune grade` does), `GraderFailed`,
-  `MultiGrader`, `grader_item`, `grader_leaves`, `linear_weights`
+  `GraderSpec`, `MultiGrader`, `ModelJudgeGrader`, `PythonGrader`, `StringCheckGrader`, `grader_item`,
+  `grader_leaves`, `linear_weights`, `as_one` (several top-level graders as one), `grader_module` (the
+  grader as standard-library Python a provider runs), `rft_example` (a data line as an RFT prompt and the
+  item its grader reads)
+- RFT quotes: `hourly_rft_quote` (per training hour, the model-judge calls shown apart), `rft_samples`
+  (answers per prompt)
 - places and time: `anytune_home`, `cache_dir`, `today`
 """
 
@@ -41,6 +46,7 @@ from anytune.cost.quotes import (
     token_priced,
     unavailable,
 )
+from anytune.cost.rft import hourly_rft_quote, rft_samples
 from anytune.cost.throughput import detect_hardware, hardware_for_gpu, record_measurement
 from anytune.data.convert import ConversionError, convert_record
 from anytune.data.counting import BatchCounter
@@ -56,9 +62,20 @@ from anytune.data.records import (
 from anytune.data.tokens import ApproxCounter, TokenCounter, get_token_counter
 from anytune.data.validate import RecordValidator, check_record
 from anytune.evaluation.metrics import token_f1
-from anytune.graders import Grader, GraderFailed, MultiGrader, grader_leaves
+from anytune.graders import (
+    Grader,
+    GraderFailed,
+    GraderSpec,
+    ModelJudgeGrader,
+    MultiGrader,
+    PythonGrader,
+    StringCheckGrader,
+    grader_leaves,
+)
 from anytune.graders.datacheck import grader_item
 from anytune.graders.formula import linear_weights
+from anytune.graders.portable import grader_module, rft_example
+from anytune.graders.spec import as_one
 from anytune.remote import (
     Failure,
     RetryPolicy,
@@ -80,17 +97,22 @@ __all__ = [
     "Failure",
     "Grader",
     "GraderFailed",
+    "GraderSpec",
     "HFTokenizerFiles",
+    "ModelJudgeGrader",
     "MultiGrader",
     "PreparedWriter",
     "PriceCatalog",
+    "PythonGrader",
     "RecordValidator",
     "RetryPolicy",
     "SdkErrors",
+    "StringCheckGrader",
     "TokenCount",
     "TokenCounter",
     "anytune_home",
     "as_messages",
+    "as_one",
     "cache_dir",
     "chat_rule_pieces",
     "check_record",
@@ -108,8 +130,10 @@ __all__ = [
     "get_token_counter",
     "grader_item",
     "grader_leaves",
+    "grader_module",
     "hardware_for_gpu",
     "hour_priced",
+    "hourly_rft_quote",
     "http_failure",
     "instruction_prompt",
     "linear_weights",
@@ -121,6 +145,8 @@ __all__ = [
     "record_measurement",
     "recurring_cost",
     "retry_call",
+    "rft_example",
+    "rft_samples",
     "secret_from_env",
     "today",
     "token_cost",

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from anytune.graders.spec import GraderSpec
+from anytune.graders.spec import GraderSpec, RFTGrader
 
 __all__ = [
     "SPEC_VERSION",
@@ -144,7 +144,10 @@ class RFTMethod(_Strict):
     Bedrock Lambda, TRL reward functions); the settings below are mapped to each provider's names."""
 
     type: Literal["rft"] = "rft"
-    grader: GraderSpec
+    grader: RFTGrader = Field(
+        ...,
+        description="One grader, or a list of graders whose scores are averaged (not on OpenAI or Azure).",
+    )
     samples_per_prompt: int | None = Field(
         None, strict=True, ge=2, le=128, description="Answers sampled per prompt (GRPO's group size)."
     )

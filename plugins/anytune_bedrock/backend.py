@@ -45,6 +45,7 @@ from anytune.plugin import (
     content_text,
     create_once,
     recurring_cost,
+    rft_samples,
     today,
     token_priced,
     unavailable,
@@ -52,7 +53,9 @@ from anytune.plugin import (
 from anytune.plugin import load_catalog as load_prices
 from anytune_bedrock.catalog import BedrockModel, load_catalog
 from anytune_bedrock.errors import aws_call, classify
+from anytune_bedrock.grader_lambda import deploy, grader_refusals
 from anytune_bedrock.prepare import prepare
+from anytune_bedrock.rft import rft_hyperparameters, rft_problems
 
 STATUS: dict[str, JobStatus] = {
     "InProgress": JobStatus.RUNNING,
@@ -82,7 +85,11 @@ ENV = {
     "vpc_subnet_ids": "ANYTUNE_BEDROCK_VPC_SUBNET_IDS",
     "vpc_security_group_ids": "ANYTUNE_BEDROCK_VPC_SECURITY_GROUP_IDS",
 }
-CUSTOMIZATION = {Method.SFT: "FINE_TUNING", Method.CPT: "CONTINUED_PRE_TRAINING"}
+CUSTOMIZATION = {
+    Method.SFT: "FINE_TUNING",
+    Method.CPT: "CONTINUED_PRE_TRAINING",
+    Method.RFT: "REINFORCEMENT_FINE_TUNING",
+}
 COMPARABLE = (
     "Claude models can no longer be fine-tuned anywhere; comparable small models: Amazon Nova Lite or Micro "
     "here (provider_options.bedrock.base_model: amazon.nova-lite-v1:0:300k), or Llama 3.1 8B on together, "
@@ -165,7 +172,7 @@ class BedrockBackend(Backend):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            methods=frozenset({Method.SFT, Method.CPT}),
+            methods=frozenset({Method.SFT, Method.CPT, Method.RFT}),
             adapters=frozenset({AdapterType.LORA}),
             data_formats=frozenset(
                 {DataFormat.CHAT, DataFormat.INSTRUCTION, DataFormat.COMPLETION, DataFormat.TEXT}
@@ -214,7 +221,9 @@ class BedrockBackend(Backend):
             return problems
         if spec.method_type.value not in model.methods:
             error("method", f"{model.id} takes {', '.join(model.methods)} on Bedrock")
-        for hp in model.hyperparameters:
+        if spec.method_type is Method.RFT:
+            problems += grader_refusals(spec.method.grader) + rft_problems(spec)
+        for hp in model.hyperparameters if spec.method_type is not Method.RFT else ():
             value = self._hyper_value(spec, hp)
             if value is None:
                 continue
@@ -233,7 +242,9 @@ class BedrockBackend(Backend):
         if not self._setting(spec, "role_arn"):
             error(
                 CREDENTIALS,
-                "no role for Bedrock to assume: set ANYTUNE_BEDROCK_ROLE_ARN or provider_options.bedrock.role_arn",
+                "no role for Bedrock to assume"
+                + (" (nor for the grader's Lambda)" if spec.method_type is Method.RFT else "")
+                + ": set ANYTUNE_BEDROCK_ROLE_ARN or provider_options.bedrock.role_arn",
             )
         try:
             import boto3
@@ -261,6 +272,18 @@ class BedrockBackend(Backend):
             return unavailable(self.name, f"Bedrock cannot customize {spec.model_for(self.name)!r}")
         epochs = int(self._epochs(spec, model))
         train = prepared.tokens["train"]
+        if spec.method_type is Method.RFT:
+            samples, notes = rft_samples(spec, epochs)
+            return token_priced(
+                self.name,
+                spec,
+                model=model.id,
+                count=train,
+                multiplier=epochs * samples,
+                rule=f"RFT: {train.tokens:,} prompt tokens x {epochs} epoch(s) x {samples} answers per prompt",
+                params_b=model.params_b,
+                assumptions=[*notes, "the grader's Lambda invocations are billed by AWS Lambda, apart"],
+            )
         validation = prepared.tokens.get("validation")
         extra = validation.tokens / max(1, train.tokens) if validation else 0.0
         rule = f"tokens billed = {train.tokens:,} training tokens x {epochs} epoch(s)"
@@ -375,10 +398,20 @@ class BedrockBackend(Backend):
             "customizationType": CUSTOMIZATION[spec.method_type],
             "trainingDataConfig": {"s3Uri": train},
             "outputDataConfig": {"s3Uri": output},
-            "hyperParameters": self._hyperparameters(spec, model),
             "clientRequestToken": name,
             "jobTags": [{"key": "anytune-job", "value": request.job_id}],
         }
+        if spec.method_type is Method.RFT:
+            lambdas = self._client("lambda", region)
+            arn = deploy(lambdas, spec.method.grader, str(self._setting(spec, "role_arn")), classify)
+            args["customizationConfig"] = {
+                "rftConfig": {
+                    "graderConfig": {"lambdaGrader": {"lambdaArn": arn}},
+                    "hyperParameters": rft_hyperparameters(spec),
+                }
+            }
+        else:
+            args["hyperParameters"] = self._hyperparameters(spec, model)
         if validation:
             args["validationDataConfig"] = {"validators": [{"s3Uri": validation}]}
         kms = self._setting(spec, "kms_key_id")
@@ -474,7 +507,10 @@ class BedrockBackend(Backend):
         for row in csv.DictReader(io.StringIO(body)):
             try:
                 out = {"step": float(row["step_number"]), "epoch": float(row.get("epoch_number") or 0)}
-                out["loss"] = float(row["training_loss"])
+                if row.get("training_loss"):
+                    out["loss"] = float(row["training_loss"])
+                if row.get("reward"):  # RFT: the grader's mean reward at the step
+                    out["reward"] = float(row["reward"])
                 if row.get("perplexity"):
                     out["perplexity"] = float(row["perplexity"])
             except (KeyError, ValueError):

@@ -26,7 +26,15 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from anytune.plugin import JobStatus
-from anytune.testing import ApiError, Clock, EmulatorBase, base_answer, free_port, nearest_answer
+from anytune.testing import (
+    ApiError,
+    Clock,
+    EmulatorBase,
+    base_answer,
+    free_port,
+    nearest_answer,
+    practice_answers,
+)
 
 ACCOUNT = "123456789012"
 ACCESS_KEY = "AKIAANYTUNEEMULATOR0"
@@ -53,8 +61,8 @@ class BedrockEmulator(EmulatorBase):
     }
     create_route: ClassVar[tuple[str, str] | None] = ("POST", r"/model-customization-jobs")
     methods: ClassVar[frozenset[str] | None] = frozenset(
-        {"sft", "cpt"}
-    )  # FINE_TUNING, CONTINUED_PRE_TRAINING
+        {"sft", "cpt", "rft"}
+    )  # FINE_TUNING, CONTINUED_PRE_TRAINING, REINFORCEMENT_FINE_TUNING
 
     def __init__(
         self,
@@ -77,6 +85,7 @@ class BedrockEmulator(EmulatorBase):
         host, port = self.moto.get_host_and_port()
         self.moto_url = f"http://{host}:{port}"
         self.created: dict[str, float] = {}  # job name -> emulator time of its create
+        self.rft: dict[str, dict[str, Any]] = {}  # job name -> its rftConfig (moto keeps none)
         methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]
         routes = [
             Route("/model/{model_id:path}/converse", self._converse, methods=["POST"]),
@@ -159,13 +168,18 @@ class BedrockEmulator(EmulatorBase):
             if job.status != "InProgress":
                 return
             records = self._records(job.training_data_config["s3Uri"])
-            epochs = int(job.hyper_parameters.get("epochCount", 2))
-            steps = max(1, math.ceil(len(records) / 8)) * epochs
-            rows = ["step_number,epoch_number,training_loss,perplexity"]
+            rft = self.rft.get(name)
+            hyper = (rft or {}).get("hyperParameters") or job.hyper_parameters or {}
+            epochs = int(hyper.get("epochCount", 2))
+            steps = max(1, math.ceil(len(records) / int(hyper.get("batchSize", 8)))) * epochs
+            rows = ["step_number,epoch_number,training_loss,perplexity" + (",reward" if rft else "")]
             loss = 0.0
             for step in range(1, steps + 1):
                 loss = round(2.4 * math.exp(-3.0 * step / steps) + 0.05, 4)
-                rows.append(f"{step},{(step - 1) * epochs // steps},{loss},{round(math.exp(loss), 4)}")
+                row = f"{step},{(step - 1) * epochs // steps},{loss},{round(math.exp(loss), 4)}"
+                if rft:  # the job's Lambda scores the emulated policy's answers
+                    row += f",{self._reward(rft, records, job.base_model_arn, step, steps)}"
+                rows.append(row)
             bucket, _, prefix = job.output_data_config["s3Uri"].removeprefix("s3://").partition("/")
             folder = "/".join(p for p in (prefix.strip("/"), f"model-customization-job-{job.job_name}") if p)
             self._aws("s3").put_object(
@@ -176,6 +190,46 @@ class BedrockEmulator(EmulatorBase):
             job.training_metrics = {"trainingLoss": loss}
             job.validation_metrics = [{"validationLoss": round(loss * 1.1, 4)}]
             job.status = "Completed"
+
+    def _reward(
+        self, rft: dict[str, Any], records: list[dict[str, Any]], base: str, step: int, steps: int
+    ) -> float:
+        """The grader Lambda's mean reward for the emulated policy's answers at `step`: its code, as moto
+        stores it, run with Bedrock's event (moto runs no Lambda without Docker; this runs the handler)."""
+        handler = self._lambda_handler(rft["graderConfig"]["lambdaGrader"]["lambdaArn"])
+        references = [_reference_text(r.get("reference_answer")) for r in records]
+        answers = practice_answers(references, step, steps, base_answer(str(base).rsplit("/", 1)[-1]))
+        event = [
+            {
+                "id": str(i),
+                "messages": [*r["messages"], {"role": "assistant", "content": a}],
+                "reference_answer": r.get("reference_answer"),
+            }
+            for i, (r, a) in enumerate(zip(records, answers, strict=True))
+        ]
+        scores = [float(out["aggregate_reward_score"]) for out in handler(event, None)]
+        return round(sum(scores) / max(1, len(scores)), 4)
+
+    def _lambda_function(self, arn: str) -> Any:
+        from moto.backends import get_backend
+
+        region = arn.split(":")[3] if arn.startswith("arn:") else "us-east-1"
+        try:
+            return get_backend("lambda")[ACCOUNT][region].get_function(arn)
+        except Exception:
+            return None
+
+    def _lambda_handler(self, arn: str) -> Any:
+        import io
+        import zipfile
+
+        function = self._lambda_function(arn)
+        module, _, entry = function.handler.rpartition(".")
+        with zipfile.ZipFile(io.BytesIO(function.code_bytes)) as archive:
+            source = archive.read(f"{module}.py").decode("utf-8")
+        namespace: dict[str, Any] = {"__name__": module}
+        exec(compile(source, f"{module}.py", "exec"), namespace)
+        return namespace[entry]
 
     def fail(self, name: str, message: str) -> None:
         with self._lock:
@@ -237,12 +291,37 @@ class BedrockEmulator(EmulatorBase):
                     raise AwsError(
                         400, "ValidationException", f"Training data at {uri} cannot be read"
                     ) from None
+                rft = self._check_rft(body)
         except AwsError as exc:
             return self._aws_error(exc)
         answer = await self._forward(request)
         if answer.status_code < 300:
             self.created[name] = self.clock.now()
+            if rft is not None:
+                self.rft[name] = rft
         return answer
+
+    def _check_rft(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """An RFT job's rftConfig as Bedrock checks it: a Lambda grader that exists, hyperparameters in range."""
+        if body.get("customizationType") != "REINFORCEMENT_FINE_TUNING":
+            return None
+        rft = (body.get("customizationConfig") or {}).get("rftConfig")
+        arn = ((rft or {}).get("graderConfig") or {}).get("lambdaGrader", {}).get("lambdaArn")
+        if not arn:
+            raise AwsError(
+                400, "ValidationException", "rftConfig.graderConfig.lambdaGrader.lambdaArn is required"
+            )
+        if self._lambda_function(arn) is None:
+            raise AwsError(400, "ValidationException", f"The Lambda function {arn} does not exist")
+        hyper = rft.get("hyperParameters") or {}
+        for key, low, high in (
+            ("epochCount", 1, 50),
+            ("batchSize", 16, 512),
+            ("trainingSamplePerPrompt", 2, 16),
+        ):
+            if key in hyper and not low <= int(hyper[key]) <= high:
+                raise AwsError(400, "ValidationException", f"{key} must be between {low} and {high}")
+        return dict(rft)
 
     async def _get_job(self, request: Any) -> Any:
         with self._lock:
@@ -301,13 +380,22 @@ class BedrockEmulator(EmulatorBase):
         )
 
 
+def _text(content: Any) -> str:
+    return content if isinstance(content, str) else "".join(c.get("text", "") for c in content or [])
+
+
 def _plain(record: dict[str, Any]) -> dict[str, Any]:
-    """A training record as `nearest_answer` reads it (messages with text content, or prompt/completion)."""
+    """A training record as `nearest_answer` reads it (messages with text content, or prompt/completion; an
+    RFT line keeps its reference answer)."""
     if "messages" in record:
-        return {
-            "messages": [
-                {"role": m["role"], "content": "".join(c.get("text", "") for c in m.get("content", []))}
-                for m in record["messages"]
-            ]
+        plain: dict[str, Any] = {
+            "messages": [{"role": m["role"], "content": _text(m.get("content"))} for m in record["messages"]]
         }
+        if "reference_answer" in record:
+            plain["reference_answer"] = record["reference_answer"]
+        return plain
     return record
+
+
+def _reference_text(reference: Any) -> str:
+    return str(reference.get("reference", "")) if isinstance(reference, dict) else str(reference or "")

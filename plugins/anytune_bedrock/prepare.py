@@ -33,6 +33,7 @@ from anytune.plugin import (
     counter_for_family,
     instruction_prompt,
     prepare_splits,
+    rft_example,
 )
 from anytune_bedrock.catalog import BedrockModel
 
@@ -86,6 +87,12 @@ def to_bedrock(
 ) -> tuple[dict[str, Any], list[str]]:
     """(Bedrock record, the texts it bills) for one valid anytune record; ConversionError if Bedrock would
     refuse it."""
+    if method is Method.RFT:  # OpenAI's chat layout, the grader's item as `reference_answer`
+        prompt, item = rft_example(record, fmt)
+        messages = [{"role": m["role"], "content": content_text(m.get("content"))} for m in prompt]
+        if not messages or messages[-1]["role"] != "user":
+            raise ConversionError("an RFT prompt must end with the user's message for Bedrock")
+        return {"messages": messages, "reference_answer": item}, [m["content"] for m in messages]
     if method is Method.CPT:
         if fmt is not DataFormat.TEXT:
             raise ConversionError('continued pre-training takes raw text records ({"text": ...})')

@@ -19,6 +19,7 @@ from anytune.plugin import (
     GraderFailed,
     MultiGrader,
     UsageError,
+    as_one,
     grader_leaves,
     linear_weights,
 )
@@ -56,7 +57,7 @@ def reward_functions(
     spec: Any, base_dir: str | Path | None = None
 ) -> tuple[list[Callable[..., list[float]]], list[float] | None]:
     """The reward functions for the grader of an RFT method, and their weights (None: TRL's default of 1)."""
-    grader = spec.grader
+    grader = as_one(spec.grader)
     if isinstance(grader, MultiGrader):
         weights = linear_weights(grader.formula, list(grader.graders))
         if weights is not None:

@@ -89,6 +89,7 @@ class AzureOpenAIBackend(OpenAIBackend):
         "WANDB_API_KEY",
     )
 
+    rft_needs_validation: ClassVar[bool] = True  # Azure's RFT rule: training and validation files
     errors: ClassVar[SdkErrors] = azure_errors  # Azure's error codes (invalidPayload, quotaExceeded, ...)
     upload_limit: int = 512 * 1024 * 1024  # bigger files go through Blob Storage and Azure's file import
 
@@ -282,6 +283,12 @@ class AzureOpenAIBackend(OpenAIBackend):
 
     def _price_tier(self, spec: JobSpec) -> str | None:
         return self._tier(spec)
+
+    def _rft_notes(self) -> list[str]:
+        return [
+            "Azure pauses an RFT job by itself when training and grading reach 5,000 USD; resume it to go on "
+            "(billing then continues with no further cap)"
+        ]
 
     def quote(self, spec: JobSpec, prepared: PreparedData) -> Quote:
         """OpenAI's quote at the price of the training tier, with the hourly hosting of a deployment apart."""

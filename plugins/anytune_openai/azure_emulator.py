@@ -90,6 +90,16 @@ class AzureOpenAIEmulator(OpenAIEmulator):
         if auto_deploy:
             self.deployments.update({m: m for m in FINE_TUNABLE})
 
+    def _check_reinforcement(self, grader: Any, validation: str | None) -> None:
+        """Azure's RFT rules on top of OpenAI's grader checks: a validation file is required."""
+        if validation is None:
+            raise ApiError(
+                400,
+                "Reinforcement fine-tuning requires both a training file and a validation file.",
+                param="validation_file",
+            )
+        super()._check_reinforcement(grader, validation)
+
     def _routes(self) -> list[Any]:
         from starlette.routing import Route
 

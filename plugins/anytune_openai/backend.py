@@ -32,7 +32,9 @@ from anytune.plugin import (
     Snapshot,
     SubmitRequest,
     UsageError,
+    as_one,
     create_once,
+    hourly_rft_quote,
     secret_from_env,
     today,
     token_cost,
@@ -42,6 +44,7 @@ from anytune.plugin import (
 )
 from anytune_openai.catalog import Catalog, OpenAIModel, load_catalog
 from anytune_openai.errors import openai_errors
+from anytune_openai.graders import compile_grader
 from anytune_openai.prepare import MAX_FILE_BYTES, prepare
 
 STATUS: dict[str, JobStatus] = {
@@ -60,8 +63,19 @@ JOB_TAG = "anytune_job_id"
 DEFAULT_EPOCHS = 3  # what OpenAI's "auto" picks for small data sets; used only to quote
 
 
+DEFAULT_RFT_HOURS_PER_1K_SAMPLES = 0.05  # anytune's assumption for an RFT quote: OpenAI publishes no rate
+METHOD_NAMES = {Method.DPO: "dpo", Method.RFT: "reinforcement"}
+CATALOG_METHODS = {Method.DPO: "dpo", Method.RFT: "rft"}
+RFT_HYPER = {  # RFTMethod field -> OpenAI's reinforcement hyperparameter
+    "compute_multiplier": "compute_multiplier",
+    "eval_interval": "eval_interval",
+    "eval_samples": "eval_samples",
+    "reasoning_effort": "reasoning_effort",
+}
+
+
 def _method_name(spec: JobSpec) -> str:
-    return "dpo" if spec.method_type is Method.DPO else "supervised"
+    return METHOD_NAMES.get(spec.method_type, "supervised")
 
 
 class OpenAIBackend(Backend):
@@ -114,7 +128,7 @@ class OpenAIBackend(Backend):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            methods=frozenset({Method.SFT, Method.DPO}),
+            methods=frozenset({Method.SFT, Method.DPO, Method.RFT}),
             adapters=frozenset({AdapterType.LORA, AdapterType.FULL}),
             data_formats=frozenset(
                 {
@@ -142,7 +156,7 @@ class OpenAIBackend(Backend):
         model = catalog.resolve(spec.model_for(self.name))
         if model is not None:
             problems += catalog.availability(model, today())
-            wanted = "dpo" if spec.method_type is Method.DPO else "sft"
+            wanted = CATALOG_METHODS.get(spec.method_type, "sft")
             if wanted not in model.methods:
                 problems.append(
                     Problem("error", "method", f"{model.id} can be tuned with: {', '.join(model.methods)}")
@@ -214,8 +228,24 @@ class OpenAIBackend(Backend):
                     "at most 15 pairs (anytune adds one to find the job again)",
                 )
             )
+        if spec.method_type is Method.RFT:
+            problems += self._grader_problems(spec)
         problems += self._credential_problems(spec)
         return problems
+
+    def _grader_problems(self, spec: JobSpec) -> list[Problem]:
+        """What this service refuses of an RFT job's grader: a list of graders (it takes one)."""
+        grader = spec.method.grader
+        if isinstance(grader, list):
+            return [
+                Problem(
+                    "error",
+                    "method.grader",
+                    f"{self.label} takes one grader, not {len(grader)}: combine them in one grader "
+                    "(type: multi, with a formula such as 0.5 * a + 0.5 * b)",
+                )
+            ]
+        return []
 
     def _credential_problems(self, spec: JobSpec) -> list[Problem]:
         if not os.environ.get("OPENAI_API_KEY"):
@@ -226,7 +256,16 @@ class OpenAIBackend(Backend):
         model = self.catalog().resolve(spec.model_for(self.name))
         if model is None:  # check_spec has refused it already; nothing to prepare for
             return PreparedData(provider=self.name, data=data)
-        return prepare(self.name, spec, data, model, self._max_upload_bytes())
+        return prepare(
+            self.name,
+            spec,
+            data,
+            model,
+            self._max_upload_bytes(),
+            rft_needs_validation=self.rft_needs_validation,
+        )
+
+    rft_needs_validation: ClassVar[bool] = False  # Azure requires a validation file for RFT
 
     def _max_upload_bytes(self) -> int | None:
         """The largest training file this service takes (OpenAI: 512 MB)."""
@@ -240,6 +279,18 @@ class OpenAIBackend(Backend):
             )
         epochs = int(spec.hyperparameters.epochs or DEFAULT_EPOCHS)
         count = prepared.tokens["train"]
+        if spec.method_type is Method.RFT:
+            compute = float(getattr(spec.method, "compute_multiplier", None) or 1.0)
+            return hourly_rft_quote(
+                self.name,
+                spec,
+                model=model.id,
+                count=count,
+                epochs=epochs,
+                hours_per_1k_answers=DEFAULT_RFT_HOURS_PER_1K_SAMPLES * compute,
+                tier=self._price_tier(spec),
+                extra=self._rft_notes(),
+            )
         assumptions = []
         if spec.hyperparameters.epochs is None:
             assumptions.append(f"epochs left to {self.label} ('auto'); quoted as {DEFAULT_EPOCHS}")
@@ -255,6 +306,10 @@ class OpenAIBackend(Backend):
             assumptions=assumptions,
             tier=tier,
         )
+
+    def _rft_notes(self) -> list[str]:
+        """What an RFT quote must say of this service beyond the price (Azure: its automatic pause)."""
+        return []
 
     def _price_tier(self, spec: JobSpec) -> str | None:
         """The service tier the job is priced at, where the service has tiers (Azure); kept in the job's
@@ -324,12 +379,22 @@ class OpenAIBackend(Backend):
             "learning_rate_multiplier": options.get("learning_rate_multiplier", "auto"),
         }
         kind = _method_name(spec)
+        method: dict[str, Any] = {"hyperparameters": hyper}
         if kind == "dpo":
             hyper["beta"] = spec.method.beta if spec.method.beta is not None else "auto"
+        if kind == "reinforcement":
+            hyper.update(
+                {
+                    theirs: getattr(spec.method, ours)
+                    for ours, theirs in RFT_HYPER.items()
+                    if getattr(spec.method, ours)
+                }
+            )
+            method["grader"] = compile_grader(as_one(spec.method.grader))
         body: dict[str, Any] = {
             "model": model.id,
             "training_file": training_file,
-            "method": {"type": kind, kind: {"hyperparameters": hyper}},
+            "method": {"type": kind, kind: method},
             "metadata": {**options.get("metadata", {}), JOB_TAG: request.job_id},
         }
         if validation_file:
@@ -383,6 +448,8 @@ class OpenAIBackend(Backend):
                     data["loss"] = data["train_loss"]
                 if "valid_loss" in data:
                     data["eval_loss"] = data["valid_loss"]
+                if "train_reward_mean" in data:  # reinforcement fine-tuning
+                    data["reward"] = data["train_reward_mean"]
                 metrics.update({k: float(v) for k, v in data.items() if isinstance(v, int | float)})
                 step, total = data.get("step", step), data.get("total_steps", total)
                 events.append(Event(kind=EventKind.METRIC, message=ev.message, data=data))
@@ -397,7 +464,7 @@ class OpenAIBackend(Backend):
         if job.error is not None and getattr(job.error, "message", None):
             error = f"{job.error.message} ({job.error.code}, {job.error.param})"
         trained = job.trained_tokens
-        method = "dpo" if job.method is not None and job.method.type == "dpo" else "sft"
+        method = {"dpo": "dpo", "reinforcement": "rft"}.get(job.method.type if job.method else "", "sft")
         return Snapshot(
             status=status,
             provider_status=job.status,
@@ -444,7 +511,9 @@ class OpenAIBackend(Backend):
                 "trained_tokens": job.trained_tokens,
                 "result_files": list(getattr(job, "result_files", None) or []),  # Azure leaves it out
                 "checkpoints": sorted(checkpoints, key=lambda c: c["step"]),
-                "hyperparameters": job.method.model_dump().get(job.method.type, {}).get("hyperparameters")
+                "hyperparameters": job.method.model_dump(warnings=False)
+                .get(job.method.type, {})
+                .get("hyperparameters")
                 if job.method
                 else None,
             },

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from anytune.plugin import DataFormat, JobStatus, check_record, content_text
-from anytune.testing import ApiError, Clock, EmulatorBase, base_answer, nearest_answer
+from anytune.testing import ApiError, Clock, EmulatorBase, base_answer, nearest_answer, practice_answers
+from anytune_openai.emulated_graders import grade, grader_problem
 
 ORG = "org-anytune-emulator"
 FINE_TUNABLE = {
@@ -39,7 +40,10 @@ FINE_TUNABLE = {
     "gpt-4o-2024-08-06",
     "gpt-4.1-2025-04-14",
     "gpt-4.1-mini-2025-04-14",
+    "o4-mini-2025-04-16",
 }
+REINFORCEMENT_MODELS = {"o4-mini-2025-04-16"}
+RFT_HYPER = ("compute_multiplier", "eval_interval", "eval_samples", "reasoning_effort")
 MIN_EXAMPLES = 10
 VALIDATING_S, QUEUED_S = 2.0, 2.0
 AUTO = {"n_epochs": 3, "batch_size": 4, "learning_rate_multiplier": 2.0, "beta": 0.1}
@@ -327,8 +331,13 @@ class OpenAIEmulator(EmulatorBase):
             "supervised": {"hyperparameters": body.get("hyperparameters") or {}},
         }
         kind = method.get("type")
-        if kind not in ("supervised", "dpo"):
+        if kind not in ("supervised", "dpo", "reinforcement") or (
+            (kind == "reinforcement") != (model in REINFORCEMENT_MODELS)
+        ):
             raise ApiError(400, f"Fine-tuning method {kind!r} is not available for {model}.", param="method")
+        grader = (method.get(kind) or {}).get("grader")
+        if kind == "reinforcement":
+            self._check_reinforcement(grader, validation)
         given = (method.get(kind) or {}).get("hyperparameters") or {}
         resolved = {}
         for key in ("n_epochs", "batch_size", "learning_rate_multiplier") + (
@@ -338,6 +347,8 @@ class OpenAIEmulator(EmulatorBase):
             resolved[key] = AUTO[key] if value == "auto" else value
         if not (1 <= resolved["n_epochs"] <= 50) or not (1 <= resolved["batch_size"] <= 256):
             raise ApiError(400, "n_epochs must be in 1..50 and batch_size in 1..256.", param="method")
+        if kind == "reinforcement":
+            resolved.update({k: given[k] for k in RFT_HYPER if k in given})
         job = EmulatedJob(
             id=f"ftjob-{secrets.token_hex(12)}",
             model=model,
@@ -347,7 +358,10 @@ class OpenAIEmulator(EmulatorBase):
             seed=body.get("seed") if body.get("seed") is not None else 42,
             metadata=metadata,
             integrations=body.get("integrations"),
-            method={"type": kind, kind: {"hyperparameters": resolved}},
+            method={
+                "type": kind,
+                kind: {"hyperparameters": resolved, **({"grader": grader} if grader else {})},
+            },
             created_at=self.clock.now(),
         )
         job.last_tick = job.created_at
@@ -355,6 +369,13 @@ class OpenAIEmulator(EmulatorBase):
         self._event(job, "info", f"Created fine-tuning job: {job.id}")
         self._event(job, "info", f"Validating training file: {training}")
         return job
+
+    def _check_reinforcement(self, grader: Any, validation: str | None) -> None:
+        """A reinforcement job's grader, as OpenAI validates it on create (Azure adds its own rules)."""
+        found = grader_problem(grader)
+        if found:
+            field, message = found
+            raise ApiError(400, message, code="invalid_grader", param=f"method.reinforcement.{field}")
 
     def _event(
         self,
@@ -385,6 +406,8 @@ class OpenAIEmulator(EmulatorBase):
     def _examples(self, file_id: str, kind: str) -> tuple[list[dict[str, Any]] | None, str | None]:
         """Training records of a file, or an OpenAI-style complaint naming the first bad line."""
         fmt = DataFormat.OPENAI_PREFERENCE if kind == "dpo" else DataFormat.CHAT
+        if kind == "reinforcement":
+            return self._rft_examples(file_id)
         records = []
         for number, line in enumerate(io.BytesIO(self.files[file_id].data), start=1):
             if not line.strip():
@@ -410,6 +433,38 @@ class OpenAIEmulator(EmulatorBase):
                 f"Training file has {len(records)} example(s), but must have at least {MIN_EXAMPLES} examples",
             )
         return records, None
+
+    def _rft_examples(self, file_id: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """RFT lines: `messages` ending with the user's turn, the grader's fields beside them."""
+        records = []
+        for number, line in enumerate(io.BytesIO(self.files[file_id].data), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                return None, f"Invalid file format. Line {number} is not valid JSON."
+            messages = record.get("messages") if isinstance(record, dict) else None
+            if not isinstance(messages, list) or not messages or messages[-1].get("role") != "user":
+                return None, f"Invalid file format. Line {number}: the last message must be from the user."
+            records.append(record)
+        if len(records) < MIN_EXAMPLES:
+            return (
+                None,
+                f"Training file has {len(records)} example(s), but must have at least {MIN_EXAMPLES} examples",
+            )
+        return records, None
+
+    def _reward(self, job: EmulatedJob) -> float:
+        """The mean score the job's grader gives the emulated policy's answers at this step."""
+        records, _ = self._examples(job.training_file, "reinforcement")
+        items = [{k: v for k, v in r.items() if k != "messages"} for r in records or []]
+        answers = practice_answers(
+            [str(i.get("reference", "")) for i in items], job.step, job.total_steps, base_answer(job.model)
+        )
+        grader = job.method["reinforcement"]["grader"]
+        scores = [min(1.0, max(0.0, grade(grader, a, i))) for a, i in zip(answers, items, strict=True)]
+        return round(sum(scores) / max(1, len(scores)), 4)
 
     def _advance(self, job: EmulatedJob) -> None:
         """Bring a job up to the clock: phases, steps, events, checkpoints, the result."""
@@ -452,9 +507,12 @@ class OpenAIEmulator(EmulatorBase):
                     "total_steps": job.total_steps,
                     "train_mean_token_accuracy": round(1 - loss / 3, 4),
                 }
-                self._event(
-                    job, "info", f"Step {job.step}/{job.total_steps}: training loss={loss}", data, "metrics"
-                )
+                said = f"training loss={loss}"
+                if job.method["type"] == "reinforcement":  # RFT reports reward, not a loss
+                    reward = self._reward(job)
+                    data = {"step": job.step, "total_steps": job.total_steps, "train_reward_mean": reward}
+                    said = f"mean reward={reward}"
+                self._event(job, "info", f"Step {job.step}/{job.total_steps}: {said}", data, "metrics")
                 if job.step % job.steps_per_epoch == 0:
                     self._checkpoint(job, loss)
             if job.step >= job.total_steps:
@@ -481,8 +539,9 @@ class OpenAIEmulator(EmulatorBase):
     def _succeed(self, job: EmulatedJob) -> None:
         job.fine_tuned_model = self._model_name(job)
         job.trained_tokens = job.tokens_per_epoch * job.hyperparameters["n_epochs"]
-        csv = "step,train_loss\n" + "".join(
-            f"{e['data']['step']},{e['data']['train_loss']}\n" for e in job.events if e["type"] == "metrics"
+        key = "train_reward_mean" if job.method["type"] == "reinforcement" else "train_loss"
+        csv = f"step,{key}\n" + "".join(
+            f"{e['data']['step']},{e['data'][key]}\n" for e in job.events if e["type"] == "metrics"
         )
         results = StoredFile(
             f"file-{secrets.token_hex(12)}",

@@ -34,6 +34,7 @@ from anytune.plugin import (
     get_token_counter,
 )
 from anytune_openai.catalog import OpenAIModel
+from anytune_openai.graders import rft_line
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _CHAT_KEYS = ("messages", "tools", "parallel_tool_calls", "functions")
@@ -41,6 +42,13 @@ _PREFERENCE_KEYS = ("input", "preferred_output", "non_preferred_output")
 
 
 def _openai_record(record: dict[str, Any], fmt: DataFormat, method: Method) -> dict[str, Any]:
+    if method is Method.RFT:
+        line = rft_line(record, fmt)
+        if not line["messages"] or line["messages"][-1].get("role") != "user":
+            raise ConversionError(
+                "an RFT prompt must end with the user's message (the answer is the model's)"
+            )
+        return line
     target = DataFormat.OPENAI_PREFERENCE if method is Method.DPO else DataFormat.CHAT
     out = convert_record(record, fmt, target)
     keep = _PREFERENCE_KEYS if target is DataFormat.OPENAI_PREFERENCE else _CHAT_KEYS
@@ -56,11 +64,26 @@ def billing_counter(model: OpenAIModel) -> TokenCounter:
 
 
 def prepare(
-    provider: str, spec: JobSpec, data: DataBundle, model: OpenAIModel, max_bytes: int | None = MAX_FILE_BYTES
+    provider: str,
+    spec: JobSpec,
+    data: DataBundle,
+    model: OpenAIModel,
+    max_bytes: int | None = MAX_FILE_BYTES,
+    rft_needs_validation: bool = False,
 ) -> PreparedData:
     """Every split OpenAI trains on, as an OpenAI file, with its billed tokens and OpenAI's refusals.
-    `max_bytes`: the largest file the service takes (None: no limit, e.g. Azure importing from Blob Storage)."""
+    `max_bytes`: the largest file the service takes (None: no limit, e.g. Azure importing from Blob Storage).
+    `rft_needs_validation`: an RFT job without a validation file is refused (Azure's rule)."""
     prepared = PreparedData(provider=provider, data=data)
+    if rft_needs_validation and spec.method_type is Method.RFT and data.validation is None:
+        prepared.problems.append(
+            Problem(
+                "error",
+                "data.validation",
+                "reinforcement fine-tuning here needs a validation file: set data.validation, or data.split "
+                "to carve one from the training data",
+            )
+        )
     counter = billing_counter(model)
     for split in ("train", "validation"):
         ref = getattr(data, split)

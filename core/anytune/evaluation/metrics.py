@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import string
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,17 +16,10 @@ from typing import Any
 
 from anytune.errors import UsageError
 from anytune.formatting import LOSS_METRICS
+from anytune.graders.runtime import normalize, rouge_l  # the graders' rules, shared with providers
 
 Metric = Callable[[str, str], float]  # what plugins register: (prediction, reference) -> [0, 1]
 CorpusMetric = Callable[[Sequence[str], Sequence[str]], float]
-
-_PUNCT = str.maketrans("", "", string.punctuation)
-_WS = re.compile(r"\s+")
-
-
-def normalize(text: str) -> str:
-    """Lower case, no punctuation, single spaces: SQuAD-style normalization."""
-    return _WS.sub(" ", text.casefold().translate(_PUNCT)).strip()
 
 
 def exact_match(prediction: str, reference: str) -> float:
@@ -46,24 +38,6 @@ def token_f1(prediction: str, reference: str) -> float:
     if common == 0:
         return 0.0
     precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
-def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F-measure: the longest common subsequence of normalized tokens (Lin 2004, beta = 1)."""
-    pred, ref = normalize(prediction).split(), normalize(reference).split()
-    if not pred or not ref:
-        return float(pred == ref)
-    previous = [0] * (len(ref) + 1)
-    for p in pred:
-        current = [0]
-        for j, r in enumerate(ref):
-            current.append(previous[j] + 1 if p == r else max(previous[j + 1], current[j]))
-        previous = current
-    lcs = previous[-1]
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / len(pred), lcs / len(ref)
     return 2 * precision * recall / (precision + recall)
 
 

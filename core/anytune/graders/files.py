@@ -19,13 +19,13 @@ def grader_from(
     """A grader from its mapping, or one SpecError listing each problem as `file:line: field: message`."""
     from anytune.jobfile import describe_error
 
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, Mapping | list):
         raise SpecError(
             f"{source}: a grader is a mapping with a `type` (string_check, text_similarity, "
             f"model_judge, python, multi), not {type(raw).__name__}"
         )
     try:
-        return parse_grader(dict(raw))
+        return parse_grader(dict(raw) if isinstance(raw, Mapping) else raw)
     except ValidationError as exc:
         details = []
         for err in exc.errors():

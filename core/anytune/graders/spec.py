@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from anytune.graders.formula import check_formula
 from anytune.graders.templates import check_template
@@ -131,22 +131,44 @@ GraderSpec = Annotated[
 ]
 
 
+GraderList = Annotated[list[SingleGrader], Field(min_length=2, max_length=12)]
+# An RFT job's grader: one grader, or several top-level graders whose scores are averaged (TRL takes several
+# reward functions; OpenAI and Azure take one grader and refuse a list: combine them with `multi`).
+RFTGrader = Annotated[
+    Annotated[GraderSpec, Tag("one")] | Annotated[GraderList, Tag("list")],
+    Discriminator(lambda value: "list" if isinstance(value, list) else "one"),
+]
+
+
 class _Holder(BaseModel):
-    grader: GraderSpec
+    grader: RFTGrader
+
+
+def as_one(grader: RFTGrader) -> GraderSpec:
+    """The grader as one: a list of graders is the `multi` grader of their mean."""
+    if not isinstance(grader, list):
+        return grader
+    names: list[str] = []
+    for i, leaf in enumerate(grader, start=1):
+        name = leaf.name if leaf.name and leaf.name.isidentifier() and leaf.name not in names else f"g{i}"
+        names.append(name)
+    formula = f"({' + '.join(names)}) / {len(names)}"
+    return MultiGrader(graders=dict(zip(names, grader, strict=True)), formula=formula)
 
 
 def parse_grader(data: object) -> GraderSpec:
-    """A grader from its mapping (a job file's `grader:`, a grader file); pydantic's error when it is not one."""
-    return _Holder.model_validate({"grader": data}).grader
+    """A grader from its mapping (a job file's `grader:`, a grader file; a list of graders is their mean);
+    pydantic's error when it is not one."""
+    return as_one(_Holder.model_validate({"grader": data}).grader)
 
 
-def grader_files(grader: GraderSpec) -> list[str]:
+def grader_files(grader: RFTGrader) -> list[str]:
     """The files a grader makes whoever scores with it read (its Python graders' `path`): fenced like data
     files on a server (ANYTUNE_DATA_ROOT)."""
     return [leaf.path for _, leaf in grader_leaves(grader) if isinstance(leaf, PythonGrader) and leaf.path]
 
 
-def inline_sources(grader: GraderSpec) -> GraderSpec:
+def inline_sources(grader: RFTGrader) -> RFTGrader:
     """The grader with each Python grader's file (where it is a file here) read into its `source`: what a
     client sends a server, which cannot read this machine's files. Files beside it are not sent."""
 
@@ -157,19 +179,23 @@ def inline_sources(grader: GraderSpec) -> GraderSpec:
             )
         return leaf
 
+    if isinstance(grader, list):
+        return [inline(leaf) for leaf in grader]
     if isinstance(grader, MultiGrader):
         return grader.model_copy(update={"graders": {k: inline(v) for k, v in grader.graders.items()}})
     return inline(grader)
 
 
-def grader_leaves(grader: GraderSpec) -> list[tuple[str, SingleGrader]]:
+def grader_leaves(grader: RFTGrader) -> list[tuple[str, SingleGrader]]:
     """Every single grader in it, with its name (a multi grader's keys; else its `name` or its type)."""
+    if isinstance(grader, list):
+        grader = as_one(grader)
     if isinstance(grader, MultiGrader):
         return list(grader.graders.items())
     return [(grader.name or grader.type, grader)]
 
 
-_TAGS = {"string_check", "text_similarity", "model_judge", "python", "multi"}
+_TAGS = {"string_check", "text_similarity", "model_judge", "python", "multi", "one", "list"}
 
 
 def without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -177,9 +203,13 @@ def without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     is `grader.graders.a.operation` in the file)."""
     out: list[Any] = []
     for i, part in enumerate(loc):
-        after_grader = i > 0 and loc[i - 1] == "grader"
-        after_name = i > 1 and loc[i - 2] == "graders"
-        if part in _TAGS and (after_grader or after_name):
+        prev, prev2 = (loc[i - 1] if i > 0 else None), (loc[i - 2] if i > 1 else None)
+        tag_spot = (
+            prev in ("grader", "one", "list")
+            or prev2 == "graders"
+            or (str(prev).isdigit() and prev2 == "list")
+        )
+        if part in _TAGS and tag_spot:
             continue
         out.append(part)
     return tuple(out)

@@ -3,16 +3,13 @@ path into the data line), as OpenAI's graders write them, rendered the same way 
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 from anytune.errors import UsageError
+from anytune.graders import runtime
 
-_PLACE = re.compile(r"\{\{(.*?)\}\}", re.S)
-_REF = re.compile(
-    r"^\s*(sample\.output_text|sample\.output_json(?:\.[A-Za-z0-9_\-]+)*|item(?:\.[A-Za-z0-9_\-]+)+)\s*$"
-)
+_PLACE, _REF = runtime.PLACE, runtime.REF
+MISSING_HINT = "add the field to every data line, or change the grader's template"
 
 
 class GraderInputError(UsageError):
@@ -40,49 +37,13 @@ def item_fields(template: str) -> set[str]:
     return out
 
 
-def _walk(value: Any, path: list[str], where: str) -> Any:
-    for key in path:
-        if isinstance(value, dict) and key in value:
-            value = value[key]
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
-            value = value[int(key)]
-        else:
-            have = ", ".join(sorted(value)[:20]) if isinstance(value, dict) else type(value).__name__
-            raise GraderInputError(
-                f"the grader reads {where} but there is no {key!r} there (it has: {have or 'nothing'})",
-                hint="add the field to every data line, or change the grader's template",
-            )
-    return value
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
 def render(template: str, sample: dict[str, Any], item: dict[str, Any]) -> str:
     """The template with each placeholder replaced by the answer's or the item's value (JSON for
-    non-strings)."""
-
-    def one(found: re.Match[str]) -> str:
-        ref = found.group(1).strip()
-        head, *path = ref.split(".")
-        if head == "item":
-            return _text(_walk(item, path, "{{" + ref + "}}"))
-        if path[0] == "output_text":
-            return str(sample.get("output_text", ""))
-        output_json = sample.get("output_json")
-        if output_json is None:
-            raise GraderInputError(f"the grader reads {{{{{ref}}}}} but the answer is not JSON")
-        return _text(_walk(output_json, path[1:], "{{" + ref + "}}"))
-
-    return _PLACE.sub(one, template)
-
-
-def sample_of(answer: str) -> dict[str, Any]:
-    """What graders see of one answer: its text, and its JSON value when it parses as JSON."""
-    sample: dict[str, Any] = {"output_text": answer}
+    non-strings); GraderInputError naming the field when there is no such field."""
     try:
-        sample["output_json"] = json.loads(answer)
-    except ValueError:
-        pass
-    return sample
+        return runtime.render(template, sample, item)
+    except runtime.FieldMissing as exc:
+        raise GraderInputError(str(exc), hint=MISSING_HINT) from None
+
+
+sample_of = runtime.sample_of

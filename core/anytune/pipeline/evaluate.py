@@ -12,7 +12,7 @@ from anytune.api import EvalTarget, no_progress
 from anytune.errors import AnytuneError, UsageError
 from anytune.evaluation.metrics import MetricDef, resolve_metrics
 from anytune.evaluation.runner import EvalResult, evaluate
-from anytune.graders.spec import grader_files
+from anytune.graders.spec import as_one, grader_files
 from anytune.hookspecs import Backend
 from anytune.jobs import Cost, Event, JobStatus, ModelArtifact
 from anytune.pipeline.context import Pipeline
@@ -61,7 +61,7 @@ def metric_defs(p: Pipeline, spec: EvalSpec, job_spec: JobSpec | None = None) ->
                 "metric 'grader' is an RFT job's own grader, and there is none here",
                 hint="name a grader: evaluation.metrics: [{grader: {...}}], or `anytune eval --grader FILE`",
             )
-        graders["grader"] = own
+        graders["grader"] = as_one(own)
     p.may_read([f for g in graders.values() for f in grader_files(g)])
     named = resolve_metrics([m for m in spec.metrics if m not in graders], p.plugins.metrics())
     return {

@@ -42,8 +42,9 @@ def mapped_prepare(backend: Backend, spec: JobSpec, bundle: DataBundle) -> Prepa
     prepared = backend.prepare(spec, bundle)
     if spec.method_type is Method.RFT:  # the grader on the data, for every provider, before any upload
         from anytune.graders.datacheck import grader_problems
+        from anytune.graders.spec import as_one
 
-        prepared.problems.extend(grader_problems(spec.method.grader, bundle))
+        prepared.problems.extend(grader_problems(as_one(spec.method.grader), bundle))
     origins = {
         ref.path: ref.origin
         for ref in (bundle.train, bundle.validation, bundle.test)

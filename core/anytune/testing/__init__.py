@@ -8,6 +8,8 @@ without spending money. Each provider's emulator lives in its plugin (offered th
 - `Faults`: 429 with Retry-After, 5xx, slow answers, a connection dropped after the server did the work;
 - `EmulatorServer`: runs an app on 127.0.0.1 in a thread (tests) or in the foreground (the CLI);
 - `nearest_answer` / `base_answer`: deterministic chat completions that tell a fine-tune from its base;
+  `practice_answers`: what an emulated RFT policy answers at a step, for the job's grader to score, and
+  `grader_runtime` (anytune's scoring rules) to score them where the emulated provider's grader is data;
 - `emulated(name, api_key=..., tick=...)`: a plugin's registered emulator, served, with the environment its
   backend reads pointed at it (tests); `anytune.testing.conformance`: the promises every backend keeps.
 
@@ -16,7 +18,8 @@ Needs the `emulators` extra (starlette, uvicorn, python-multipart) once an emula
 
 from __future__ import annotations
 
-from anytune.testing.answers import base_answer, nearest_answer
+from anytune.graders import runtime as grader_runtime
+from anytune.testing.answers import base_answer, nearest_answer, practice_answers
 from anytune.testing.asgi import Exchange, Recorder
 from anytune.testing.base import ApiError, EmulatorBase, error_body
 from anytune.testing.clock import Clock, ManualClock, RealClock
@@ -41,5 +44,7 @@ __all__ = [
     "environment",
     "error_body",
     "free_port",
+    "grader_runtime",
     "nearest_answer",
+    "practice_answers",
 ]

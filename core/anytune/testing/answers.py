@@ -21,6 +21,9 @@ def _pair(record: dict[str, Any]) -> tuple[str, str] | None:
         messages = record.get("messages") or record.get("input", {}).get("messages", [])
         users = [m for m in messages if m.get("role") == "user"]
         answers = record.get("preferred_output") or [m for m in messages if m.get("role") == "assistant"]
+        reference = record.get("reference") or record.get("ground_truth") or record.get("reference_answer")
+        if users and not answers and reference is not None:  # an RFT line: the prompt, and its answer apart
+            answers = [{"content": reference.get("reference") if isinstance(reference, dict) else reference}]
         if users and answers:
             return content_text(users[-1].get("content")), content_text(answers[-1].get("content"))
         return None
@@ -45,3 +48,17 @@ def nearest_answer(records: Iterable[dict[str, Any]], messages: list[dict[str, A
 
 def base_answer(model: str) -> str:
     return f"This is a reply from {model}."
+
+
+def practice_answers(references: list[str], step: int, total: int, base: str) -> list[str]:
+    """What an emulated policy answers at `step` of `total` of a reinforcement fine-tuning run: each prompt's
+    own reference answer for a share step/total of the prompts (which ones is fixed by the prompt and the
+    step), the base model's sentence for the rest. A grader that rewards the reference sees the reward rise,
+    as it should in a run that learns; the emulators score these answers with the job's real grader."""
+    import hashlib
+
+    answers = []
+    for i, reference in enumerate(references):
+        draw = int(hashlib.sha1(f"{i}:{step}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        answers.append(reference if draw < step / max(1, total) else base)
+    return answers

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,6 +43,7 @@ from anytune.plugin import (
     UsageError,
     create_once,
     retry_call,
+    rft_samples,
     secret_from_env,
     token_cost,
     token_priced,
@@ -49,6 +51,7 @@ from anytune.plugin import (
 )
 from anytune_fireworks.catalog import load_catalog
 from anytune_fireworks.errors import classify
+from anytune_fireworks.evaluator import evaluator_body, grader_refusals
 from anytune_fireworks.prepare import prepare
 
 API = "https://api.fireworks.ai"
@@ -74,7 +77,15 @@ STATUS: dict[str, JobStatus] = {
 }
 POLL_AFTER = {"JOB_STATE_PENDING": 15.0, "JOB_STATE_CREATING": 5.0, "JOB_STATE_VALIDATING": 5.0}
 OPTIONS = frozenset({"base_model", "account_id", "output_model", "early_stop", "region", "warm_start_from"})
-KINDS = {"sft": "supervisedFineTuningJobs", "dpo": "dpoJobs"}
+KINDS = {"sft": "supervisedFineTuningJobs", "dpo": "dpoJobs", "rft": "reinforcementFineTuningJobs"}
+ID_PARAMS = {"sft": "supervisedFineTuningJobId", "dpo": "dpoJobId", "rft": "reinforcementFineTuningJobId"}
+EVALUATOR_WAIT_S = 600.0
+
+
+def _kind(spec: JobSpec) -> str:
+    return {Method.DPO: "dpo", Method.RFT: "rft"}.get(spec.method_type, "sft")
+
+
 ID = re.compile(r"[^a-z0-9-]+")
 
 
@@ -185,7 +196,7 @@ class FireworksBackend(Backend):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            methods=frozenset({Method.SFT, Method.DPO}),
+            methods=frozenset({Method.SFT, Method.DPO, Method.RFT}),
             adapters=frozenset({AdapterType.LORA}),
             data_formats=frozenset(
                 {
@@ -259,6 +270,8 @@ class FireworksBackend(Backend):
         problems += _retired_fields(spec)
         if hp.max_seq_length and model.context and hp.max_seq_length > model.context:
             error("hyperparameters.max_seq_length", f"{model.id} takes at most {model.context:,} tokens")
+        if spec.method_type is Method.RFT:
+            problems += grader_refusals(spec.method.grader) + _rft_settings(spec)
         if not os.environ.get("FIREWORKS_API_KEY"):
             error(CREDENTIALS, "no Fireworks API key: set FIREWORKS_API_KEY")
         if not (options.get("account_id") or os.environ.get("FIREWORKS_ACCOUNT_ID")):
@@ -275,6 +288,18 @@ class FireworksBackend(Backend):
         epochs = int(spec.hyperparameters.epochs or 1)
         train = prepared.tokens["train"]
         assumptions = [] if model.params_b else [f"the size of {model.id} is unknown to anytune"]
+        if spec.method_type is Method.RFT:
+            samples, notes = rft_samples(spec, epochs)
+            return token_priced(
+                self.name,
+                spec,
+                model=model.id,
+                count=train,
+                multiplier=epochs * samples,
+                rule=f"RFT: {train.tokens:,} prompt tokens x {epochs} epoch(s) x {samples} answers per prompt",
+                params_b=model.params_b,
+                assumptions=assumptions + notes,
+            )
         return token_priced(
             self.name,
             spec,
@@ -326,7 +351,7 @@ class FireworksBackend(Backend):
 
     def find_existing(self, request: SubmitRequest) -> ProviderRef | None:
         account = self._account(request.spec)
-        kind = "dpo" if request.spec.method_type is Method.DPO else "sft"
+        kind = _kind(request.spec)
         found = self._get_or_none(self._job_path(account, kind, job_name(request.job_id)))
         return self._ref(found, account, kind) if found else None
 
@@ -353,10 +378,12 @@ class FireworksBackend(Backend):
         files = request.prepared.files
         train = self._dataset(account, files["train"])
         evaluation = self._dataset(account, files["validation"]) if "validation" in files else None
-        kind = "dpo" if spec.method_type is Method.DPO else "sft"
+        kind = _kind(spec)
         name = job_name(request.job_id)
         body = self._create_body(spec, account, name, train, evaluation, kind)
-        query = {"supervisedFineTuningJobId" if kind == "sft" else "dpoJobId": name}
+        if kind == "rft":
+            body["evaluator"] = self._evaluator(account, spec)
+        query = {ID_PARAMS[kind]: name}
         path = self._job_path(account, kind)
         job = create_once(
             lambda: self._send("POST", path, json=body, params=query),
@@ -394,6 +421,8 @@ class FireworksBackend(Backend):
         if hp.batch_size is not None:  # Training V2 batches by samples: accumulation folds into the batch
             config["batchSizeSamples"] = hp.batch_size * (hp.gradient_accumulation_steps or 1)
         body: dict[str, Any] = {"dataset": train, "displayName": spec.name[:60]}
+        if kind == "rft":
+            return {**body, **_rft_body(spec, config, evaluation)}
         if kind == "dpo":
             body["trainingConfig"] = config
             beta = getattr(spec.method, "beta", None)
@@ -403,6 +432,35 @@ class FireworksBackend(Backend):
             if evaluation:
                 body["evaluationDataset"] = evaluation
         return body
+
+    def _evaluator(self, account: str, spec: JobSpec) -> str:
+        """The evaluator generated from the job's grader: found by its code's hash or created, then waited for
+        until Fireworks has built it (ACTIVE); a build that fails is the job's error, before any job exists."""
+        ident, body = evaluator_body(spec.method.grader, f"anytune grader for {spec.name}")
+        path = f"/v1/accounts/{account}/evaluators/{ident}"
+
+        def create() -> Any:
+            try:
+                return self._send("POST", f"/v1/accounts/{account}/evaluatorsV2", json=body)
+            except Exception as exc:
+                failure = classify(exc)
+                if failure.error.status != 409:  # 409: made by an earlier attempt
+                    raise failure.error from exc
+                return None
+
+        if self._get_or_none(path) is None:
+            create_once(create, lambda: self._get_or_none(path), classify, self.policy)
+        deadline = time.monotonic() + EVALUATOR_WAIT_S
+        pause = float(os.environ.get("ANYTUNE_POLL_INTERVAL") or 5.0)
+        while True:
+            found = self._read("GET", path)
+            state = found.get("state")
+            if state == "ACTIVE":
+                return str(found["name"])
+            if state == "BUILD_FAILED" or time.monotonic() > deadline:
+                message = (found.get("status") or {}).get("message") or state
+                raise BackendError(f"Fireworks could not build the grader's evaluator {ident}: {message}")
+            time.sleep(pause)
 
     # ------------------------------------------------------------------------------------ follow a job
 
@@ -423,6 +481,8 @@ class FireworksBackend(Backend):
             data = {k: float(v) for k, v in point.items() if isinstance(v, int | float)}
             if "train_loss" in data:
                 data["loss"] = data["train_loss"]
+            if "train_reward" in data:  # RFT: the evaluator's mean score of the step's sampled answers
+                data["reward"] = data["train_reward"]
             metrics.update({k: v for k, v in data.items() if k not in ("step", "epoch")})
             events.append(Event(kind=EventKind.METRIC, data=data))
             last_step = step
@@ -530,3 +590,45 @@ class FireworksBackend(Backend):
             response = self._read("POST", "/inference/v1/chat/completions", json=body)
             answers.append(str(response["choices"][0]["message"].get("content") or "").strip())
         return answers
+
+
+RFT_IGNORED = ("compute_multiplier", "reasoning_effort", "eval_interval", "eval_samples")
+
+
+def _rft_settings(spec: JobSpec) -> list[Problem]:
+    """RFT settings Fireworks has no field for: said, not sent."""
+    return [
+        Problem("warning", f"method.{name}", "Fireworks' RFT jobs have no such setting: not sent")
+        for name in RFT_IGNORED
+        if getattr(spec.method, name, None) is not None
+    ]
+
+
+def _rft_body(spec: JobSpec, config: dict[str, Any], evaluation: str | None) -> dict[str, Any]:
+    """An RFT job's fields beside the dataset: training, sampling (answers per prompt) and GRPO's loss."""
+    method = spec.method
+    inference = {
+        theirs: getattr(method, ours)
+        for ours, theirs in (
+            ("samples_per_prompt", "responseCandidatesCount"),
+            ("max_completion_tokens", "maxOutputTokens"),
+            ("temperature", "temperature"),
+        )
+        if getattr(method, ours, None) is not None
+    }
+    if "batchSizeSamples" in config:
+        config["batchSize"] = config.pop("batchSizeSamples")
+    config.pop("learningRateWarmupSteps", None)
+    config.pop("optimizerWeightDecay", None)
+    body: dict[str, Any] = {
+        "trainingConfig": config,
+        "lossConfig": {
+            "method": "GRPO",
+            **({"klBeta": method.kl_beta} if method.kl_beta is not None else {}),
+        },
+    }
+    if inference:
+        body["inferenceParameters"] = inference
+    if evaluation:
+        body["evaluationDataset"] = evaluation
+    return body

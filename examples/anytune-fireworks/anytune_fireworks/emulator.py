@@ -32,6 +32,8 @@ from typing import Any, ClassVar
 
 from anytune.plugin import JobStatus
 from anytune.testing import ApiError, Clock, EmulatorBase, base_answer, nearest_answer
+from anytune_fireworks.emulator_errors import FireworksError
+from anytune_fireworks.emulator_rft import Evaluator, check_rft_job, create_evaluator, reward_point, rows_for
 
 # gatewaySupervisedFineTuningJob's fields (Gateway REST API v5.10; DPO's trainingConfig takes the training
 # ones). `region` is gone from it; gradientAccumulationSteps, batchSize and earlyStop are deprecated.
@@ -48,7 +50,6 @@ SFT_FIELDS = frozenset(
     }
 )  # fmt: skip
 DATASET_FORMATS = frozenset({"FORMAT_UNSPECIFIED", "CHAT", "COMPLETION", "RL"})
-GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 429: 8, 500: 13, 503: 14}
 TUNABLE = {
     "accounts/fireworks/models/llama-v3p1-8b-instruct",
     "accounts/fireworks/models/llama-v3p1-70b-instruct",
@@ -58,13 +59,10 @@ TUNABLE = {
 }
 PHASES = (("JOB_STATE_CREATING", 1.0), ("JOB_STATE_VALIDATING", 2.0), ("JOB_STATE_PENDING", 2.0))
 WRITING_S = 2.0
+COLLECTIONS = {"supervisedFineTuningJobs": "sft", "dpoJobs": "dpo", "reinforcementFineTuningJobs": "rft"}
+COLLECTION_OF = {kind: collection for collection, kind in COLLECTIONS.items()}
+ID_PARAMS = {"sft": "supervisedFineTuningJobId", "dpo": "dpoJobId", "rft": "reinforcementFineTuningJobId"}
 TERMINAL = ("JOB_STATE_COMPLETED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EARLY_STOPPED")
-
-
-class FireworksError(ApiError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(status, message)
-        self.body = {"code": GRPC.get(status, 2), "message": message, "details": []}
 
 
 def _iso(ts: float) -> str:
@@ -109,7 +107,7 @@ class Dataset:
 @dataclass
 class Job:
     name: str
-    kind: str  # sft | dpo
+    kind: str  # sft | dpo | rft
     body: dict[str, Any]
     dataset: Dataset
     created: float
@@ -125,7 +123,7 @@ class Job:
 
     @property
     def config(self) -> dict[str, Any]:
-        return self.body.get("trainingConfig", {}) if self.kind == "dpo" else self.body
+        return self.body.get("trainingConfig", {}) if self.kind in ("dpo", "rft") else self.body
 
     def obj(self, base_url: str) -> dict[str, Any]:
         config = {k: v for k, v in self.config.items()}
@@ -151,9 +149,12 @@ class Job:
             out["metricsFileSignedUrl"] = (
                 f"{base_url}/_signed/metrics/{self.name.rsplit('/', 1)[-1]}.jsonl?sig=x"
             )
-        if self.kind == "dpo":
+        if self.kind in ("dpo", "rft"):
             out["trainingConfig"] = config
             out["lossConfig"] = self.body.get("lossConfig", {})
+            for key in ("evaluator", "inferenceParameters", "evaluationDataset"):
+                if key in self.body:
+                    out[key] = self.body[key]
         else:
             out.update(config)
         return out
@@ -186,7 +187,7 @@ class FireworksEmulator(EmulatorBase):
         "JOB_STATE_DELETING_CLEANING_UP": JobStatus.CANCELLED,
     }
     create_route: ClassVar[tuple[str, str] | None] = ("POST", r"/v1/accounts/[^/]+/supervisedFineTuningJobs")
-    methods: ClassVar[frozenset[str] | None] = frozenset({"sft", "dpo"})
+    methods: ClassVar[frozenset[str] | None] = frozenset({"sft", "dpo", "rft"})
     adapters: ClassVar[frozenset[str] | None] = frozenset({"lora"})
 
     def __init__(
@@ -197,6 +198,7 @@ class FireworksEmulator(EmulatorBase):
         self.step_seconds = step_seconds
         self.datasets: dict[str, Dataset] = {}
         self.jobs: dict[str, Job] = {}
+        self.evaluators: dict[str, Evaluator] = {}
         self.base_url = ""
         self._ids = itertools.count(1)
         a = "/v1/accounts/{account}"
@@ -205,9 +207,11 @@ class FireworksEmulator(EmulatorBase):
             Route(a + "/datasets/{dataset}:upload", self._upload, methods=["POST"]),
             Route(a + "/datasets/{dataset}", self._dataset, methods=["GET", "DELETE"]),
             Route("/_signed/metrics/{job}.jsonl", self._metrics_file, methods=["GET"]),
+            Route(a + "/evaluatorsV2", self._evaluators, methods=["POST"]),
+            Route(a + "/evaluators/{evaluator}", self._evaluator, methods=["GET"]),
             Route("/inference/v1/chat/completions", self._chat, methods=["POST"]),
         ]
-        for collection, kind in (("supervisedFineTuningJobs", "sft"), ("dpoJobs", "dpo")):
+        for collection, kind in COLLECTIONS.items():
             routes += [
                 Route(f"{a}/{collection}", self._jobs_route(kind), methods=["GET", "POST"]),
                 Route(f"{a}/{collection}/{{job}}:cancel", self._cancel_route(kind), methods=["POST"]),
@@ -303,8 +307,7 @@ class FireworksEmulator(EmulatorBase):
     # ------------------------------------------------------------------------------------------- jobs
 
     def _jobs_route(self, kind: str) -> Any:
-        collection = "supervisedFineTuningJobs" if kind == "sft" else "dpoJobs"
-        id_param = "supervisedFineTuningJobId" if kind == "sft" else "dpoJobId"
+        collection, id_param = COLLECTION_OF[kind], ID_PARAMS[kind]
 
         async def route(request: Any) -> Any:
             self._seen(request)
@@ -336,7 +339,9 @@ class FireworksEmulator(EmulatorBase):
                 name = prefix + job_id
                 if name in self.jobs:
                     raise FireworksError(409, f"{collection[:-1]} {name} already exists")
-                config = body.get("trainingConfig", {}) if kind == "dpo" else body
+                config = body.get("trainingConfig", {}) if kind in ("dpo", "rft") else body
+                if kind == "rft":
+                    check_rft_job(body, self.evaluators)
                 for key in config:  # the gateway refuses a field its schema does not have
                     if key not in SFT_FIELDS:
                         raise FireworksError(400, f'proto: (line 1:2): unknown field "{key}"')
@@ -357,11 +362,11 @@ class FireworksEmulator(EmulatorBase):
                 dataset = self._found(self.datasets, str(body.get("dataset")), "dataset")
                 if dataset.state != "READY":
                     raise FireworksError(400, f"dataset {dataset.name} is {dataset.state}, not READY")
-                if kind == "sft" and "outputModel" not in config:
+                if kind in ("sft", "rft") and "outputModel" not in config:
                     config["outputModel"] = f"accounts/{account}/models/{job_id}"
                 now = self.clock.now()
                 job = Job(name, kind, body, dataset, now, last_tick=now)
-                batch = int(config.get("batchSizeSamples") or 8)
+                batch = int(config.get("batchSizeSamples") or config.get("batchSize") or 8)
                 job.total_steps = max(1, math.ceil(len(dataset.records) / batch)) * int(
                     config.get("epochs", 1)
                 )
@@ -373,7 +378,7 @@ class FireworksEmulator(EmulatorBase):
         return route
 
     def _job_route(self, kind: str) -> Any:
-        collection = "supervisedFineTuningJobs" if kind == "sft" else "dpoJobs"
+        collection = COLLECTION_OF[kind]
 
         async def route(request: Any) -> Any:
             self._seen(request)
@@ -394,7 +399,7 @@ class FireworksEmulator(EmulatorBase):
         return route
 
     def _cancel_route(self, kind: str) -> Any:
-        collection = "supervisedFineTuningJobs" if kind == "sft" else "dpoJobs"
+        collection = COLLECTION_OF[kind]
 
         async def route(request: Any) -> Any:
             p = request.path_params
@@ -433,14 +438,18 @@ class FireworksEmulator(EmulatorBase):
         done = min(job.total_steps, int((t - start) / self.step_seconds))
         while job.step < done:
             job.step += 1
-            loss = round(2.4 * math.exp(-3.0 * job.step / job.total_steps) + 0.05, 4)
-            job.losses.append(
-                {
-                    "step": job.step,
-                    "epoch": job.step * int(job.config.get("epochs", 1)) // job.total_steps,
-                    "train_loss": loss,
-                }
-            )
+            point: dict[str, Any] = {
+                "step": job.step,
+                "epoch": job.step * int(job.config.get("epochs", 1)) // job.total_steps,
+            }
+            if job.kind == "rft":  # the job's evaluator scores the emulated policy's answers
+                evaluator = self.evaluators[job.body["evaluator"]]
+                rows = rows_for(job.dataset.records)
+                base = str(job.config.get("baseModel") or "")
+                point["train_reward"] = reward_point(evaluator, rows, base, job.step, job.total_steps)
+            else:
+                point["train_loss"] = round(2.4 * math.exp(-3.0 * job.step / job.total_steps) + 0.05, 4)
+            job.losses.append(point)
         if job.step < job.total_steps:
             job.state = "JOB_STATE_RUNNING"
             return
@@ -448,6 +457,26 @@ class FireworksEmulator(EmulatorBase):
             job.state = "JOB_STATE_WRITING_RESULTS"
             return
         job.state, job.completed = "JOB_STATE_COMPLETED", now
+
+    async def _evaluators(self, request: Any) -> Any:
+        account = request.path_params["account"]
+        return await self._with_body(
+            request,
+            lambda body: self._json(
+                200, create_evaluator(self.evaluators, account, body, _iso(self.clock.now())).obj()
+            ),
+        )
+
+    async def _evaluator(self, request: Any) -> Any:
+        name = f"accounts/{request.path_params['account']}/evaluators/{request.path_params['evaluator']}"
+
+        def run() -> Any:
+            evaluator = self._found(self.evaluators, name, "evaluator")
+            seen = evaluator.obj()
+            evaluator.build()  # BUILDING on the first read after create, built by the next
+            return self._json(200, seen)
+
+        return self._handle(run)
 
     async def _metrics_file(self, request: Any) -> Any:
         from starlette.responses import PlainTextResponse
@@ -519,7 +548,7 @@ def _check(record: Any) -> str | None:
         if not record.get("preferred_output") or not record.get("non_preferred_output"):
             return "a preference example needs preferred_output and non_preferred_output"
         return _check_messages(record["input"].get("messages"), need_answer=False)
-    return _check_messages(record.get("messages"), need_answer=True)
+    return _check_messages(record.get("messages"), need_answer="ground_truth" not in record)
 
 
 def _check_messages(messages: Any, *, need_answer: bool) -> str | None:

@@ -17,6 +17,7 @@ from anytune.plugin import (
     DataFormat,
     DatasetRef,
     JobSpec,
+    Method,
     PreparedData,
     PreparedWriter,
     Problem,
@@ -29,6 +30,7 @@ from anytune.plugin import (
     instruction_prompt,
     normalize_messages,
     prepare_splits,
+    rft_example,
 )
 
 MAX_EXAMPLES = 3_000_000
@@ -50,8 +52,14 @@ def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def to_fireworks(record: dict[str, Any], fmt: DataFormat) -> tuple[str, dict[str, Any]]:
-    """(kind, Fireworks record) for one valid anytune record; ConversionError if Fireworks would refuse it."""
+def to_fireworks(record: dict[str, Any], fmt: DataFormat, rft: bool = False) -> tuple[str, dict[str, Any]]:
+    """(kind, Fireworks record) for one valid anytune record; ConversionError if Fireworks would refuse it.
+    For RFT: the prompt as `messages`, the answer as `ground_truth` and the line's other fields beside them
+    (Fireworks hands a row's fields to the evaluator)."""
+    if rft:
+        prompt, item = rft_example(record, fmt)
+        fields = {k: v for k, v in item.items() if k not in ("reference", "messages")}
+        return "rl", {"messages": _messages(prompt), "ground_truth": item["reference"], **fields}
     if fmt in (DataFormat.PREFERENCE, DataFormat.OPENAI_PREFERENCE):
         out = convert_record(record, fmt, DataFormat.OPENAI_PREFERENCE)
         return "preference", {
@@ -82,7 +90,9 @@ def prepare(provider: str, spec: JobSpec, data: DataBundle, family: str | None, 
     return prepare_splits(
         provider,
         data,
-        lambda ref, split: _prepare_split(ref, split, render, counter, context),
+        lambda ref, split: _prepare_split(
+            ref, split, render, counter, context, spec.method_type is Method.RFT
+        ),
         counter=counter,
         notes=[f"examples rendered with the {template} chat template"],
     )
@@ -96,7 +106,7 @@ def _texts(kind: str, out: dict[str, Any], render: Any) -> list[str]:
 
 
 def _prepare_split(
-    ref: DatasetRef, split: str, render: Any, counter: TokenCounter, context: int
+    ref: DatasetRef, split: str, render: Any, counter: TokenCounter, context: int, rft: bool = False
 ) -> tuple[Any, int, int, list[Problem]]:
     field = f"data.{split}"
     problems: list[Problem] = []
@@ -121,7 +131,7 @@ def _prepare_split(
     with PreparedWriter(cache_dir("fireworks", "datasets"), format="") as writer, counts:
         for line, record in RecordValidator(ref.path, format=ref.format, collect_stats=False):
             try:
-                kind, out = to_fireworks(record, ref.format)
+                kind, out = to_fireworks(record, ref.format, rft)
             except ConversionError as exc:
                 problems.append(Problem("error", field, str(exc), file=ref.path, line=line))
                 continue
