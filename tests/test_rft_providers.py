@@ -157,6 +157,12 @@ def test_the_rft_job_file_runs_locally_as_grpo(tiny_model, tmp_path):
     assert client.registry.get_model("rft-everywhere").job_id == job.id
     rewards = rewards_of(client, job.id)
     assert len(rewards) >= 2 and all(0 <= r <= 1 for r in rewards), rewards
+    scored = client.evaluate(
+        job.id, EvalSpec(data=str(tmp_path / "val.jsonl"), metrics=["grader"], limit=6, max_new_tokens=4)
+    )
+    assert "grader" in scored.subject("fine-tuned").ci and "grader" in scored.subject("base").ci
+    written = client.report([job.id], tmp_path / "report")
+    assert any(image.name == "reward.png" for image in written.images)
 
 
 JUDGE = {"type": "model_judge", "model": "gpt-4o-mini", "prompt": "Rate {{sample.output_text}} from 0 to 10"}
@@ -244,7 +250,10 @@ def test_rft_quotes_as_each_provider_bills_it(azure_emu, tmp_path):
     assert azure.available and azure.unit == "hour" and azure.unit_price == 100.0
     assert azure.price == pytest.approx(azure.hours * 100.0) and azure.hours > 0
     notes = " ".join(azure.assumptions)
-    assert "48 prompts x 3 epoch(s) x 4" in notes and "5,000 USD" in notes
+    assert (
+        "48 prompts x 3 epoch(s) x 8" in notes and "5,000 USD" in notes
+    )  # Azure picks the answers per prompt
+    assert "answers per prompt left to the provider; quoted as 8" in notes
     fireworks = quotes["fireworks"]
     assert (
         fireworks.available
@@ -258,7 +267,7 @@ def test_rft_quotes_as_each_provider_bills_it(azure_emu, tmp_path):
     spec = load_job_file(tmp_path / "judged.yaml")
     [judge_quote] = Client().quote(spec, ["azure-openai"]).quotes
     assert "model-judge calls, billed apart at gpt-4o-mini's token price" in " ".join(judge_quote.assumptions)
-    assert "about 576 calls" in " ".join(judge_quote.assumptions)  # 48 prompts x 3 epochs x 4 answers
+    assert "about 1,152 calls" in " ".join(judge_quote.assumptions)  # 48 prompts x 3 epochs x 8 answers
 
 
 def test_the_azure_emulator_answers_an_invalid_grader_as_azure_does(azure_emu):

@@ -74,6 +74,9 @@ RFT_HYPER = {  # RFTMethod field -> OpenAI's reinforcement hyperparameter
 }
 
 
+RFT_UNSENT = ("samples_per_prompt", "max_completion_tokens", "temperature", "kl_beta")
+
+
 def _method_name(spec: JobSpec) -> str:
     return METHOD_NAMES.get(spec.method_type, "supervised")
 
@@ -234,18 +237,28 @@ class OpenAIBackend(Backend):
         return problems
 
     def _grader_problems(self, spec: JobSpec) -> list[Problem]:
-        """What this service refuses of an RFT job's grader: a list of graders (it takes one)."""
+        """What this service refuses of an RFT job: a list of graders (it takes one); and the RFT settings it
+        has no field for (said, not sent)."""
         grader = spec.method.grader
+        problems = [
+            Problem(
+                "warning",
+                f"method.{name}",
+                f"{self.label}'s reinforcement fine-tuning has no such setting: not sent",
+            )
+            for name in RFT_UNSENT
+            if getattr(spec.method, name, None) is not None
+        ]
         if isinstance(grader, list):
-            return [
+            problems.append(
                 Problem(
                     "error",
                     "method.grader",
                     f"{self.label} takes one grader, not {len(grader)}: combine them in one grader "
                     "(type: multi, with a formula such as 0.5 * a + 0.5 * b)",
                 )
-            ]
-        return []
+            )
+        return problems
 
     def _credential_problems(self, spec: JobSpec) -> list[Problem]:
         if not os.environ.get("OPENAI_API_KEY"):
@@ -290,6 +303,7 @@ class OpenAIBackend(Backend):
                 hours_per_1k_answers=DEFAULT_RFT_HOURS_PER_1K_SAMPLES * compute,
                 tier=self._price_tier(spec),
                 extra=self._rft_notes(),
+                provider_decides_samples=True,
             )
         assumptions = []
         if spec.hyperparameters.epochs is None:

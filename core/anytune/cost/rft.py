@@ -21,10 +21,11 @@ DEFAULT_SAMPLES = 8  # answers per prompt when the job leaves it to the provider
 DEFAULT_ANSWER_TOKENS = 256  # tokens per sampled answer when max_completion_tokens is not set
 
 
-def rft_samples(spec: JobSpec, epochs: float) -> tuple[int, list[str]]:
-    """Answers per prompt and epoch, and the note that says where the number comes from."""
+def rft_samples(spec: JobSpec, epochs: float, *, provider_decides: bool = False) -> tuple[int, list[str]]:
+    """Answers per prompt and epoch, and the note that says where the number comes from. `provider_decides`:
+    the provider takes no such setting (OpenAI, Azure), so the job's is not what it will sample."""
     given = getattr(spec.method, "samples_per_prompt", None)
-    if given:
+    if given and not provider_decides:
         return int(given), []
     return DEFAULT_SAMPLES, [f"answers per prompt left to the provider; quoted as {DEFAULT_SAMPLES}"]
 
@@ -54,10 +55,11 @@ def hourly_rft_quote(
     tier: str | None = None,
     extra: list[str] | None = None,
     catalog: PriceCatalog | None = None,
+    provider_decides_samples: bool = False,
 ) -> Quote:
     """An RFT quote priced per training hour: hours estimated from the answers the job samples."""
     catalog = catalog or load_catalog()
-    samples, notes = rft_samples(spec, epochs)
+    samples, notes = rft_samples(spec, epochs, provider_decides=provider_decides_samples)
     answers = math.ceil(count.examples * epochs * samples)
     hours = max(0.1, answers / 1000 * hours_per_1k_answers)
     entry = catalog.price(provider, method="rft", model=model, tier=tier)
