@@ -1,0 +1,48 @@
+"""Entry point of the Tinker plugin. Part 1 (issue 33) offers the emulator of Tinker's training API, which the
+`tinker` backend's loop is being built against; the backend registers here when it lands."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from anytune.plugin import EmulatorInfo, EmulatorOptions, UsageError, hookimpl
+
+MODELS_VARIABLE = "ANYTUNE_TINKER_EMULATOR_MODELS"  # "name=path,name=path": the base models it serves
+
+
+def emulator_models() -> dict[str, str]:
+    """The base models `anytune emulate tinker` serves: local model folders, each under the name jobs use."""
+    raw = os.environ.get(MODELS_VARIABLE, "")
+    pairs = [p.partition("=") for p in raw.split(",") if p.strip()]
+    if not pairs or any(not name or not path for name, _, path in pairs):
+        raise UsageError(
+            f"the Tinker emulator trains real (small) models: name them in {MODELS_VARIABLE}",
+            hint=f"{MODELS_VARIABLE}='my/tiny=/path/to/a/hf/model/folder' anytune emulate tinker",
+        )
+    return {name.strip(): path.strip() for name, _, path in pairs}
+
+
+def _emulator(options: EmulatorOptions) -> Any:
+    from anytune_tinker.emulator import TinkerEmulator
+
+    return TinkerEmulator(api_key=options.api_key, clock=options.clock, models=emulator_models())
+
+
+def _environment(url: str, key: str) -> dict[str, str]:
+    # the SDK takes only keys that start with "tml-"; the emulator accepts its key with or without it
+    return {"TINKER_BASE_URL": url, "TINKER_API_KEY": key if key.startswith("tml-") else f"tml-{key}"}
+
+
+@hookimpl
+def register_emulators(register: Callable[[EmulatorInfo], None]) -> None:
+    register(
+        EmulatorInfo(
+            name="tinker",
+            build=_emulator,
+            environment=_environment,
+            description="Tinker's training API (sessions, futures, forward_backward, optim_step, save/load "
+            "state, sampling) on a real small model with LoRA, on CPU",
+        )
+    )
