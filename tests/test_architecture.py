@@ -56,7 +56,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("registry", ("anytune.registry",)),
     (
         "plugin surface",
-        ("anytune.remote", "anytune.kit", "anytune.plugin", "anytune.plugins", "anytune.testing"),
+        (
+            "anytune.remote",
+            "anytune.kit",
+            "anytune.jobdir",
+            "anytune.plugin",
+            "anytune.plugins",
+            "anytune.testing",
+        ),
     ),
     ("client interface", ("anytune.api",)),
     ("pipeline", ("anytune.pipeline",)),

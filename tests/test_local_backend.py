@@ -13,10 +13,11 @@ import pytest
 
 from anytune.client import Client
 from anytune.hookspecs import GenerationParams, SubmitRequest
+from anytune.jobdir import pid_alive as _alive
 from anytune.jobs import JobStatus
 from anytune.settings import anytune_home
 from anytune.spec import JobSpec
-from anytune_local.backend import LocalBackend, _alive
+from anytune_local.backend import LocalBackend
 from tests.conftest import cli_env, job_yaml, reversal_rows, run_anytune, write_jsonl
 
 pytestmark = pytest.mark.slow

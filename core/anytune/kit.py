@@ -22,7 +22,8 @@ re-exports them beside the contract (`anytune.hookspecs`); a plugin imports both
   item its grader reads)
 - RFT quotes: `hourly_rft_quote` (per training hour, the model-judge calls shown apart), `rft_samples`
   (answers per prompt)
-- places and time: `anytune_home`, `cache_dir`, `today`
+- places and time: `anytune_home`, `cache_dir`, `today`; `JobDir` (the folder a backend and the worker
+  process it starts share: request, status, events, result)
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ from anytune.graders.datacheck import grader_item
 from anytune.graders.formula import linear_weights
 from anytune.graders.portable import grader_module, rft_example
 from anytune.graders.spec import as_one
+from anytune.jobdir import JobDir
 from anytune.remote import (
     Failure,
     RetryPolicy,
@@ -99,6 +101,7 @@ __all__ = [
     "GraderFailed",
     "GraderSpec",
     "HFTokenizerFiles",
+    "JobDir",
     "ModelJudgeGrader",
     "MultiGrader",
     "PreparedWriter",

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,8 +14,6 @@ from anytune.plugin import (
     Capabilities,
     CapabilityError,
     DataFormat,
-    Event,
-    EventKind,
     GenerationParams,
     JobSpec,
     JobStatus,
@@ -66,25 +62,6 @@ HONOURED = frozenset(
         "freeze",
     }
 )
-
-CANCEL_GRACE_S = 30.0
-
-
-def _alive(pid: int | None) -> bool:
-    """Whether `pid` runs and is not a zombie (a finished child not yet reaped still has a pid)."""
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
 
 
 class LocalBackend(Backend):
@@ -229,56 +206,21 @@ class LocalBackend(Backend):
         from anytune_local.launch import worker_command
 
         command = worker_command(request.spec, jobdir.path)  # direct, or under `accelerate launch`
-        with jobdir.log_file.open("ab") as log:
-            proc = subprocess.Popen(
-                command,
-                cwd=jobdir.path,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C in the terminal does not kill the job; `cancel` does
-                env=env,
-            )
+        proc = jobdir.start_worker(command, env)
         self._procs[request.job_id] = proc
-        jobdir.pid_file.write_text(str(proc.pid))
         return ProviderRef(
             provider=self.name, id=request.job_id, data={"dir": str(jobdir.path), "pid": proc.pid}
         )
 
     def _running(self, ref: ProviderRef, jobdir: JobDir) -> bool:
-        proc = self._procs.get(ref.id)
-        if proc is not None:
-            return proc.poll() is None
-        return _alive(jobdir.read_pid() or ref.data.get("pid"))
+        return jobdir.worker_alive(self._procs.get(ref.id))
 
     def poll(self, ref: ProviderRef, cursor: str | None = None) -> Snapshot:
         jobdir = self._jobdir(ref)
         if not jobdir.path.exists():
             raise NotFoundError(f"local job folder {jobdir.path} is gone")
-        status = jobdir.read_status()
-        if STATES.get(status["state"], JobStatus.RUNNING).active and not self._running(ref, jobdir):
-            status = jobdir.read_status()  # it may have finished between the two reads
-            if STATES.get(status["state"], JobStatus.RUNNING).active:
-                tail = jobdir.log_tail(5).strip().replace("\n", " | ")
-                error = f"the training worker exited without a result: {tail or 'no output'}"
-                jobdir.emit(error, kind="status", level="error")
-                jobdir.write_status("failed", error=error)
-                status = jobdir.read_status()
-        raw_events, offset = jobdir.read_events(int(cursor or 0))
-        events = [
-            Event(
-                time=e["time"],
-                kind=EventKind(e.get("kind", "log")),
-                level=e.get("level", "info"),
-                message=e.get("message", ""),
-                data=e.get("data", {}),
-            )
-            for e in raw_events
-        ]
-        metrics: dict[str, float] = {}
-        for e in events:
-            if e.kind is EventKind.METRIC:
-                metrics.update({k: v for k, v in e.data.items() if isinstance(v, int | float)})
+        status = jobdir.fail_if_gone(self._running(ref, jobdir))
+        events, metrics, offset = jobdir.events_since(cursor)
         step, total = status.get("step"), status.get("total_steps")
         state = status["state"]
         neutral = STATES.get(state, JobStatus.RUNNING)
@@ -293,7 +235,7 @@ class LocalBackend(Backend):
             progress=progress,
             metrics=metrics,
             events=events,
-            cursor=str(offset),
+            cursor=offset,
             error=status.get("error"),
             step=step,
             total_steps=total,
@@ -320,23 +262,10 @@ class LocalBackend(Backend):
         if not STATES.get(jobdir.read_status()["state"], JobStatus.RUNNING).active:
             return
         jobdir.cancel_file.touch()
-        pid = jobdir.read_pid() or ref.data.get("pid")
         if not self._running(ref, jobdir):
             jobdir.write_status("cancelled")
             return
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + CANCEL_GRACE_S
-        while time.monotonic() < deadline and self._running(ref, jobdir):
-            time.sleep(0.2)
-        if self._running(ref, jobdir):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            jobdir.emit(f"did not stop within {CANCEL_GRACE_S:.0f} s: killed", kind="status", level="warning")
+        jobdir.stop_worker(lambda: self._running(ref, jobdir))
         if STATES.get(jobdir.read_status()["state"], JobStatus.RUNNING).active:
             jobdir.write_status("cancelled")
 
