@@ -295,6 +295,7 @@ def test_all_providers_in_one_table_sorted_by_price_with_reasons(tmp_path: Path)
         "azure-openai": {"base_model": "gpt-4o-mini"},
         "local": {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
         "bedrock": {"base_model": "meta.llama3-1-8b-instruct-v1:0:128k"},
+        "tinker": {"base_model": "Qwen/Qwen3-8B"},  # the one model with a Tinker price in the catalog
     }
     table = quote(spec(train, provider_options=small), "all")
     rows = by_label(table)

@@ -77,6 +77,8 @@ class TinkerEmulator(EmulatorBase):
             )
         ]  # fmt: skip
         routes.append(Route("/api/v1/healthz", self._healthz, methods=["GET"]))
+        routes.append(Route("/api/v1/samplers/{sampler_id}", self._get_sampler, methods=["GET"]))
+        routes.append(Route("/api/v1/weights_info", self._route("weights_info"), methods=["POST"]))
         super().__init__(api_key=api_key, clock=clock, routes=routes, api_prefix="/api")
 
     def _authorized(self, headers: dict[str, str]) -> bool:
@@ -246,7 +248,7 @@ class TinkerEmulator(EmulatorBase):
         run = self._run(body.get("model_id"))
         name = body.get("path")
         path = f"tinker://{run.model_id}/sampler_weights/{name or f'ephemeral-{secrets.token_hex(4)}'}"
-        self.states[path] = {**em.snapshot(run), "base_model": run.base_model}
+        self.states[path] = {**em.snapshot(run), "base_model": run.base_model, "rank": run.rank}
         if name:
             return self._future({"type": "save_weights_for_sampler", "path": path}, "json", run.model_id)
         session = f"sampling-{secrets.token_hex(6)}"  # no name: a sampling session on these weights, no path
@@ -266,6 +268,25 @@ class TinkerEmulator(EmulatorBase):
         session = f"sampling-{secrets.token_hex(6)}"
         self.sampling[session] = (base, path)
         return self._json(200, {"type": "create_sampling_session", "sampling_session_id": session})
+
+    async def _get_sampler(self, request: Any) -> Any:
+        def run() -> Any:
+            sampler_id = request.path_params["sampler_id"]
+            if sampler_id not in self.sampling:
+                raise TinkerError(404, f"no sampler {sampler_id}")
+            base, path = self.sampling[sampler_id]
+            return self._json(200, {"sampler_id": sampler_id, "base_model": base, "model_path": path})
+
+        return self._handle(run)
+
+    def _weights_info(self, body: dict[str, Any]) -> Any:
+        path = str(body.get("tinker_path") or "")
+        if path not in self.states:
+            raise TinkerError(404, f"no weights at {path}")
+        state = self.states[path]
+        return self._json(
+            200, {"base_model": state["base_model"], "is_lora": True, "lora_rank": state.get("rank")}
+        )
 
     def _sampler(self, base: str, path: str | None) -> em.TrainingRun:
         if base not in self._samplers:

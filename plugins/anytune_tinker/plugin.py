@@ -1,13 +1,14 @@
-"""Entry point of the Tinker plugin. Part 1 (issue 33) offers the emulator of Tinker's training API, which the
-`tinker` backend's loop is being built against; the backend registers here when it lands."""
+"""Entry point of the Tinker plugin: the `tinker` backend (a client-side training loop), the emulator of Tinker's
+training API it is tested against, and Tinker's prices."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
-from anytune.plugin import EmulatorInfo, EmulatorOptions, UsageError, hookimpl
+from anytune.plugin import Backend, EmulatorInfo, EmulatorOptions, UsageError, hookimpl
 
 MODELS_VARIABLE = "ANYTUNE_TINKER_EMULATOR_MODELS"  # "name=path,name=path": the base models it serves
 
@@ -45,4 +46,18 @@ def register_emulators(register: Callable[[EmulatorInfo], None]) -> None:
             description="Tinker's training API (sessions, futures, forward_backward, optim_step, save/load "
             "state, sampling) on a real small model with LoRA, on CPU",
         )
+    )
+
+
+@hookimpl
+def register_backends(register: Callable[[Backend], None]) -> None:
+    from anytune_tinker.backend import TinkerBackend
+
+    register(TinkerBackend())
+
+
+@hookimpl
+def register_prices(register: Callable[[str, str], None]) -> None:
+    register(
+        "anytune_tinker/prices.yaml", resources.files("anytune_tinker").joinpath("prices.yaml").read_text()
     )
