@@ -4,6 +4,7 @@ official `tinker` SDK against the emulator (a real small model with LoRA on CPU)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,52 @@ def test_sft_through_the_sdk_lowers_the_loss_and_the_model_beats_its_base(emulat
         f"token_f1 base {base.metrics['token_f1']}, tuned {tuned.metrics['token_f1']}, change {change.delta:+}"
     )
     assert tuned.metrics["token_f1"] > base.metrics["token_f1"] and change.low > 0, (base, tuned, change)
+
+
+def test_a_loop_killed_five_times_resumes_from_its_saved_state_and_applies_no_saved_step_twice(
+    emulator, tiny_model, tmp_path
+):
+    """SIGKILL at random steps, five times: each time the job fails (its loop is gone), `jobs resume` starts a
+    new job from the last saved state, and in the end the model's weights hold each planned optimizer step
+    exactly once (the emulator's lineage of the final weights is 1..plan)."""
+    import os
+    import random
+    import signal
+    import time
+
+    client = Client()
+    path = job_file(tmp_path, tiny_model, provider_options={"tinker": {"save_every": 3}})
+    spec = load_job_file(path, provider="tinker")  # 24 rows, batch 8, 8 epochs: 24 steps
+    job = client.submit(spec)
+    rng = random.Random(7)
+    kills = 0
+    while kills < 5:
+        folder = Path(job.provider_ref["data"]["dir"])
+        target = rng.randint(2, 4)  # steps past where this loop started
+        deadline = time.monotonic() + 120
+        started: int | None = None
+        while time.monotonic() < deadline:
+            status = (
+                json.loads((folder / "status.json").read_text()) if (folder / "status.json").exists() else {}
+            )
+            step = status.get("step")
+            if step is not None and started is None:
+                started = step
+            if started is not None and step is not None and step >= started + target:
+                break
+            time.sleep(0.02)
+        os.kill(int((folder / "pid").read_text()), signal.SIGKILL)
+        kills += 1
+        job = client.follow(job.id, interval=0.1, timeout=60)
+        assert job.status is JobStatus.FAILED and "exited without a result" in (job.error or ""), job.error
+        job = client.resume(job.id)  # a new job, from the last saved state
+    job = client.follow(job.id, interval=0.2, timeout=300)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    final = next(
+        r
+        for r in emulator.runs.values()
+        if r.steps == 24 and job.artifact.model_id.startswith(f"tinker://{r.model_id}")
+    )
+    assert final.lineage == list(range(1, 25))  # every planned step once, none repeated after a saved state
+    resumed = [e.message for e in client.events(job.id) if e.message.startswith("resumed from")]
+    assert resumed, "the last job went on from a saved state"

@@ -49,7 +49,7 @@ STATES: dict[str, JobStatus] = {
     "cancelled": JobStatus.CANCELLED,
     "stopped": JobStatus.CANCELLED,  # at the budget, state saved
 }
-OPTIONS = frozenset({"base_model", "base_url", "api_key_env", "tokenizer", "save_every"})
+OPTIONS = frozenset({"base_model", "base_url", "api_key_env", "tokenizer", "save_every", "resume_from"})
 
 
 class TinkerBackend(Backend):
@@ -76,6 +76,7 @@ class TinkerBackend(Backend):
             base_models=None,  # the service says which it serves
             limits=Limits(min_examples=1),
             supports_cancel=True,
+            supports_resume=True,
             notes=[
                 "the training loop runs here, the steps on the service; state saved every "
                 "provider_options.tinker.save_every steps (20)",
@@ -180,6 +181,12 @@ class TinkerBackend(Backend):
         jobdir.stop_worker(lambda: self._running(ref, jobdir))
         if STATES.get(jobdir.read_status()["state"], JobStatus.RUNNING).active:
             jobdir.write_status("cancelled")
+
+    def resume_point(self, ref: ProviderRef) -> str | None:
+        """The last state the loop saved (a `tinker://` path): a failed, cancelled or stopped job goes on from
+        there as a new job (`anytune jobs resume`), with none of its saved steps applied again."""
+        state = self._jobdir(ref).read_json("loop.json") or {}
+        return state.get("saved")
 
     def result(self, ref: ProviderRef) -> ModelArtifact:
         result = self._jobdir(ref).read_json("result.json")

@@ -39,6 +39,9 @@ class TrainingRun:
     steps: int = 0  # optimizer steps applied
     pending_backward: int = 0  # forward_backward calls since the last optim_step
     applied: list[int] = field(default_factory=list)  # the seq_id of every optim_step applied, in order
+    # the optimizer steps in this run's weights, by their number in the whole training: those of the state it
+    # was restored from, then its own (a step lost in a crash is in no later state's lineage)
+    lineage: list[int] = field(default_factory=list)
 
     def parameters(self) -> list[Any]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -133,6 +136,7 @@ def optim_step(run: TrainingRun, params: dict[str, Any], seq_id: int | None) -> 
     run.steps += 1
     run.pending_backward = 0
     run.applied.append(int(seq_id or 0))
+    run.lineage.append(run.steps)
     return {"grad_norm:mean": float(norm), "step": float(run.steps)}
 
 
@@ -142,7 +146,13 @@ def snapshot(run: TrainingRun) -> dict[str, Any]:
 
     weights = {k: v.detach().clone() for k, v in get_peft_model_state_dict(run.model).items()}
     optimizer = copy.deepcopy(run.optimizer.state_dict()) if run.optimizer is not None else None
-    return {"weights": weights, "optimizer": optimizer, "steps": run.steps, "applied": list(run.applied)}
+    return {
+        "weights": weights,
+        "optimizer": optimizer,
+        "steps": run.steps,
+        "applied": list(run.applied),
+        "lineage": list(run.lineage),
+    }
 
 
 def restore(run: TrainingRun, state: dict[str, Any], with_optimizer: bool = True) -> None:
@@ -154,6 +164,7 @@ def restore(run: TrainingRun, state: dict[str, Any], with_optimizer: bool = True
         run.optimizer = torch.optim.AdamW(run.parameters())
         run.optimizer.load_state_dict(state["optimizer"])
         run.steps, run.applied = int(state["steps"]), list(state["applied"])
+        run.lineage = list(state.get("lineage", []))
 
 
 def sample(

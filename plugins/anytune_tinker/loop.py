@@ -88,6 +88,16 @@ def plan(spec: JobSpec, count: int) -> tuple[int, int]:
     return batch, steps
 
 
+def step_of(path: str) -> int:
+    """The optimizer step a saved state holds, from its name (`.../weights/step-000012-r1`)."""
+    import re
+
+    found = re.search(r"step-(\d+)", path.rsplit("/", 1)[-1])
+    if not found:
+        raise ValueError(f"{path} is not a state this loop saved (step-NNNNNN-rN)")
+    return int(found.group(1))
+
+
 def _batch(examples: list[Any], batch: int, step: int, seed: int) -> list[Any]:
     """The examples of optimizer step `step`: each epoch a fresh order, fixed by the seed."""
     per_epoch = math.ceil(len(examples) / batch)
@@ -124,6 +134,11 @@ class Loop:
     def start(self) -> Any:
         service = _service(self.spec)
         self.state["runs"] += 1
+        carried = self.spec.options_for("tinker").get("resume_from")  # a job resumed from an earlier one
+        if carried and not self.state.get("saved"):
+            self.state.update(
+                saved=str(carried), saved_step=step_of(str(carried)), step=step_of(str(carried))
+            )
         saved = self.state.get("saved")
         if saved:
             trainer = service.create_training_client_from_state_with_optimizer(saved).result()
