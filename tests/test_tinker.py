@@ -126,3 +126,36 @@ def test_a_loop_killed_five_times_resumes_from_its_saved_state_and_applies_no_sa
     assert final.lineage == list(range(1, 25))  # every planned step once, none repeated after a saved state
     resumed = [e.message for e in client.events(job.id) if e.message.startswith("resumed from")]
     assert resumed, "the last job went on from a saved state"
+
+
+def test_a_budget_below_the_cost_stops_the_loop_at_the_cap_with_its_state_saved(
+    tiny_model, tmp_path, monkeypatch
+):
+    """Qwen3-8B's catalog price on a loop that counts more tokens than the quote estimated (the quote counts
+    with Qwen's tokenizer, the emulator's model has its own): the quote passes the budget, the loop stops
+    before the step that would cross it, saved, and the recorded cost is the emulator's trained tokens at
+    the catalog's train price."""
+    emu = TinkerEmulator(api_key=KEY, models={"Qwen/Qwen3-8B": tiny_model})
+    with EmulatorServer(emu.app) as server:
+        monkeypatch.setenv("TINKER_BASE_URL", server.url)
+        monkeypatch.setenv("TINKER_API_KEY", KEY)
+        client = Client()
+        path = job_file(
+            tmp_path,
+            tiny_model,
+            provider_options={"tinker": {"base_model": "Qwen/Qwen3-8B", "tokenizer": str(tiny_model)}},
+        )
+        spec = load_job_file(path, provider="tinker")
+        [quote] = client.quote(spec, ["tinker"]).quotes
+        assert quote.price is not None and quote.unit_price == 0.40
+        budget = quote.price * 1.01
+        job = client.submit(spec.model_copy(update={"budget_usd": budget}))
+        job = client.follow(job.id, interval=0.2, timeout=300)
+        said = [e.message for e in client.events(job.id) if "budget" in e.message]
+        assert job.status is JobStatus.CANCELLED and said and "over budget_usd" in said[-1], said
+        folder = Path(job.provider_ref["data"]["dir"])
+        state = json.loads((folder / "loop.json").read_text())
+        assert 0 < state["step"] < 24 and state["saved_step"] == state["step"]  # stopped at the cap, saved
+        assert state["cost"] <= budget
+        assert state["cost"] == pytest.approx(emu.counters.train * 0.40 / 1e6)  # tokens x the catalog price
+        assert job.cost.actual == pytest.approx(state["cost"])

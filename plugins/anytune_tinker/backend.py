@@ -198,7 +198,11 @@ class TinkerBackend(Backend):
             kind="provider_model",
             base_model=str(result["base_model"]),
             adapter_type="lora",
-            metadata={k: result[k] for k in ("state_path", "steps", "trained_tokens", "cost") if k in result},
+            metadata={
+                k: result[k]
+                for k in ("state_path", "steps", "trained_tokens", "cost", "tokenizer")
+                if result.get(k)
+            },
         )
 
     # ------------------------------------------------------------------------------------- generate
@@ -215,8 +219,10 @@ class TinkerBackend(Backend):
             sampler = service.create_sampling_client(base_model=model.base_model).result()
         else:
             sampler = service.create_sampling_client(model_path=model.model_id).result()
-        base = model.base_model
-        tokenizer = AutoTokenizer.from_pretrained(base) if Path(base).is_dir() else sampler.get_tokenizer()
+        named = model.metadata.get("tokenizer") or (
+            model.base_model if Path(model.base_model).is_dir() else None
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(named)) if named else sampler.get_tokenizer()
         settings = types.SamplingParams(
             max_tokens=params.max_new_tokens,
             temperature=params.temperature,

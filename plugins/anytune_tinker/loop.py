@@ -176,7 +176,7 @@ class Loop:
         try:
             for step in range(self.state["step"], steps):
                 chosen = _batch(examples, batch, step, seed)
-                tokens = sum(len(t) for t, _ in chosen)
+                tokens = sum(len(t) - 1 for t, _ in chosen)  # the model input sent: all but the last token
                 cost = self.price(tokens)
                 self.check(trainer, step, cost)
                 rate = lr * (1 - step / steps)
@@ -216,6 +216,7 @@ class Loop:
                 "steps": steps,
                 "trained_tokens": self.state["tokens"],
                 "cost": self.state["cost"],
+                "tokenizer": self.spec.options_for("tinker").get("tokenizer"),
             },
         )
         self.jobdir.write_status("succeeded", cost=self.state["cost"], step=steps, total_steps=steps)
