@@ -169,18 +169,27 @@ class TinkerEmulator(EmulatorBase):
             raise TinkerError(404, f"no training model {model_id}")
         return run
 
-    def _create_model(self, body: dict[str, Any]) -> Any:
-        base = str(body.get("base_model") or "")
-        if base not in self.models:
+    def _folder(self, base: str) -> Path:
+        folder = self._model_folder(base)
+        if folder is None:
             raise TinkerError(
                 400, f"base model {base!r} is not available; available: {', '.join(self.models)}"
             )
+        return folder
+
+    def _model_folder(self, base: str) -> Path | None:
+        """The folder a base model name stands for: a name it was given, or a local model folder itself."""
+        if base in self.models:
+            return self.models[base]
+        return Path(base) if base and (Path(base) / "config.json").is_file() else None
+
+    def _create_model(self, body: dict[str, Any]) -> Any:
+        base = str(body.get("base_model") or "")
+        folder = self._folder(base)
         session = str(body.get("session_id") or "")
         model_id = f"{session}:train:{body.get('model_seq_id', 0)}"
         lora = body.get("lora_config") or {}
-        self.runs[model_id] = em.load_run(
-            model_id, base, self.models[base], int(lora.get("rank", 32)), lora.get("seed")
-        )
+        self.runs[model_id] = em.load_run(model_id, base, folder, int(lora.get("rank", 32)), lora.get("seed"))
         return self._future({"model_id": model_id, "type": "create_model"}, "json", model_id)
 
     def _get_info(self, body: dict[str, Any]) -> Any:
@@ -237,7 +246,7 @@ class TinkerEmulator(EmulatorBase):
         else:
             model_id = f"{body.get('session_id')}:train:{body.get('model_seq_id', 0)}"
             base = str(body.get("base_model") or state["base_model"])
-            run = em.load_run(model_id, base, self.models[base], int(state["rank"]), 0)
+            run = em.load_run(model_id, base, self._folder(base), int(state["rank"]), 0)
             self.runs[model_id] = run
         em.restore(run, state, with_optimizer=bool(body.get("optimizer", False)))
         return self._future(
@@ -263,8 +272,7 @@ class TinkerEmulator(EmulatorBase):
         if path is not None and path not in self.states:
             raise TinkerError(404, f"no sampler weights at {path}")
         base = str(self.states[path]["base_model"] if path else body.get("base_model") or "")
-        if base not in self.models:
-            raise TinkerError(400, f"base model {base!r} is not available")
+        self._folder(base)
         session = f"sampling-{secrets.token_hex(6)}"
         self.sampling[session] = (base, path)
         return self._json(200, {"type": "create_sampling_session", "sampling_session_id": session})
@@ -290,7 +298,7 @@ class TinkerEmulator(EmulatorBase):
 
     def _sampler(self, base: str, path: str | None) -> em.TrainingRun:
         if base not in self._samplers:
-            self._samplers[base] = em.load_run(f"sampler:{base}", base, self.models[base], 8, 0)
+            self._samplers[base] = em.load_run(f"sampler:{base}", base, self._folder(base), 8, 0)
             self._samplers[base].pristine = em.snapshot(self._samplers[base])  # type: ignore[attr-defined]
         sampler = self._samplers[base]
         em.restore(sampler, self.states[path] if path else sampler.pristine, with_optimizer=False)  # type: ignore[attr-defined]

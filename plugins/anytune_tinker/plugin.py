@@ -14,10 +14,11 @@ MODELS_VARIABLE = "ANYTUNE_TINKER_EMULATOR_MODELS"  # "name=path,name=path": the
 
 
 def emulator_models() -> dict[str, str]:
-    """The base models `anytune emulate tinker` serves: local model folders, each under the name jobs use."""
+    """The base models `anytune emulate tinker` serves under other names than their folders (a job that names
+    a local model folder is served that folder as it is): `name=path` pairs."""
     raw = os.environ.get(MODELS_VARIABLE, "")
     pairs = [p.partition("=") for p in raw.split(",") if p.strip()]
-    if not pairs or any(not name or not path for name, _, path in pairs):
+    if any(not name or not path for name, _, path in pairs):
         raise UsageError(
             f"the Tinker emulator trains real (small) models: name them in {MODELS_VARIABLE}",
             hint=f"{MODELS_VARIABLE}='my/tiny=/path/to/a/hf/model/folder' anytune emulate tinker",
