@@ -34,7 +34,7 @@ def emulator(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Tink
         yield emu
 
 
-def job_file(folder: Path, base: Path, **extra: Any) -> Path:
+def job_file(folder: Path, base: Path, epochs: int = 8, **extra: Any) -> Path:
     rows = reversal_rows(24, seed=3)
     train = write_jsonl(folder / "train.jsonl", rows)
     return job_yaml(
@@ -44,7 +44,7 @@ def job_file(folder: Path, base: Path, **extra: Any) -> Path:
         provider="local",
         data={"train": str(train)},
         adapter={"type": "lora", "r": 8},
-        hyperparameters={"epochs": 8, "batch_size": 8, "learning_rate": 5e-3, "seed": 1},
+        hyperparameters={"epochs": epochs, "batch_size": 8, "learning_rate": 5e-3, "seed": 1},
         **extra,
     )
 
@@ -91,24 +91,26 @@ def test_a_loop_killed_five_times_resumes_from_its_saved_state_and_applies_no_sa
     import time
 
     client = Client()
-    path = job_file(tmp_path, tiny_model, provider_options={"tinker": {"save_every": 3}})
-    spec = load_job_file(path, provider="tinker")  # 24 rows, batch 8, 8 epochs: 24 steps
+    path = job_file(tmp_path, tiny_model, epochs=14, provider_options={"tinker": {"save_every": 3}})
+    spec = load_job_file(path, provider="tinker")  # 24 rows, batch 8, 14 epochs: 42 steps
     job = client.submit(spec)
     rng = random.Random(7)
     kills = 0
     while kills < 5:
         folder = Path(job.provider_ref["data"]["dir"])
-        target = rng.randint(2, 4)  # steps past where this loop started
+        target = rng.randint(3, 5)  # steps past where this loop started
         deadline = time.monotonic() + 120
         started: int | None = None
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # kill once this loop has saved a state and gone `target` steps on
             status = (
                 json.loads((folder / "status.json").read_text()) if (folder / "status.json").exists() else {}
             )
+            loop = json.loads((folder / "loop.json").read_text()) if (folder / "loop.json").exists() else {}
             step = status.get("step")
             if step is not None and started is None:
                 started = step
-            if started is not None and step is not None and step >= started + target:
+            saved_here = started is not None and loop.get("saved_step", -1) > started
+            if saved_here and step is not None and step >= started + target:
                 break
             time.sleep(0.02)
         os.kill(int((folder / "pid").read_text()), signal.SIGKILL)
@@ -121,9 +123,9 @@ def test_a_loop_killed_five_times_resumes_from_its_saved_state_and_applies_no_sa
     final = next(
         r
         for r in emulator.runs.values()
-        if r.steps == 24 and job.artifact.model_id.startswith(f"tinker://{r.model_id}")
+        if r.steps == 42 and job.artifact.model_id.startswith(f"tinker://{r.model_id}")
     )
-    assert final.lineage == list(range(1, 25))  # every planned step once, none repeated after a saved state
+    assert final.lineage == list(range(1, 43))  # every planned step once, none repeated after a saved state
     resumed = [e.message for e in client.events(job.id) if e.message.startswith("resumed from")]
     assert resumed, "the last job went on from a saved state"
 
