@@ -60,6 +60,9 @@ def test_sft_through_the_sdk_lowers_the_loss_and_the_model_beats_its_base(emulat
     job = client.follow(client.submit(spec).id, interval=0.2, timeout=300)
     assert job.status is JobStatus.SUCCEEDED, job.error
     losses = [e.data["loss"] for e in client.events(job.id) if e.kind == "metric" and "loss" in e.data]
+    print(
+        f"loss per answer token: first 3 steps {sum(losses[:3]) / 3:.3f}, last 3 {sum(losses[-3:]) / 3:.3f}"
+    )
     assert len(losses) == 24 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 * 0.8, losses
     saved = [e.data["path"] for e in client.events(job.id) if e.data.get("path", "").startswith("tinker://")]
     assert saved and saved[-1].endswith("step-000024-r1")  # the final state, saved
