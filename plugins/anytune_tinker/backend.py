@@ -37,6 +37,7 @@ from anytune.plugin import (
     Snapshot,
     SubmitRequest,
     anytune_home,
+    grader_leaves,
     token_priced,
 )
 from anytune_tinker.prepare import prepare
@@ -69,7 +70,7 @@ class TinkerBackend(Backend):
 
     def capabilities(self) -> Capabilities:
         return Capabilities(
-            methods=frozenset({Method.SFT}),
+            methods=frozenset({Method.SFT, Method.RFT}),
             adapters=frozenset({AdapterType.LORA}),
             data_formats=frozenset({DataFormat.CHAT, DataFormat.INSTRUCTION, DataFormat.COMPLETION}),
             hyperparameters=frozenset({"epochs", "batch_size", "learning_rate", "max_steps", "seed"}),
@@ -104,6 +105,17 @@ class TinkerBackend(Backend):
             problems.append(
                 Problem("error", CREDENTIALS, f"{variable} must start with 'tml-' (the SDK's rule)")
             )
+        if spec.method_type is Method.RFT:
+            problems += [
+                Problem(
+                    "error",
+                    "method.grader",
+                    f"the tinker loop cannot run the model_judge grader {name!r} yet (no judge to call while it "
+                    "trains): use a string_check, text_similarity or python grader",
+                )
+                for name, leaf in grader_leaves(spec.method.grader)
+                if leaf.type == "model_judge"
+            ]
         if spec.adapter.type == "lora" and not 1 <= spec.adapter.r <= 128:
             problems.append(Problem("error", "adapter.r", "Tinker trains LoRA ranks from 1 to 128"))
         return problems

@@ -42,6 +42,7 @@ class TrainingRun:
     # the optimizer steps in this run's weights, by their number in the whole training: those of the state it
     # was restored from, then its own (a step lost in a crash is in no later state's lineage)
     lineage: list[int] = field(default_factory=list)
+    lora: dict[str, Any] = field(default_factory=dict)  # where the adapters are (Tinker's LoraConfig)
 
     def parameters(self) -> list[Any]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -54,18 +55,38 @@ def warm_imports() -> None:
     _ = transformers.AutoModelForCausalLM, transformers.AutoTokenizer, transformers.AutoModel
 
 
-def load_run(model_id: str, base_model: str, path: str | Path, rank: int, seed: int | None) -> TrainingRun:
+ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP = ("gate_proj", "up_proj", "down_proj")
+
+
+def load_run(
+    model_id: str,
+    base_model: str,
+    path: str | Path,
+    rank: int,
+    seed: int | None,
+    lora: dict[str, Any] | None = None,
+) -> TrainingRun:
+    """A LoRA run where Tinker's `LoraConfig` puts adapters: attention, MLP and the unembedding (each on by
+    default, as in the SDK)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed if seed is not None else 0)  # the same run, the same adapter
     base = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", lora_dropout=0.0)
+    lora = lora or {}
+    targets = [
+        *(ATTENTION if lora.get("train_attn", True) else ()),
+        *(MLP if lora.get("train_mlp", True) else ()),
+        *(("lm_head",) if lora.get("train_unembed", True) else ()),
+    ]
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets, lora_dropout=0.0)
     model = get_peft_model(base, config)
     model.train()
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    return TrainingRun(model_id, base_model, rank, model, tokenizer)
+    kept = {k: bool(lora.get(k, True)) for k in ("train_attn", "train_mlp", "train_unembed")}
+    return TrainingRun(model_id, base_model, rank, model, tokenizer, lora=kept)
 
 
 def _tokens_of(datum: dict[str, Any]) -> list[int]:
@@ -152,6 +173,9 @@ def snapshot(run: TrainingRun) -> dict[str, Any]:
         "steps": run.steps,
         "applied": list(run.applied),
         "lineage": list(run.lineage),
+        "base_model": run.base_model,
+        "rank": run.rank,
+        "lora": dict(run.lora),
     }
 
 
@@ -183,29 +207,31 @@ def sample(
     eos = run.tokenizer.eos_token_id
     stops = set(params.get("stop_tokens") or ([] if eos is None else [eos]))
     run.model.eval()
-    out = []
-    with torch.no_grad():
-        for _ in range(num_samples):
-            ids = list(prompt)
-            tokens: list[int] = []
-            logprobs: list[float] = []
-            reason = "length"
-            counters.prefill += len(prompt)
-            for _ in range(max_tokens):
-                logits = run.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
-                probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
-                token = (
-                    int(torch.multinomial(probs, 1, generator=generator))
-                    if temperature > 0
-                    else int(probs.argmax())
+    ids = torch.tensor([list(prompt)] * num_samples)
+    done = [False] * num_samples
+    out: list[tuple[list[int], list[float], str]] = [([], [], "length") for _ in range(num_samples)]
+    counters.prefill += len(prompt) * num_samples
+    with torch.no_grad():  # the samples side by side: one forward pass per token for all of them
+        for _ in range(max_tokens):
+            logits = run.model(input_ids=ids).logits[:, -1].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            if temperature > 0:
+                picked = torch.multinomial(
+                    torch.softmax(logits / temperature, dim=-1), 1, generator=generator
                 )
-                tokens.append(token)
-                logprobs.append(float(torch.log_softmax(logits, dim=-1)[token]))
-                ids.append(token)
+            else:
+                picked = logits.argmax(dim=-1, keepdim=True)
+            ids = torch.cat([ids, picked], dim=1)
+            for i, token in enumerate(picked[:, 0].tolist()):
+                if done[i]:
+                    continue
+                out[i][0].append(int(token))
+                out[i][1].append(float(logprobs[i, token]))
                 counters.sample += 1
                 if token in stops:
-                    reason = "stop"
-                    break
-            out.append((tokens, logprobs, reason))
+                    done[i] = True
+                    out[i] = (out[i][0], out[i][1], "stop")
+            if all(done):
+                break
     run.model.train()
     return out

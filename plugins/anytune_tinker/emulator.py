@@ -189,7 +189,9 @@ class TinkerEmulator(EmulatorBase):
         session = str(body.get("session_id") or "")
         model_id = f"{session}:train:{body.get('model_seq_id', 0)}"
         lora = body.get("lora_config") or {}
-        self.runs[model_id] = em.load_run(model_id, base, folder, int(lora.get("rank", 32)), lora.get("seed"))
+        self.runs[model_id] = em.load_run(
+            model_id, base, folder, int(lora.get("rank", 32)), lora.get("seed"), lora
+        )
         return self._future({"model_id": model_id, "type": "create_model"}, "json", model_id)
 
     def _get_info(self, body: dict[str, Any]) -> Any:
@@ -231,7 +233,7 @@ class TinkerEmulator(EmulatorBase):
         path = f"tinker://{run.model_id}/weights/{name}"
         if path in self.states and not body.get("overwrite"):
             raise TinkerError(409, f"{path} exists (pass overwrite=True)")
-        self.states[path] = {**em.snapshot(run), "base_model": run.base_model, "rank": run.rank}
+        self.states[path] = em.snapshot(run)
         return self._future({"type": "save_weights", "path": path}, "json", run.model_id)
 
     def _load_weights(self, body: dict[str, Any]) -> Any:
@@ -246,7 +248,7 @@ class TinkerEmulator(EmulatorBase):
         else:
             model_id = f"{body.get('session_id')}:train:{body.get('model_seq_id', 0)}"
             base = str(body.get("base_model") or state["base_model"])
-            run = em.load_run(model_id, base, self._folder(base), int(state["rank"]), 0)
+            run = em.load_run(model_id, base, self._folder(base), int(state["rank"]), 0, state["lora"])
             self.runs[model_id] = run
         em.restore(run, state, with_optimizer=bool(body.get("optimizer", False)))
         return self._future(
@@ -257,7 +259,7 @@ class TinkerEmulator(EmulatorBase):
         run = self._run(body.get("model_id"))
         name = body.get("path")
         path = f"tinker://{run.model_id}/sampler_weights/{name or f'ephemeral-{secrets.token_hex(4)}'}"
-        self.states[path] = {**em.snapshot(run), "base_model": run.base_model, "rank": run.rank}
+        self.states[path] = em.snapshot(run)
         if name:
             return self._future({"type": "save_weights_for_sampler", "path": path}, "json", run.model_id)
         session = f"sampling-{secrets.token_hex(6)}"  # no name: a sampling session on these weights, no path
@@ -297,11 +299,16 @@ class TinkerEmulator(EmulatorBase):
         )
 
     def _sampler(self, base: str, path: str | None) -> em.TrainingRun:
-        if base not in self._samplers:
-            self._samplers[base] = em.load_run(f"sampler:{base}", base, self._folder(base), 8, 0)
-            self._samplers[base].pristine = em.snapshot(self._samplers[base])  # type: ignore[attr-defined]
-        sampler = self._samplers[base]
-        em.restore(sampler, self.states[path] if path else sampler.pristine, with_optimizer=False)  # type: ignore[attr-defined]
+        """A model shaped like the weights to sample (its rank, where its adapters are), with them loaded; the
+        base alone is a fresh adapter (LoRA's B starts at zero: the base's own outputs)."""
+        state = self.states[path] if path else None
+        rank, lora = (int(state["rank"]), dict(state["lora"])) if state else (8, {})
+        key = f"{base}|{rank}|{sorted(lora.items())}"
+        if key not in self._samplers:
+            self._samplers[key] = em.load_run(f"sampler:{key}", base, self._folder(base), rank, 0, lora)
+            self._samplers[key].pristine = em.snapshot(self._samplers[key])  # type: ignore[attr-defined]
+        sampler = self._samplers[key]
+        em.restore(sampler, state or sampler.pristine, with_optimizer=False)  # type: ignore[attr-defined]
         return sampler
 
     def _asample(self, body: dict[str, Any]) -> Any:

@@ -162,12 +162,59 @@ class Loop:
                 f"budget_usd {budget:g}; state saved at step {step} (raise the budget and resume)",
             )
 
-    def run(self) -> None:
+    def price_tier(self, tokens: int, tier: str) -> float:
+        return token_cost("tinker", tokens, model=self.spec.model_for("tinker"), tier=tier) or 0.0
+
+    def sft_step(self, trainer: Any, chosen: list[Any], rate: float, step: int) -> dict[str, float]:
         from tinker import types
 
+        tokens = sum(len(t) - 1 for t, _ in chosen)  # the model input sent: all but the last token
+        self.check(trainer, step, self.price(tokens))
+        forward = trainer.forward_backward([_datum(t, w) for t, w in chosen], "cross_entropy")
+        trainer.optim_step(types.AdamParams(learning_rate=rate)).result()
+        weight = sum(sum(w[1:]) for _, w in chosen) or 1.0
+        loss = forward.result().metrics["loss:sum"] / weight
+        return {"loss": loss, "tokens": tokens, "cost": self.price(tokens) or 0.0}
+
+    def rl_step(self, trainer: Any, chosen: list[Any], rate: float, step: int) -> dict[str, float]:
+        """Sample, grade, learn: the step's cost is known once it is sampled, so the budget is checked
+        against the previous step's cost before sampling, and against this one before training."""
+        from tinker import types
+
+        from anytune_tinker.rl import rollouts
+
+        self.check(trainer, step, self.state.get("last_cost"))
+        outcome = rollouts(trainer, self.tokenizer, self.grader, chosen, self.spec.method, step)
+        train = sum(d.model_input.length for d in outcome.datums)
+        cost = (
+            self.price_tier(outcome.prefill, "prefill")
+            + self.price_tier(outcome.sampled, "sample")
+            + self.price_tier(train, "train")
+        )
+        metrics = {
+            "reward": sum(outcome.rewards) / max(1, len(outcome.rewards)),
+            "tokens": train,
+            "cost": cost,
+        }
+        if outcome.datums:
+            forward = trainer.forward_backward(outcome.datums, "importance_sampling")
+            trainer.optim_step(types.AdamParams(learning_rate=rate)).result()
+            metrics["loss"] = forward.result().metrics["loss:sum"] / max(1, len(outcome.datums))
+        self.state["last_cost"] = cost
+        return metrics
+
+    def run(self) -> None:
         trainer = self.start()
-        tokenizer = _tokenizer(self.spec, trainer)
-        examples = _examples(self.train_file, tokenizer)
+        self.tokenizer = _tokenizer(self.spec, trainer)
+        rl = self.spec.method_type.value == "rft"
+        if rl:
+            from anytune.plugin import Grader, as_one
+            from anytune_tinker.rl import prompts
+
+            examples: list[Any] = prompts(self.train_file, self.tokenizer)
+            self.grader = Grader(as_one(self.spec.method.grader))
+        else:
+            examples = _examples(self.train_file, self.tokenizer)
         batch, steps = plan(self.spec, len(examples))
         lr = float(self.spec.hyperparameters.learning_rate or DEFAULT_LR)
         save_every = int(self.spec.options_for("tinker").get("save_every") or DEFAULT_SAVE_EVERY)
@@ -176,24 +223,13 @@ class Loop:
         try:
             for step in range(self.state["step"], steps):
                 chosen = _batch(examples, batch, step, seed)
-                tokens = sum(len(t) - 1 for t, _ in chosen)  # the model input sent: all but the last token
-                cost = self.price(tokens)
-                self.check(trainer, step, cost)
                 rate = lr * (1 - step / steps)
-                forward = trainer.forward_backward([_datum(t, w) for t, w in chosen], "cross_entropy")
-                trainer.optim_step(types.AdamParams(learning_rate=rate)).result()
-                result = forward.result()
-                weight = sum(sum(w[1:]) for _, w in chosen) or 1.0
-                loss = result.metrics["loss:sum"] / weight
-                self.state.update(step=step + 1, cost=self.state["cost"] + (cost or 0.0))
+                done = (self.rl_step if rl else self.sft_step)(trainer, chosen, rate, step)
+                cost, tokens = done.pop("cost"), int(done.pop("tokens"))
+                self.state.update(step=step + 1, cost=self.state["cost"] + cost)
                 self.state["tokens"] += tokens
                 self.jobdir.emit(
-                    kind="metric",
-                    step=step + 1,
-                    total_steps=steps,
-                    loss=loss,
-                    learning_rate=rate,
-                    tokens=tokens,
+                    kind="metric", step=step + 1, total_steps=steps, learning_rate=rate, tokens=tokens, **done
                 )
                 self.jobdir.write_status("running", step=step + 1, total_steps=steps, cost=self.state["cost"])
                 if (step + 1) % save_every == 0 or step + 1 == steps:

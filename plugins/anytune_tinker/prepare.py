@@ -13,6 +13,7 @@ from anytune.plugin import (
     DataFormat,
     DatasetRef,
     JobSpec,
+    Method,
     PreparedData,
     PreparedWriter,
     Problem,
@@ -22,7 +23,16 @@ from anytune.plugin import (
     counter_for_family,
     family_of,
     prepare_splits,
+    rft_example,
 )
+
+
+def rft_line(record: dict[str, Any], fmt: DataFormat) -> dict[str, Any]:
+    """An RFT line: the prompt the policy answers, and the item its grader reads."""
+    prompt, item = rft_example(record, fmt)
+    if not prompt or prompt[-1].get("role") != "user":
+        raise ConversionError("an RFT prompt must end with the user's message")
+    return {"messages": prompt, "item": item}
 
 
 def chat_line(record: dict[str, Any], fmt: DataFormat) -> dict[str, Any]:
@@ -37,21 +47,23 @@ def prepare(provider: str, spec: JobSpec, data: DataBundle) -> PreparedData:
     return prepare_splits(
         provider,
         data,
-        lambda ref, split: _prepare_split(ref, split, counter, render),
+        lambda ref, split: _prepare_split(
+            ref, split, counter, render, rft_line if spec.method_type is Method.RFT else chat_line
+        ),
         counter=counter,
         notes=[f"examples rendered with the {template} chat template to count them; the loop counts exactly"],
     )
 
 
 def _prepare_split(
-    ref: DatasetRef, split: str, counter: Any, render: Any
+    ref: DatasetRef, split: str, counter: Any, render: Any, convert: Any
 ) -> tuple[Any, int, int, list[Problem]]:
     problems: list[Problem] = []
     counts = BatchCounter[int](counter, lambda _lines, _counts: None, special=True)
     with PreparedWriter(cache_dir("tinker", "data"), format="chat") as writer, counts:
         for line, record in RecordValidator(ref.path, format=ref.format, collect_stats=False):
             try:
-                out = chat_line(record, ref.format)
+                out = convert(record, ref.format)
             except ConversionError as exc:
                 problems.append(Problem("error", f"data.{split}", str(exc), file=ref.path, line=line))
                 continue
