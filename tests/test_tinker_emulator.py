@@ -73,14 +73,16 @@ def test_lora_training_through_the_sdk_lowers_the_loss_and_saved_state_restores_
     [run] = emulator.runs.values()
     assert run.steps == 9  # the optimizer (and its step count) kept going
     # a new process resumes from the state, optimizer included, as a resumed loop will
-    resumed = tinker.ServiceClient(
-        base_url=url, api_key=KEY
-    ).create_training_client_from_state_with_optimizer(saved)
+    resumed_service = tinker.ServiceClient(base_url=url, api_key=KEY)
+    resumed = resumed_service.create_training_client_from_state_with_optimizer(saved)
     again = resumed.forward([batch[0]], "cross_entropy").result().metrics["loss:sum"]
     assert again == pytest.approx(at_save, rel=1e-5)
     [fresh] = [r for r in emulator.runs.values() if r is not run]
     assert fresh.steps == 6 and fresh.applied == run.applied[:6]  # the saved steps, none applied again
     assert emulator.counters.train > 0
+    for client in (service, resumed_service):
+        client.close("success").result()
+    assert len(emulator.finished) == 2 and not emulator.sessions  # closed clients end their sessions
 
 
 def test_sampling_from_saved_weights_and_from_the_base(served, tiny):
@@ -104,6 +106,7 @@ def test_sampling_from_saved_weights_and_from_the_base(served, tiny):
     assert all(len(s.logprobs) == len(s.tokens) for s in from_tuned.sequences)
     assert [s.tokens for s in from_tuned.sequences] != [s.tokens for s in from_base.sequences]
     assert emulator.counters.sample >= sum(len(s.tokens) for s in from_tuned.sequences + from_base.sequences)
+    service.close("success").result()
 
 
 def test_the_sdk_surfaces_the_emulators_refusals(served):
@@ -115,3 +118,4 @@ def test_the_sdk_surfaces_the_emulators_refusals(served):
     with pytest.raises(Exception, match="not available"):
         service.create_lora_training_client(base_model="no/such-model", rank=8).get_info()
     assert emulator.runs == {}
+    service.close("success").result()

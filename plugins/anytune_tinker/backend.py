@@ -226,28 +226,28 @@ class TinkerBackend(Backend):
 
         from anytune_tinker.render import answer_text, encode, prompt_text, stop_tokens
 
-        service = tinker.ServiceClient()
-        if model.kind == "base":
-            sampler = service.create_sampling_client(base_model=model.base_model).result()
-        else:
-            sampler = service.create_sampling_client(model_path=model.model_id).result()
-        named = model.metadata.get("tokenizer") or (
-            model.base_model if Path(model.base_model).is_dir() else None
-        )
-        tokenizer = AutoTokenizer.from_pretrained(str(named)) if named else sampler.get_tokenizer()
-        settings = types.SamplingParams(
-            max_tokens=params.max_new_tokens,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            stop=stop_tokens(tokenizer),
-            seed=0,
-        )
-        futures = [
-            sampler.sample(
-                prompt=types.ModelInput.from_ints(encode(tokenizer, prompt_text(tokenizer, messages))),
-                num_samples=1,
-                sampling_params=settings,
+        with tinker.ServiceClient() as service:  # closed after: its session's heartbeats stop
+            if model.kind == "base":
+                sampler = service.create_sampling_client(base_model=model.base_model).result()
+            else:
+                sampler = service.create_sampling_client(model_path=model.model_id).result()
+            named = model.metadata.get("tokenizer") or (
+                model.base_model if Path(model.base_model).is_dir() else None
             )
-            for messages in prompts
-        ]
-        return [answer_text(tokenizer, future.result().sequences[0].tokens) for future in futures]
+            tokenizer = AutoTokenizer.from_pretrained(str(named)) if named else sampler.get_tokenizer()
+            settings = types.SamplingParams(
+                max_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                stop=stop_tokens(tokenizer),
+                seed=0,
+            )
+            futures = [
+                sampler.sample(
+                    prompt=types.ModelInput.from_ints(encode(tokenizer, prompt_text(tokenizer, messages))),
+                    num_samples=1,
+                    sampling_params=settings,
+                )
+                for messages in prompts
+            ]
+            return [answer_text(tokenizer, future.result().sequences[0].tokens) for future in futures]

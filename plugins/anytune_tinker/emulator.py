@@ -64,6 +64,7 @@ class TinkerEmulator(EmulatorBase):
         self.states: dict[str, dict[str, Any]] = {}  # tinker:// path -> saved state
         self.sampling: dict[str, tuple[str, str | None]] = {}  # session id -> (base model, sampler path)
         self.sessions: set[str] = set()
+        self.finished: set[str] = set()  # sessions their client closed
         self.results: dict[str, tuple[int, Any, str]] = {}  # request id -> (try_agains left, body, type)
         self._ids = itertools.count(1)
         self._samplers: dict[str, em.TrainingRun] = {}  # base model -> a run kept for sampling
@@ -78,6 +79,7 @@ class TinkerEmulator(EmulatorBase):
         ]  # fmt: skip
         routes.append(Route("/api/v1/healthz", self._healthz, methods=["GET"]))
         routes.append(Route("/api/v1/samplers/{sampler_id}", self._get_sampler, methods=["GET"]))
+        routes.append(Route("/api/v1/sessions/{session_id}/finish", self._finish_session, methods=["POST"]))
         routes.append(Route("/api/v1/weights_info", self._route("weights_info"), methods=["POST"]))
         super().__init__(api_key=api_key, clock=clock, routes=routes, api_prefix="/api")
 
@@ -151,6 +153,19 @@ class TinkerEmulator(EmulatorBase):
         session = f"session-{secrets.token_hex(6)}"
         self.sessions.add(session)
         return self._json(200, {"type": "create_session", "session_id": session})
+
+    async def _finish_session(self, request: Any) -> Any:
+        """`ServiceClient.close()`: the session ends (its heartbeats stop)."""
+
+        def run() -> Any:
+            session = request.path_params["session_id"]
+            if session not in self.sessions:
+                raise TinkerError(404, f"no session {session}")
+            self.sessions.discard(session)
+            self.finished.add(session)
+            return self._json(200, None)
+
+        return self._handle(run)
 
     def _session_heartbeat(self, body: dict[str, Any]) -> Any:
         return self._json(200, {"type": "session_heartbeat"})

@@ -120,6 +120,7 @@ class Loop:
             "runs": 0,
         }
         self.stopping: str | None = None
+        self.service: Any = None
 
     def price(self, tokens: int) -> float | None:
         return token_cost("tinker", tokens, model=self.spec.model_for("tinker"), tier="train")
@@ -132,7 +133,7 @@ class Loop:
         self.jobdir.emit(f"state saved at step {step}: {path}", kind="log", path=path, step=step)
 
     def start(self) -> Any:
-        service = _service(self.spec)
+        service = self.service = _service(self.spec)
         self.state["runs"] += 1
         carried = self.spec.options_for("tinker").get("resume_from")  # a job resumed from an earlier one
         if carried and not self.state.get("saved"):
@@ -275,6 +276,13 @@ def main(argv: list[str]) -> int:
         jobdir.write_status("failed", error=message)
         return 1
     finally:
+        if loop.service is not None:  # end the session: its heartbeats stop with it
+            try:
+                loop.service.close(
+                    "success" if jobdir.read_status()["state"] == "succeeded" else "errored"
+                ).result(timeout=30)
+            except Exception as exc:
+                jobdir.emit(f"the session did not close cleanly: {exc}", kind="log", level="warning")
         jobdir.emit(f"loop exited after {time.time() - started:.1f} s", kind="log")
     return 0
 
