@@ -20,8 +20,8 @@ re-exports them beside the contract (`anytune.hookspecs`); a plugin imports both
   `grader_leaves`, `linear_weights`, `as_one` (several top-level graders as one), `grader_module` (the
   grader as standard-library Python a provider runs), `rft_example` (a data line as an RFT prompt and the
   item its grader reads)
-- RFT quotes: `hourly_rft_quote` (per training hour, the model-judge calls shown apart), `rft_samples`
-  (answers per prompt)
+- RFT quotes: `hourly_rft_quote` (per training hour, the model-judge calls shown apart), `token_rft_quote`
+  (per token of the sampled work)
 - places and time: `anytune_home`, `cache_dir`, `today`; `JobDir` (the folder a backend and the worker
   process it starts share: request, status, events, result)
 """
@@ -47,7 +47,7 @@ from anytune.cost.quotes import (
     token_priced,
     unavailable,
 )
-from anytune.cost.rft import hourly_rft_quote, rft_samples
+from anytune.cost.rft import hourly_rft_quote, token_rft_quote
 from anytune.cost.throughput import detect_hardware, hardware_for_gpu, record_measurement
 from anytune.data.convert import ConversionError, convert_record
 from anytune.data.counting import BatchCounter
@@ -149,12 +149,12 @@ __all__ = [
     "recurring_cost",
     "retry_call",
     "rft_example",
-    "rft_samples",
     "secret_from_env",
     "today",
     "token_cost",
     "token_f1",
     "token_priced",
+    "token_rft_quote",
     "training_memory",
     "unavailable",
     "upload_once",

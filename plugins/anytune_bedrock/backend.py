@@ -45,9 +45,9 @@ from anytune.plugin import (
     content_text,
     create_once,
     recurring_cost,
-    rft_samples,
     today,
     token_priced,
+    token_rft_quote,
     unavailable,
 )
 from anytune.plugin import load_catalog as load_prices
@@ -273,16 +273,14 @@ class BedrockBackend(Backend):
         epochs = int(self._epochs(spec, model))
         train = prepared.tokens["train"]
         if spec.method_type is Method.RFT:
-            samples, notes = rft_samples(spec, epochs)
-            return token_priced(
+            return token_rft_quote(
                 self.name,
                 spec,
                 model=model.id,
                 count=train,
-                multiplier=epochs * samples,
-                rule=f"RFT: {train.tokens:,} prompt tokens x {epochs} epoch(s) x {samples} answers per prompt",
+                epochs=epochs,
                 params_b=model.params_b,
-                assumptions=[*notes, "the grader's Lambda invocations are billed by AWS Lambda, apart"],
+                assumptions=["the grader's Lambda invocations are billed by AWS Lambda, apart"],
             )
         validation = prepared.tokens.get("validation")
         extra = validation.tokens / max(1, train.tokens) if validation else 0.0

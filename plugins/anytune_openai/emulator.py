@@ -144,6 +144,14 @@ def _page(
     return page
 
 
+def _rft_line_problem(number: int, record: Any) -> str | None:
+    """An RFT line's rule: `messages` ending with the user's turn."""
+    messages = record.get("messages") if isinstance(record, dict) else None
+    if not isinstance(messages, list) or not messages or messages[-1].get("role") != "user":
+        return f"Invalid file format. Line {number}: the last message must be from the user."
+    return None
+
+
 def _tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
@@ -404,10 +412,9 @@ class OpenAIEmulator(EmulatorBase):
         self._event(job, "error", message)
 
     def _examples(self, file_id: str, kind: str) -> tuple[list[dict[str, Any]] | None, str | None]:
-        """Training records of a file, or an OpenAI-style complaint naming the first bad line."""
+        """Training records of a file, or an OpenAI-style complaint naming the first bad line. RFT lines are
+        `messages` ending with the user's turn, the grader's fields beside them."""
         fmt = DataFormat.OPENAI_PREFERENCE if kind == "dpo" else DataFormat.CHAT
-        if kind == "reinforcement":
-            return self._rft_examples(file_id)
         records = []
         for number, line in enumerate(io.BytesIO(self.files[file_id].data), start=1):
             if not line.strip():
@@ -416,16 +423,12 @@ class OpenAIEmulator(EmulatorBase):
                 record = json.loads(line)
             except json.JSONDecodeError:
                 return None, f"Invalid file format. Line {number} is not valid JSON."
-            errors = [p for p in check_record(record, fmt) if p[3] == "error"]
-            if errors:
-                where = f" field '{errors[0][0]}'" if errors[0][0] else ""
-                return None, f"Invalid file format. Line {number},{where}: {errors[0][1]}"
-            text = line.decode("utf-8", "replace")
-            if any(word in text for word in self.blocked_words):
-                return None, (
-                    f"The job failed due to an unsafe training file. Line {number} contains content "
-                    "that violates OpenAI's usage policies."
-                )
+            if kind == "reinforcement":
+                problem = _rft_line_problem(number, record)
+            else:
+                problem = self._line_problem(number, record, fmt, line.decode("utf-8", "replace"))
+            if problem:
+                return None, problem
             records.append(record)
         if len(records) < MIN_EXAMPLES:
             return (
@@ -434,26 +437,17 @@ class OpenAIEmulator(EmulatorBase):
             )
         return records, None
 
-    def _rft_examples(self, file_id: str) -> tuple[list[dict[str, Any]] | None, str | None]:
-        """RFT lines: `messages` ending with the user's turn, the grader's fields beside them."""
-        records = []
-        for number, line in enumerate(io.BytesIO(self.files[file_id].data), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                return None, f"Invalid file format. Line {number} is not valid JSON."
-            messages = record.get("messages") if isinstance(record, dict) else None
-            if not isinstance(messages, list) or not messages or messages[-1].get("role") != "user":
-                return None, f"Invalid file format. Line {number}: the last message must be from the user."
-            records.append(record)
-        if len(records) < MIN_EXAMPLES:
+    def _line_problem(self, number: int, record: Any, fmt: DataFormat, text: str) -> str | None:
+        errors = [p for p in check_record(record, fmt) if p[3] == "error"]
+        if errors:
+            where = f" field '{errors[0][0]}'" if errors[0][0] else ""
+            return f"Invalid file format. Line {number},{where}: {errors[0][1]}"
+        if any(word in text for word in self.blocked_words):
             return (
-                None,
-                f"Training file has {len(records)} example(s), but must have at least {MIN_EXAMPLES} examples",
+                f"The job failed due to an unsafe training file. Line {number} contains content "
+                "that violates OpenAI's usage policies."
             )
-        return records, None
+        return None
 
     def _reward(self, job: EmulatedJob) -> float:
         """The mean score the job's grader gives the emulated policy's answers at this step."""

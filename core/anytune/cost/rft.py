@@ -12,7 +12,7 @@ import math
 
 from anytune.cost.billing import TokenCount
 from anytune.cost.catalog import PriceCatalog, load_catalog
-from anytune.cost.quotes import _availability, _priced, unavailable
+from anytune.cost.quotes import _availability, _priced, token_priced, unavailable
 from anytune.graders.spec import as_one, grader_leaves
 from anytune.hookspecs import Quote
 from anytune.spec import JobSpec
@@ -86,3 +86,27 @@ def hourly_rft_quote(
     if closed:
         return unavailable(provider, closed, model=model)
     return _priced(quote, entry, catalog, hours * entry.price)
+
+
+def token_rft_quote(
+    provider: str,
+    spec: JobSpec,
+    *,
+    model: str,
+    count: TokenCount,
+    epochs: float,
+    params_b: float | None = None,
+    assumptions: list[str] | None = None,
+) -> Quote:
+    """An RFT quote priced per token of the sampled work: the prompts' tokens x epochs x answers per prompt."""
+    samples, notes = rft_samples(spec, epochs)
+    return token_priced(
+        provider,
+        spec,
+        model=model,
+        count=count,
+        multiplier=epochs * samples,
+        rule=f"RFT: {count.tokens:,} prompt tokens x {epochs:g} epoch(s) x {samples} answers per prompt",
+        params_b=params_b,
+        assumptions=[*(assumptions or []), *notes],
+    )

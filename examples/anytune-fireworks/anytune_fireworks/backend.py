@@ -43,10 +43,10 @@ from anytune.plugin import (
     UsageError,
     create_once,
     retry_call,
-    rft_samples,
     secret_from_env,
     token_cost,
     token_priced,
+    token_rft_quote,
     upload_once,
 )
 from anytune_fireworks.catalog import load_catalog
@@ -289,16 +289,14 @@ class FireworksBackend(Backend):
         train = prepared.tokens["train"]
         assumptions = [] if model.params_b else [f"the size of {model.id} is unknown to anytune"]
         if spec.method_type is Method.RFT:
-            samples, notes = rft_samples(spec, epochs)
-            return token_priced(
+            return token_rft_quote(
                 self.name,
                 spec,
                 model=model.id,
                 count=train,
-                multiplier=epochs * samples,
-                rule=f"RFT: {train.tokens:,} prompt tokens x {epochs} epoch(s) x {samples} answers per prompt",
+                epochs=epochs,
                 params_b=model.params_b,
-                assumptions=assumptions + notes,
+                assumptions=assumptions,
             )
         return token_priced(
             self.name,
